@@ -1,0 +1,66 @@
+#include "engine/arena.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace tributary {
+
+size_t TensorTable::Add(const std::string& name, std::vector<int64_t> shape) {
+  TRIB_CHECK(index_.find(name) == index_.end());
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    TRIB_CHECK(d >= 0);
+    numel *= d;
+  }
+  TensorEntry entry;
+  entry.name = name;
+  entry.shape = std::move(shape);
+  entry.offset = total_elems_;
+  entry.numel = numel;
+  total_elems_ += (numel + kArenaAlignElems - 1) / kArenaAlignElems * kArenaAlignElems;
+  index_[name] = entries_.size();
+  entries_.push_back(std::move(entry));
+  return entries_.size() - 1;
+}
+
+const TensorEntry* TensorTable::Find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
+}
+
+int64_t TensorTable::param_count() const {
+  int64_t n = 0;
+  for (const auto& e : entries_) n += e.numel;
+  return n;
+}
+
+void Arena::Free::operator()(float* p) const { std::free(p); }
+
+Arena::Arena(std::shared_ptr<const TensorTable> table) : table_(std::move(table)) {
+  size_t bytes = static_cast<size_t>(table_->total_elems()) * sizeof(float);
+  size_t rounded = (bytes + 63) / 64 * 64;
+  if (rounded == 0) rounded = 64;
+  float* p = static_cast<float*>(std::aligned_alloc(64, rounded));
+  TRIB_CHECK(p != nullptr);
+  std::memset(p, 0, rounded);
+  data_.reset(p);
+}
+
+float* Arena::tensor(const std::string& name) {
+  const TensorEntry* e = table_->Find(name);
+  return e ? data_.get() + e->offset : nullptr;
+}
+
+const float* Arena::tensor(const std::string& name) const {
+  const TensorEntry* e = table_->Find(name);
+  return e ? data_.get() + e->offset : nullptr;
+}
+
+void Arena::Zero() { std::memset(data_.get(), 0, static_cast<size_t>(size()) * sizeof(float)); }
+
+void Arena::CopyFrom(const Arena& other) {
+  TRIB_CHECK(other.size() == size());
+  std::memcpy(data_.get(), other.data(), static_cast<size_t>(size()) * sizeof(float));
+}
+
+}  // namespace tributary

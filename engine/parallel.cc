@@ -43,7 +43,7 @@ class ThreadPool {
     Drain();
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      done_cv_.wait(lock, [&] { return pending_ == 0; });
+      done_cv_.wait(lock, [&] { return pending_ == 0 && active_ == 0; });
       fn_ = nullptr;
     }
     in_job_ = false;
@@ -72,8 +72,9 @@ class ThreadPool {
       std::lock_guard<std::mutex> lock(mutex_);
       fn = fn_;
       total = num_tasks_;
+      if (!fn) return;
+      ++active_;  // Run() waits for this thread to leave before reusing the job slots
     }
-    if (!fn) return;
     int64_t done = 0;
     const bool was_in_job = in_job_;
     in_job_ = true;  // nested parallel calls from inside a task run serially
@@ -84,10 +85,11 @@ class ThreadPool {
       ++done;
     }
     in_job_ = was_in_job;
-    if (done > 0) {
+    {
       std::lock_guard<std::mutex> lock(mutex_);
       pending_ -= done;
-      if (pending_ == 0) done_cv_.notify_all();
+      --active_;
+      if (pending_ == 0 && active_ == 0) done_cv_.notify_all();
     }
   }
 
@@ -113,6 +115,7 @@ class ThreadPool {
   int64_t num_tasks_ = 0;
   std::atomic<int64_t> next_task_{0};
   int64_t pending_ = 0;
+  int active_ = 0;
   uint64_t generation_ = 0;
   bool stop_ = false;
   static thread_local bool in_job_;

@@ -1,0 +1,128 @@
+#include "cli/app.h"
+
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cli/cli_config.h"
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "cli/logging.h"
+
+namespace tributary::cli {
+namespace {
+
+struct GlobalFlags {
+  std::string config_file;
+  std::vector<std::string> sets;
+  std::string log_level;
+  std::string log_format;
+};
+
+// One-line error on stderr, in the same shape for every command.
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "tributary: error: %s\n", message.c_str());
+  return code;
+}
+
+int ExitCodeFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk: return kExitOk;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition: return kExitInvalidArgs;
+    case StatusCode::kUnavailable: return kExitUnavailable;
+    case StatusCode::kPermissionDenied: return kExitConnection;
+    case StatusCode::kTimeout: return kExitTimeout;
+    case StatusCode::kIOError:
+    case StatusCode::kCorruption: return kExitJobFailed;
+    case StatusCode::kInternal: return kExitInternal;
+  }
+  return kExitInternal;
+}
+
+Result<Config> ResolveConfig(const GlobalFlags& flags) {
+  const ConfigSchema& schema = GlobalConfigSchema();
+  Result<Config> loaded =
+      flags.config_file.empty() ? Config::Defaults(schema) : Config::LoadFile(schema, flags.config_file);
+  if (!loaded.ok()) return loaded.status();
+  Config config = std::move(loaded).value();
+  for (const std::string& assignment : flags.sets) TRIB_RETURN_IF_ERROR(config.Set(assignment));
+  // Dedicated flags win over the file and --set.
+  if (!flags.log_level.empty()) TRIB_RETURN_IF_ERROR(config.SetValue("log.level", flags.log_level, "--log-level"));
+  if (!flags.log_format.empty()) TRIB_RETURN_IF_ERROR(config.SetValue("log.format", flags.log_format, "--log-format"));
+  return config;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  try {
+    CLI::App app{"tributary: federated fine-tuning of LLaMA-family models across machines that cannot pool data",
+                 "tributary"};
+    app.require_subcommand(1);
+    app.fallthrough();  // global flags may also follow the subcommand name
+    app.set_help_all_flag("--help-all", "Print help for every subcommand");
+    app.footer(
+        "Exit codes: 0 ok, 1 job failed, 2 connection/auth error, 3 timeout, 4 invalid arguments, 5 internal error,\n"
+        "69 not built yet. Run 'tributary COMMAND --help' for a command's options. Docs: docs/cli.md");
+
+    GlobalFlags flags;
+    app.add_option("--config", flags.config_file, "YAML configuration file (docs/configuration.md)")
+        ->check(CLI::ExistingFile);
+    app.add_option("--set", flags.sets, "Override a configuration key: --set key=value (repeatable)")
+        ->allow_extra_args(false);
+    app.add_option("--log-level", flags.log_level, "trace|debug|info|warn|error|critical|off (default info)");
+    app.add_option("--log-format", flags.log_format, "text|json (default text)");
+
+    CommandRegistry registry;
+    RegisterCommands(app, registry);
+
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+      // CLI11 reports a misspelt command as a missing one; name what was typed instead.
+      if (app.get_subcommands().empty()) {
+        for (const std::string& arg : app.remaining()) {
+          if (!arg.empty() && arg[0] != '-')
+            return Fail(kExitInvalidArgs, "unknown command '" + arg + "' (run 'tributary --help')");
+        }
+      }
+      return Fail(kExitInvalidArgs, std::string(e.what()) + " (run 'tributary --help')");
+    }
+
+    Result<Config> config = ResolveConfig(flags);
+    if (!config.ok()) return Fail(kExitInvalidArgs, config.status().message());
+    Status log_status = SetupLogging(config->GetString("log.level"), config->GetString("log.format"));
+    if (!log_status.ok()) return Fail(kExitInvalidArgs, log_status.message());
+
+    for (CLI::App* sub : app.get_subcommands()) {
+      auto it = registry.handlers.find(sub->get_name());
+      if (it == registry.handlers.end()) return Fail(kExitInternal, "no handler for command '" + sub->get_name() + "'");
+      CommandContext ctx{*config, *sub};
+      Status s = it->second(ctx);
+      if (s.ok()) return kExitOk;
+      if (ctx.exit_code_override >= 0) {
+        std::fprintf(stderr, "tributary %s: %s\n", sub->get_name().c_str(), s.message().c_str());
+        return ctx.exit_code_override;
+      }
+      return Fail(ExitCodeFor(s), sub->get_name() + ": " + s.message());
+    }
+    return Fail(kExitInvalidArgs, "no command given (run 'tributary --help')");
+  } catch (const std::exception& e) {
+    return Fail(kExitInternal, std::string("internal error: ") + e.what());
+  }
+}
+
+}  // namespace tributary::cli

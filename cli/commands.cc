@@ -1,0 +1,16 @@
+#include "cli/commands.h"
+
+namespace tributary::cli {
+
+Status NotBuiltYet(const std::string& what_is_missing) {
+  return Status::Unavailable("not built yet: " + what_is_missing);
+}
+
+void RegisterCommands(CLI::App& app, CommandRegistry& registry) {
+  RegisterDaemonCommands(app, registry);
+  RegisterJobCommands(app, registry);
+  RegisterModelCommands(app, registry);
+  RegisterInfoCommands(app, registry);
+}
+
+}  // namespace tributary::cli

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages tributary needs (only those missing), then configures and
+# builds it in build/. Idempotent: a second run installs nothing and rebuilds only what changed.
+#
+#   scripts/setup.sh            # packages + build
+#   BUILD_DIR=out scripts/setup.sh
+#   CMAKE_ARGS="-DTRIBUTARY_ASAN=ON" scripts/setup.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build pkg-config git
+  # libraries (docs/architecture.md says which library uses which)
+  libzmq3-dev cppzmq-dev libsodium-dev
+  libgloo-dev librocksdb-dev
+  libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libopenblas-dev
+  libprotobuf-dev protobuf-compiler
+  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  libcpp-httplib-dev prometheus-cpp-dev libsystemd-dev
+  # test oracles and benchmark peers (Debian's CPU PyTorch, used by /usr/bin/python3 only)
+  python3 python3-numpy python3-torch
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${#missing[@]} missing package(s): ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#PACKAGES[@]} packages present"
+fi
+
+# The CUDA toolkit is not a Debian package: when nvcc is in /usr/local/cuda the CUDA backend is built
+# (TRIBUTARY_CUDA=AUTO); otherwise the build is CPU-only.
+if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+  # shellcheck disable=SC2086
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja ${CMAKE_ARGS:-}
+fi
+cmake --build "$BUILD_DIR"

@@ -1,0 +1,150 @@
+// The `tributary` binary end to end: help, exit codes, argument and config errors.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/cli/cli_util.h"
+
+namespace tributary::testing {
+namespace {
+
+const std::vector<std::string> kCommands = {"coordinator", "worker", "submit", "jobs",  "status", "wait",
+                                            "logs",        "stop",   "download", "train", "merge",  "keygen",
+                                            "demo",        "version", "init-model", "config"};
+
+int CountLines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+TEST(CliTest, HelpListsEverySubcommand) {
+  ProcessResult r = RunTributary({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const auto& cmd : kCommands) EXPECT_NE(r.out.find("  " + cmd + " "), std::string::npos) << cmd;
+  EXPECT_NE(r.out.find("--log-format"), std::string::npos);
+}
+
+TEST(CliTest, EverySubcommandHasHelp) {
+  for (const auto& cmd : kCommands) {
+    ProcessResult r = RunTributary({cmd, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.err;
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << cmd;
+  }
+}
+
+TEST(CliTest, NoCommandIsAnArgumentError) {
+  ProcessResult r = RunTributary({});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+}
+
+TEST(CliTest, UnknownCommandIsNamed) {
+  ProcessResult r = RunTributary({"sumbit", "job.yaml"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("unknown command 'sumbit'"), std::string::npos) << r.err;
+  EXPECT_EQ(CountLines(r.err), 1);
+}
+
+TEST(CliTest, UnknownFlagAndMissingArgument) {
+  ProcessResult r = RunTributary({"status", "j1", "--colour"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("--colour"), std::string::npos) << r.err;
+  r = RunTributary({"status"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("job"), std::string::npos) << r.err;
+  r = RunTributary({"download", "j1", "--format", "onnx", "-o", "/tmp/x"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("onnx"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, BadLogFlagsAreArgumentErrors) {
+  ProcessResult r = RunTributary({"--log-level", "loud", "version"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("loud"), std::string::npos);
+  r = RunTributary({"--log-format", "xml", "version"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("xml"), std::string::npos);
+}
+
+TEST(CliTest, UnbuiltCommandsExit69NamingWhatIsMissing) {
+  const std::vector<std::vector<std::string>> unbuilt = {
+      {"coordinator"}, {"worker", "--coordinator", "tcp://127.0.0.1:1"}, {"jobs"}, {"status", "j1"},
+      {"wait", "j1"}, {"logs", "j1"}, {"stop", "j1"}, {"download", "j1", "--format", "peft", "-o", "/tmp/x"},
+      {"merge", "a", "b", "-o", "/tmp/x"}, {"demo"}};
+  for (const auto& args : unbuilt) {
+    ProcessResult r = RunTributary(args);
+    EXPECT_EQ(r.exit_code, 69) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("not built yet: "), std::string::npos) << r.err;
+    EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  }
+}
+
+TEST(CliTest, VersionJson) {
+  ProcessResult r = RunTributary({"version", "--format", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["version"], "0.1.0");
+  EXPECT_TRUE(j.contains("cuda"));
+  EXPECT_FALSE(j["openblas_core"].get<std::string>().empty());
+}
+
+TEST(CliTest, ConfigFileAndOverrides) {
+  TempDir dir;
+  const std::string good = dir.Write("good.yaml", "log:\n  level: warn\ncoordinator:\n  heartbeat_misses: 4\n");
+  ProcessResult r = RunTributary({"--config", good, "--set", "coordinator.heartbeat_misses=7", "config"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("log.level: \"warn\"  # " + good + ":2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("coordinator.heartbeat_misses: 7  # --set"), std::string::npos) << r.out;
+  // A dedicated flag beats the file.
+  r = RunTributary({"--config", good, "--log-level", "error", "config"});
+  EXPECT_NE(r.out.find("log.level: \"error\"  # --log-level"), std::string::npos) << r.out;
+}
+
+TEST(CliTest, ConfigErrorsNameFileLineAndKey) {
+  TempDir dir;
+  const std::string unknown = dir.Write("unknown.yaml", "log:\n  level: info\nworker:\n  cores: 3\n");
+  ProcessResult r = RunTributary({"--config", unknown, "config"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find(unknown + ":4: unknown key 'worker.cores'"), std::string::npos) << r.err;
+
+  const std::string badtype = dir.Write("badtype.yaml", "coordinator:\n  insecure: perhaps\n");
+  r = RunTributary({"--config", badtype, "config"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find(badtype + ":2: key 'coordinator.insecure': expected true or false, got 'perhaps'"),
+            std::string::npos)
+      << r.err;
+
+  r = RunTributary({"--set", "worker.threads=lots", "config"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("worker.threads"), std::string::npos) << r.err;
+
+  r = RunTributary({"--config", dir.path() + "/missing.yaml", "config"});
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_NE(r.err.find("missing.yaml"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, WorkerPrintsCapabilities) {
+  ProcessResult r = RunTributary({"--set", "worker.nics=[ib0:infiniband:200000]", "worker", "--print-capabilities"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["memory_bytes"].get<int64_t>(), 0);
+  ASSERT_EQ(j["nics"].size(), 1u);
+  EXPECT_EQ(j["nics"][0]["kind"], "infiniband");
+}
+
+}  // namespace
+}  // namespace tributary::testing
+
+namespace tributary::testing {
+namespace {
+
+TEST(CliTest, ShippedExampleConfigsAreValid) {
+  for (const char* file : {"examples/coordinator.yaml", "examples/worker.yaml"}) {
+    ProcessResult r = RunTributary({"--config", file, "config"});
+    EXPECT_EQ(r.exit_code, 0) << file << ": " << r.err;
+    EXPECT_NE(r.out.find(std::string("# ") + file), std::string::npos) << r.out;
+  }
+}
+
+}  // namespace
+}  // namespace tributary::testing

@@ -1,0 +1,30 @@
+// Runs the real `tributary` binary as a child process and captures its output and exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tributary::testing {
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs TRIBUTARY_BINARY with `args` (no shell), stdin from /dev/null.
+ProcessResult RunTributary(const std::vector<std::string>& args);
+
+// A fresh temporary directory, removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& text) const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace tributary::testing

@@ -1,0 +1,188 @@
+#include "worker/capabilities.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace tributary {
+namespace fs = std::filesystem;
+namespace {
+
+// First line of a small sysfs/procfs file; empty when absent or unreadable (e.g. speed of a down link
+// reads as EINVAL).
+std::string ReadFirstLine(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (in) std::getline(in, line);
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+
+int64_t ParseLeadingInt(const std::string& s, bool* ok) {
+  std::istringstream in(s);
+  int64_t v = 0;
+  *ok = static_cast<bool>(in >> v);
+  return *ok ? v : 0;
+}
+
+// "100 Gb/sec (4X EDR)" -> 100000 Mbit/s.
+int64_t ParseRdmaRateMbps(const std::string& rate) {
+  std::istringstream in(rate);
+  double value = 0;
+  std::string unit;
+  if (!(in >> value >> unit)) return 0;
+  if (unit.rfind("Gb", 0) == 0) return static_cast<int64_t>(value * 1000.0 + 0.5);
+  if (unit.rfind("Mb", 0) == 0) return static_cast<int64_t>(value + 0.5);
+  return 0;
+}
+
+Result<int64_t> ReadMemTotal(const std::string& procfs_root) {
+  const fs::path path = fs::path(procfs_root) / "meminfo";
+  std::ifstream in(path);
+  if (!in) return Status::IOError(path.string() + ": cannot be read");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemTotal:") return kib * 1024;
+  }
+  return Status::Corruption(path.string() + ": no MemTotal line");
+}
+
+}  // namespace
+
+const char* NicKindName(NicKind kind) {
+  switch (kind) {
+    case NicKind::kEthernet: return "ethernet";
+    case NicKind::kRoce: return "roce";
+    case NicKind::kInfiniband: return "infiniband";
+    case NicKind::kOther: return "other";
+  }
+  return "other";
+}
+
+Result<NicKind> ParseNicKind(const std::string& name) {
+  if (name == "ethernet") return NicKind::kEthernet;
+  if (name == "roce") return NicKind::kRoce;
+  if (name == "infiniband") return NicKind::kInfiniband;
+  if (name == "other") return NicKind::kOther;
+  return Status::InvalidArgument("NIC kind '" + name + "': expected ethernet|roce|infiniband|other");
+}
+
+Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
+  WorkerCapabilities caps;
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) == 0) caps.hostname = host;
+  caps.cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  TRIB_ASSIGN_OR_RETURN(caps.memory_bytes, ReadMemTotal(options.procfs_root));
+
+  // RDMA ports first: they decide which netdevs are RoCE.
+  std::map<std::string, NicKind> netdev_kind;
+  const fs::path ib_root = fs::path(options.sysfs_root) / "class" / "infiniband";
+  std::error_code ec;
+  if (fs::is_directory(ib_root, ec)) {
+    std::vector<fs::path> devices;
+    for (const auto& dev : fs::directory_iterator(ib_root, ec)) devices.push_back(dev.path());
+    std::sort(devices.begin(), devices.end());
+    for (const fs::path& dev : devices) {
+      // Netdevs bound to this RDMA device (present for RoCE and IPoIB).
+      std::vector<std::string> netdevs;
+      for (const auto& nd : fs::directory_iterator(dev / "device" / "net", ec)) netdevs.push_back(nd.path().filename());
+      std::vector<fs::path> ports;
+      for (const auto& port : fs::directory_iterator(dev / "ports", ec)) ports.push_back(port.path());
+      std::sort(ports.begin(), ports.end());
+      for (const fs::path& port : ports) {
+        NicInfo nic;
+        nic.name = dev.filename().string() + "/" + port.filename().string();
+        const std::string layer = ReadFirstLine(port / "link_layer");
+        nic.kind = layer == "InfiniBand" ? NicKind::kInfiniband : layer == "Ethernet" ? NicKind::kRoce : NicKind::kOther;
+        nic.speed_mbps = ParseRdmaRateMbps(ReadFirstLine(port / "rate"));
+        nic.up = ReadFirstLine(port / "state").find("ACTIVE") != std::string::npos;
+        for (const std::string& nd : netdevs) netdev_kind[nd] = nic.kind;
+        caps.nics.push_back(nic);
+      }
+    }
+  }
+
+  const fs::path net_root = fs::path(options.sysfs_root) / "class" / "net";
+  if (fs::is_directory(net_root, ec)) {
+    std::vector<fs::path> ifaces;
+    for (const auto& entry : fs::directory_iterator(net_root, ec)) ifaces.push_back(entry.path());
+    std::sort(ifaces.begin(), ifaces.end());
+    for (const fs::path& iface : ifaces) {
+      const std::string name = iface.filename().string();
+      bool ok = false;
+      const int64_t type = ParseLeadingInt(ReadFirstLine(iface / "type"), &ok);
+      if (name == "lo" || (ok && type == 772)) continue;  // ARPHRD_LOOPBACK
+      auto rdma = netdev_kind.find(name);
+      if (rdma != netdev_kind.end() && rdma->second == NicKind::kInfiniband) continue;  // IPoIB: the port is listed
+      NicInfo nic;
+      nic.name = name;
+      nic.kind = rdma != netdev_kind.end() ? rdma->second : (ok && type == 1 ? NicKind::kEthernet : NicKind::kOther);
+      const int64_t speed = ParseLeadingInt(ReadFirstLine(iface / "speed"), &ok);
+      nic.speed_mbps = ok && speed > 0 ? speed : 0;  // virtual NICs report -1 or nothing
+      nic.up = ReadFirstLine(iface / "operstate") == "up";
+      caps.nics.push_back(nic);
+    }
+  }
+
+  if (options.query_gpus) caps.gpus = QueryAccelerators().gpus;
+  return caps;
+}
+
+Status ApplyNicOverrides(const std::vector<std::string>& overrides, WorkerCapabilities* caps) {
+  if (overrides.empty()) return Status::OK();
+  std::vector<NicInfo> nics;
+  for (const std::string& spec : overrides) {
+    const size_t a = spec.find(':');
+    const size_t b = a == std::string::npos ? a : spec.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos || a == 0)
+      return Status::InvalidArgument("NIC override '" + spec + "': expected NAME:KIND:MBPS");
+    NicInfo nic;
+    nic.name = spec.substr(0, a);
+    Result<NicKind> kind = ParseNicKind(spec.substr(a + 1, b - a - 1));
+    if (!kind.ok()) return kind.status().WithContext("NIC override '" + spec + "'");
+    nic.kind = *kind;
+    bool ok = false;
+    nic.speed_mbps = ParseLeadingInt(spec.substr(b + 1), &ok);
+    if (!ok || nic.speed_mbps <= 0 || std::to_string(nic.speed_mbps) != spec.substr(b + 1))
+      return Status::InvalidArgument("NIC override '" + spec + "': MBPS must be a positive integer");
+    nic.up = true;
+    nics.push_back(nic);
+  }
+  caps->nics = std::move(nics);
+  return Status::OK();
+}
+
+std::string CapabilitiesToJson(const WorkerCapabilities& caps) {
+  nlohmann::json j;
+  j["hostname"] = caps.hostname;
+  j["cores"] = caps.cores;
+  j["memory_bytes"] = caps.memory_bytes;
+  j["gpus"] = nlohmann::json::array();
+  for (const GpuInfo& g : caps.gpus) {
+    j["gpus"].push_back({{"index", g.index},
+                         {"name", g.name},
+                         {"memory_bytes", g.total_memory_bytes},
+                         {"compute_capability", std::to_string(g.compute_capability_major) + "." +
+                                                    std::to_string(g.compute_capability_minor)}});
+  }
+  j["nics"] = nlohmann::json::array();
+  for (const NicInfo& n : caps.nics) {
+    j["nics"].push_back({{"name", n.name}, {"kind", NicKindName(n.kind)}, {"speed_mbps", n.speed_mbps}, {"up", n.up}});
+  }
+  j["datasets"] = nlohmann::json::array();
+  for (const DatasetInfo& d : caps.datasets) {
+    j["datasets"].push_back({{"name", d.name}, {"path", d.path}, {"samples", d.samples}});
+  }
+  return j.dump(2);
+}
+
+}  // namespace tributary

@@ -1,0 +1,501 @@
+// CheckpointStore: open/recovery, schema version, jobs, updates, rounds, workers, backups.
+// Snapshots are in snapshot.cc; key layout and value encoding in records.cc.
+#include "checkpoint/store.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/write_batch.h>
+
+#include "checkpoint/records.h"
+
+namespace tributary::checkpoint {
+
+using internal::FromRocksStatus;
+
+const char* JobStateName(JobState state) {
+  switch (state) {
+    case JobState::kPending: return "PENDING";
+    case JobState::kRunning: return "RUNNING";
+    case JobState::kCompleted: return "FINISHED:COMPLETED";
+    case JobState::kFailed: return "FINISHED:FAILED";
+    case JobState::kStopped: return "FINISHED:STOPPED";
+  }
+  return "UNKNOWN";
+}
+
+bool IsFinished(JobState state) {
+  return state == JobState::kCompleted || state == JobState::kFailed || state == JobState::kStopped;
+}
+
+namespace {
+
+// Column family names, in CheckpointStore::Cf order.
+constexpr const char* kCfNames[] = {"jobs", "rounds", "updates", "snapshots", "workers", "meta"};
+
+bool StartsWith(const rocksdb::Slice& key, std::string_view prefix) {
+  return key.size() >= prefix.size() && std::string_view(key.data(), prefix.size()) == prefix;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Open / close
+
+Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string& path, const StoreOptions& options) {
+  const std::string what = "checkpoint store '" + path + "'";
+  if (options.snapshot_chunk_bytes == 0 || options.snapshot_chunk_bytes % sizeof(float) != 0 ||
+      options.snapshot_chunk_bytes > (1ull << 30)) {
+    return Status::InvalidArgument(what + ": snapshot_chunk_bytes " + std::to_string(options.snapshot_chunk_bytes) +
+                                   " must be a positive multiple of 4 and at most 1 GiB");
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.paranoid_checks = true;
+  // Replay the WAL up to the first damaged record: synced writes are all before it.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+
+  std::error_code ec;
+  const bool fresh = !std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec);
+  if (fresh && !options.create_if_missing) return Status::NotFound(what + ": no store exists there");
+
+  std::vector<std::string> cf_names;
+  if (!fresh) {
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, path, &cf_names);
+    if (!s.ok()) return FromRocksStatus(s, what + ": listing column families");
+  }
+  // Open every family that exists (RocksDB requires it) plus the ones this schema needs.
+  auto add_name = [&cf_names](const std::string& name) {
+    for (const auto& n : cf_names) {
+      if (n == name) return;
+    }
+    cf_names.push_back(name);
+  };
+  add_name(rocksdb::kDefaultColumnFamilyName);
+  for (const char* name : kCfNames) add_name(name);
+
+  rocksdb::ColumnFamilyOptions plain_options;
+  rocksdb::ColumnFamilyOptions snapshot_options;
+  snapshot_options.enable_blob_files = true;
+  snapshot_options.min_blob_size = options.snapshot_min_blob_size;
+  snapshot_options.blob_compression_type =
+      options.snapshot_blob_lz4 ? rocksdb::kLZ4Compression : rocksdb::kNoCompression;
+  snapshot_options.enable_blob_garbage_collection = true;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : cf_names) {
+    descriptors.emplace_back(name, name == kCfNames[kSnapshots] ? snapshot_options : plain_options);
+  }
+
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore());
+  store->path_ = path;
+  store->options_ = options;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &handles, &store->db_);
+  if (!s.ok()) return FromRocksStatus(s, what + ": open");
+
+  store->handles_.assign(kNumCfs, nullptr);
+  for (size_t i = 0; i < handles.size(); ++i) {
+    bool known = false;
+    for (int cf = 0; cf < kNumCfs; ++cf) {
+      if (cf_names[i] == kCfNames[cf]) {
+        store->handles_[cf] = handles[i];
+        known = true;
+      }
+    }
+    if (!known) store->extra_handles_.push_back(handles[i]);
+  }
+  TRIB_RETURN_IF_ERROR(store->CheckOrWriteSchemaVersion(fresh));
+  return store;
+}
+
+CheckpointStore::~CheckpointStore() {
+  if (db_ == nullptr) return;
+  for (auto* h : handles_) {
+    if (h != nullptr) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+  for (auto* h : extra_handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  db_->Close().PermitUncheckedError();  // every acknowledged write is already in the synced WAL
+  delete db_;
+}
+
+Status CheckpointStore::CheckOrWriteSchemaVersion(bool fresh) {
+  const std::string what = "checkpoint store '" + path_ + "': meta schema_version";
+  std::string value;
+  Status st = ReadValue(kMeta, internal::kSchemaVersionKey, what, &value);
+  if (st.ok()) {
+    uint32_t version = 0;
+    TRIB_RETURN_IF_ERROR(internal::DecodeSchemaVersion(value, what, &version));
+    if (version != kSchemaVersion) {
+      return Status::FailedPrecondition(what + ": the store has schema version " + std::to_string(version) +
+                                        ", this build reads version " + std::to_string(kSchemaVersion) +
+                                        (version > kSchemaVersion ? " (written by a newer tributary)" : ""));
+    }
+    return Status::OK();
+  }
+  if (!st.IsNotFound()) return st;
+  // No version yet: a new store, or one that crashed between creation and this write. Anything
+  // else without a version is not ours to interpret.
+  if (!fresh) {
+    for (int cf = 0; cf < kNumCfs; ++cf) {
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[cf]));
+      it->SeekToFirst();
+      TRIB_RETURN_IF_ERROR(FromRocksStatus(it->status(), what));
+      if (it->Valid()) {
+        return Status::FailedPrecondition(what + ": missing although column family '" + kCfNames[cf] +
+                                          "' holds data; not a tributary store or a damaged one");
+      }
+    }
+  }
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(batch.Put(handles_[kMeta], std::string(internal::kSchemaVersionKey),
+                                                 internal::EncodeSchemaVersion(kSchemaVersion)),
+                                       what));
+  return Write(&batch, what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+Status CheckpointStore::ReadValue(Cf cf, std::string_view key, std::string_view what, std::string* value) {
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size()), value);
+  if (s.IsNotFound()) return Status::NotFound(std::string(what) + ": not found");
+  return FromRocksStatus(s, what);
+}
+
+Status CheckpointStore::Write(rocksdb::WriteBatch* batch, std::string_view what) {
+  rocksdb::WriteOptions write_options;
+  write_options.sync = options_.sync_writes;
+  write_options.disableWAL = false;
+  return FromRocksStatus(db_->Write(write_options, batch), what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+Result<JobRecord> CheckpointStore::ReadJob(std::string_view job_id) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
+  const std::string what = internal::JobWhat(job_id);
+  std::string value;
+  TRIB_RETURN_IF_ERROR(ReadValue(kJobs, internal::JobKey(job_id), what, &value));
+  JobRecord job;
+  TRIB_RETURN_IF_ERROR(internal::DecodeJob(value, what, &job));
+  if (job.job_id != job_id) return Status::Corruption(what + ": record names job '" + job.job_id + "'");
+  return job;
+}
+
+Result<JobRecord> CheckpointStore::GetJob(std::string_view job_id) {
+  return ReadJob(job_id);
+}
+
+Status CheckpointStore::PutJob(const JobRecord& job) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(job.job_id, "job id"));
+  const std::string what = internal::JobWhat(job.job_id);
+  if (!job.submit_token.empty()) TRIB_RETURN_IF_ERROR(internal::ValidateId(job.submit_token, what + ": submit token"));
+  if (job.current_round != 0) {
+    return Status::InvalidArgument(what + ": a new job must have current_round 0, got " +
+                                   std::to_string(job.current_round));
+  }
+  std::lock_guard<std::mutex> lock(write_mu_);
+  std::string value;
+  Status st = ReadValue(kJobs, internal::JobKey(job.job_id), what, &value);
+  if (st.ok()) return Status::AlreadyExists(what + ": already exists");
+  if (!st.IsNotFound()) return st;
+
+  rocksdb::WriteBatch batch;
+  if (!job.submit_token.empty()) {
+    const std::string token_key = internal::TokenKey(job.submit_token);
+    st = ReadValue(kMeta, token_key, what + ": submit token index", &value);
+    if (st.ok()) {
+      std::string owner;
+      TRIB_RETURN_IF_ERROR(internal::DecodeTokenIndex(value, what + ": submit token index", &owner));
+      return Status::AlreadyExists(what + ": submit token already used by job '" + owner + "'");
+    }
+    if (!st.IsNotFound()) return st;
+    TRIB_RETURN_IF_ERROR(
+        FromRocksStatus(batch.Put(handles_[kMeta], token_key, internal::EncodeTokenIndex(job.job_id)), what));
+  }
+  TRIB_RETURN_IF_ERROR(
+      FromRocksStatus(batch.Put(handles_[kJobs], internal::JobKey(job.job_id), internal::EncodeJob(job)), what));
+  return Write(&batch, what);
+}
+
+Result<std::vector<JobRecord>> CheckpointStore::ListJobs() {
+  std::vector<JobRecord> jobs;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kJobs]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string what = internal::JobWhat(it->key().ToStringView());
+    JobRecord job;
+    TRIB_RETURN_IF_ERROR(internal::DecodeJob(it->value().ToStringView(), what, &job));
+    jobs.push_back(std::move(job));
+  }
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(it->status(), "checkpoint jobs: listing"));
+  return jobs;
+}
+
+Result<JobRecord> CheckpointStore::FindJobBySubmitToken(std::string_view submit_token) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(submit_token, "submit token"));
+  const std::string what = "checkpoint meta: submit token index";
+  std::string value;
+  Status st = ReadValue(kMeta, internal::TokenKey(submit_token), what, &value);
+  if (st.IsNotFound()) return Status::NotFound("checkpoint jobs: no job was submitted with this submit token");
+  TRIB_RETURN_IF_ERROR(st);
+  std::string job_id;
+  TRIB_RETURN_IF_ERROR(internal::DecodeTokenIndex(value, what, &job_id));
+  Result<JobRecord> job = ReadJob(job_id);
+  if (job.status().IsNotFound()) {
+    return Status::Corruption(what + ": names job '" + job_id + "', which does not exist");
+  }
+  return job;
+}
+
+Status CheckpointStore::UpdateJobState(std::string_view job_id, JobState state, std::string_view failure_reason,
+                                       int64_t updated_unix_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  TRIB_ASSIGN_OR_RETURN(JobRecord job, ReadJob(job_id));
+  const std::string what = internal::JobWhat(job_id);
+  if (IsFinished(job.state)) {
+    if (job.state == state && job.failure_reason == failure_reason) return Status::OK();  // a retry
+    return Status::FailedPrecondition(what + ": is " + JobStateName(job.state) + ", cannot change to " +
+                                      JobStateName(state));
+  }
+  job.state = state;
+  job.failure_reason = std::string(failure_reason);
+  job.updated_unix_ms = updated_unix_ms;
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(
+      FromRocksStatus(batch.Put(handles_[kJobs], internal::JobKey(job_id), internal::EncodeJob(job)), what));
+  return Write(&batch, what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Updates
+
+Result<WriteOutcome> CheckpointStore::AcceptUpdate(const UpdateRecord& update) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(update.job_id, "update: job id"));
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(update.worker_id, "update: worker id"));
+  const std::string what = internal::UpdateWhat(update.job_id, update.round, update.worker_id);
+  const std::string key = internal::UpdateKey(update.job_id, update.round, update.worker_id);
+  std::lock_guard<std::mutex> lock(write_mu_);
+  std::string value;
+  Status st = ReadValue(kUpdates, key, what, &value);
+  if (st.ok()) {
+    UpdateRecord stored;
+    TRIB_RETURN_IF_ERROR(internal::DecodeUpdate(value, what, &stored));  // report a damaged original
+    return WriteOutcome::kAlreadyPresent;
+  }
+  if (!st.IsNotFound()) return st;
+
+  TRIB_ASSIGN_OR_RETURN(JobRecord job, ReadJob(update.job_id));
+  if (IsFinished(job.state)) return Status::FailedPrecondition(what + ": job is " + JobStateName(job.state));
+  if (update.round <= job.current_round) {
+    return Status::FailedPrecondition(what + ": round is already committed (job's current round is " +
+                                      std::to_string(job.current_round) + ")");
+  }
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(batch.Put(handles_[kUpdates], key, internal::EncodeUpdate(update)), what));
+  TRIB_RETURN_IF_ERROR(Write(&batch, what));
+  return WriteOutcome::kWritten;
+}
+
+Result<std::vector<UpdateRecord>> CheckpointStore::ListUpdates(std::string_view job_id, uint32_t round) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
+  const std::string prefix = internal::UpdatePrefix(job_id, round);
+  std::vector<UpdateRecord> updates;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kUpdates]));
+  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
+    std::string_view worker_id = it->key().ToStringView().substr(prefix.size());
+    const std::string what = internal::UpdateWhat(job_id, round, worker_id);
+    UpdateRecord update;
+    TRIB_RETURN_IF_ERROR(internal::DecodeUpdate(it->value().ToStringView(), what, &update));
+    if (update.job_id != job_id || update.round != round || update.worker_id != worker_id) {
+      return Status::Corruption(what + ": record names job '" + update.job_id + "' round " +
+                                std::to_string(update.round) + " worker '" + update.worker_id + "'");
+    }
+    updates.push_back(std::move(update));
+  }
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(it->status(), internal::JobWhat(job_id) + ": listing updates"));
+  return updates;
+}
+
+Status CheckpointStore::PruneUpdates(std::string_view job_id, uint32_t before_round) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
+  const std::string what = internal::JobWhat(job_id) + ": pruning updates before round " + std::to_string(before_round);
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(batch.DeleteRange(handles_[kUpdates], internal::UpdatePrefix(job_id, 0),
+                                                         internal::UpdatePrefix(job_id, before_round)),
+                                       what));
+  return Write(&batch, what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounds
+
+Result<WriteOutcome> CheckpointStore::CommitRound(const RoundRecord& round, const JobRecord& job) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(round.job_id, "round: job id"));
+  const std::string what = internal::RoundWhat(round.job_id, round.round);
+  if (job.job_id != round.job_id) {
+    return Status::InvalidArgument(what + ": job record is for job '" + job.job_id + "'");
+  }
+  if (round.round == 0) return Status::InvalidArgument(what + ": rounds are numbered from 1");
+  for (const auto& p : round.participants) {
+    TRIB_RETURN_IF_ERROR(internal::ValidateId(p.worker_id, what + ": participant worker id"));
+  }
+  const std::string key = internal::RoundKey(round.job_id, round.round);
+  const std::string encoded = internal::EncodeRound(round);
+
+  std::lock_guard<std::mutex> lock(write_mu_);
+  std::string value;
+  Status st = ReadValue(kRounds, key, what, &value);
+  if (st.ok()) {
+    RoundRecord stored;
+    TRIB_RETURN_IF_ERROR(internal::DecodeRound(value, what, &stored));
+    RoundRecord a = stored;
+    RoundRecord b = round;
+    a.committed_unix_ms = 0;
+    b.committed_unix_ms = 0;
+    if (internal::EncodeRound(a) == internal::EncodeRound(b)) return WriteOutcome::kAlreadyPresent;
+    return Status::AlreadyExists(what + ": already committed with different contents (stored weights hash " +
+                                 std::to_string(stored.weights_hash) + ", new " + std::to_string(round.weights_hash) +
+                                 ")");
+  }
+  if (!st.IsNotFound()) return st;
+
+  TRIB_ASSIGN_OR_RETURN(JobRecord stored_job, ReadJob(round.job_id));
+  if (IsFinished(stored_job.state)) {
+    return Status::FailedPrecondition(what + ": job is " + JobStateName(stored_job.state));
+  }
+  if (round.round != stored_job.current_round + 1) {
+    return Status::FailedPrecondition(what + ": out of order, the next round to commit is " +
+                                      std::to_string(stored_job.current_round + 1));
+  }
+  stored_job.state = job.state;
+  stored_job.failure_reason = job.failure_reason;
+  stored_job.updated_unix_ms = job.updated_unix_ms;
+  stored_job.current_round = round.round;
+
+  // One batch: after a crash the round and the job's current round are both there or both absent.
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(batch.Put(handles_[kRounds], key, encoded), what));
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(
+      batch.Put(handles_[kJobs], internal::JobKey(round.job_id), internal::EncodeJob(stored_job)), what));
+  TRIB_RETURN_IF_ERROR(Write(&batch, what));
+  return WriteOutcome::kWritten;
+}
+
+Result<RoundRecord> CheckpointStore::GetRound(std::string_view job_id, uint32_t round) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
+  const std::string what = internal::RoundWhat(job_id, round);
+  std::string value;
+  TRIB_RETURN_IF_ERROR(ReadValue(kRounds, internal::RoundKey(job_id, round), what, &value));
+  RoundRecord record;
+  TRIB_RETURN_IF_ERROR(internal::DecodeRound(value, what, &record));
+  if (record.job_id != job_id || record.round != round) {
+    return Status::Corruption(what + ": record names job '" + record.job_id + "' round " +
+                              std::to_string(record.round));
+  }
+  return record;
+}
+
+Result<std::vector<RoundRecord>> CheckpointStore::ListRounds(std::string_view job_id, uint32_t from_round,
+                                                             uint32_t to_round) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
+  const std::string prefix = internal::RoundPrefix(job_id);
+  std::vector<RoundRecord> rounds;
+  if (from_round > to_round) return rounds;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kRounds]));
+  for (it->Seek(internal::RoundKey(job_id, from_round)); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    if (key.size() != prefix.size() + 4) {
+      return Status::Corruption(internal::JobWhat(job_id) + ": malformed round key of " + std::to_string(key.size()) +
+                                " bytes");
+    }
+    uint32_t r = internal::ReadBigEndian32(key, prefix.size());
+    if (r > to_round) break;
+    const std::string what = internal::RoundWhat(job_id, r);
+    RoundRecord record;
+    TRIB_RETURN_IF_ERROR(internal::DecodeRound(it->value().ToStringView(), what, &record));
+    if (record.job_id != job_id || record.round != r) {
+      return Status::Corruption(what + ": record names job '" + record.job_id + "' round " +
+                                std::to_string(record.round));
+    }
+    rounds.push_back(std::move(record));
+  }
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(it->status(), internal::JobWhat(job_id) + ": listing rounds"));
+  return rounds;
+}
+
+Result<uint32_t> CheckpointStore::LastCommittedRound(std::string_view job_id) {
+  TRIB_ASSIGN_OR_RETURN(JobRecord job, ReadJob(job_id));
+  const std::string prefix = internal::RoundPrefix(job_id);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kRounds]));
+  it->SeekForPrev(internal::RoundKey(job_id, UINT32_MAX));
+  uint32_t last = 0;
+  if (it->Valid() && StartsWith(it->key(), prefix) && it->key().size() == prefix.size() + 4) {
+    last = internal::ReadBigEndian32(it->key().ToStringView(), prefix.size());
+  }
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(it->status(), internal::JobWhat(job_id) + ": finding the last round"));
+  // Both are written in one batch by CommitRound; a difference means the store was damaged.
+  if (last != job.current_round) {
+    return Status::Corruption(internal::JobWhat(job_id) + ": current round " + std::to_string(job.current_round) +
+                              " but the last stored round is " + std::to_string(last));
+  }
+  return last;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+
+Status CheckpointStore::PutWorker(const WorkerRecord& worker) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(worker.worker_id, "worker id"));
+  const std::string what = internal::WorkerWhat(worker.worker_id);
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(
+      batch.Put(handles_[kWorkers], internal::WorkerKey(worker.worker_id), internal::EncodeWorker(worker)), what));
+  return Write(&batch, what);
+}
+
+Result<WorkerRecord> CheckpointStore::GetWorker(std::string_view worker_id) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(worker_id, "worker id"));
+  const std::string what = internal::WorkerWhat(worker_id);
+  std::string value;
+  TRIB_RETURN_IF_ERROR(ReadValue(kWorkers, internal::WorkerKey(worker_id), what, &value));
+  WorkerRecord worker;
+  TRIB_RETURN_IF_ERROR(internal::DecodeWorker(value, what, &worker));
+  if (worker.worker_id != worker_id)
+    return Status::Corruption(what + ": record names worker '" + worker.worker_id + "'");
+  return worker;
+}
+
+Result<std::vector<WorkerRecord>> CheckpointStore::ListWorkers() {
+  std::vector<WorkerRecord> workers;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kWorkers]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const std::string what = internal::WorkerWhat(it->key().ToStringView());
+    WorkerRecord worker;
+    TRIB_RETURN_IF_ERROR(internal::DecodeWorker(it->value().ToStringView(), what, &worker));
+    workers.push_back(std::move(worker));
+  }
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(it->status(), "checkpoint workers: listing"));
+  return workers;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backups
+
+Status CheckpointStore::CreateCheckpoint(const std::string& dir) {
+  const std::string what = "checkpoint store '" + path_ + "': backup to '" + dir + "'";
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return Status::AlreadyExists(what + ": the directory already exists");
+  rocksdb::Checkpoint* raw = nullptr;
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(rocksdb::Checkpoint::Create(db_, &raw), what));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  return FromRocksStatus(checkpoint->CreateCheckpoint(dir), what);
+}
+
+}  // namespace tributary::checkpoint

@@ -1,0 +1,252 @@
+// CheckpointStore: the coordinator's durable log in RocksDB (jobs, accepted updates, committed rounds,
+// model snapshots, workers).
+//
+// The coordinator writes every accepted client update and every committed round here BEFORE it
+// broadcasts anything, so a kill -9 at any moment loses nothing that a peer could have seen; the
+// model of any round is rebuilt from the latest snapshot at or before it plus the logged rounds after
+// it (ferret-spec 1, step 2 and 4; the aggregate payloads are KBs per round).
+//
+// Recovery semantics (what a caller may rely on after a crash of the process or the machine):
+//  * Every write that returned OK is durable: it went through the write-ahead log with
+//    WriteOptions.sync = true (StoreOptions::sync_writes, on by default), and reopening the store
+//    replays the log. A write that did not return (the process died inside it) is either fully present
+//    or fully absent.
+//  * A round is committed atomically: the round record and the job's new current round are one
+//    WriteBatch, so after reopening either both are there or neither is. Rounds of a job are
+//    contiguous (1, 2, ..., LastCommittedRound) and JobRecord::current_round equals the last one.
+//  * A snapshot becomes visible only when its manifest is written (synced WAL), after all of its
+//    chunks were flushed to blob files (the chunks skip the WAL so the model is not written three
+//    times); a crash in the middle leaves at most unreferenced chunks that LoadSnapshot never reads
+//    and the next PutSnapshot of that round replaces.
+//  * Every stored value carries a format version and a CRC32C; a value that fails it is reported
+//    as a Corruption status naming the record ("checkpoint rounds: job 'j1' round 7: checksum
+//    mismatch"), never returned as data.
+//  * The store refuses to open a database written with a different (newer or unknown) schema
+//    version instead of guessing.
+//
+// Thread safety: all methods may be called from several threads; writes that check before they
+// write (PutJob, AcceptUpdate, CommitRound, UpdateJobState, PutSnapshot's checks and manifest) are
+// serialised inside the store; snapshot chunks are written without blocking the others. One process at a time:
+// RocksDB's lock file makes a second Open fail with an IOError.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/arena.h"
+#include "engine/status.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace tributary::checkpoint {
+
+// Version of the key layout and value encodings; stored in the `meta` column family.
+inline constexpr uint32_t kSchemaVersion = 1;
+
+enum class JobState : uint8_t {
+  kPending = 0,
+  kRunning = 1,
+  kCompleted = 2,  // FINISHED:COMPLETED
+  kFailed = 3,     // FINISHED:FAILED
+  kStopped = 4,    // FINISHED:STOPPED
+};
+// "PENDING", "RUNNING", "FINISHED:COMPLETED", "FINISHED:FAILED", "FINISHED:STOPPED".
+const char* JobStateName(JobState state);
+// True for the three FINISHED states (terminal: no further state change or round commit).
+bool IsFinished(JobState state);
+
+// Identifiers (job ids, worker ids, submit tokens) are non-empty byte strings of at most
+// kMaxIdBytes without NUL bytes. Rounds are numbered from 1; round 0 means "before any round"
+// (the initial model) and is only valid for snapshots.
+inline constexpr size_t kMaxIdBytes = 256;
+
+struct JobRecord {
+  std::string job_id;
+  std::string spec_yaml;     // the job spec as submitted
+  std::string submit_token;  // client-chosen idempotency token; empty = none (unique when set)
+  JobState state = JobState::kPending;
+  int64_t created_unix_ms = 0;
+  int64_t updated_unix_ms = 0;
+  uint32_t current_round = 0;  // last committed round; 0 = none yet (maintained by CommitRound)
+  std::string failure_reason;  // set with kFailed / kStopped
+};
+
+// One accepted client update of a round (logged before the round is aggregated).
+struct UpdateRecord {
+  std::string job_id;
+  uint32_t round = 0;
+  std::string worker_id;
+  uint64_t num_samples = 0;
+  double train_loss = 0.0;
+  std::string payload;  // opaque bytes (ferret-spec 8 uplink payload)
+  int64_t received_unix_ms = 0;
+};
+
+struct RoundParticipant {
+  std::string worker_id;
+  double weight = 0.0;  // aggregation weight
+};
+
+struct RoundMetrics {
+  double heldout_loss = 0.0;  // NaN when not evaluated this round
+  uint64_t bytes_up = 0;
+  uint64_t bytes_down = 0;
+};
+
+// One committed round: everything a replica needs to apply it (the aggregate) and to check itself.
+struct RoundRecord {
+  std::string job_id;
+  uint32_t round = 0;
+  uint64_t job_seed = 0;
+  std::string seed_mode;  // e.g. "per_round", "fixed_pool"
+  std::vector<RoundParticipant> participants;
+  std::string aggregate;  // opaque bytes (ferret-spec 8 downlink payload)
+  RoundMetrics metrics;
+  uint64_t weights_hash = 0;  // hash of the model arena after applying this round (ferret-spec 11)
+  int64_t committed_unix_ms = 0;
+};
+
+// A snapshot's manifest (the model bytes themselves are stored in chunks and read by LoadSnapshot).
+struct SnapshotRecord {
+  std::string job_id;
+  uint32_t round = 0;                // model state after committing this round (0 = initial model)
+  int64_t total_elems = 0;           // arena length in floats, padding included
+  uint64_t chunk_bytes = 0;          // size of every chunk but the last
+  std::vector<uint32_t> chunk_crcs;  // CRC32C of each chunk's bytes; its size is the chunk count
+  std::vector<TensorEntry> tensors;  // the arena's tensor table (names, shapes, offsets)
+  uint64_t weights_hash = 0;         // caller's hash of the arena (ferret-spec 11)
+  int64_t created_unix_ms = 0;
+};
+
+struct WorkerRecord {
+  std::string worker_id;
+  std::string public_key;    // opaque bytes
+  std::string capabilities;  // opaque bytes
+  int64_t last_seen_unix_ms = 0;
+};
+
+struct StoreOptions {
+  bool create_if_missing = true;
+  // WriteOptions.sync on every write (the durability guarantee above). Turn off only for throwaway
+  // stores (benchmarks); a crash may then lose acknowledged writes.
+  bool sync_writes = true;
+  // Snapshots are split into chunks of this many bytes so no single value is huge.
+  uint64_t snapshot_chunk_bytes = 8ull << 20;
+  // Integrated BlobDB for the snapshots column family: values of at least this size go to blob files.
+  uint64_t snapshot_min_blob_size = 64ull << 10;
+  bool snapshot_blob_lz4 = false;  // LZ4 for blob files (fp32 weights barely compress; off by default)
+};
+
+// What a write that may be a retry did.
+enum class WriteOutcome {
+  kWritten,         // newly stored
+  kAlreadyPresent,  // an identical (or, for updates, any) record was already stored: nothing changed
+};
+
+class CheckpointStore {
+ public:
+  // Opens (and with create_if_missing creates) the store at `path`, with the column families jobs,
+  // rounds, updates, snapshots, workers, meta. A store written with another schema version is
+  // refused (FailedPrecondition naming both versions).
+  static Result<std::unique_ptr<CheckpointStore>> Open(const std::string& path, const StoreOptions& options = {});
+  ~CheckpointStore();
+  CheckpointStore(const CheckpointStore&) = delete;
+  CheckpointStore& operator=(const CheckpointStore&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  // ---- jobs ----
+  // Creates a job. AlreadyExists when the id exists or the submit token belongs to another job.
+  // current_round must be 0.
+  Status PutJob(const JobRecord& job);
+  Result<JobRecord> GetJob(std::string_view job_id);
+  // All jobs in job id order.
+  Result<std::vector<JobRecord>> ListJobs();
+  // NotFound when no job has this token.
+  Result<JobRecord> FindJobBySubmitToken(std::string_view submit_token);
+  // Changes state, failure reason and updated time. FailedPrecondition when the job is finished.
+  Status UpdateJobState(std::string_view job_id, JobState state, std::string_view failure_reason,
+                        int64_t updated_unix_ms);
+
+  // ---- updates ----
+  // Logs one client update. The job must exist and the round must not be committed yet. A second
+  // update for the same (job, round, worker) is never stored: kAlreadyPresent, the first one wins.
+  Result<WriteOutcome> AcceptUpdate(const UpdateRecord& update);
+  // The round's updates in worker id order.
+  Result<std::vector<UpdateRecord>> ListUpdates(std::string_view job_id, uint32_t round);
+  // Deletes the logged updates of rounds < before_round (they are kept by default: every accepted
+  // update stays in the log until pruned).
+  Status PruneUpdates(std::string_view job_id, uint32_t before_round);
+
+  // ---- rounds ----
+  // Commits round.round, which must be the job's current_round + 1, in one synced WriteBatch with the
+  // job's new state: state, failure reason and updated time are taken from `job` (so the last round
+  // may finish the job), current_round becomes round.round; id, spec, token and created time stay.
+  // Committing an already committed round again is kAlreadyPresent when the records are identical
+  // (ignoring committed_unix_ms, so a retry with a new clock reading is fine), AlreadyExists if not.
+  Result<WriteOutcome> CommitRound(const RoundRecord& round, const JobRecord& job);
+  Result<RoundRecord> GetRound(std::string_view job_id, uint32_t round);
+  // Committed rounds from..to (inclusive) in round order, for replay catch-up.
+  Result<std::vector<RoundRecord>> ListRounds(std::string_view job_id, uint32_t from_round, uint32_t to_round);
+  // 0 when no round is committed; NotFound when the job does not exist.
+  Result<uint32_t> LastCommittedRound(std::string_view job_id);
+
+  // ---- snapshots ----
+  // Stores the model after `round` (0 = initial model; at most the job's current round).
+  // `num_elems` must equal table.total_elems(). Snapshots are immutable: AlreadyExists if present
+  // or being written by another thread.
+  Status PutSnapshot(std::string_view job_id, uint32_t round, const float* data, int64_t num_elems,
+                     const TensorTable& table, uint64_t weights_hash, int64_t created_unix_ms = 0);
+  Result<SnapshotRecord> GetSnapshotInfo(std::string_view job_id, uint32_t round);
+  // Loads the snapshot into `arena`. An arena without a table gets one built from the manifest;
+  // otherwise its layout must match the snapshot's (InvalidArgument naming the first difference).
+  // Chunk checksums are verified: Corruption names the chunk.
+  Status LoadSnapshot(std::string_view job_id, uint32_t round, Arena* arena);
+  // The snapshot with the largest round <= `round`; NotFound when none.
+  Result<SnapshotRecord> LatestSnapshotAtOrBefore(std::string_view job_id, uint32_t round);
+
+  // ---- workers ----
+  // Inserts or replaces the worker.
+  Status PutWorker(const WorkerRecord& worker);
+  Result<WorkerRecord> GetWorker(std::string_view worker_id);
+  // All workers in worker id order.
+  Result<std::vector<WorkerRecord>> ListWorkers();
+
+  // ---- backup ----
+  // A consistent, openable copy of the store in `dir` (RocksDB Checkpoint: hard links where possible).
+  // `dir` must not exist.
+  Status CreateCheckpoint(const std::string& dir);
+
+ private:
+  // Column family indices into handles_.
+  enum Cf : int { kJobs = 0, kRounds, kUpdates, kSnapshots, kWorkers, kMeta, kNumCfs };
+
+  CheckpointStore() = default;
+  Status CheckOrWriteSchemaVersion(bool fresh);
+  // Reads one value; NotFound when absent (message names `what`).
+  Status ReadValue(Cf cf, std::string_view key, std::string_view what, std::string* value);
+  // Writes a batch with the store's sync setting.
+  Status Write(rocksdb::WriteBatch* batch, std::string_view what);
+  Result<JobRecord> ReadJob(std::string_view job_id);
+
+  std::string path_;
+  StoreOptions options_;
+  rocksdb::DB* db_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by Cf
+  std::vector<rocksdb::ColumnFamilyHandle*> extra_handles_;  // default and any unknown families
+  std::mutex write_mu_;                                      // serialises check-then-write sequences
+  // Manifest keys of snapshots whose chunks are being written (guarded by write_mu_, which is not
+  // held while the chunks go out, so a large snapshot does not stall updates and commits).
+  std::set<std::string> snapshots_in_progress_;
+};
+
+}  // namespace tributary::checkpoint

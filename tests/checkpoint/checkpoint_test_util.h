@@ -1,0 +1,46 @@
+// Helpers shared by the checkpoint tests: a fresh temp directory per test, sample records, and raw
+// RocksDB access for damaging stored values the way a disk or a foreign writer would.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include <rocksdb/db.h>
+
+#include "checkpoint/store.h"
+
+namespace tributary::checkpoint::testutil {
+
+// mkdtemp under /tmp; removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // A path inside the directory (not created).
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Opens the store at `path` directly with RocksDB (every column family) and calls `fn` with the DB and
+// the handles by family name. Fails the current test on errors. The store must be closed.
+void WithRawDb(const std::string& path,
+               const std::function<void(rocksdb::DB*, std::map<std::string, rocksdb::ColumnFamilyHandle*>&)>& fn);
+
+// Every key/value of one column family, in iteration order.
+std::map<std::string, std::string> RawDump(const std::string& path, const std::string& cf_name);
+
+JobRecord SampleJob(const std::string& job_id, const std::string& token = "");
+UpdateRecord SampleUpdate(const std::string& job_id, uint32_t round, const std::string& worker_id);
+// A round whose contents (aggregate bytes, hash, participants) are a function of (job_id, round).
+RoundRecord SampleRound(const std::string& job_id, uint32_t round);
+// The job record to pass to CommitRound for `round` (state RUNNING).
+JobRecord CommitJob(const std::string& job_id, uint32_t round);
+
+}  // namespace tributary::checkpoint::testutil

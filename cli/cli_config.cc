@@ -36,7 +36,8 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Choice("log.format", "text", "log line format", {"text", "json"}));
 
     s->Add(Key("coordinator.listen", T::kString, "tcp://0.0.0.0:7400", "ZeroMQ endpoint for workers and clients"));
-    s->Add(Key("coordinator.http_listen", T::kString, "127.0.0.1:7401", "host:port for /healthz, /readyz, /metrics, /api"));
+    s->Add(Key("coordinator.http_listen", T::kString, "127.0.0.1:7401",
+               "host:port for /healthz, /readyz, /metrics, /api"));
     s->Add(Key("coordinator.data_dir", T::kString, "/var/lib/tributary", "RocksDB checkpoint store directory"));
     s->Add(Key("coordinator.secret_key", T::kString, "''", "CURVE secret key file of the coordinator"));
     s->Add(Key("coordinator.allowed_keys", T::kString, "''", "file of admitted worker and client public keys"));
@@ -53,7 +54,7 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Key("worker.insecure", T::kBool, "false", "disable CURVE (local experiments only)"));
     s->Add(Ranged("worker.threads", T::kInt, "0", "compute threads (0 = all cores)", 0, 4096));
     s->Add(Key("worker.nics", T::kStringList, "[]",
-            "NIC override as NAME:KIND:MBPS (KIND = ethernet|roce|infiniband); empty = detect from /sys"));
+               "NIC override as NAME:KIND:MBPS (KIND = ethernet|roce|infiniband); empty = detect from /sys"));
 
     s->Add(Key("client.coordinator", T::kString, "''", "coordinator endpoint for CLI commands"));
     s->Add(Key("client.secret_key", T::kString, "''", "CURVE secret key file of this CLI user"));

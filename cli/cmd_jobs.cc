@@ -65,7 +65,9 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
   download->add_option("-o,--output", f->output_dir, "Output directory")->required();
 
   for (const char* name : {"submit", "jobs", "status", "wait", "logs", "stop", "download"}) {
-    registry.handlers[name] = [f](CommandContext&) -> Status { return NotBuiltYet(kNeedsCoordinator); };  // f owns the option storage
+    registry.handlers[name] = [f](CommandContext&) -> Status {
+      return NotBuiltYet(kNeedsCoordinator);
+    };  // f owns the option storage
   }
 }
 

@@ -1,18 +1,15 @@
-// Model commands: train (centralized baseline), init-model, merge, keygen, demo.
+// Model and setup commands: merge, keygen, demo.
+#include <cstdio>
 #include <memory>
 
 #include "cli/commands.h"
+#include "transport/security.h"
 
 namespace tributary::cli {
 namespace {
 
 struct ModelFlags {
-  std::string model_dir;
-  std::string data_file;
   std::string output_dir;
-  std::string config_file;
-  int64_t steps = 0;
-  double lr = 0;
   std::vector<std::string> inputs;
   bool force = false;
 };
@@ -22,23 +19,6 @@ struct ModelFlags {
 void RegisterModelCommands(CLI::App& app, CommandRegistry& registry) {
   // Handlers capture f: it owns the storage CLI11 writes the options into.
   auto f = std::make_shared<ModelFlags>();
-
-  CLI::App* train = app.add_subcommand("train", "Fine-tune a model on one machine (the centralized baseline)");
-  train->add_option("--model", f->model_dir, "HF model directory")->required();
-  train->add_option("--data", f->data_file, "JSONL instruction set or plain text")->required();
-  train->add_option("--steps", f->steps, "Optimizer steps")->check(CLI::PositiveNumber);
-  train->add_option("--lr", f->lr, "Peak learning rate")->check(CLI::PositiveNumber);
-  train->add_option("-o,--output", f->output_dir, "Output model directory")->required();
-  registry.handlers["train"] = [f](CommandContext&) -> Status {
-    return NotBuiltYet("centralized training (the CPU engine's training loop)");
-  };
-
-  CLI::App* init = app.add_subcommand("init-model", "Create a randomly initialised model directory");
-  init->add_option("--config", f->config_file, "Model hyper-parameters (YAML)")->required();
-  init->add_option("-o,--output", f->output_dir, "Output model directory")->required();
-  registry.handlers["init-model"] = [f](CommandContext&) -> Status {
-    return NotBuiltYet("model directory writing (HF safetensors + config.json)");
-  };
 
   CLI::App* merge = app.add_subcommand("merge", "Merge a LoRA adapter or average models into one HF model directory");
   merge->add_option("inputs", f->inputs, "Base model directory followed by adapters or models")->required();
@@ -51,7 +31,12 @@ void RegisterModelCommands(CLI::App& app, CommandRegistry& registry) {
   keygen->add_option("-o,--output", f->output_dir, "Key file prefix")->required();
   keygen->add_flag("--force", f->force, "Overwrite existing key files");
   registry.handlers["keygen"] = [f](CommandContext&) -> Status {
-    return NotBuiltYet("CURVE key generation (transport security)");
+    std::string public_key;
+    TRIB_RETURN_IF_ERROR(transport::WriteKeyPairFiles(f->output_dir, f->force, &public_key));
+    std::printf("wrote %s.key (secret, mode 0600) and %s.pub\n", f->output_dir.c_str(), f->output_dir.c_str());
+    std::printf("public key: %s\n", public_key.c_str());
+    std::printf("admit it by appending %s.pub to the coordinator's allowed_keys file\n", f->output_dir.c_str());
+    return Status::OK();
   };
 
   app.add_subcommand("demo", "Run a local federated fine-tune: a coordinator and 4 workers on loopback");

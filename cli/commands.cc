@@ -9,6 +9,7 @@ Status NotBuiltYet(const std::string& what_is_missing) {
 void RegisterCommands(CLI::App& app, CommandRegistry& registry) {
   RegisterDaemonCommands(app, registry);
   RegisterJobCommands(app, registry);
+  RegisterTrainCommands(app, registry);
   RegisterModelCommands(app, registry);
   RegisterInfoCommands(app, registry);
 }

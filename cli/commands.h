@@ -30,8 +30,9 @@ void RegisterCommands(CLI::App& app, CommandRegistry& registry);
 // Per-area registration (one file each).
 void RegisterInfoCommands(CLI::App& app, CommandRegistry& registry);    // version, config
 void RegisterDaemonCommands(CLI::App& app, CommandRegistry& registry);  // coordinator, worker
-void RegisterJobCommands(CLI::App& app, CommandRegistry& registry);     // submit, jobs, status, wait, logs, stop, download
-void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);   // train, init-model, merge, keygen, demo
+void RegisterJobCommands(CLI::App& app, CommandRegistry& registry);  // submit, jobs, status, wait, logs, stop, download
+void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);  // train, init-model
+void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);  // merge, keygen, demo
 
 // The failure for a command or mode that is not built yet: exit 69 with what is missing.
 Status NotBuiltYet(const std::string& what_is_missing);

@@ -5,11 +5,11 @@
 namespace tributary::cli {
 
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitJobFailed = 1;       // the job (or server-side operation) failed
-inline constexpr int kExitConnection = 2;      // connection, authentication or authorization failure
-inline constexpr int kExitTimeout = 3;         // `wait --timeout` expired
-inline constexpr int kExitInvalidArgs = 4;     // bad arguments, config, spec or input file
-inline constexpr int kExitInternal = 5;        // a bug in tributary; never retry blindly
-inline constexpr int kExitUnavailable = 69;    // EX_UNAVAILABLE: the command or mode is not built yet
+inline constexpr int kExitJobFailed = 1;     // the job (or server-side operation) failed
+inline constexpr int kExitConnection = 2;    // connection, authentication or authorization failure
+inline constexpr int kExitTimeout = 3;       // `wait --timeout` expired
+inline constexpr int kExitInvalidArgs = 4;   // bad arguments, config, spec or input file
+inline constexpr int kExitInternal = 5;      // a bug in tributary; never retry blindly
+inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: the command or mode is not built yet
 
 }  // namespace tributary::cli

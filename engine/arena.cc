@@ -34,7 +34,9 @@ int64_t TensorTable::param_count() const {
   return n;
 }
 
-void Arena::Free::operator()(float* p) const { std::free(p); }
+void Arena::Free::operator()(float* p) const {
+  std::free(p);
+}
 
 Arena::Arena(std::shared_ptr<const TensorTable> table) : table_(std::move(table)) {
   size_t bytes = static_cast<size_t>(table_->total_elems()) * sizeof(float);
@@ -56,7 +58,9 @@ const float* Arena::tensor(const std::string& name) const {
   return e ? data_.get() + e->offset : nullptr;
 }
 
-void Arena::Zero() { std::memset(data_.get(), 0, static_cast<size_t>(size()) * sizeof(float)); }
+void Arena::Zero() {
+  std::memset(data_.get(), 0, static_cast<size_t>(size()) * sizeof(float));
+}
 
 void Arena::CopyFrom(const Arena& other) {
   TRIB_CHECK(other.size() == size());

@@ -107,8 +107,7 @@ Status ConvertNode(const ConfigKeySpec& spec, const YAML::Node& node, const std:
         return wrong("'" + text + "'");
       }
       return Status::OK();
-    case ConfigType::kStringList:
-      break;
+    case ConfigType::kStringList: break;
   }
   return Status::Internal("unhandled config type");
 }
@@ -216,8 +215,7 @@ Status Config::Overlay(const std::string& yaml, const std::string& source) {
     for (auto it = item.node.begin(); it != item.node.end(); ++it) {
       const YAML::Node key_node = it->first;
       const YAML::Node value = it->second;
-      if (!key_node.IsScalar())
-        return Status::InvalidArgument(Where(source, key_node) + ": keys must be plain names");
+      if (!key_node.IsScalar()) return Status::InvalidArgument(Where(source, key_node) + ": keys must be plain names");
       const std::string key = item.prefix.empty() ? key_node.Scalar() : item.prefix + "." + key_node.Scalar();
       if (const ConfigKeySpec* spec = schema_->Find(key)) {
         ConfigValue converted;
@@ -225,7 +223,8 @@ Status Config::Overlay(const std::string& yaml, const std::string& source) {
         values_[key] = Entry{std::move(converted), Where(source, key_node)};
       } else if (schema_->IsSection(key)) {
         if (!value.IsMap())
-          return Status::InvalidArgument(Where(source, key_node) + ": key '" + key + "' is a section and needs a mapping");
+          return Status::InvalidArgument(Where(source, key_node) + ": key '" + key +
+                                         "' is a section and needs a mapping");
         stack.push_back({key, value});
       } else {
         return Status::InvalidArgument(Where(source, key_node) + ": unknown key '" + key + "'");
@@ -258,7 +257,9 @@ Status Config::SetValue(const std::string& key, const std::string& value_text, c
   return Status::OK();
 }
 
-bool Config::Has(const std::string& key) const { return values_.count(key) != 0; }
+bool Config::Has(const std::string& key) const {
+  return values_.count(key) != 0;
+}
 
 std::string Config::Origin(const std::string& key) const {
   auto it = values_.find(key);
@@ -282,9 +283,15 @@ const Config::Entry& Config::Get(const std::string& key, ConfigType type) const 
 const std::string& Config::GetString(const std::string& key) const {
   return std::get<std::string>(Get(key, ConfigType::kString).value);
 }
-int64_t Config::GetInt(const std::string& key) const { return std::get<int64_t>(Get(key, ConfigType::kInt).value); }
-double Config::GetFloat(const std::string& key) const { return std::get<double>(Get(key, ConfigType::kFloat).value); }
-bool Config::GetBool(const std::string& key) const { return std::get<bool>(Get(key, ConfigType::kBool).value); }
+int64_t Config::GetInt(const std::string& key) const {
+  return std::get<int64_t>(Get(key, ConfigType::kInt).value);
+}
+double Config::GetFloat(const std::string& key) const {
+  return std::get<double>(Get(key, ConfigType::kFloat).value);
+}
+bool Config::GetBool(const std::string& key) const {
+  return std::get<bool>(Get(key, ConfigType::kBool).value);
+}
 const std::vector<std::string>& Config::GetStringList(const std::string& key) const {
   return std::get<std::vector<std::string>>(Get(key, ConfigType::kStringList).value);
 }

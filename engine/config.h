@@ -21,12 +21,12 @@ enum class ConfigType { kString, kInt, kFloat, kBool, kStringList };
 const char* ConfigTypeName(ConfigType type);  // "a string", "an integer", ...
 
 struct ConfigKeySpec {
-  std::string key;            // dotted path, e.g. "coordinator.listen"
+  std::string key;  // dotted path, e.g. "coordinator.listen"
   ConfigType type = ConfigType::kString;
-  std::string default_yaml;   // default as YAML text ("" = no default; the key is then unset)
+  std::string default_yaml;  // default as YAML text ("" = no default; the key is then unset)
   std::string help;
   std::vector<std::string> choices;  // allowed values for kString, empty = any
-  double min = -1e300;        // inclusive bounds for kInt/kFloat
+  double min = -1e300;               // inclusive bounds for kInt/kFloat
   double max = 1e300;
 };
 

@@ -123,7 +123,9 @@ class ThreadPool {
 
 thread_local bool ThreadPool::in_job_ = false;
 
-int DefaultThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int DefaultThreads() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 std::mutex g_pool_mutex;
 ThreadPool* g_pool = nullptr;
@@ -136,11 +138,17 @@ ThreadPool& Pool() {
 
 }  // namespace
 
-int NumThreads() { return Pool().size(); }
+int NumThreads() {
+  return Pool().size();
+}
 
-void SetNumThreads(int n) { Pool().Resize(n > 0 ? n : DefaultThreads()); }
+void SetNumThreads(int n) {
+  Pool().Resize(n > 0 ? n : DefaultThreads());
+}
 
-void ParallelTasks(int64_t num_tasks, const std::function<void(int64_t)>& fn) { Pool().Run(num_tasks, fn); }
+void ParallelTasks(int64_t num_tasks, const std::function<void(int64_t)>& fn) {
+  Pool().Run(num_tasks, fn);
+}
 
 void ParallelFor(int64_t begin, int64_t end, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
   const int64_t n = end - begin;

@@ -19,8 +19,7 @@ void SetNumThreads(int n);
 // Calls fn(chunk_begin, chunk_end) on disjoint chunks covering [begin, end), in parallel, and
 // waits for all of them. Chunks are at least `min_chunk` long (small ranges run inline).
 // Not re-entrant: a nested call runs serially on the calling thread.
-void ParallelFor(int64_t begin, int64_t end, int64_t min_chunk,
-                 const std::function<void(int64_t, int64_t)>& fn);
+void ParallelFor(int64_t begin, int64_t end, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
 
 // Calls fn(task) for task in [0, num_tasks) spread over the pool; waits for all.
 void ParallelTasks(int64_t num_tasks, const std::function<void(int64_t)>& fn);

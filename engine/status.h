@@ -21,13 +21,13 @@ enum class StatusCode : int {
   kInvalidArgument = 1,  // bad input from a user or peer: CLI flag, config, spec, model file, message
   kNotFound = 2,
   kAlreadyExists = 3,
-  kIOError = 4,          // file system or socket failure
-  kCorruption = 5,       // stored or received data fails a checksum or structural check
-  kUnavailable = 6,      // a capability that is not built (exit 69) or a peer that is not reachable
+  kIOError = 4,      // file system or socket failure
+  kCorruption = 5,   // stored or received data fails a checksum or structural check
+  kUnavailable = 6,  // a capability that is not built (exit 69) or a peer that is not reachable
   kTimeout = 7,
-  kPermissionDenied = 8, // authentication / authorization
+  kPermissionDenied = 8,  // authentication / authorization
   kFailedPrecondition = 9,
-  kInternal = 10,        // a bug
+  kInternal = 10,  // a bug
 };
 
 // Human-readable name of a code ("InvalidArgument").
@@ -77,16 +77,25 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (status_.ok()) status_ = Status::Internal("Result constructed from an OK status without a value");
   }
 
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
-  T& value() & { CheckOk(); return *value_; }
-  const T& value() const& { CheckOk(); return *value_; }
-  T&& value() && { CheckOk(); return std::move(*value_); }
+  T& value() & {
+    CheckOk();
+    return *value_;
+  }
+  const T& value() const& {
+    CheckOk();
+    return *value_;
+  }
+  T&& value() && {
+    CheckOk();
+    return std::move(*value_);
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
@@ -107,10 +116,10 @@ class [[nodiscard]] Result {
 }  // namespace tributary
 
 // Return early from the enclosing function when a Status is not OK.
-#define TRIB_RETURN_IF_ERROR(expr)                      \
-  do {                                                  \
-    ::tributary::Status _trib_status = (expr);          \
-    if (!_trib_status.ok()) return _trib_status;        \
+#define TRIB_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::tributary::Status _trib_status = (expr);   \
+    if (!_trib_status.ok()) return _trib_status; \
   } while (0)
 
 #define TRIB_CONCAT_INNER(a, b) a##b
@@ -124,10 +133,10 @@ class [[nodiscard]] Result {
   lhs = std::move(tmp).value()
 
 // Invariant check for programmer errors: prints file:line and aborts (never for user input).
-#define TRIB_CHECK(cond)                                                                       \
-  do {                                                                                         \
-    if (!(cond)) {                                                                             \
+#define TRIB_CHECK(cond)                                                                         \
+  do {                                                                                           \
+    if (!(cond)) {                                                                               \
       std::fprintf(stderr, "tributary: check failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                            \
-    }                                                                                          \
+      std::abort();                                                                              \
+    }                                                                                            \
   } while (0)

@@ -12,7 +12,7 @@ BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 
 PACKAGES=(
   # toolchain
-  g++ cmake ninja-build pkg-config git
+  g++ cmake ninja-build pkg-config git clang-format clang-tidy
   # libraries (docs/architecture.md says which library uses which)
   libzmq3-dev cppzmq-dev libsodium-dev
   libgloo-dev librocksdb-dev

@@ -102,7 +102,9 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
         NicInfo nic;
         nic.name = dev.filename().string() + "/" + port.filename().string();
         const std::string layer = ReadFirstLine(port / "link_layer");
-        nic.kind = layer == "InfiniBand" ? NicKind::kInfiniband : layer == "Ethernet" ? NicKind::kRoce : NicKind::kOther;
+        nic.kind = layer == "InfiniBand" ? NicKind::kInfiniband
+                   : layer == "Ethernet" ? NicKind::kRoce
+                                         : NicKind::kOther;
         nic.speed_mbps = ParseRdmaRateMbps(ReadFirstLine(port / "rate"));
         nic.up = ReadFirstLine(port / "state").find("ACTIVE") != std::string::npos;
         for (const std::string& nd : netdevs) netdev_kind[nd] = nic.kind;

@@ -17,7 +17,7 @@ const char* NicKindName(NicKind kind);  // "ethernet", "roce", "infiniband", "ot
 Result<NicKind> ParseNicKind(const std::string& name);
 
 struct NicInfo {
-  std::string name;        // netdev name (eth0) or RDMA device/port (mlx5_0/1)
+  std::string name;  // netdev name (eth0) or RDMA device/port (mlx5_0/1)
   NicKind kind = NicKind::kOther;
   int64_t speed_mbps = 0;  // 0 when unknown (link down, virtual device)
   bool up = false;
@@ -39,7 +39,7 @@ struct WorkerCapabilities {
 };
 
 struct DetectOptions {
-  std::string sysfs_root = "/sys";    // tests point these at a fake tree
+  std::string sysfs_root = "/sys";  // tests point these at a fake tree
   std::string procfs_root = "/proc";
   bool query_gpus = true;
 };

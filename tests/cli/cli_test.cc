@@ -2,13 +2,18 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
 #include "tests/cli/cli_util.h"
 
 namespace tributary::testing {
 namespace {
 
-const std::vector<std::string> kCommands = {"coordinator", "worker", "submit", "jobs",  "status", "wait",
-                                            "logs",        "stop",   "download", "train", "merge",  "keygen",
+const std::vector<std::string> kCommands = {"coordinator", "worker",  "submit",     "jobs",  "status", "wait",
+                                            "logs",        "stop",    "download",   "train", "merge",  "keygen",
                                             "demo",        "version", "init-model", "config"};
 
 int CountLines(const std::string& s) {
@@ -67,10 +72,16 @@ TEST(CliTest, BadLogFlagsAreArgumentErrors) {
 }
 
 TEST(CliTest, UnbuiltCommandsExit69NamingWhatIsMissing) {
-  const std::vector<std::vector<std::string>> unbuilt = {
-      {"coordinator"}, {"worker", "--coordinator", "tcp://127.0.0.1:1"}, {"jobs"}, {"status", "j1"},
-      {"wait", "j1"}, {"logs", "j1"}, {"stop", "j1"}, {"download", "j1", "--format", "peft", "-o", "/tmp/x"},
-      {"merge", "a", "b", "-o", "/tmp/x"}, {"demo"}};
+  const std::vector<std::vector<std::string>> unbuilt = {{"coordinator"},
+                                                         {"worker", "--coordinator", "tcp://127.0.0.1:1"},
+                                                         {"jobs"},
+                                                         {"status", "j1"},
+                                                         {"wait", "j1"},
+                                                         {"logs", "j1"},
+                                                         {"stop", "j1"},
+                                                         {"download", "j1", "--format", "peft", "-o", "/tmp/x"},
+                                                         {"merge", "a", "b", "-o", "/tmp/x"},
+                                                         {"demo"}};
   for (const auto& args : unbuilt) {
     ProcessResult r = RunTributary(args);
     EXPECT_EQ(r.exit_code, 69) << args[0] << ": " << r.err;
@@ -144,6 +155,33 @@ TEST(CliTest, ShippedExampleConfigsAreValid) {
     EXPECT_EQ(r.exit_code, 0) << file << ": " << r.err;
     EXPECT_NE(r.out.find(std::string("# ") + file), std::string::npos) << r.out;
   }
+}
+
+}  // namespace
+}  // namespace tributary::testing
+
+namespace tributary::testing {
+namespace {
+
+TEST(CliTest, KeygenWritesAKeyPairAndRefusesToOverwrite) {
+  TempDir dir;
+  const std::string prefix = dir.path() + "/worker1";
+  ProcessResult r = RunTributary({"keygen", "-o", prefix});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  struct stat st {};
+  ASSERT_EQ(stat((prefix + ".key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const size_t at = r.out.find("public key: ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string key = r.out.substr(at + 12, 40);  // Z85 of a 32-byte key
+  std::stringstream pub;
+  pub << std::ifstream(prefix + ".pub").rdbuf();
+  EXPECT_NE(pub.str().find(key), std::string::npos) << pub.str();
+
+  r = RunTributary({"keygen", "-o", prefix});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("worker1"), std::string::npos) << r.err;
+  EXPECT_EQ(RunTributary({"keygen", "-o", prefix, "--force"}).exit_code, 0);
 }
 
 }  // namespace

@@ -57,7 +57,9 @@ TempDir::TempDir() {
   path_ = p;
 }
 
-TempDir::~TempDir() { std::filesystem::remove_all(path_); }
+TempDir::~TempDir() {
+  std::filesystem::remove_all(path_);
+}
 
 std::string TempDir::Write(const std::string& name, const std::string& text) const {
   const std::string p = path_ + "/" + name;

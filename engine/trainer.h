@@ -1,0 +1,67 @@
+// The training loop shared by centralized fine-tuning (`tributary train`) and a worker's local
+// steps in a federated round: micro-batches with gradient accumulation, global-norm clipping,
+// an LR schedule and one optimizer step per accumulation window; plus held-out evaluation
+// (mean loss, perplexity) and generation-based evaluation (Rouge-L, exact match).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/dataset.h"
+#include "engine/generate.h"
+#include "engine/llama_model.h"
+#include "engine/optimizer.h"
+#include "engine/status.h"
+#include "engine/tokenizer.h"
+
+namespace tributary {
+
+struct TrainLoopOptions {
+  int64_t steps = 0;           // optimizer steps
+  int64_t batch_size = 4;      // rows per micro-batch
+  int64_t grad_accum = 1;      // micro-batches per optimizer step
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+  LrScheduleOptions schedule;  // lr at each optimizer step
+  int64_t first_step = 0;      // schedule offset (resumed training)
+};
+
+struct StepStats {
+  int64_t step = 0;  // 1-based optimizer step within this call
+  double loss = 0;   // token-weighted mean loss over the step's micro-batches
+  double lr = 0;
+  double grad_norm = 0;       // before clipping
+  int64_t tokens = 0;         // input tokens processed in this step (B*T*accum)
+  int64_t target_tokens = 0;  // tokens that counted in the loss
+  double seconds = 0;         // wall time of this step
+};
+
+// Runs options.steps optimizer steps, reading rows cyclically starting at *next_row (advanced).
+// on_step (optional) is called after every step. Fails on a non-finite loss (naming the step).
+Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<SequenceRow>& rows,
+                  const TrainLoopOptions& options, int64_t* next_row,
+                  const std::function<void(const StepStats&)>& on_step = nullptr);
+
+struct LossEval {
+  double mean_loss = 0;  // token-weighted over all rows
+  double perplexity = 1;
+  int64_t tokens = 0;  // counted target tokens
+};
+
+// Mean loss over every row (batched; the last partial batch is evaluated without wrapping).
+Result<LossEval> EvaluateLoss(LlamaModel& model, const std::vector<SequenceRow>& rows, int64_t batch_size);
+
+struct GenerationEval {
+  double rouge_l = 0;      // mean Rouge-L F (rouge 1.0.1 semantics)
+  double exact_match = 0;  // fraction
+  int64_t examples = 0;
+};
+
+// Greedy (or sampled) answers for up to max_examples instruction examples, scored against their
+// reference outputs. Plain-text examples are skipped.
+Result<GenerationEval> EvaluateGeneration(LlamaModel& model, const Tokenizer& tokenizer,
+                                          const std::vector<Example>& examples, const TokenizeOptions& tokenize,
+                                          int64_t max_examples, const GenerateOptions& generate);
+
+}  // namespace tributary

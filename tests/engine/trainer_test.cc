@@ -1,0 +1,163 @@
+// The shared training loop: loss falls on a learnable task, accumulation matches a big batch, and a
+// trained model written as an HF directory reloads with bit-identical logits.
+#include "engine/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "engine/model_dir.h"
+#include "engine/tokenizer.h"
+
+namespace tributary {
+namespace {
+
+LlamaConfig TinyConfig() {
+  LlamaConfig c;
+  c.vocab_size = ByteTokenizer::kVocabSize;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 128;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+std::vector<Example> CountingExamples(int n) {
+  std::vector<Example> examples;
+  const char* words[] = {"one", "two", "three", "four", "five", "six"};
+  for (int i = 0; i < n; ++i) {
+    Example ex;
+    ex.instruction = std::string("After ") + words[i % 6] + "?";
+    ex.output = words[(i + 1) % 6];
+    ex.source = "generated:" + std::to_string(i);
+    examples.push_back(ex);
+  }
+  return examples;
+}
+
+std::vector<SequenceRow> Rows(const std::vector<Example>& examples, int64_t seq_len) {
+  ByteTokenizer tok;
+  Result<std::vector<TokenizedExample>> tokenized = TokenizeExamples(examples, tok, TokenizeOptions{});
+  EXPECT_TRUE(tokenized.ok()) << tokenized.status().ToString();
+  return BuildRows(*tokenized, seq_len, /*pack=*/false, ByteTokenizer::kPadId);
+}
+
+std::unique_ptr<LlamaModel> NewModel(uint64_t seed) {
+  Result<std::unique_ptr<LlamaModel>> model = LlamaModel::Create(TinyConfig());
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  (*model)->InitRandom(seed);
+  return std::move(model).value();
+}
+
+TEST(TrainerTest, HeldOutLossFalls) {
+  std::vector<SequenceRow> train = Rows(CountingExamples(48), 48);
+  std::vector<SequenceRow> held_out = Rows(CountingExamples(12), 48);
+  auto model = NewModel(1);
+  OptimizerOptions opt;
+  auto optimizer = CreateOptimizer(opt, model->params().table_ptr());
+  ASSERT_TRUE(optimizer.ok());
+  Result<LossEval> before = EvaluateLoss(*model, held_out, 4);
+  ASSERT_TRUE(before.ok());
+  TrainLoopOptions loop;
+  loop.steps = 40;
+  loop.batch_size = 8;
+  loop.schedule.lr = 3e-3;
+  int64_t next_row = 0;
+  int calls = 0;
+  double first_loss = 0, last_loss = 0;
+  ASSERT_TRUE(TrainSteps(*model, **optimizer, train, loop, &next_row, [&](const StepStats& s) {
+                ++calls;
+                if (s.step == 1) first_loss = s.loss;
+                last_loss = s.loss;
+                EXPECT_GT(s.target_tokens, 0);
+                EXPECT_DOUBLE_EQ(s.lr, 3e-3);
+              }).ok());
+  EXPECT_EQ(calls, 40);
+  EXPECT_EQ(next_row, (40 * 8) % 48);
+  EXPECT_LT(last_loss, first_loss);
+  Result<LossEval> after = EvaluateLoss(*model, held_out, 4);
+  ASSERT_TRUE(after.ok());
+  EXPECT_GT(after->tokens, 0);
+  EXPECT_LT(after->mean_loss, 0.7 * before->mean_loss) << before->mean_loss << " -> " << after->mean_loss;
+}
+
+TEST(TrainerTest, AccumulationEqualsOneBigBatch) {
+  std::vector<SequenceRow> rows = Rows(CountingExamples(8), 32);
+  OptimizerOptions opt;
+  opt.type = "sgd";
+  auto run = [&](int64_t batch, int64_t accum) {
+    auto model = NewModel(2);
+    auto optimizer = CreateOptimizer(opt, model->params().table_ptr());
+    TrainLoopOptions loop;
+    loop.steps = 1;
+    loop.batch_size = batch;
+    loop.grad_accum = accum;
+    loop.max_grad_norm = 0;
+    loop.schedule.lr = 0.1;
+    int64_t next_row = 0;
+    EXPECT_TRUE(TrainSteps(*model, **optimizer, rows, loop, &next_row).ok());
+    return model;
+  };
+  auto big = run(8, 1);
+  auto accumulated = run(2, 4);
+  const Arena& a = big->params();
+  const Arena& b = accumulated->params();
+  double max_diff = 0, max_abs = 0;
+  for (int64_t i = 0; i < a.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
+    max_abs = std::max(max_abs, static_cast<double>(std::abs(a.data()[i])));
+  }
+  EXPECT_LT(max_diff, 1e-5 * std::max(1.0, max_abs));
+}
+
+TEST(TrainerTest, SavedModelReloadsWithIdenticalLogits) {
+  std::vector<SequenceRow> rows = Rows(CountingExamples(16), 32);
+  auto model = NewModel(3);
+  OptimizerOptions opt;
+  auto optimizer = CreateOptimizer(opt, model->params().table_ptr());
+  TrainLoopOptions loop;
+  loop.steps = 3;
+  loop.batch_size = 4;
+  loop.schedule.lr = 1e-2;
+  int64_t next_row = 0;
+  ASSERT_TRUE(TrainSteps(*model, **optimizer, rows, loop, &next_row).ok());
+
+  Batch batch = MakeBatch(rows, 0, 2);
+  ASSERT_TRUE(model->ForwardLogits(batch.tokens.data(), batch.batch_size, batch.seq_len).ok());
+  const int64_t n = batch.batch_size * batch.seq_len * model->config().vocab_size;
+  std::vector<float> expected(model->Logits(), model->Logits() + n);
+
+  char tmpl[] = "/tmp/tributary-trainer-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  ByteTokenizer tok;
+  SaveModelOptions save;
+  save.tokenizer = &tok;
+  ASSERT_TRUE(SaveModelDir(dir, model->config(), model->params(), save).ok());
+  Result<LoadedModel> loaded = LoadModelDir(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  auto reloaded = LlamaModel::Create(loaded->config);
+  ASSERT_TRUE(reloaded.ok());
+  (*reloaded)->params().CopyFrom(loaded->params);
+  ASSERT_TRUE((*reloaded)->ForwardLogits(batch.tokens.data(), batch.batch_size, batch.seq_len).ok());
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ((*reloaded)->Logits()[i], expected[i]) << "logit " << i;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TrainerTest, EmptyDataIsAnError) {
+  auto model = NewModel(4);
+  auto optimizer = CreateOptimizer(OptimizerOptions{}, model->params().table_ptr());
+  int64_t next_row = 0;
+  TrainLoopOptions loop;
+  loop.steps = 1;
+  Status s = TrainSteps(*model, **optimizer, {}, loop, &next_row);
+  EXPECT_TRUE(s.IsInvalidArgument());
+}
+
+}  // namespace
+}  // namespace tributary

@@ -389,15 +389,7 @@ std::string SpecialTokenName(const json& config, const char* key) {
 Result<std::unique_ptr<Tokenizer>> BpeTokenizer::Parse(const std::string& text, const std::string& config_text,
                                                        const std::string& source) {
   auto tok = std::make_unique<BpeTokenizer>();
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    std::replace(what.begin(), what.end(), '\n', ' ');
-    return Status::InvalidArgument(source + ": invalid JSON: " + what);
-  }
-  if (!j.is_object()) return Status::InvalidArgument(source + ": expected a JSON object");
+  TRIB_ASSIGN_OR_RETURN(json j, ParseJsonObject(text, source));
   try {
     TRIB_RETURN_IF_ERROR(tok->ParseNormalizer(j.value("normalizer", json()), source));
     TRIB_RETURN_IF_ERROR(tok->ParsePreTokenizer(j.value("pre_tokenizer", json()), source));

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -67,6 +68,19 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
 std::string BaseName(const std::string& path) {
   size_t pos = path.find_last_of('/');
   return pos == std::string::npos ? path : path.substr(pos + 1);
+}
+
+Result<nlohmann::json> ParseJsonObject(const std::string& text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    std::string what = e.what();
+    std::replace(what.begin(), what.end(), '\n', ' ');
+    return Status::InvalidArgument(source + ": invalid JSON: " + what);
+  }
+  if (!j.is_object()) return Status::InvalidArgument(source + ": expected a JSON object");
+  return j;
 }
 
 }  // namespace tributary

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "engine/status.h"
@@ -23,5 +24,8 @@ std::string JoinPath(const std::string& dir, const std::string& name);
 
 // Last path component ("a/b/data.jsonl" -> "data.jsonl"), used to keep error messages short.
 std::string BaseName(const std::string& path);
+
+// Parses JSON text that must be an object; errors name `source` ("config.json: invalid JSON: ...").
+Result<nlohmann::json> ParseJsonObject(const std::string& text, const std::string& source);
 
 }  // namespace tributary

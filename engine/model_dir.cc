@@ -95,15 +95,7 @@ bool IsIgnoredTensor(const std::string& name, const LlamaConfig& config) {
 }  // namespace
 
 Result<LlamaConfig> ParseLlamaConfigJson(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    std::replace(what.begin(), what.end(), '\n', ' ');
-    return Status::InvalidArgument(source + ": invalid JSON: " + what);
-  }
-  if (!j.is_object()) return Status::InvalidArgument(source + ": expected a JSON object");
+  TRIB_ASSIGN_OR_RETURN(json j, ParseJsonObject(text, source));
   ConfigReader r(j, source);
   LlamaConfig c;
   std::string architecture, model_type;

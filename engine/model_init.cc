@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "engine/hash.h"
 #include "engine/model_dir.h"
 #include "engine/parallel.h"
 #include "engine/tokenizer.h"
@@ -11,13 +12,6 @@ namespace tributary {
 
 namespace {
 
-// SplitMix64 finaliser: a bijective 64-bit mixer, good enough to turn counters into uniform bits.
-uint64_t Mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 uint64_t HashName(const std::string& name) {
   uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
@@ -35,12 +29,12 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 void FillNormal(uint64_t seed, uint64_t stream_key, float stddev, float* dst, int64_t n) {
-  const uint64_t key = Mix64(seed ^ Mix64(stream_key));
+  const uint64_t key = SplitMix64(seed ^ SplitMix64(stream_key));
   // Box-Muller on pairs: pair p gives elements 2p and 2p+1, so any chunking yields the same values.
   ParallelFor(0, (n + 1) / 2, 1 << 14, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
-      const uint64_t a = Mix64(key + 2 * static_cast<uint64_t>(p));
-      const uint64_t b = Mix64(key + 2 * static_cast<uint64_t>(p) + 1);
+      const uint64_t a = SplitMix64(key + 2 * static_cast<uint64_t>(p));
+      const uint64_t b = SplitMix64(key + 2 * static_cast<uint64_t>(p) + 1);
       const double u1 = (static_cast<double>(a >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
       const double u2 = static_cast<double>(b >> 11) * 0x1.0p-53;          // [0, 1)
       const double r = std::sqrt(-2.0 * std::log(u1));

@@ -10,22 +10,10 @@
 
 #include "engine/model_dir.h"
 #include "engine/tokenizer.h"
+#include "tests/common/tiny_llama.h"
 
 namespace tributary {
 namespace {
-
-LlamaConfig TinyConfig() {
-  LlamaConfig c;
-  c.vocab_size = ByteTokenizer::kVocabSize;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 128;
-  c.tie_word_embeddings = true;
-  return c;
-}
 
 std::vector<Example> CountingExamples(int n) {
   std::vector<Example> examples;
@@ -48,7 +36,7 @@ std::vector<SequenceRow> Rows(const std::vector<Example>& examples, int64_t seq_
 }
 
 std::unique_ptr<LlamaModel> NewModel(uint64_t seed) {
-  Result<std::unique_ptr<LlamaModel>> model = LlamaModel::Create(TinyConfig());
+  Result<std::unique_ptr<LlamaModel>> model = LlamaModel::Create(testing::TinyByteLlama(128));
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   (*model)->InitRandom(seed);
   return std::move(model).value();

@@ -8,26 +8,15 @@
 #include <memory>
 
 #include "engine/dataset.h"
+#include "engine/hash.h"
 #include "engine/llama_model.h"
 #include "engine/tokenizer.h"
+#include "tests/common/tiny_llama.h"
 #include "engine/trainer.h"
 #include "peft/ferret.h"
 
 namespace tributary {
 namespace {
-
-LlamaConfig TinyConfig() {
-  LlamaConfig c;
-  c.vocab_size = ByteTokenizer::kVocabSize;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  c.tie_word_embeddings = true;
-  return c;
-}
 
 // Client c sees only its own task (non-IID): repeating a letter pattern specific to c.
 std::vector<SequenceRow> ClientRows(int client) {
@@ -56,16 +45,12 @@ double MeanLoss(LlamaModel& model, const std::vector<std::vector<SequenceRow>>& 
   return sum / data.size();
 }
 
-uint64_t Fnv1a(const Arena& arena) {
-  uint64_t h = 1469598103934665603ull;
-  const auto* bytes = reinterpret_cast<const unsigned char*>(arena.data());
-  for (int64_t i = 0; i < arena.size() * static_cast<int64_t>(sizeof(float)); ++i)
-    h = (h ^ bytes[i]) * 1099511628211ull;
-  return h;
+uint64_t WeightsHash(const Arena& arena) {
+  return Fnv1a64(arena.data(), static_cast<size_t>(arena.size()) * sizeof(float));
 }
 
 TEST(FerretLlamaTest, ProjectAggregateApplyLowersTrainingLoss) {
-  const LlamaConfig config = TinyConfig();
+  const LlamaConfig config = testing::TinyByteLlama(64);
   auto global = LlamaModel::Create(config);
   auto local = LlamaModel::Create(config);
   ASSERT_TRUE(global.ok() && local.ok());
@@ -113,7 +98,7 @@ TEST(FerretLlamaTest, ProjectAggregateApplyLowersTrainingLoss) {
     ASSERT_TRUE(aggregate.ok()) << aggregate.status().ToString();
     ASSERT_TRUE(ApplyAggregate(options, *blocks, *aggregate, options.server_lr, (*global)->params()).ok());
     ASSERT_TRUE(ApplyAggregate(options, *blocks, *aggregate, options.server_lr, replica).ok());
-    ASSERT_EQ(Fnv1a((*global)->params()), Fnv1a(replica)) << "replicas diverged in round " << round;
+    ASSERT_EQ(WeightsHash((*global)->params()), WeightsHash(replica)) << "replicas diverged in round " << round;
   }
   const double final_loss = MeanLoss(**global, data);
   EXPECT_LT(final_loss, 0.9 * initial) << initial << " -> " << final_loss;

@@ -1,0 +1,25 @@
+// Shared tiny model for tests that train something real in well under a second.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/llama_config.h"
+#include "engine/tokenizer.h"
+
+namespace tributary::testing {
+
+// A 2-layer GQA LLaMA over the byte tokenizer's vocabulary (~27k parameters, tied embeddings).
+inline LlamaConfig TinyByteLlama(int64_t max_positions = 128) {
+  LlamaConfig c;
+  c.vocab_size = ByteTokenizer::kVocabSize;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = max_positions;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+}  // namespace tributary::testing

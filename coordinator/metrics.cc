@@ -1,0 +1,105 @@
+#include "coordinator/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+namespace tributary {
+
+const std::vector<double>& CoordinatorMetrics::RoundDurationBuckets() {
+  // LLM rounds range from seconds (tiny test models) to hours (large local epochs).
+  static const std::vector<double> kBuckets = {1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 21600};
+  return kBuckets;
+}
+
+const std::vector<double>& CoordinatorMetrics::AggregationBuckets() {
+  static const std::vector<double> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                               0.5,   1,      2.5,   5,    10,    30,   60};
+  return kBuckets;
+}
+
+CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  jobs_ = &prometheus::BuildGauge()
+               .Name("tributary_jobs")
+               .Help("Jobs known to the coordinator, by lifecycle state.")
+               .Register(*registry_);
+  jobs_pending_ = &jobs_->Add({{"state", "pending"}});
+  jobs_running_ = &jobs_->Add({{"state", "running"}});
+  jobs_completed_ = &jobs_->Add({{"state", "completed"}});
+  jobs_failed_ = &jobs_->Add({{"state", "failed"}});
+  jobs_stopped_ = &jobs_->Add({{"state", "stopped"}});
+  workers_alive_ = &prometheus::BuildGauge()
+                        .Name("tributary_workers_alive")
+                        .Help("Workers whose heartbeats are current.")
+                        .Register(*registry_)
+                        .Add({});
+  rounds_committed_ = &prometheus::BuildCounter()
+                           .Name("tributary_rounds_committed_total")
+                           .Help("Rounds committed, by job.")
+                           .Register(*registry_);
+  bytes_uploaded_ = &prometheus::BuildCounter()
+                         .Name("tributary_bytes_uploaded_total")
+                         .Help("Payload bytes received from workers in committed rounds, by job.")
+                         .Register(*registry_);
+  bytes_downloaded_ = &prometheus::BuildCounter()
+                           .Name("tributary_bytes_downloaded_total")
+                           .Help("Payload bytes sent to workers in committed rounds, by job.")
+                           .Register(*registry_);
+  round_duration_ = &prometheus::BuildHistogram()
+                         .Name("tributary_round_duration_seconds")
+                         .Help("Time from opening a round to committing it, by job.")
+                         .Register(*registry_);
+  aggregation_ = &prometheus::BuildHistogram()
+                      .Name("tributary_aggregation_seconds")
+                      .Help("Time spent aggregating a round's updates, by job.")
+                      .Register(*registry_);
+  rejected_uploads_ = &prometheus::BuildCounter()
+                           .Name("tributary_rejected_uploads_total")
+                           .Help("Uploads refused by the coordinator, by reason.")
+                           .Register(*registry_);
+}
+
+CoordinatorMetrics::~CoordinatorMetrics() = default;
+
+// Family::Add is internally locked and returns the existing series for labels it already holds,
+// and Counter/Gauge/Histogram updates are atomic or locked, so no lock is needed here.
+void CoordinatorMetrics::OnRoundCommitted(const std::string& job, double round_duration_s, double aggregation_s,
+                                          uint64_t bytes_uploaded, uint64_t bytes_downloaded) {
+  const prometheus::Labels labels = {{"job", job}};
+  rounds_committed_->Add(labels).Increment();
+  bytes_uploaded_->Add(labels).Increment(static_cast<double>(bytes_uploaded));
+  bytes_downloaded_->Add(labels).Increment(static_cast<double>(bytes_downloaded));
+  round_duration_->Add(labels, RoundDurationBuckets()).Observe(round_duration_s);
+  aggregation_->Add(labels, AggregationBuckets()).Observe(aggregation_s);
+}
+
+void CoordinatorMetrics::OnUploadRejected(const std::string& reason) {
+  rejected_uploads_->Add({{"reason", reason}}).Increment();
+}
+
+void CoordinatorMetrics::SetJobCounts(const JobCounts& counts) {
+  std::lock_guard<std::mutex> lock(job_counts_mutex_);
+  jobs_pending_->Set(static_cast<double>(counts.pending));
+  jobs_running_->Set(static_cast<double>(counts.running));
+  jobs_completed_->Set(static_cast<double>(counts.completed));
+  jobs_failed_->Set(static_cast<double>(counts.failed));
+  jobs_stopped_->Set(static_cast<double>(counts.stopped));
+}
+
+void CoordinatorMetrics::SetWorkersAlive(int64_t workers) {
+  workers_alive_->Set(static_cast<double>(workers));
+}
+
+std::string CoordinatorMetrics::RenderText() const {
+  std::lock_guard<std::mutex> lock(job_counts_mutex_);
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+}  // namespace tributary

@@ -1,0 +1,240 @@
+// Checks of the deployment artefacts in deploy/: the systemd units pass `systemd-analyze verify`
+// and carry the directives deploy/README.md promises; the Helm chart's Chart.yaml and values.yaml
+// parse, every template exists, and every .Values path a template uses is defined in values.yaml.
+// Templates themselves contain {{ }} and are not YAML until Helm renders them.
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <sys/wait.h>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace tributary {
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kSystemdDir = "deploy/systemd";
+const fs::path kChartDir = "deploy/helm/tributary";
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Runs a shell command, returning its exit status and combined stdout/stderr.
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::array<char, 4096> buffer;
+  size_t n = 0;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+bool HaveSystemdAnalyze() {
+  return RunCommand("command -v systemd-analyze").first == 0;
+}
+
+// A unit file as section -> key -> values (a key may repeat).
+using UnitFile = std::map<std::string, std::map<std::string, std::vector<std::string>>>;
+
+UnitFile ParseUnit(const std::string& text) {
+  UnitFile unit;
+  std::istringstream in(text);
+  std::string line;
+  std::string section;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    if (line.front() == '[' && line.back() == ']') {
+      section = line.substr(1, line.size() - 2);
+      continue;
+    }
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    unit[section][line.substr(0, eq)].push_back(line.substr(eq + 1));
+  }
+  return unit;
+}
+
+std::string Only(const UnitFile& unit, const std::string& section, const std::string& key) {
+  if (!unit.count(section) || !unit.at(section).count(key)) return "<missing>";
+  const std::vector<std::string>& values = unit.at(section).at(key);
+  return values.size() == 1 ? values[0] : "<repeated>";
+}
+
+class DeployTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kSystemdDir)) << "run the test from the repository root (cwd: " << fs::current_path() << ")";
+    char dir_template[] = "/tmp/tributary_deploy_test_XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    temp_dir_ = dir_template;
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    if (!temp_dir_.empty()) fs::remove_all(temp_dir_, ignored);
+  }
+
+  // `systemd-analyze verify` on a copy of the unit whose ExecStart binary is /bin/true (the
+  // tributary binary is not installed where tests run). Returns the diagnostics about the unit.
+  std::string Verify(const std::string& unit_name, const std::string& text) {
+    std::string copy = text;
+    const std::string binary = "/usr/local/bin/tributary";
+    for (size_t at = copy.find(binary); at != std::string::npos; at = copy.find(binary, at)) {
+      copy.replace(at, binary.size(), "/bin/true");
+    }
+    const fs::path path = temp_dir_ / unit_name;
+    std::ofstream(path) << copy;
+    auto [rc, output] = RunCommand("systemd-analyze verify --man=no '" + path.string() + "'");
+    // Other units on the host may produce noise; keep only lines about ours.
+    std::string diagnostics;
+    std::istringstream lines(output);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.find("tributary") != std::string::npos) diagnostics += line + "\n";
+    }
+    if (rc != 0) diagnostics += "exit status " + std::to_string(rc) + ": " + output;
+    return diagnostics;
+  }
+
+  fs::path temp_dir_;
+};
+
+TEST_F(DeployTest, UnitsPassSystemdAnalyzeVerify) {
+  if (!HaveSystemdAnalyze()) GTEST_SKIP() << "systemd-analyze is not installed; units not verified";
+  for (const char* name : {"tributary-coordinator.service", "tributary-worker@.service"}) {
+    const std::string text = ReadFile(kSystemdDir / name);
+    ASSERT_FALSE(text.empty()) << name;
+    EXPECT_EQ(Verify(name, text), "") << name;
+  }
+}
+
+TEST_F(DeployTest, SystemdAnalyzeCatchesABrokenUnit) {
+  if (!HaveSystemdAnalyze()) GTEST_SKIP() << "systemd-analyze is not installed; units not verified";
+  // Control for the test above: a misspelled key and a bad Type must be reported.
+  std::string text = ReadFile(kSystemdDir / "tributary-coordinator.service");
+  ASSERT_NE(text.find("NoNewPrivileges=yes"), std::string::npos);
+  text.replace(text.find("NoNewPrivileges=yes"), 19, "NoNewPrivilege=yes");
+  text.replace(text.find("Type=notify"), 11, "Type=notfy");
+  const std::string diagnostics = Verify("tributary-broken.service", text);
+  EXPECT_NE(diagnostics.find("NoNewPrivilege"), std::string::npos) << diagnostics;
+  EXPECT_NE(diagnostics.find("notfy"), std::string::npos) << diagnostics;
+}
+
+TEST_F(DeployTest, UnitsCarryTheRequiredDirectives) {
+  struct Expected {
+    const char* file;
+    const char* exec_start;
+  };
+  const Expected units[] = {
+      {"tributary-coordinator.service",
+       "/usr/local/bin/tributary --config /etc/tributary/coordinator.yaml coordinator"},
+      {"tributary-worker@.service", "/usr/local/bin/tributary --config /etc/tributary/worker-%i.yaml worker"},
+  };
+  for (const Expected& expected : units) {
+    SCOPED_TRACE(expected.file);
+    const UnitFile unit = ParseUnit(ReadFile(kSystemdDir / expected.file));
+    EXPECT_EQ(Only(unit, "Service", "ExecStart"), expected.exec_start);
+    EXPECT_EQ(Only(unit, "Service", "Type"), "notify");
+    EXPECT_EQ(Only(unit, "Service", "User"), "tributary");
+    EXPECT_EQ(Only(unit, "Service", "Group"), "tributary");
+    EXPECT_EQ(Only(unit, "Service", "StateDirectory").rfind("tributary", 0), 0u);
+    EXPECT_EQ(Only(unit, "Service", "Restart"), "on-failure");
+    EXPECT_NE(Only(unit, "Unit", "StartLimitBurst"), "<missing>");
+    EXPECT_NE(Only(unit, "Unit", "StartLimitIntervalSec"), "<missing>");
+    EXPECT_EQ(Only(unit, "Service", "NoNewPrivileges"), "yes");
+    EXPECT_EQ(Only(unit, "Service", "ProtectSystem"), "strict");
+    EXPECT_EQ(Only(unit, "Service", "ReadWritePaths"), "/var/lib/tributary");
+    EXPECT_EQ(Only(unit, "Service", "PrivateTmp"), "yes");
+    EXPECT_GT(std::atol(Only(unit, "Service", "LimitNOFILE").c_str()), 1024);
+    // Exit 69 ("not built yet") must not cause a restart loop.
+    EXPECT_NE(Only(unit, "Service", "RestartPreventExitStatus").find("69"), std::string::npos);
+  }
+}
+
+// Loads a YAML file, turning a parse error into a test failure naming file and line.
+YAML::Node LoadYaml(const fs::path& path) {
+  try {
+    return YAML::LoadFile(path.string());
+  } catch (const YAML::Exception& e) {
+    ADD_FAILURE() << path << ": " << e.what();
+    return YAML::Node();
+  }
+}
+
+TEST_F(DeployTest, HelmChartAndValuesParse) {
+  const YAML::Node chart = LoadYaml(kChartDir / "Chart.yaml");
+  ASSERT_TRUE(chart.IsMap());
+  EXPECT_EQ(chart["apiVersion"].as<std::string>(""), "v2");
+  EXPECT_EQ(chart["name"].as<std::string>(""), "tributary");
+  EXPECT_FALSE(chart["version"].as<std::string>("").empty());
+  EXPECT_FALSE(chart["appVersion"].as<std::string>("").empty());
+
+  const YAML::Node values = LoadYaml(kChartDir / "values.yaml");
+  ASSERT_TRUE(values.IsMap());
+  EXPECT_EQ(values["coordinator"]["ports"]["zmq"].as<int>(0), 7400);
+  EXPECT_EQ(values["coordinator"]["ports"]["http"].as<int>(0), 7401);
+  EXPECT_TRUE(values["worker"]["data"].IsSequence());
+  EXPECT_FALSE(values["coordinator"]["keySecret"].as<std::string>("").empty());
+  EXPECT_FALSE(values["worker"]["keySecret"].as<std::string>("").empty());
+}
+
+TEST_F(DeployTest, HelmTemplatesExistAndUseOnlyDefinedValues) {
+  const char* templates[] = {
+      "_helpers.tpl",           "configmap.yaml", "coordinator-statefulset.yaml", "coordinator-service.yaml",
+      "worker-deployment.yaml", "NOTES.txt"};
+  const YAML::Node values = LoadYaml(kChartDir / "values.yaml");
+  ASSERT_TRUE(values.IsMap());
+  const std::regex value_ref(R"(\.Values\.([A-Za-z0-9_.]+))");
+  std::string all_text;
+  for (const char* name : templates) {
+    const fs::path path = kChartDir / "templates" / name;
+    ASSERT_TRUE(fs::exists(path)) << path;
+    const std::string text = ReadFile(path);
+    all_text += text;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), value_ref); it != std::sregex_iterator(); ++it) {
+      const std::string dotted = (*it)[1].str();
+      // Walk with const lookups and reset(): Node::operator= and non-const [] would edit the tree.
+      YAML::Node node;
+      node.reset(values);
+      std::stringstream parts(dotted);
+      std::string part;
+      bool found = true;
+      while (std::getline(parts, part, '.')) {
+        const YAML::Node& current = node;
+        if (!current.IsMap() || !current[part].IsDefined()) {
+          found = false;
+          break;
+        }
+        node.reset(current[part]);
+      }
+      EXPECT_TRUE(found) << path << ": .Values." << dotted << " is not defined in values.yaml";
+    }
+  }
+  // The promises of deploy/README.md.
+  EXPECT_NE(all_text.find("path: /healthz"), std::string::npos);
+  EXPECT_NE(all_text.find("path: /readyz"), std::string::npos);
+  EXPECT_NE(all_text.find("prometheus.io/scrape"), std::string::npos);
+  EXPECT_NE(all_text.find("volumeClaimTemplates"), std::string::npos);
+  EXPECT_NE(all_text.find("kind: StatefulSet"), std::string::npos);
+  EXPECT_NE(all_text.find("kind: Deployment"), std::string::npos);
+  EXPECT_NE(all_text.find("kind: ConfigMap"), std::string::npos);
+  EXPECT_NE(all_text.find("kind: Service"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tributary

@@ -4,12 +4,19 @@
 #include <cstddef>
 #include <cstdint>
 
+// Callable from CUDA kernels too (peft/philox.h derives Philox keys with SplitMix64 on both sides).
+#if defined(__CUDACC__)
+#define TRIB_HOST_DEVICE __host__ __device__
+#else
+#define TRIB_HOST_DEVICE
+#endif
+
 namespace tributary {
 
-// SplitMix64 finaliser (Steele, Lea, Flood 2014; Vigna's constants): a bijective 64-bit mixer that
-// turns counters and seed combinations into uniform bits. (peft/philox.h keeps its own
-// __host__ __device__ copy for the CUDA build.)
-inline uint64_t SplitMix64(uint64_t x) {
+// SplitMix64 finaliser (Steele, Lea, Flood 2014; Vigna's constants), arithmetic mod 2^64: a
+// bijective 64-bit mixer that turns counters and seed combinations into uniform bits. Frozen: the
+// Ferret basis keys of every stored round depend on it (ferret-spec section 9).
+TRIB_HOST_DEVICE inline uint64_t SplitMix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;

@@ -12,7 +12,6 @@ namespace tributary {
 
 namespace {
 
-
 uint64_t HashName(const std::string& name) {
   uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
   for (unsigned char c : name) {

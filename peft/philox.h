@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "engine/hash.h"  // SplitMix64 (host and device)
+
 #if defined(__CUDACC__)
 #define TRIB_HD __host__ __device__
 #else
@@ -49,14 +51,6 @@ TRIB_HD inline void Philox4x32_10(const uint32_t ctr[4], PhiloxKey key, uint32_t
   out[1] = c1;
   out[2] = c2;
   out[3] = c3;
-}
-
-// SplitMix64 finaliser (Steele, Lea, Flood 2014; Vigna's constants), arithmetic mod 2^64.
-TRIB_HD inline uint64_t SplitMix64(uint64_t x) {
-  uint64_t z = x + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
 }
 
 // Key of basis vector k in round r: SplitMix64(job_seed XOR ((r << 32) | k)); k0 = low word.

@@ -12,7 +12,6 @@
 namespace tributary {
 namespace {
 
-
 // Uniform in [0, bound) without modulo bias: reject draws below 2^64 mod bound.
 uint64_t UniformBelow(std::mt19937_64& rng, uint64_t bound) {
   const uint64_t threshold = (0 - bound) % bound;

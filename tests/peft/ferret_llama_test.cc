@@ -11,9 +11,9 @@
 #include "engine/hash.h"
 #include "engine/llama_model.h"
 #include "engine/tokenizer.h"
-#include "tests/common/tiny_llama.h"
 #include "engine/trainer.h"
 #include "peft/ferret.h"
+#include "tests/common/tiny_llama.h"
 
 namespace tributary {
 namespace {

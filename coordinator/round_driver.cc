@@ -1,0 +1,376 @@
+#include "coordinator/round_driver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "peft/ferret.h"
+#include "worker/tasklet.h"
+
+namespace tributary {
+namespace {
+
+using checkpoint::RoundParticipant;
+using checkpoint::RoundRecord;
+using checkpoint::UpdateRecord;
+
+Result<DeadlineOptions> DeadlineOptionsFromSpec(const JobSpec& spec) {
+  DeadlineOptions options;
+  options.floor_s = spec.deadline_floor_s;
+  options.ceiling_s = spec.deadline_ceiling_s;
+  options.initial_s = std::clamp(options.initial_s, options.floor_s, std::max(options.floor_s, options.ceiling_s));
+  TRIB_RETURN_IF_ERROR(ValidateDeadlineOptions(options));
+  return options;
+}
+
+// Checks what the driver relies on before it builds anything from the spec.
+Status ValidateSpecForDriver(const JobSpec& spec) {
+  if (spec.rounds < 1) return Status::InvalidArgument("field 'federation.rounds': must be >= 1");
+  if (spec.snapshot_every < 1) return Status::InvalidArgument("field 'checkpoint.snapshot_every': must be >= 1");
+  if (!(spec.quorum > 0 && spec.quorum <= 1))
+    return Status::InvalidArgument("field 'federation.quorum': must be in (0, 1]");
+  TRIB_RETURN_IF_ERROR(ParseAggregationWeights(spec.aggregation_weights).status());
+  if (spec.mode == FederatedMode::kFerret) TRIB_RETURN_IF_ERROR(FerretOptionsFromSpec(spec).status());
+  return Status::OK();
+}
+
+}  // namespace
+
+const char* UploadOutcomeName(UploadOutcome outcome) {
+  switch (outcome) {
+    case UploadOutcome::kAccepted: return "accepted";
+    case UploadOutcome::kDuplicate: return "duplicate";
+    case UploadOutcome::kLate: return "late";
+  }
+  return "unknown";
+}
+
+RoundDriver::RoundDriver(checkpoint::CheckpointStore* store, std::string job_id, JobSpec spec)
+    : store_(store), job_id_(std::move(job_id)), spec_(std::move(spec)) {}
+
+std::string RoundDriver::Context(const std::string& worker_id, uint32_t round) const {
+  return "job '" + job_id_ + "': round " + std::to_string(round) + ": worker '" + worker_id + "'";
+}
+
+uint64_t RoundDriver::global_hash() const {
+  return WeightsHash(global_);
+}
+
+std::vector<std::string> RoundDriver::reported() const {
+  std::vector<std::string> out;
+  for (const auto& [worker, ms] : reported_) out.push_back(worker);
+  return out;
+}
+
+Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(checkpoint::CheckpointStore* store, const std::string& job_id,
+                                                         const JobSpec& spec, const Arena& initial, int64_t now_ms) {
+  TRIB_RETURN_IF_ERROR(ValidateSpecForDriver(spec));
+  TRIB_ASSIGN_OR_RETURN(DeadlineOptions deadline, DeadlineOptionsFromSpec(spec));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, CreateScheduler("random"));
+  std::unique_ptr<RoundDriver> driver(new RoundDriver(store, job_id, spec));
+  driver->scheduler_ = std::move(scheduler);
+  driver->deadline_ = RoundDeadline(deadline);
+  driver->global_ = Arena(initial.table_ptr());
+  driver->global_.CopyFrom(initial);
+  if (spec.mode == FederatedMode::kFerret) {
+    TRIB_ASSIGN_OR_RETURN(FerretOptions options, FerretOptionsFromSpec(spec));
+    TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(options, initial.table()));
+    driver->ferret_blocks_ = static_cast<int>(blocks.size());
+  }
+
+  checkpoint::JobRecord job;
+  job.job_id = job_id;
+  job.spec_yaml = spec.source_text;
+  job.state = checkpoint::JobState::kRunning;
+  job.created_unix_ms = now_ms;
+  job.updated_unix_ms = now_ms;
+  TRIB_RETURN_IF_ERROR(store->PutJob(job));
+  TRIB_RETURN_IF_ERROR(
+      store->PutSnapshot(job_id, 0, initial.data(), initial.size(), initial.table(), WeightsHash(initial), now_ms));
+  return driver;
+}
+
+Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointStore* store, const std::string& job_id,
+                                                         const JobSpec& spec) {
+  TRIB_RETURN_IF_ERROR(ValidateSpecForDriver(spec));
+  TRIB_ASSIGN_OR_RETURN(DeadlineOptions deadline, DeadlineOptionsFromSpec(spec));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, CreateScheduler("random"));
+  TRIB_ASSIGN_OR_RETURN(checkpoint::JobRecord job, store->GetJob(job_id));
+  std::unique_ptr<RoundDriver> driver(new RoundDriver(store, job_id, spec));
+  driver->scheduler_ = std::move(scheduler);
+  driver->deadline_ = RoundDeadline(deadline);
+  driver->last_committed_ = job.current_round;
+
+  // Latest snapshot, then replay every committed round after it, checking each logged hash.
+  TRIB_ASSIGN_OR_RETURN(checkpoint::SnapshotRecord snapshot,
+                        store->LatestSnapshotAtOrBefore(job_id, driver->last_committed_));
+  TRIB_RETURN_IF_ERROR(store->LoadSnapshot(job_id, snapshot.round, &driver->global_));
+  if (WeightsHash(driver->global_) != snapshot.weights_hash)
+    return Status::Corruption("job '" + job_id + "': snapshot of round " + std::to_string(snapshot.round) +
+                              ": weights hash does not match its manifest");
+  if (snapshot.round < driver->last_committed_) {
+    TRIB_ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
+                          store->ListRounds(job_id, snapshot.round + 1, driver->last_committed_));
+    for (const RoundRecord& record : rounds) {
+      const auto* bytes = reinterpret_cast<const uint8_t*>(record.aggregate.data());
+      TRIB_RETURN_IF_ERROR(ApplyCommittedRound(spec, record.round, {bytes, record.aggregate.size()}, &driver->global_)
+                               .WithContext("job '" + job_id + "': replaying"));
+      if (WeightsHash(driver->global_) != record.weights_hash)
+        return Status::Corruption("job '" + job_id + "': replaying round " + std::to_string(record.round) +
+                                  ": weights hash does not match the committed round");
+    }
+  }
+  if (spec.mode == FederatedMode::kFerret) {
+    TRIB_ASSIGN_OR_RETURN(FerretOptions options, FerretOptionsFromSpec(spec));
+    TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(options, driver->global_.table()));
+    driver->ferret_blocks_ = static_cast<int>(blocks.size());
+  }
+  // A crash between a commit and its snapshot: write the snapshot now.
+  TRIB_RETURN_IF_ERROR(driver->MaybeSnapshot(driver->last_committed_, job.updated_unix_ms));
+  // Uploads already accepted for the open round count again.
+  TRIB_ASSIGN_OR_RETURN(std::vector<UpdateRecord> updates, store->ListUpdates(job_id, driver->last_committed_ + 1));
+  for (const UpdateRecord& update : updates) driver->reported_[update.worker_id] = update.received_unix_ms;
+  return driver;
+}
+
+Status RoundDriver::MaybeSnapshot(uint32_t round, int64_t now_ms) {
+  if (round == 0 || round % static_cast<uint64_t>(spec_.snapshot_every) != 0) return Status::OK();
+  auto existing = store_->GetSnapshotInfo(job_id_, round);
+  if (existing.ok()) return Status::OK();
+  if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+  return store_->PutSnapshot(job_id_, round, global_.data(), global_.size(), global_.table(), WeightsHash(global_),
+                             now_ms);
+}
+
+Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& inventory, int64_t now_ms) {
+  if (finished())
+    return Status::FailedPrecondition("job '" + job_id_ + "': all " + std::to_string(spec_.rounds) +
+                                      " rounds are committed");
+  if (round_open_)
+    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(current_.round) +
+                                      " is already open");
+  RoundRequest request;
+  request.job_seed = spec_.seed;
+  request.round = last_committed_ + 1;
+  request.requirements.dataset = spec_.dataset;
+  request.sampling.fraction = spec_.client_fraction;
+  request.sampling.min_clients = spec_.min_clients;
+  request.sampling.max_clients = spec_.max_clients;
+  auto plan = scheduler_->PlanRound(inventory, request);
+  if (!plan.ok()) return plan.status().WithContext("job '" + job_id_ + "': round " + std::to_string(request.round));
+  current_ = RoundStart{};
+  current_.round = last_committed_ + 1;
+  current_.participants = plan->participants;
+  current_.started_ms = now_ms;
+  current_.deadline_ms = now_ms + static_cast<int64_t>(std::llround(deadline_.DeadlineSeconds() * 1000.0));
+  round_open_ = true;
+  return current_;
+}
+
+Status RoundDriver::ValidatePayload(const Upload& upload) const {
+  const std::string context = Context(upload.worker_id, upload.round);
+  const std::span<const uint8_t> bytes(upload.payload);
+  if (spec_.mode == FederatedMode::kFerret) {
+    auto payload = ParsePayload(bytes, {ferret_blocks_, static_cast<int>(spec_.ferret_k)});
+    if (!payload.ok()) return Status::InvalidArgument(context + ": payload: " + payload.status().message());
+    if (payload->round != upload.round)
+      return Status::InvalidArgument(context + ": payload carries round " + std::to_string(payload->round));
+    return Status::OK();
+  }
+  const size_t expected = static_cast<size_t>(global_.size()) * sizeof(float);
+  if (bytes.size() != expected)
+    return Status::InvalidArgument(context + ": payload: " + std::to_string(bytes.size()) + " bytes, expected " +
+                                   std::to_string(expected) + " (" + std::to_string(global_.size()) + " fp32 values)");
+  for (int64_t i = 0; i < global_.size(); ++i) {
+    float value;
+    std::memcpy(&value, bytes.data() + i * sizeof(float), sizeof(float));
+    if (!std::isfinite(value))
+      return Status::InvalidArgument(context + ": payload: element " + std::to_string(i) + " is not finite");
+  }
+  return Status::OK();
+}
+
+Result<UploadOutcome> RoundDriver::AcceptUpload(const Upload& upload) {
+  const std::string context = Context(upload.worker_id, upload.round);
+  if (upload.job_id != job_id_)
+    return Status::InvalidArgument("job '" + upload.job_id + "': round " + std::to_string(upload.round) + ": worker '" +
+                                   upload.worker_id + "': unknown job");
+  if (upload.round >= 1 && upload.round <= last_committed_) return UploadOutcome::kLate;
+  if (!round_open_ || upload.round != current_.round)
+    return Status::InvalidArgument(context + ": wrong round (open round: " +
+                                   (round_open_ ? std::to_string(current_.round) : std::string("none")) + ")");
+  if (!std::binary_search(current_.participants.begin(), current_.participants.end(), upload.worker_id))
+    return Status::InvalidArgument(context + ": not a participant of this round");
+  if (reported_.count(upload.worker_id) > 0) return UploadOutcome::kDuplicate;
+  if (spec_.aggregation_weights == "samples" && upload.num_samples == 0)
+    return Status::InvalidArgument(context + ": num_samples is 0 under samples weighting");
+  if (!std::isfinite(upload.train_loss)) return Status::InvalidArgument(context + ": train loss is not finite");
+  TRIB_RETURN_IF_ERROR(ValidatePayload(upload));
+
+  UpdateRecord record;
+  record.job_id = job_id_;
+  record.round = upload.round;
+  record.worker_id = upload.worker_id;
+  record.num_samples = upload.num_samples;
+  record.train_loss = upload.train_loss;
+  record.payload.assign(reinterpret_cast<const char*>(upload.payload.data()), upload.payload.size());
+  record.received_unix_ms = upload.received_ms;
+  auto written = store_->AcceptUpdate(record);
+  if (!written.ok()) return written.status().WithContext(context);
+  reported_[upload.worker_id] = upload.received_ms;
+  return *written == checkpoint::WriteOutcome::kWritten ? UploadOutcome::kAccepted : UploadOutcome::kDuplicate;
+}
+
+RoundCloseState RoundDriver::ReadyToClose(int64_t now_ms) const {
+  if (!round_open_) return RoundCloseState::kOpen;
+  int64_t reported = 0;
+  for (const auto& [worker, ms] : reported_) {
+    if (std::binary_search(current_.participants.begin(), current_.participants.end(), worker)) ++reported;
+  }
+  return EvaluateRoundClose(static_cast<int64_t>(current_.participants.size()), reported,
+                            now_ms >= current_.deadline_ms, spec_.quorum);
+}
+
+Result<std::vector<uint8_t>> RoundDriver::Aggregate(const std::vector<UpdateRecord>& updates,
+                                                    std::vector<RoundParticipant>* participants) const {
+  // Updates arrive in ascending worker id (ListUpdates): the fixed fp64 summation order.
+  TRIB_ASSIGN_OR_RETURN(AggregationWeights weights_mode, ParseAggregationWeights(spec_.aggregation_weights));
+  double total_samples = 0;
+  for (const UpdateRecord& u : updates) total_samples += static_cast<double>(u.num_samples);
+  std::vector<double> weights;
+  for (const UpdateRecord& u : updates) {
+    const double w = weights_mode == AggregationWeights::kEqual ? 1.0 / static_cast<double>(updates.size())
+                                                                : static_cast<double>(u.num_samples) / total_samples;
+    weights.push_back(w);
+    participants->push_back({u.worker_id, w});
+  }
+  const uint32_t round = current_.round;
+  if (spec_.mode == FederatedMode::kFerret) {
+    TRIB_ASSIGN_OR_RETURN(FerretOptions options, FerretOptionsFromSpec(spec_));
+    std::vector<Payload> payloads;
+    payloads.reserve(updates.size());
+    for (const UpdateRecord& u : updates) {
+      const auto* bytes = reinterpret_cast<const uint8_t*>(u.payload.data());
+      auto payload = ParsePayload({bytes, u.payload.size()}, {ferret_blocks_, options.K});
+      if (!payload.ok()) return payload.status().WithContext(Context(u.worker_id, round) + ": logged payload");
+      payloads.push_back(std::move(*payload));
+    }
+    std::vector<ClientCoefficients> clients;
+    for (size_t i = 0; i < updates.size(); ++i)
+      clients.push_back({i, static_cast<int64_t>(updates[i].num_samples), &payloads[i]});
+    TRIB_ASSIGN_OR_RETURN(Payload aggregate,
+                          AggregateCoefficients(clients, weights_mode, round, ferret_blocks_, options.wire_dtype));
+    return SerializePayload(aggregate);
+  }
+  // fedavg / lora: weighted mean of dense vectors, fp64 accumulation in ascending worker id, one
+  // chunk of elements at a time (so the fp64 buffer stays small for large models).
+  const int64_t n = global_.size();
+  for (const UpdateRecord& u : updates) {
+    if (u.payload.size() != static_cast<size_t>(n) * sizeof(float))
+      return Status::InvalidArgument(Context(u.worker_id, round) + ": logged payload has " +
+                                     std::to_string(u.payload.size()) + " bytes");
+  }
+  std::vector<float> mean(static_cast<size_t>(n));
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  std::vector<double> sum(static_cast<size_t>(std::min(n, kChunk)));
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t count = std::min(kChunk, n - begin);
+    std::fill(sum.begin(), sum.begin() + count, 0.0);
+    for (size_t c = 0; c < updates.size(); ++c) {
+      const char* bytes = updates[c].payload.data() + begin * static_cast<int64_t>(sizeof(float));
+      for (int64_t i = 0; i < count; ++i) {
+        float value;
+        std::memcpy(&value, bytes + i * sizeof(float), sizeof(float));
+        sum[i] += weights[c] * static_cast<double>(value);
+      }
+    }
+    for (int64_t i = 0; i < count; ++i) mean[begin + i] = static_cast<float>(sum[i]);
+  }
+  return FloatsToBytes(mean.data(), n);
+}
+
+Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {
+  const RoundCloseState state = ReadyToClose(now_ms);
+  if (state != RoundCloseState::kComplete && state != RoundCloseState::kQuorumReached)
+    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(current_.round) +
+                                      " cannot close: " + RoundCloseStateName(state));
+  const uint32_t round = current_.round;
+  TRIB_ASSIGN_OR_RETURN(std::vector<UpdateRecord> updates, store_->ListUpdates(job_id_, round));
+  if (updates.empty())
+    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(round) + ": no updates");
+
+  CommittedRound out;
+  out.round = round;
+  TRIB_ASSIGN_OR_RETURN(out.aggregate, Aggregate(updates, &out.participants));
+  double loss_sum = 0;
+  for (const UpdateRecord& u : updates) {
+    out.bytes_up += u.payload.size();
+    loss_sum += u.train_loss;
+  }
+  out.mean_train_loss = loss_sum / static_cast<double>(updates.size());
+  out.bytes_down = out.aggregate.size() * current_.participants.size();
+
+  // The new global state, computed aside: the replica changes only after the commit.
+  Arena next(global_.table_ptr());
+  next.CopyFrom(global_);
+  TRIB_RETURN_IF_ERROR(ApplyCommittedRound(spec_, round, out.aggregate, &next));
+  out.weights_hash = WeightsHash(next);
+  out.heldout_loss = std::numeric_limits<double>::quiet_NaN();
+  if (evaluator_ && spec_.eval_every > 0 && round % static_cast<uint64_t>(spec_.eval_every) == 0) {
+    TRIB_ASSIGN_OR_RETURN(out.heldout_loss, evaluator_(next));
+  }
+
+  RoundRecord record;
+  record.job_id = job_id_;
+  record.round = round;
+  record.job_seed = spec_.seed;
+  record.seed_mode = spec_.mode == FederatedMode::kFerret ? spec_.ferret_seed_mode : TaskletModeName(spec_.mode);
+  record.participants = out.participants;
+  record.aggregate.assign(reinterpret_cast<const char*>(out.aggregate.data()), out.aggregate.size());
+  record.metrics.heldout_loss = out.heldout_loss;
+  record.metrics.bytes_up = out.bytes_up;
+  record.metrics.bytes_down = out.bytes_down;
+  record.weights_hash = out.weights_hash;
+  record.committed_unix_ms = now_ms;
+  TRIB_ASSIGN_OR_RETURN(checkpoint::JobRecord job, store_->GetJob(job_id_));
+  out.job_finished = round >= static_cast<uint64_t>(spec_.rounds);
+  job.state = out.job_finished ? checkpoint::JobState::kCompleted : checkpoint::JobState::kRunning;
+  job.updated_unix_ms = now_ms;
+  TRIB_RETURN_IF_ERROR(store_->CommitRound(record, job).status());
+
+  // Committed: now the replica may change and the aggregate may be broadcast.
+  global_.CopyFrom(next);
+  last_committed_ = round;
+  round_open_ = false;
+  for (const auto& [worker, received_ms] : reported_)
+    deadline_.Observe(static_cast<double>(received_ms - current_.started_ms) / 1000.0);
+  reported_.clear();
+  TRIB_RETURN_IF_ERROR(MaybeSnapshot(round, now_ms));
+  return out;
+}
+
+Result<CatchUpPlan> RoundDriver::CatchUp(uint32_t from_round, uint32_t to_round) {
+  if (to_round > last_committed_)
+    return Status::InvalidArgument("job '" + job_id_ + "': catch-up to round " + std::to_string(to_round) + ": only " +
+                                   std::to_string(last_committed_) + " rounds are committed");
+  CatchUpPlan plan;
+  if (from_round >= to_round) return plan;
+  uint32_t replay_from = from_round + 1;
+  if (to_round - from_round > static_cast<uint64_t>(spec_.snapshot_every)) {
+    auto snapshot = store_->LatestSnapshotAtOrBefore(job_id_, to_round);
+    if (snapshot.ok() && snapshot->round > from_round) {
+      plan.use_snapshot = true;
+      plan.snapshot_round = snapshot->round;
+      replay_from = snapshot->round + 1;
+    } else if (!snapshot.ok() && snapshot.status().code() != StatusCode::kNotFound) {
+      return snapshot.status();
+    }
+  }
+  if (replay_from <= to_round) {
+    TRIB_ASSIGN_OR_RETURN(plan.rounds, store_->ListRounds(job_id_, replay_from, to_round));
+  }
+  return plan;
+}
+
+}  // namespace tributary

@@ -1,0 +1,154 @@
+// RoundDriver: one federated job's round state machine on the coordinator, without networking
+// (ferret-spec 1): select -> assign -> collect until everyone reported or the deadline passed with a
+// quorum -> aggregate -> commit -> apply to the coordinator's global replica -> broadcast.
+//
+// Durability: every accepted upload is logged (CheckpointStore::AcceptUpdate) before it counts, and
+// every round is committed (CommitRound: participants, aggregate, metrics, weights hash) BEFORE the
+// caller gets anything to broadcast. A driver destroyed at any moment is rebuilt by Resume from the
+// store: latest snapshot + replay of the committed rounds after it (each checked against its logged
+// weights hash) + the already-accepted uploads of the open round.
+//
+// The global replica is the round's trainable state (worker/tasklet.h): the model parameter arena for
+// ferret / fedavg, the LoRA adapter arena for lora. Not thread-safe: one caller drives one job.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "checkpoint/store.h"
+#include "engine/arena.h"
+#include "engine/status.h"
+#include "scheduler/job_spec.h"
+#include "scheduler/scheduler.h"
+
+namespace tributary {
+
+struct RoundStart {
+  uint32_t round = 0;
+  std::vector<std::string> participants;  // ascending worker id
+  int64_t started_ms = 0;
+  int64_t deadline_ms = 0;
+};
+
+struct Upload {
+  std::string job_id;
+  std::string worker_id;
+  uint32_t round = 0;
+  std::vector<uint8_t> payload;
+  uint64_t num_samples = 0;
+  double train_loss = 0;
+  int64_t received_ms = 0;
+};
+
+enum class UploadOutcome {
+  kAccepted,   // validated and logged
+  kDuplicate,  // this worker's update of the open round was already logged: no-op (the first one wins)
+  kLate,       // the round is already committed: no-op
+};
+const char* UploadOutcomeName(UploadOutcome outcome);
+
+// What CloseRound committed and what to broadcast.
+struct CommittedRound {
+  uint32_t round = 0;
+  std::vector<uint8_t> aggregate;  // the downlink payload (apply with ApplyCommittedRound)
+  std::vector<checkpoint::RoundParticipant> participants;
+  uint64_t weights_hash = 0;  // of the global replica after applying the round
+  uint64_t bytes_up = 0;
+  uint64_t bytes_down = 0;
+  double mean_train_loss = 0;
+  double heldout_loss = 0;  // NaN when not evaluated
+  bool job_finished = false;
+};
+
+// How a lagging replica at committed round `from_round` reaches `to_round`.
+struct CatchUpPlan {
+  bool use_snapshot = false;  // load snapshot_round's snapshot first
+  uint32_t snapshot_round = 0;
+  std::vector<checkpoint::RoundRecord> rounds;  // then apply these, in order
+};
+
+class RoundDriver {
+ public:
+  // Optional held-out evaluation of the global replica after a round is applied (before it is committed,
+  // so the loss is part of the round record); called every spec.eval_every rounds.
+  using Evaluator = std::function<Result<double>(const Arena& global)>;
+
+  // A new job: stores the job record (RUNNING, spec.source_text as its YAML) and a snapshot of the
+  // initial trainable state as round 0. AlreadyExists when the job id is taken.
+  static Result<std::unique_ptr<RoundDriver>> Create(checkpoint::CheckpointStore* store, const std::string& job_id,
+                                                     const JobSpec& spec, const Arena& initial, int64_t now_ms);
+  // An existing job (after a restart): rebuilds the global replica from the latest snapshot plus the
+  // committed rounds after it (Corruption when a replayed round does not reproduce its logged hash) and
+  // reloads the accepted uploads of the open round. Call StartRound next: it re-derives the same
+  // participants (sampling depends only on job seed, round and inventory) and keeps those uploads.
+  static Result<std::unique_ptr<RoundDriver>> Resume(checkpoint::CheckpointStore* store, const std::string& job_id,
+                                                     const JobSpec& spec);
+
+  void SetEvaluator(Evaluator evaluator) { evaluator_ = std::move(evaluator); }
+
+  const std::string& job_id() const { return job_id_; }
+  const JobSpec& spec() const { return spec_; }
+  uint32_t last_committed_round() const { return last_committed_; }
+  bool finished() const { return last_committed_ >= static_cast<uint64_t>(spec_.rounds); }
+  bool round_open() const { return round_open_; }
+  const RoundStart& current() const { return current_; }
+  const Arena& global() const { return global_; }
+  uint64_t global_hash() const;
+  // Workers whose upload of the open round is logged (ascending).
+  std::vector<std::string> reported() const;
+
+  // Opens round last_committed_round() + 1 (or re-opens it after Resume): participants from the
+  // scheduler's sampling with the job seed, deadline from the measured tasklet durations.
+  // FailedPrecondition when the job is finished, a round is already open, or too few workers are eligible.
+  Result<RoundStart> StartRound(const std::vector<WorkerInventory>& inventory, int64_t now_ms);
+
+  // Validates and logs one upload. Errors (InvalidArgument, naming the worker): unknown job, wrong
+  // round, not a participant, payload that does not parse / has the wrong shape / is not finite,
+  // zero samples under samples weighting. Duplicates and late uploads are no-ops reported as such.
+  Result<UploadOutcome> AcceptUpload(const Upload& upload);
+
+  // kOpen while waiting; kComplete / kQuorumReached when CloseRound may run; kQuorumMissed when the
+  // deadline passed below the quorum (the caller aborts or calls AbandonRound and retries).
+  RoundCloseState ReadyToClose(int64_t now_ms) const;
+
+  // Aggregates the logged uploads (fp64, ascending worker id), commits the round, THEN applies it to
+  // the global replica; snapshots every spec.snapshot_every rounds. FailedPrecondition when ReadyToClose
+  // is neither kComplete nor kQuorumReached.
+  Result<CommittedRound> CloseRound(int64_t now_ms);
+
+  // Forgets the open round's participants so StartRound can re-plan it (uploads already logged stay).
+  void AbandonRound() { round_open_ = false; }
+
+  // What a replica at committed round from_round must apply to reach to_round (<= last committed):
+  // the logged rounds, or — when it is more than snapshot_every rounds behind and a snapshot newer than
+  // from_round exists — that snapshot plus the rounds after it.
+  Result<CatchUpPlan> CatchUp(uint32_t from_round, uint32_t to_round);
+
+ private:
+  RoundDriver(checkpoint::CheckpointStore* store, std::string job_id, JobSpec spec);
+  Status ValidatePayload(const Upload& upload) const;
+  Result<std::vector<uint8_t>> Aggregate(const std::vector<checkpoint::UpdateRecord>& updates,
+                                         std::vector<checkpoint::RoundParticipant>* participants) const;
+  Status MaybeSnapshot(uint32_t round, int64_t now_ms);
+  std::string Context(const std::string& worker_id, uint32_t round) const;
+
+  checkpoint::CheckpointStore* store_;
+  std::string job_id_;
+  JobSpec spec_;
+  Arena global_;
+  uint32_t last_committed_ = 0;
+  bool round_open_ = false;
+  RoundStart current_;
+  std::map<std::string, int64_t> reported_;  // worker -> received_ms, of round last_committed_ + 1
+  std::unique_ptr<Scheduler> scheduler_;
+  RoundDeadline deadline_;
+  Evaluator evaluator_;
+  int ferret_blocks_ = 0;  // L, for payload validation (ferret)
+};
+
+}  // namespace tributary

@@ -1,0 +1,414 @@
+#include "scheduler/job_spec.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+#include "engine/config.h"
+#include "engine/file_util.h"
+#include "engine/hash.h"
+
+namespace tributary {
+namespace {
+
+// LoRA can wrap these LLaMA projections (docs/job-spec.md).
+const std::vector<std::string> kLoraTargets = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                               "gate_proj", "up_proj", "down_proj"};
+
+// Shortest text that parses back to the same double ("0.0001" -> "0.0001", 1e-4 written either way
+// renders the same), so the canonical form does not depend on how the user wrote a number.
+std::string FormatDouble(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  TRIB_CHECK(ec == std::errc());
+  return std::string(buf, end);
+}
+
+// A double-quoted string with JSON-style escapes: one line, unambiguous, also valid YAML.
+std::string Quote(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char hex[8];
+          std::snprintf(hex, sizeof(hex), "\\x%02x", c);
+          out += hex;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string QuoteList(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + Quote(items[i]);
+  return out + "]";
+}
+
+ConfigKeySpec Key(std::string key, ConfigType type, std::string default_yaml, std::string help) {
+  ConfigKeySpec k;
+  k.key = std::move(key);
+  k.type = type;
+  k.default_yaml = std::move(default_yaml);
+  k.help = std::move(help);
+  return k;
+}
+
+ConfigKeySpec Str(std::string key, const std::string& def, std::string help, std::vector<std::string> choices = {}) {
+  ConfigKeySpec k = Key(std::move(key), ConfigType::kString, Quote(def), std::move(help));
+  k.choices = std::move(choices);
+  return k;
+}
+
+// A string key with no default: it stays unset unless the spec gives it (checked as required).
+ConfigKeySpec RequiredStr(std::string key, std::string help) {
+  return Key(std::move(key), ConfigType::kString, "", std::move(help));
+}
+
+ConfigKeySpec Int(std::string key, int64_t def, double min, double max, std::string help) {
+  ConfigKeySpec k = Key(std::move(key), ConfigType::kInt, std::to_string(def), std::move(help));
+  k.min = min;
+  k.max = max;
+  return k;
+}
+
+// Bounds of floats with an open end are checked in Validate (the schema's bounds are inclusive);
+// leaving min/max at their defaults here keeps a single message for all out-of-range values.
+ConfigKeySpec Float(std::string key, double def, std::string help, double min = -1e300, double max = 1e300) {
+  ConfigKeySpec k = Key(std::move(key), ConfigType::kFloat, FormatDouble(def), std::move(help));
+  k.min = min;
+  k.max = max;
+  return k;
+}
+
+// Every key of a job spec, in the order the canonical form lists them. Defaults come from a
+// default-constructed JobSpec so the struct and the schema cannot drift apart.
+ConfigSchema BuildSchema() {
+  const JobSpec d;
+  ConfigSchema s;
+  s.Add(Str("name", d.name, "free text for humans"));
+  s.Add(RequiredStr("model.base", "base model directory (HF layout), same path on every worker"));
+  s.Add(RequiredStr("data.dataset", "dataset name each worker registered with --data NAME=PATH"));
+  s.Add(Int("data.seq_len", d.seq_len, 1, 1048576, "tokens per training sequence"));
+  s.Add(
+      Str("federation.mode", FederatedModeName(d.mode), "what clients train and upload", {"ferret", "fedavg", "lora"}));
+  s.Add(Int("federation.rounds", d.rounds, 1, 100000, "federated rounds"));
+  s.Add(Float("federation.client_fraction", d.client_fraction, "fraction of eligible workers per round, (0, 1]"));
+  s.Add(Int("federation.min_clients", d.min_clients, 1, 1000000, "fewest clients a round starts with"));
+  s.Add(Int("federation.max_clients", d.max_clients, 0, 1000000, "most clients per round (0 = no cap)"));
+  s.Add(Float("federation.quorum", d.quorum, "fraction of selected clients needed at the deadline, (0, 1]"));
+  s.Add(Float("federation.deadline_floor_s", d.deadline_floor_s, "lower clamp of the round deadline", 1, 2592000));
+  s.Add(Float("federation.deadline_ceiling_s", d.deadline_ceiling_s, "upper clamp of the round deadline", 1, 2592000));
+  s.Add(Int("federation.seed", static_cast<int64_t>(d.seed), 0, 9223372036854775807.0,
+            "job seed: data order, client sampling, Ferret bases"));
+  s.Add(Str("federation.aggregation_weights", d.aggregation_weights, "client weights in the aggregate",
+            {"samples", "equal"}));
+  s.Add(Int("train.local_steps", d.local_steps, 1, 1000000, "optimizer steps per client per round"));
+  s.Add(Int("train.batch_size", d.batch_size, 1, 65536, "sequences per micro-batch"));
+  s.Add(Int("train.grad_accum", d.grad_accum, 1, 65536, "micro-batches per optimizer step"));
+  s.Add(Float("train.lr", d.lr, "client learning rate, (0, 10]"));
+  s.Add(Str("train.optimizer", d.optimizer, "client optimizer (fresh state every round)", {"sgd", "adamw"}));
+  s.Add(Float("train.weight_decay", d.weight_decay, "decoupled weight decay", 0, 1));
+  s.Add(Float("train.momentum", d.momentum, "SGD momentum, [0, 1)"));
+  s.Add(Float("train.max_grad_norm", d.max_grad_norm, "gradient-norm clip (0 = off)", 0, 1e6));
+  s.Add(Float("train.server_lr", d.server_lr, "server learning rate on the aggregate, (0, 1000]"));
+  s.Add(Int("ferret.k", d.ferret_k, 2, 65535, "seed budget K per block"));
+  s.Add(Str("ferret.distribution", d.ferret_distribution, "random vector distribution",
+            {"rademacher", "uniform", "trunc_normal"}));
+  s.Add(Str("ferret.scaling", d.ferret_scaling, "projection scaling", {"unbiased", "reference"}));
+  s.Add(Str("ferret.blocking", d.ferret_blocking, "how parameters are grouped into blocks",
+            {"reference", "fixed_chunks"}));
+  s.Add(
+      Str("ferret.allocation", d.ferret_allocation, "K_l allocation score", {"norm_ratio", "sqrt_d_norm", "uniform"}));
+  s.Add(Str("ferret.seed_mode", d.ferret_seed_mode, "fresh seeds every round or one fixed pool",
+            {"per_round", "fixed_pool"}));
+  s.Add(Str("ferret.wire_dtype", d.ferret_wire_dtype, "coefficient dtype on the wire", {"fp32", "bf16"}));
+  s.Add(Int("lora.rank", d.lora_rank, 1, 1024, "LoRA rank r"));
+  s.Add(Float("lora.alpha", d.lora_alpha, "LoRA scale numerator (scale = alpha / rank), (0, 10000]"));
+  s.Add(Float("lora.dropout", d.lora_dropout, "dropout on the LoRA input, [0, 1)"));
+  s.Add(Key("lora.targets", ConfigType::kStringList, QuoteList(d.lora_targets), "projections that get adapters"));
+  s.Add(Str("eval.dataset", d.eval_dataset, "held-out dataset on the coordinator (empty = none)"));
+  s.Add(Int("eval.every", d.eval_every, 1, 100000, "rounds between held-out evaluations"));
+  s.Add(Int("checkpoint.snapshot_every", d.snapshot_every, 1, 100000, "rounds between global-model snapshots"));
+  return s;
+}
+
+const ConfigSchema& JobSchema() {
+  static const ConfigSchema schema = BuildSchema();
+  return schema;
+}
+
+// Cross-field and value checks that the schema cannot express. Errors about one key's value name
+// where it was set ("job.yaml:7: key ..." or "--set k=v: key ..."); errors about how keys combine
+// name the spec ("job.yaml: field 'k': ...") and show each value with its origin.
+class Validator {
+ public:
+  Validator(const Config& config, const std::string& source) : config_(config), source_(source) {}
+
+  Status KeyError(const std::string& key, const std::string& reason) const {
+    const std::string origin = config_.Origin(key);
+    const std::string where = origin == "default" || origin == "unset" ? source_ : origin;
+    return Status::InvalidArgument(where + ": key '" + key + "': " + reason);
+  }
+
+  Status FieldError(const std::string& key, const std::string& reason) const {
+    return Status::InvalidArgument(source_ + ": field '" + key + "': " + reason);
+  }
+
+  // "federation.mode=fedavg (job.yaml:4)": a value and where it came from.
+  std::string Describe(const std::string& key, const std::string& value) const {
+    return key + "=" + value + " (" + config_.Origin(key) + ")";
+  }
+
+  bool IsSet(const std::string& key) const { return config_.Origin(key) != "default"; }
+
+  // The first key of `section` the spec or an override sets, or "" when all are defaults.
+  std::string FirstSetKey(const std::string& section) const {
+    const std::string prefix = section + ".";
+    for (const auto& spec : JobSchema().keys())
+      if (spec.key.compare(0, prefix.size(), prefix) == 0 && IsSet(spec.key)) return spec.key;
+    return "";
+  }
+
+  Status CheckRange(const std::string& key, double v, double lo, bool lo_open, double hi, bool hi_open) const {
+    const bool below = lo_open ? v <= lo : v < lo;
+    const bool above = hi_open ? v >= hi : v > hi;
+    if (!below && !above) return Status::OK();
+    std::ostringstream os;
+    os << v << " is outside " << (lo_open ? "(" : "[") << lo << ", " << hi << (hi_open ? ")" : "]");
+    return KeyError(key, os.str());
+  }
+
+  Status CheckRequired(const std::string& key, const std::string& what) const {
+    if (!config_.Has(key)) return FieldError(key, "must be set (" + what + ")");
+    if (config_.GetString(key).empty()) return KeyError(key, "must not be empty (" + what + ")");
+    return Status::OK();
+  }
+
+  // Dataset names are the NAME of a worker's --data NAME=PATH.
+  Status CheckDatasetName(const std::string& key, const std::string& name) const {
+    for (char c : name)
+      if (c == '=' || c == ' ' || c == '\t' || c == '\n' || c == '\r')
+        return KeyError(key, "dataset name '" + name + "' must not contain '=' or whitespace");
+    return Status::OK();
+  }
+
+ private:
+  const Config& config_;
+  const std::string& source_;
+};
+
+Status Validate(const Config& config, const std::string& source, const JobSpec& spec) {
+  const Validator v(config, source);
+  if (spec.name.find_first_of("\n\r") != std::string::npos) return v.KeyError("name", "must be one line");
+  TRIB_RETURN_IF_ERROR(v.CheckRequired("model.base", "the base model directory, the same path on every worker"));
+  TRIB_RETURN_IF_ERROR(v.CheckRequired("data.dataset", "a dataset name the workers registered with --data"));
+  TRIB_RETURN_IF_ERROR(v.CheckDatasetName("data.dataset", spec.dataset));
+  if (!spec.eval_dataset.empty()) TRIB_RETURN_IF_ERROR(v.CheckDatasetName("eval.dataset", spec.eval_dataset));
+
+  // Single values with open bounds.
+  TRIB_RETURN_IF_ERROR(v.CheckRange("federation.client_fraction", spec.client_fraction, 0, true, 1, false));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("federation.quorum", spec.quorum, 0, true, 1, false));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("train.lr", spec.lr, 0, true, 10, false));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("train.momentum", spec.momentum, 0, false, 1, true));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("train.server_lr", spec.server_lr, 0, true, 1000, false));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("lora.alpha", spec.lora_alpha, 0, true, 10000, false));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("lora.dropout", spec.lora_dropout, 0, false, 1, true));
+
+  // Federation.
+  if (spec.max_clients > 0 && spec.min_clients > spec.max_clients)
+    return v.FieldError("federation.min_clients",
+                        "must not exceed federation.max_clients when a cap is set, got " +
+                            v.Describe("federation.min_clients", std::to_string(spec.min_clients)) + " and " +
+                            v.Describe("federation.max_clients", std::to_string(spec.max_clients)));
+  if (spec.deadline_floor_s > spec.deadline_ceiling_s)
+    return v.FieldError("federation.deadline_floor_s",
+                        "must not exceed federation.deadline_ceiling_s, got " +
+                            v.Describe("federation.deadline_floor_s", FormatDouble(spec.deadline_floor_s)) + " and " +
+                            v.Describe("federation.deadline_ceiling_s", FormatDouble(spec.deadline_ceiling_s)));
+
+  // Train.
+  if (spec.optimizer != "sgd" && spec.momentum != 0)
+    return v.FieldError("train.momentum",
+                        "applies only to train.optimizer sgd, got " + v.Describe("train.optimizer", spec.optimizer));
+
+  // Mode-specific sections: a key that the chosen mode ignores is a mistake, not a no-op.
+  const std::string mode = FederatedModeName(spec.mode);
+  for (const char* section : {"ferret", "lora"}) {
+    if (mode == section) continue;
+    const std::string key = v.FirstSetKey(section);
+    if (!key.empty())
+      return v.FieldError(key, "set at " + config.Origin(key) + ", but " + section +
+                                   ".* keys apply only when federation.mode is " + section + ", got " +
+                                   v.Describe("federation.mode", mode));
+  }
+
+  // Ferret (spec §6, §8).
+  if (spec.mode == FederatedMode::kFerret) {
+    if (spec.ferret_scaling == "reference" && spec.ferret_distribution == "rademacher")
+      return v.FieldError("ferret.scaling",
+                          "reference needs ferret.distribution uniform or trunc_normal (with rademacher it equals "
+                          "unbiased scaling), got " +
+                              v.Describe("ferret.distribution", spec.ferret_distribution));
+    if (spec.ferret_seed_mode == "fixed_pool" && spec.ferret_allocation != "uniform")
+      return v.FieldError("ferret.seed_mode",
+                          "fixed_pool needs ferret.allocation uniform (prefix support would confine each block to "
+                          "the same first K_l vectors in every round), got " +
+                              v.Describe("ferret.allocation", spec.ferret_allocation));
+  }
+
+  // LoRA.
+  if (spec.mode == FederatedMode::kLora) {
+    if (spec.lora_targets.empty()) return v.KeyError("lora.targets", "must name at least one projection");
+    for (size_t i = 0; i < spec.lora_targets.size(); ++i) {
+      const std::string& t = spec.lora_targets[i];
+      if (std::find(kLoraTargets.begin(), kLoraTargets.end(), t) == kLoraTargets.end()) {
+        std::string reason = "'" + t + "' is not one of ";
+        for (size_t k = 0; k < kLoraTargets.size(); ++k) reason.append(k ? "|" : "").append(kLoraTargets[k]);
+        return v.KeyError("lora.targets", reason);
+      }
+      for (size_t j = 0; j < i; ++j)
+        if (spec.lora_targets[j] == t) return v.KeyError("lora.targets", "'" + t + "' is listed twice");
+    }
+  }
+
+  // Eval.
+  if (spec.eval_dataset.empty() && v.IsSet("eval.every"))
+    return v.FieldError("eval.every", "set at " + config.Origin("eval.every") + ", but eval.dataset is empty");
+  return Status::OK();
+}
+
+FederatedMode ModeFromName(const std::string& name) {
+  if (name == "fedavg") return FederatedMode::kFedAvg;
+  if (name == "lora") return FederatedMode::kLora;
+  TRIB_CHECK(name == "ferret");  // the schema's choices admit nothing else
+  return FederatedMode::kFerret;
+}
+
+JobSpec SpecFromConfig(const Config& c) {
+  JobSpec s;
+  s.name = c.GetString("name");
+  if (c.Has("model.base")) s.base_model = c.GetString("model.base");
+  if (c.Has("data.dataset")) s.dataset = c.GetString("data.dataset");
+  s.seq_len = c.GetInt("data.seq_len");
+  s.mode = ModeFromName(c.GetString("federation.mode"));
+  s.rounds = c.GetInt("federation.rounds");
+  s.client_fraction = c.GetFloat("federation.client_fraction");
+  s.min_clients = c.GetInt("federation.min_clients");
+  s.max_clients = c.GetInt("federation.max_clients");
+  s.quorum = c.GetFloat("federation.quorum");
+  s.deadline_floor_s = c.GetFloat("federation.deadline_floor_s");
+  s.deadline_ceiling_s = c.GetFloat("federation.deadline_ceiling_s");
+  s.seed = static_cast<uint64_t>(c.GetInt("federation.seed"));
+  s.aggregation_weights = c.GetString("federation.aggregation_weights");
+  s.local_steps = c.GetInt("train.local_steps");
+  s.batch_size = c.GetInt("train.batch_size");
+  s.grad_accum = c.GetInt("train.grad_accum");
+  s.lr = c.GetFloat("train.lr");
+  s.optimizer = c.GetString("train.optimizer");
+  s.weight_decay = c.GetFloat("train.weight_decay");
+  s.momentum = c.GetFloat("train.momentum");
+  s.max_grad_norm = c.GetFloat("train.max_grad_norm");
+  s.server_lr = c.GetFloat("train.server_lr");
+  s.ferret_k = c.GetInt("ferret.k");
+  s.ferret_distribution = c.GetString("ferret.distribution");
+  s.ferret_scaling = c.GetString("ferret.scaling");
+  s.ferret_blocking = c.GetString("ferret.blocking");
+  s.ferret_allocation = c.GetString("ferret.allocation");
+  s.ferret_seed_mode = c.GetString("ferret.seed_mode");
+  s.ferret_wire_dtype = c.GetString("ferret.wire_dtype");
+  s.lora_rank = c.GetInt("lora.rank");
+  s.lora_alpha = c.GetFloat("lora.alpha");
+  s.lora_dropout = c.GetFloat("lora.dropout");
+  s.lora_targets = c.GetStringList("lora.targets");
+  s.eval_dataset = c.GetString("eval.dataset");
+  s.eval_every = c.GetInt("eval.every");
+  s.snapshot_every = c.GetInt("checkpoint.snapshot_every");
+  return s;
+}
+
+}  // namespace
+
+const char* FederatedModeName(FederatedMode mode) {
+  switch (mode) {
+    case FederatedMode::kFerret: return "ferret";
+    case FederatedMode::kFedAvg: return "fedavg";
+    case FederatedMode::kLora: return "lora";
+  }
+  return "unknown";
+}
+
+Result<JobSpec> ParseJobSpec(const std::string& yaml, const std::string& source,
+                             const std::vector<std::string>& overrides) {
+  TRIB_ASSIGN_OR_RETURN(Config config, Config::LoadString(JobSchema(), yaml, source));
+  for (const auto& assignment : overrides) TRIB_RETURN_IF_ERROR(config.Set(assignment));
+  JobSpec spec = SpecFromConfig(config);
+  TRIB_RETURN_IF_ERROR(Validate(config, source, spec));
+  spec.source_text = yaml;
+  return spec;
+}
+
+Result<JobSpec> LoadJobSpec(const std::string& path, const std::vector<std::string>& overrides) {
+  Result<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return text.status().WithContext("reading job spec");
+  return ParseJobSpec(*text, path, overrides);
+}
+
+std::string CanonicalJobSpec(const JobSpec& s) {
+  std::ostringstream os;
+  auto line = [&os](const char* key, const std::string& value) { os << key << ": " << value << "\n"; };
+  line("name", Quote(s.name));
+  line("model.base", Quote(s.base_model));
+  line("data.dataset", Quote(s.dataset));
+  line("data.seq_len", std::to_string(s.seq_len));
+  line("federation.mode", FederatedModeName(s.mode));
+  line("federation.rounds", std::to_string(s.rounds));
+  line("federation.client_fraction", FormatDouble(s.client_fraction));
+  line("federation.min_clients", std::to_string(s.min_clients));
+  line("federation.max_clients", std::to_string(s.max_clients));
+  line("federation.quorum", FormatDouble(s.quorum));
+  line("federation.deadline_floor_s", FormatDouble(s.deadline_floor_s));
+  line("federation.deadline_ceiling_s", FormatDouble(s.deadline_ceiling_s));
+  line("federation.seed", std::to_string(s.seed));
+  line("federation.aggregation_weights", Quote(s.aggregation_weights));
+  line("train.local_steps", std::to_string(s.local_steps));
+  line("train.batch_size", std::to_string(s.batch_size));
+  line("train.grad_accum", std::to_string(s.grad_accum));
+  line("train.lr", FormatDouble(s.lr));
+  line("train.optimizer", Quote(s.optimizer));
+  line("train.weight_decay", FormatDouble(s.weight_decay));
+  line("train.momentum", FormatDouble(s.momentum));
+  line("train.max_grad_norm", FormatDouble(s.max_grad_norm));
+  line("train.server_lr", FormatDouble(s.server_lr));
+  line("ferret.k", std::to_string(s.ferret_k));
+  line("ferret.distribution", Quote(s.ferret_distribution));
+  line("ferret.scaling", Quote(s.ferret_scaling));
+  line("ferret.blocking", Quote(s.ferret_blocking));
+  line("ferret.allocation", Quote(s.ferret_allocation));
+  line("ferret.seed_mode", Quote(s.ferret_seed_mode));
+  line("ferret.wire_dtype", Quote(s.ferret_wire_dtype));
+  line("lora.rank", std::to_string(s.lora_rank));
+  line("lora.alpha", FormatDouble(s.lora_alpha));
+  line("lora.dropout", FormatDouble(s.lora_dropout));
+  line("lora.targets", QuoteList(s.lora_targets));
+  line("eval.dataset", Quote(s.eval_dataset));
+  line("eval.every", std::to_string(s.eval_every));
+  line("checkpoint.snapshot_every", std::to_string(s.snapshot_every));
+  return os.str();
+}
+
+uint64_t JobSpecHash(const JobSpec& spec) {
+  const std::string text = CanonicalJobSpec(spec);
+  return Fnv1a64(text.data(), text.size());
+}
+
+}  // namespace tributary

@@ -1,0 +1,204 @@
+#include "tests/coordinator/round_sim_util.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "engine/tokenizer.h"
+#include "engine/trainer.h"
+#include "worker/tasklet.h"
+
+namespace tributary::round_sim {
+namespace {
+
+const char* const kPatterns[kNumWorkers] = {"abcabcabc", "xyzxyzxyz", "mnomnomno", "qrsqrsqrs"};
+
+std::vector<SequenceRow> RowsOf(const std::vector<std::string>& texts) {
+  std::vector<Example> examples;
+  for (const std::string& text : texts) {
+    Example ex;
+    ex.is_text = true;
+    ex.text = text;
+    examples.push_back(ex);
+  }
+  ByteTokenizer tok;
+  auto tokenized = TokenizeExamples(examples, tok, TokenizeOptions{});
+  EXPECT_TRUE(tokenized.ok());
+  return BuildRows(*tokenized, 24, /*pack=*/false, ByteTokenizer::kPadId);
+}
+
+}  // namespace
+
+LlamaConfig TinyConfig() {
+  LlamaConfig c;
+  c.vocab_size = ByteTokenizer::kVocabSize;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 64;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+std::vector<SequenceRow> WorkerRows(int worker) {
+  const std::string pattern = kPatterns[worker];
+  const int count = 12 + 4 * worker;  // unequal sizes: samples weighting matters
+  std::vector<std::string> texts;
+  texts.reserve(count);
+  for (int i = 0; i < count; ++i) texts.push_back(pattern.substr(i % 3) + pattern);
+  return RowsOf(texts);
+}
+
+std::vector<SequenceRow> HeldOutRows() {
+  std::vector<std::string> texts;
+  for (const char* pattern : kPatterns) texts.push_back(std::string(pattern) + pattern + pattern);
+  return RowsOf(texts);
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "round_driver_test.XXXXXX").string();
+  char* made = mkdtemp(tmpl.data());
+  EXPECT_NE(made, nullptr);
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+JobSpec TinyJobSpec(FederatedMode mode, uint64_t seed, int64_t rounds) {
+  JobSpec spec;
+  spec.name = "tiny";
+  spec.base_model = "tiny";
+  spec.dataset = kDataset;
+  spec.seq_len = 24;
+  spec.mode = mode;
+  spec.rounds = rounds;
+  spec.client_fraction = 1.0;
+  spec.min_clients = 1;
+  spec.quorum = 1.0;
+  spec.seed = seed;
+  spec.aggregation_weights = "samples";
+  spec.local_steps = 5;
+  spec.batch_size = 8;
+  spec.lr = mode == FederatedMode::kLora ? 0.05 : 0.5;
+  spec.optimizer = mode == FederatedMode::kLora ? "adamw" : "sgd";
+  spec.max_grad_norm = 1.0;
+  spec.server_lr = 1.0;
+  spec.ferret_k = 512;
+  spec.lora_rank = 4;
+  spec.lora_alpha = 8;
+  spec.lora_targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  spec.snapshot_every = 2;
+  spec.source_text = "name: tiny\n";
+  return spec;
+}
+
+std::vector<SimWorker> MakeWorkers(const JobSpec& spec) {
+  std::vector<SimWorker> workers;
+  for (int w = 0; w < kNumWorkers; ++w) {
+    SimWorker worker;
+    worker.id = "w" + std::to_string(w);
+    auto model = LlamaModel::Create(TinyConfig());
+    EXPECT_TRUE(model.ok());
+    worker.model = std::move(*model);
+    worker.model->InitRandom(7);
+    if (spec.mode == FederatedMode::kLora) {
+      auto adapters = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
+      EXPECT_TRUE(adapters.ok()) << adapters.status().ToString();
+      worker.adapters = std::move(*adapters);
+    }
+    worker.rows = WorkerRows(w);
+    workers.push_back(std::move(worker));
+  }
+  return workers;
+}
+
+std::vector<WorkerInventory> Inventory(const std::vector<SimWorker>& workers) {
+  std::vector<WorkerInventory> inventory;
+  for (const SimWorker& w : workers) {
+    WorkerInventory inv;
+    inv.worker_id = w.id;
+    inv.cores = 2;
+    inv.memory_bytes = int64_t{1} << 30;
+    inv.datasets[kDataset] = static_cast<int64_t>(w.rows.size());
+    inv.alive = true;
+    inventory.push_back(inv);
+  }
+  return inventory;
+}
+
+double HeldOutLoss(const JobSpec& spec, const Arena& state) {
+  auto model = LlamaModel::Create(TinyConfig());
+  EXPECT_TRUE(model.ok());
+  std::unique_ptr<LoraAdapters> adapters;
+  if (spec.mode == FederatedMode::kLora) {
+    (*model)->InitRandom(7);
+    auto created = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
+    EXPECT_TRUE(created.ok());
+    adapters = std::move(*created);
+    adapters->params().CopyFrom(state);
+    adapters->Attach(**model);
+  } else {
+    (*model)->params().CopyFrom(state);
+  }
+  auto eval = EvaluateLoss(**model, HeldOutRows(), 8);
+  EXPECT_TRUE(eval.ok());
+  if (adapters) LoraAdapters::Detach(**model);
+  return eval.ok() ? eval->mean_loss : 0.0;
+}
+
+CommittedRound RunRound(RoundDriver& driver, std::vector<SimWorker>& workers, int64_t now_ms,
+                        const std::set<std::string>& absent) {
+  auto start = driver.StartRound(Inventory(workers), now_ms);
+  EXPECT_TRUE(start.ok()) << start.status().ToString();
+  if (!start.ok()) return {};
+  for (SimWorker& w : workers) {
+    if (absent.count(w.id) > 0) continue;
+    if (!std::binary_search(start->participants.begin(), start->participants.end(), w.id)) continue;
+    EXPECT_EQ(w.at_round, start->round - 1) << w.id << " is not synced";
+    TaskletInput input{driver.spec(), start->round, w.id, &w.rows};
+    auto result = RunTasklet(input, *w.model, w.adapters.get());
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    if (!result.ok()) return {};
+    Upload upload{driver.job_id(),    w.id,         start->round, result->payload, result->num_samples,
+                  result->train_loss, now_ms + 1000};
+    auto outcome = driver.AcceptUpload(upload);
+    EXPECT_TRUE(outcome.ok()) << outcome.status().ToString();
+    EXPECT_EQ(*outcome, UploadOutcome::kAccepted);
+  }
+  const int64_t close_ms = absent.empty() ? now_ms + 2000 : start->deadline_ms;
+  auto committed = driver.CloseRound(close_ms);
+  EXPECT_TRUE(committed.ok()) << committed.status().ToString();
+  if (!committed.ok()) return {};
+  for (SimWorker& w : workers) {
+    if (absent.count(w.id) > 0) continue;
+    EXPECT_TRUE(ApplyCommittedRound(driver.spec(), committed->round, committed->aggregate, &w.state()).ok());
+    w.at_round = committed->round;
+    EXPECT_EQ(WeightsHash(w.state()), committed->weights_hash) << w.id << " diverged in round " << committed->round;
+  }
+  return *committed;
+}
+
+uint64_t RunJob(const JobSpec& spec, const std::string& dir) {
+  auto store = checkpoint::CheckpointStore::Open(dir);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  std::vector<SimWorker> workers = MakeWorkers(spec);
+  auto driver = RoundDriver::Create(store->get(), "job", spec, workers[0].state(), 1000);
+  EXPECT_TRUE(driver.ok()) << driver.status().ToString();
+  if (!driver.ok()) return 0;
+  int64_t now_ms = 10'000;
+  while (!(*driver)->finished()) {
+    RunRound(**driver, workers, now_ms);
+    if (testing::Test::HasFailure()) return 0;
+    now_ms += 10'000;
+  }
+  return (*driver)->global_hash();
+}
+
+}  // namespace tributary::round_sim

@@ -74,7 +74,8 @@ double Median(std::vector<double> v) {
 }
 
 double StepFlops(const BenchConfig& b) {
-  const double H = b.hidden, I = b.inter, V = b.vocab, L = b.layers, D = b.hidden / b.heads;
+  const double H = b.hidden, I = b.inter, V = b.vocab, L = b.layers;
+  const double D = static_cast<double>(b.hidden / b.heads);  // head_dim is an integer by construction
   const double matmul_params = L * (2 * H * H + 2 * H * b.kv_heads * D + 3 * H * I) + V * H;
   const double tokens = static_cast<double>(b.batch * b.seq);
   return 6.0 * matmul_params * tokens + 12.0 * L * b.batch * static_cast<double>(b.seq) * b.seq * H;
@@ -144,6 +145,7 @@ ChildResult RunChild(const std::vector<std::string>& args) {
     close(fds[0]);
     close(fds[1]);
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     execv(argv[0], argv.data());

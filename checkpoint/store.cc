@@ -88,6 +88,7 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string
   snapshot_options.enable_blob_garbage_collection = true;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.reserve(cf_names.size());
   for (const auto& name : cf_names) {
     descriptors.emplace_back(name, name == kCfNames[kSnapshots] ? snapshot_options : plain_options);
   }

@@ -9,7 +9,7 @@
 
 #include "tests/cli/cli_util.h"
 
-namespace tributary::testing {
+namespace tributary::testutil {
 namespace {
 
 const std::vector<std::string> kCommands = {"coordinator", "worker",  "submit",     "jobs",  "status", "wait",
@@ -144,9 +144,9 @@ TEST(CliTest, WorkerPrintsCapabilities) {
 }
 
 }  // namespace
-}  // namespace tributary::testing
+}  // namespace tributary::testutil
 
-namespace tributary::testing {
+namespace tributary::testutil {
 namespace {
 
 TEST(CliTest, ShippedExampleConfigsAreValid) {
@@ -158,9 +158,9 @@ TEST(CliTest, ShippedExampleConfigsAreValid) {
 }
 
 }  // namespace
-}  // namespace tributary::testing
+}  // namespace tributary::testutil
 
-namespace tributary::testing {
+namespace tributary::testutil {
 namespace {
 
 TEST(CliTest, KeygenWritesAKeyPairAndRefusesToOverwrite) {
@@ -185,4 +185,4 @@ TEST(CliTest, KeygenWritesAKeyPairAndRefusesToOverwrite) {
 }
 
 }  // namespace
-}  // namespace tributary::testing
+}  // namespace tributary::testutil

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace tributary::testing {
+namespace tributary::testutil {
 namespace {
 
 std::string ReadAll(const std::string& path) {
@@ -67,4 +67,4 @@ std::string TempDir::Write(const std::string& name, const std::string& text) con
   return p;
 }
 
-}  // namespace tributary::testing
+}  // namespace tributary::testutil

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-namespace tributary::testing {
+namespace tributary::testutil {
 
 struct ProcessResult {
   int exit_code = -1;
@@ -27,4 +27,4 @@ class TempDir {
   std::string path_;
 };
 
-}  // namespace tributary::testing
+}  // namespace tributary::testutil

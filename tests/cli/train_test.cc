@@ -7,7 +7,7 @@
 #include "engine/model_dir.h"
 #include "tests/cli/cli_util.h"
 
-namespace tributary::testing {
+namespace tributary::testutil {
 namespace {
 
 std::string WriteAlpaca(const TempDir& dir, int n) {
@@ -75,4 +75,4 @@ TEST(TrainCliTest, BadInputsAreOneLineErrors) {
 }
 
 }  // namespace
-}  // namespace tributary::testing
+}  // namespace tributary::testutil

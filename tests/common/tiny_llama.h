@@ -6,7 +6,7 @@
 #include "engine/llama_config.h"
 #include "engine/tokenizer.h"
 
-namespace tributary::testing {
+namespace tributary::testutil {
 
 // A 2-layer GQA LLaMA over the byte tokenizer's vocabulary (~27k parameters, tied embeddings).
 inline LlamaConfig TinyByteLlama(int64_t max_positions = 128) {
@@ -22,4 +22,4 @@ inline LlamaConfig TinyByteLlama(int64_t max_positions = 128) {
   return c;
 }
 
-}  // namespace tributary::testing
+}  // namespace tributary::testutil

@@ -36,7 +36,7 @@ std::vector<SequenceRow> Rows(const std::vector<Example>& examples, int64_t seq_
 }
 
 std::unique_ptr<LlamaModel> NewModel(uint64_t seed) {
-  Result<std::unique_ptr<LlamaModel>> model = LlamaModel::Create(testing::TinyByteLlama(128));
+  Result<std::unique_ptr<LlamaModel>> model = LlamaModel::Create(testutil::TinyByteLlama(128));
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   (*model)->InitRandom(seed);
   return std::move(model).value();

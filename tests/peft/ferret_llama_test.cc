@@ -50,7 +50,7 @@ uint64_t WeightsHash(const Arena& arena) {
 }
 
 TEST(FerretLlamaTest, ProjectAggregateApplyLowersTrainingLoss) {
-  const LlamaConfig config = testing::TinyByteLlama(64);
+  const LlamaConfig config = testutil::TinyByteLlama(64);
   auto global = LlamaModel::Create(config);
   auto local = LlamaModel::Create(config);
   ASSERT_TRUE(global.ok() && local.ok());

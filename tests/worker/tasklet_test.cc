@@ -8,21 +8,13 @@
 
 #include "engine/tokenizer.h"
 #include "engine/trainer.h"
+#include "tests/common/tiny_llama.h"
 
 namespace tributary {
 namespace {
 
 LlamaConfig TinyConfig() {
-  LlamaConfig c;
-  c.vocab_size = ByteTokenizer::kVocabSize;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  c.tie_word_embeddings = true;
-  return c;
+  return testutil::TinyByteLlama(64);
 }
 
 std::vector<SequenceRow> Rows() {

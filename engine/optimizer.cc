@@ -55,7 +55,7 @@ Status OutOfRange(const std::string& field, const std::string& expected, double 
 
 class AdamW final : public Optimizer {
  public:
-  AdamW(const OptimizerOptions& options, std::shared_ptr<const TensorTable> table)
+  AdamW(const OptimizerOptions& options, const std::shared_ptr<const TensorTable>& table)
       : options_(options), m_(table), v_(table) {}
 
   void Step(Arena& params, const Arena& grads, double lr) override {

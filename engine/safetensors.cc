@@ -308,7 +308,9 @@ Result<std::vector<int64_t>> SafetensorsFile::ReadInt64Vector(const std::string&
       case SafetensorsDType::kI64: out[i] = LoadUnaligned<int64_t>(src + 8 * i); break;
       case SafetensorsDType::kI32: out[i] = LoadUnaligned<int32_t>(src + 4 * i); break;
       case SafetensorsDType::kI16: out[i] = LoadUnaligned<int16_t>(src + 2 * i); break;
-      case SafetensorsDType::kI8: out[i] = static_cast<int8_t>(src[i]); break;
+      case SafetensorsDType::kI8:              // signed: the sign extension is the point
+        out[i] = static_cast<int8_t>(src[i]);  // NOLINT(bugprone-signed-char-misuse)
+        break;
       case SafetensorsDType::kU8:
       case SafetensorsDType::kBool: out[i] = src[i]; break;
       default:

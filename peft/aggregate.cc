@@ -30,6 +30,7 @@ Result<Payload> AggregateCoefficients(const std::vector<ClientCoefficients>& cli
   if (clients.empty())
     return Status::InvalidArgument("ferret aggregation of round " + std::to_string(round) + ": no clients");
   std::vector<const ClientCoefficients*> order;
+  order.reserve(clients.size());
   for (const auto& c : clients) order.push_back(&c);
   std::sort(order.begin(), order.end(),
             [](const ClientCoefficients* a, const ClientCoefficients* b) { return a->client_id < b->client_id; });

@@ -23,6 +23,7 @@ std::vector<Block> GroupByReferenceRule(const TensorTable& table) {
   std::vector<Block> blocks;
   if (tensors.empty()) return blocks;
   std::vector<int64_t> sizes;
+  sizes.reserve(tensors.size());
   for (const TensorEntry* e : tensors) sizes.push_back(e->numel);
   std::sort(sizes.begin(), sizes.end());
   const size_t n = sizes.size();

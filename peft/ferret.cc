@@ -46,6 +46,7 @@ Result<ClientProjection> ProjectUpdate(const FerretOptions& options, const std::
   ClientProjection out;
   out.block_norms = BlockDeltaNorms(delta, blocks);
   std::vector<int64_t> numels;
+  numels.reserve(blocks.size());
   for (const Block& b : blocks) numels.push_back(b.numel);
   TRIB_ASSIGN_OR_RETURN(out.k_per_block, AllocateCoefficients(options.allocation, options.K, out.block_norms, numels));
 

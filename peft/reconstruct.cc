@@ -28,6 +28,7 @@ std::vector<double> BasisNormsSquared(const Block& block, const BasisConfig& bas
   const int64_t slices = NumSlices(block);
   std::vector<double> partial(static_cast<size_t>(slices * count), 0.0);
   std::vector<BasisStream> streams;
+  streams.reserve(static_cast<size_t>(count));
   for (int k = 0; k < count; ++k) streams.push_back(MakeStream(basis, block, static_cast<uint32_t>(k)));
   ParallelTasks(slices, [&](int64_t s) {
     const int64_t begin = s * kBlockSliceElems;

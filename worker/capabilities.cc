@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -38,8 +39,8 @@ int64_t ParseRdmaRateMbps(const std::string& rate) {
   double value = 0;
   std::string unit;
   if (!(in >> value >> unit)) return 0;
-  if (unit.rfind("Gb", 0) == 0) return static_cast<int64_t>(value * 1000.0 + 0.5);
-  if (unit.rfind("Mb", 0) == 0) return static_cast<int64_t>(value + 0.5);
+  if (unit.rfind("Gb", 0) == 0) return std::llround(value * 1000.0);
+  if (unit.rfind("Mb", 0) == 0) return std::llround(value);
   return 0;
 }
 

@@ -1,7 +1,11 @@
 // Job lifecycle commands, clients of the coordinator: submit, jobs, status, wait, logs, stop, download.
+#include <cstdio>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
+#include "scheduler/job_spec.h"
 
 namespace tributary::cli {
 namespace {
@@ -16,9 +20,42 @@ struct JobFlags {
   bool follow = false;
   int64_t round = -1;
   std::string output_dir;
+  bool dry_run = false;
 };
 
 constexpr const char* kNeedsCoordinator = "the coordinator client protocol (ZeroMQ + CURVE job API)";
+
+// NVFlare's rule for submit tokens: non-empty, at most 128 of [A-Za-z0-9._:-].
+Status ValidateSubmitToken(const std::string& token) {
+  if (token.size() > 128) return Status::InvalidArgument("--submit-token: longer than 128 characters");
+  for (char c : token) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == ':' || c == '-';
+    if (!ok)
+      return Status::InvalidArgument("--submit-token '" + token + "': only letters, digits and . _ : - are allowed");
+  }
+  return Status::OK();
+}
+
+// The spec is checked here, before any connection, so a bad spec never reaches a coordinator.
+Status RunSubmit(const JobFlags& f) {
+  TRIB_RETURN_IF_ERROR(ValidateSubmitToken(f.submit_token));
+  TRIB_ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(f.spec_file, f.sets));
+  if (!f.dry_run) return NotBuiltYet(std::string(kNeedsCoordinator) + " (the spec is valid; --dry-run prints it)");
+  if (f.format == "json") {
+    nlohmann::json j = {{"spec", f.spec_file},
+                        {"mode", FederatedModeName(spec.mode)},
+                        {"rounds", spec.rounds},
+                        {"hash", JobSpecHash(spec)},
+                        {"canonical", CanonicalJobSpec(spec)}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s: valid %s job, %lld rounds (spec hash %016llx)\n%s", f.spec_file.c_str(),
+                FederatedModeName(spec.mode), static_cast<long long>(spec.rounds),
+                static_cast<unsigned long long>(JobSpecHash(spec)), CanonicalJobSpec(spec).c_str());
+  }
+  return Status::OK();
+}
 
 CLI::Option* AddReadFormat(CLI::App* cmd, std::string& format) {
   return cmd->add_option("--format", format, "text|json")->check(CLI::IsMember({"text", "json"}));
@@ -33,6 +70,7 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
   submit->add_option("spec", f->spec_file, "Job spec file")->required()->check(CLI::ExistingFile);
   submit->add_option("--set", f->sets, "Override a spec field: --set key=value (repeatable)");
   submit->add_option("--submit-token", f->submit_token, "Idempotency token: the same token yields the same job");
+  submit->add_flag("--dry-run", f->dry_run, "Validate the spec and print its canonical form; submit nothing");
   AddReadFormat(submit, f->format);
 
   CLI::App* jobs = app.add_subcommand("jobs", "List jobs");
@@ -64,7 +102,8 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
       ->check(CLI::IsMember({"safetensors", "peft"}));
   download->add_option("-o,--output", f->output_dir, "Output directory")->required();
 
-  for (const char* name : {"submit", "jobs", "status", "wait", "logs", "stop", "download"}) {
+  registry.handlers["submit"] = [f](CommandContext&) -> Status { return RunSubmit(*f); };
+  for (const char* name : {"jobs", "status", "wait", "logs", "stop", "download"}) {
     registry.handlers[name] = [f](CommandContext&) -> Status {
       return NotBuiltYet(kNeedsCoordinator);
     };  // f owns the option storage

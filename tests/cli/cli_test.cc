@@ -186,3 +186,40 @@ TEST(CliTest, KeygenWritesAKeyPairAndRefusesToOverwrite) {
 
 }  // namespace
 }  // namespace tributary::testutil
+
+namespace tributary::testutil {
+namespace {
+
+TEST(CliTest, SubmitValidatesTheSpecBeforeConnecting) {
+  // A valid spec: --dry-run prints the canonical form; a real submit needs the coordinator client (69).
+  ProcessResult r = RunTributary({"submit", "examples/jobs/ferret-dolly.yaml", "--dry-run", "--format", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["mode"], "ferret");
+  EXPECT_NE(j["canonical"].get<std::string>().find("federation.rounds"), std::string::npos);
+  r = RunTributary({"submit", "examples/jobs/ferret-dolly.yaml", "--set", "federation.rounds=3", "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("3 rounds"), std::string::npos) << r.out;
+  r = RunTributary({"submit", "examples/jobs/ferret-dolly.yaml"});
+  EXPECT_EQ(r.exit_code, 69) << r.err;
+  EXPECT_NE(r.err.find("the spec is valid"), std::string::npos) << r.err;
+
+  // An invalid spec is refused with the file, line and field, before any connection.
+  TempDir dir;
+  const std::string bad = dir.Write("job.yaml",
+                                    "model:\n  base: /models/tiny\ndata:\n  dataset: dolly\nfederation:\n"
+                                    "  rounds: zero\n");
+  r = RunTributary({"submit", bad});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find(bad + ":6: key 'federation.rounds'"), std::string::npos) << r.err;
+  r = RunTributary(
+      {"submit", "examples/jobs/ferret-dolly.yaml", "--set", "federation.mode=fedavg", "--set", "ferret.k=100"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("ferret.k"), std::string::npos) << r.err;
+  r = RunTributary({"submit", "examples/jobs/ferret-dolly.yaml", "--submit-token", "bad token!"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("--submit-token"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace tributary::testutil

@@ -6,6 +6,9 @@
 // can never be mixed into a loaded model.
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <string>
 #include <unordered_set>
 
 #include <rocksdb/db.h>
@@ -83,8 +86,9 @@ Status CheckLayoutMatches(const TensorTable& arena_table, const SnapshotRecord& 
 
 }  // namespace
 
-Status CheckpointStore::PutSnapshot(std::string_view job_id, uint32_t round, const float* data, int64_t num_elems,
-                                    const TensorTable& table, uint64_t weights_hash, int64_t created_unix_ms) {
+Status CheckpointStore::StartSnapshotManifest(std::string_view job_id, uint32_t round, const float* data,
+                                              int64_t num_elems, const TensorTable& table, uint64_t weights_hash,
+                                              int64_t created_unix_ms, SnapshotRecord* manifest) {
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string what = internal::SnapshotWhat(job_id, round);
   if (num_elems != table.total_elems()) {
@@ -92,7 +96,87 @@ Status CheckpointStore::PutSnapshot(std::string_view job_id, uint32_t round, con
                                    " elements given, the tensor table spans " + std::to_string(table.total_elems()));
   }
   if (num_elems > 0 && data == nullptr) return Status::InvalidArgument(what + ": no data");
+  manifest->job_id = std::string(job_id);
+  manifest->round = round;
+  manifest->total_elems = num_elems;
+  manifest->chunk_bytes = options_.snapshot_chunk_bytes;
+  manifest->chunk_crcs.clear();
+  manifest->tensors = table.entries();
+  manifest->weights_hash = weights_hash;
+  manifest->created_unix_ms = created_unix_ms;
+  const uint64_t total_bytes = static_cast<uint64_t>(num_elems) * sizeof(float);
+  const uint64_t num_chunks = (total_bytes + manifest->chunk_bytes - 1) / manifest->chunk_bytes;
+  if (num_chunks > UINT32_MAX) return Status::InvalidArgument(what + ": too many chunks");
+  return Status::OK();
+}
 
+Status CheckpointStore::WriteSnapshotChunks(const float* data, SnapshotRecord* manifest) {
+  const std::string& job_id = manifest->job_id;
+  const uint32_t round = manifest->round;
+  const std::string what = internal::SnapshotWhat(job_id, round);
+  const auto* bytes = reinterpret_cast<const char*>(data);
+  const uint64_t total_bytes = static_cast<uint64_t>(manifest->total_elems) * sizeof(float);
+  const uint64_t num_chunks = (total_bytes + manifest->chunk_bytes - 1) / manifest->chunk_bytes;
+
+  // The chunks bypass the WAL (which would write every model byte twice more) and are flushed to
+  // blob files before the manifest is written through the synced WAL. A crash before that flush loses
+  // only chunks that no manifest refers to.
+  rocksdb::WriteOptions unlogged;
+  unlogged.disableWAL = true;
+  // Chunks left by an interrupted earlier attempt at this snapshot go first.
+  {
+    rocksdb::WriteBatch batch;
+    TRIB_RETURN_IF_ERROR(
+        FromRocksStatus(batch.DeleteRange(handles_[kSnapshots], internal::SnapshotChunkKey(job_id, round, 0),
+                                          internal::SnapshotChunkKey(job_id, round, UINT32_MAX) + '\0'),
+                        what));
+    TRIB_RETURN_IF_ERROR(FromRocksStatus(db_->Write(unlogged, &batch), what));
+  }
+  manifest->chunk_crcs.clear();
+  for (uint64_t c = 0; c < num_chunks; ++c) {
+    const uint64_t begin = c * manifest->chunk_bytes;
+    const uint64_t size = std::min<uint64_t>(manifest->chunk_bytes, total_bytes - begin);
+    manifest->chunk_crcs.push_back(internal::Crc32c(bytes + begin, size));
+    const std::string chunk_what = internal::ChunkWhat(job_id, round, static_cast<uint32_t>(c));
+    rocksdb::WriteBatch batch;
+    TRIB_RETURN_IF_ERROR(FromRocksStatus(
+        batch.Put(handles_[kSnapshots], internal::SnapshotChunkKey(job_id, round, static_cast<uint32_t>(c)),
+                  internal::EncodeSnapshotChunk(bytes + begin, size)),
+        chunk_what));
+    TRIB_RETURN_IF_ERROR(FromRocksStatus(db_->Write(unlogged, &batch), chunk_what));
+  }
+  // Make the chunks durable in blob/SST files before the manifest can refer to them.
+  return FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), handles_[kSnapshots]), what + ": flush");
+}
+
+namespace {
+
+// Releases a snapshot's in-progress claim on every return path.
+class InProgressClaim {
+ public:
+  InProgressClaim(std::mutex* mu, std::set<std::string>* in_progress, std::string key)
+      : mu_(mu), in_progress_(in_progress), key_(std::move(key)) {}
+  ~InProgressClaim() {
+    std::lock_guard<std::mutex> lock(*mu_);
+    in_progress_->erase(key_);
+  }
+  InProgressClaim(const InProgressClaim&) = delete;
+  InProgressClaim& operator=(const InProgressClaim&) = delete;
+
+ private:
+  std::mutex* mu_;
+  std::set<std::string>* in_progress_;
+  std::string key_;
+};
+
+}  // namespace
+
+Status CheckpointStore::PutSnapshot(std::string_view job_id, uint32_t round, const float* data, int64_t num_elems,
+                                    const TensorTable& table, uint64_t weights_hash, int64_t created_unix_ms) {
+  SnapshotRecord manifest;
+  TRIB_RETURN_IF_ERROR(
+      StartSnapshotManifest(job_id, round, data, num_elems, table, weights_hash, created_unix_ms, &manifest));
+  const std::string what = internal::SnapshotWhat(job_id, round);
   const std::string manifest_key = internal::SnapshotManifestKey(job_id, round);
   {
     std::lock_guard<std::mutex> lock(write_mu_);
@@ -109,61 +193,46 @@ Status CheckpointStore::PutSnapshot(std::string_view job_id, uint32_t round, con
       return Status::AlreadyExists(what + ": being written by another thread");
     }
   }
-  // Releases the in-progress claim on every return path below.
-  struct InProgressClaim {
-    CheckpointStore* store;
-    const std::string& key;
-    ~InProgressClaim() {
-      std::lock_guard<std::mutex> lock(store->write_mu_);
-      store->snapshots_in_progress_.erase(key);
-    }
-  } claim{this, manifest_key};
-
-  SnapshotRecord manifest;
-  manifest.job_id = std::string(job_id);
-  manifest.round = round;
-  manifest.total_elems = num_elems;
-  manifest.chunk_bytes = options_.snapshot_chunk_bytes;
-  manifest.tensors = table.entries();
-  manifest.weights_hash = weights_hash;
-  manifest.created_unix_ms = created_unix_ms;
-
-  const auto* bytes = reinterpret_cast<const char*>(data);
-  const uint64_t total_bytes = static_cast<uint64_t>(num_elems) * sizeof(float);
-  const uint64_t num_chunks = (total_bytes + manifest.chunk_bytes - 1) / manifest.chunk_bytes;
-  if (num_chunks > UINT32_MAX) return Status::InvalidArgument(what + ": too many chunks");
-
-  // The chunks bypass the WAL (which would write every model byte twice more) and are flushed to
-  // blob files before the manifest is written through the synced WAL. A crash before that flush loses
-  // only chunks that no manifest refers to.
-  rocksdb::WriteOptions unlogged;
-  unlogged.disableWAL = true;
-  // Chunks left by an interrupted earlier attempt at this snapshot go first.
-  {
-    rocksdb::WriteBatch batch;
-    TRIB_RETURN_IF_ERROR(
-        FromRocksStatus(batch.DeleteRange(handles_[kSnapshots], internal::SnapshotChunkKey(job_id, round, 0),
-                                          internal::SnapshotChunkKey(job_id, round, UINT32_MAX) + '\0'),
-                        what));
-    TRIB_RETURN_IF_ERROR(FromRocksStatus(db_->Write(unlogged, &batch), what));
-  }
-  for (uint64_t c = 0; c < num_chunks; ++c) {
-    const uint64_t begin = c * manifest.chunk_bytes;
-    const uint64_t size = std::min<uint64_t>(manifest.chunk_bytes, total_bytes - begin);
-    manifest.chunk_crcs.push_back(internal::Crc32c(bytes + begin, size));
-    const std::string chunk_what = internal::ChunkWhat(job_id, round, static_cast<uint32_t>(c));
-    rocksdb::WriteBatch batch;
-    TRIB_RETURN_IF_ERROR(FromRocksStatus(
-        batch.Put(handles_[kSnapshots], internal::SnapshotChunkKey(job_id, round, static_cast<uint32_t>(c)),
-                  internal::EncodeSnapshotChunk(bytes + begin, size)),
-        chunk_what));
-    TRIB_RETURN_IF_ERROR(FromRocksStatus(db_->Write(unlogged, &batch), chunk_what));
-  }
-  // Make the chunks durable in blob/SST files before the manifest can refer to them.
-  TRIB_RETURN_IF_ERROR(FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), handles_[kSnapshots]), what + ": flush"));
+  InProgressClaim claim(&write_mu_, &snapshots_in_progress_, manifest_key);
+  TRIB_RETURN_IF_ERROR(WriteSnapshotChunks(data, &manifest));
   // The manifest last: from here on the snapshot exists.
   std::lock_guard<std::mutex> lock(write_mu_);
   rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(
+      FromRocksStatus(batch.Put(handles_[kSnapshots], manifest_key, internal::EncodeSnapshotManifest(manifest)), what));
+  return Write(&batch, what);
+}
+
+Status CheckpointStore::CreateJobWithSnapshot(const JobRecord& job, const float* data, int64_t num_elems,
+                                              const TensorTable& table, uint64_t weights_hash,
+                                              int64_t created_unix_ms) {
+  SnapshotRecord manifest;
+  TRIB_RETURN_IF_ERROR(
+      StartSnapshotManifest(job.job_id, 0, data, num_elems, table, weights_hash, created_unix_ms, &manifest));
+  const std::string what = internal::JobWhat(job.job_id);
+  const std::string manifest_key = internal::SnapshotManifestKey(job.job_id, 0);
+  {
+    // Refuse a used id or token before writing any model bytes. The checks run again with the batch
+    // below, since the lock is not held while the chunks go out.
+    std::lock_guard<std::mutex> lock(write_mu_);
+    rocksdb::WriteBatch unused;
+    TRIB_RETURN_IF_ERROR(CheckNewJobLocked(job, &unused));
+    std::string existing;
+    Status st = ReadValue(kSnapshots, manifest_key, what, &existing);
+    if (st.ok()) return Status::AlreadyExists(what + ": a round-0 snapshot of this job id is already stored");
+    if (!st.IsNotFound()) return st;
+    if (!snapshots_in_progress_.insert(manifest_key).second) {
+      return Status::AlreadyExists(what + ": being created by another thread");
+    }
+  }
+  InProgressClaim claim(&write_mu_, &snapshots_in_progress_, manifest_key);
+  TRIB_RETURN_IF_ERROR(WriteSnapshotChunks(data, &manifest));
+
+  // Job, token index and manifest in one synced batch: the job exists exactly when its snapshot does.
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (before_create_job_commit_hook_) TRIB_RETURN_IF_ERROR(before_create_job_commit_hook_());
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(CheckNewJobLocked(job, &batch));
   TRIB_RETURN_IF_ERROR(
       FromRocksStatus(batch.Put(handles_[kSnapshots], manifest_key, internal::EncodeSnapshotManifest(manifest)), what));
   return Write(&batch, what);

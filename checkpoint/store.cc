@@ -194,7 +194,7 @@ Result<JobRecord> CheckpointStore::GetJob(std::string_view job_id) {
   return ReadJob(job_id);
 }
 
-Status CheckpointStore::PutJob(const JobRecord& job) {
+Status CheckpointStore::CheckNewJobLocked(const JobRecord& job, rocksdb::WriteBatch* batch) {
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job.job_id, "job id"));
   const std::string what = internal::JobWhat(job.job_id);
   if (!job.submit_token.empty()) TRIB_RETURN_IF_ERROR(internal::ValidateId(job.submit_token, what + ": submit token"));
@@ -202,13 +202,11 @@ Status CheckpointStore::PutJob(const JobRecord& job) {
     return Status::InvalidArgument(what + ": a new job must have current_round 0, got " +
                                    std::to_string(job.current_round));
   }
-  std::lock_guard<std::mutex> lock(write_mu_);
   std::string value;
   Status st = ReadValue(kJobs, internal::JobKey(job.job_id), what, &value);
   if (st.ok()) return Status::AlreadyExists(what + ": already exists");
   if (!st.IsNotFound()) return st;
 
-  rocksdb::WriteBatch batch;
   if (!job.submit_token.empty()) {
     const std::string token_key = internal::TokenKey(job.submit_token);
     st = ReadValue(kMeta, token_key, what + ": submit token index", &value);
@@ -219,11 +217,21 @@ Status CheckpointStore::PutJob(const JobRecord& job) {
     }
     if (!st.IsNotFound()) return st;
     TRIB_RETURN_IF_ERROR(
-        FromRocksStatus(batch.Put(handles_[kMeta], token_key, internal::EncodeTokenIndex(job.job_id)), what));
+        FromRocksStatus(batch->Put(handles_[kMeta], token_key, internal::EncodeTokenIndex(job.job_id)), what));
   }
-  TRIB_RETURN_IF_ERROR(
-      FromRocksStatus(batch.Put(handles_[kJobs], internal::JobKey(job.job_id), internal::EncodeJob(job)), what));
-  return Write(&batch, what);
+  return FromRocksStatus(batch->Put(handles_[kJobs], internal::JobKey(job.job_id), internal::EncodeJob(job)), what);
+}
+
+Status CheckpointStore::PutJob(const JobRecord& job) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(CheckNewJobLocked(job, &batch));
+  return Write(&batch, internal::JobWhat(job.job_id));
+}
+
+void CheckpointStore::SetBeforeCreateJobCommitHookForTesting(std::function<Status()> hook) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  before_create_job_commit_hook_ = std::move(hook);
 }
 
 Result<std::vector<JobRecord>> CheckpointStore::ListJobs() {

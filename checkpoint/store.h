@@ -18,6 +18,8 @@
 //    chunks were flushed to blob files (the chunks skip the WAL so the model is not written three
 //    times); a crash in the middle leaves at most unreferenced chunks that LoadSnapshot never reads
 //    and the next PutSnapshot of that round replaces.
+//  * A job made by CreateJobWithSnapshot appears together with its round-0 snapshot (job record,
+//    token index and manifest are one WriteBatch), never without it.
 //  * Every stored value carries a format version and a CRC32C; a value that fails it is reported
 //    as a Corruption status naming the record ("checkpoint rounds: job 'j1' round 7: checksum
 //    mismatch"), never returned as data.
@@ -25,12 +27,13 @@
 //    version instead of guessing.
 //
 // Thread safety: all methods may be called from several threads; writes that check before they
-// write (PutJob, AcceptUpdate, CommitRound, UpdateJobState, PutSnapshot's checks and manifest) are
-// serialised inside the store; snapshot chunks are written without blocking the others. One process at a time:
+// write (PutJob, CreateJobWithSnapshot, AcceptUpdate, CommitRound, UpdateJobState, PutSnapshot's checks and manifest)
+// are serialised inside the store; snapshot chunks are written without blocking the others. One process at a time:
 // RocksDB's lock file makes a second Open fail with an IOError.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -168,6 +171,14 @@ class CheckpointStore {
   // Creates a job. AlreadyExists when the id exists or the submit token belongs to another job.
   // current_round must be 0.
   Status PutJob(const JobRecord& job);
+  // Creates a job together with its round-0 snapshot (the initial model), so that no reader and no
+  // recovery ever sees the job without it. The snapshot's chunks are written (and flushed) first,
+  // unreferenced; then the job record, its submit-token index entry and the snapshot manifest go in
+  // ONE synced WriteBatch. A crash or error before that batch leaves no job, only unreferenced chunks
+  // that a retry replaces. Errors as PutJob (AlreadyExists for a used id or token: nothing written)
+  // and as PutSnapshot for the model arguments (`num_elems` must equal table.total_elems()).
+  Status CreateJobWithSnapshot(const JobRecord& job, const float* data, int64_t num_elems, const TensorTable& table,
+                               uint64_t weights_hash, int64_t created_unix_ms = 0);
   Result<JobRecord> GetJob(std::string_view job_id);
   // All jobs in job id order.
   Result<std::vector<JobRecord>> ListJobs();
@@ -226,6 +237,11 @@ class CheckpointStore {
   // `dir` must not exist.
   Status CreateCheckpoint(const std::string& dir);
 
+  // ---- testing ----
+  // Called by CreateJobWithSnapshot after the chunks are durable and before the job batch is written;
+  // a non-OK status aborts the creation there (as a crash at that point would). Tests only.
+  void SetBeforeCreateJobCommitHookForTesting(std::function<Status()> hook);
+
  private:
   // Column family indices into handles_.
   enum Cf : int { kJobs = 0, kRounds, kUpdates, kSnapshots, kWorkers, kMeta, kNumCfs };
@@ -237,6 +253,16 @@ class CheckpointStore {
   // Writes a batch with the store's sync setting.
   Status Write(rocksdb::WriteBatch* batch, std::string_view what);
   Result<JobRecord> ReadJob(std::string_view job_id);
+  // PutJob's checks (id, token, current_round 0, id and token unused); with write_mu_ held. Adds the
+  // job record and the token index entry to `batch`.
+  Status CheckNewJobLocked(const JobRecord& job, rocksdb::WriteBatch* batch);
+  // Checks the arguments of a snapshot of (job_id, round) and builds its manifest (no chunk CRCs).
+  Status StartSnapshotManifest(std::string_view job_id, uint32_t round, const float* data, int64_t num_elems,
+                               const TensorTable& table, uint64_t weights_hash, int64_t created_unix_ms,
+                               SnapshotRecord* manifest);
+  // Replaces any chunks of (manifest->job_id, manifest->round) with `data`, fills chunk_crcs and
+  // flushes. The caller holds the snapshot's in-progress claim.
+  Status WriteSnapshotChunks(const float* data, SnapshotRecord* manifest);
 
   std::string path_;
   StoreOptions options_;
@@ -247,6 +273,7 @@ class CheckpointStore {
   // Manifest keys of snapshots whose chunks are being written (guarded by write_mu_, which is not
   // held while the chunks go out, so a large snapshot does not stall updates and commits).
   std::set<std::string> snapshots_in_progress_;
+  std::function<Status()> before_create_job_commit_hook_;  // guarded by write_mu_
 };
 
 }  // namespace tributary::checkpoint

@@ -85,9 +85,8 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(checkpoint::CheckpointS
   job.state = checkpoint::JobState::kRunning;
   job.created_unix_ms = now_ms;
   job.updated_unix_ms = now_ms;
-  TRIB_RETURN_IF_ERROR(store->PutJob(job));
   TRIB_RETURN_IF_ERROR(
-      store->PutSnapshot(job_id, 0, initial.data(), initial.size(), initial.table(), WeightsHash(initial), now_ms));
+      store->CreateJobWithSnapshot(job, initial.data(), initial.size(), initial.table(), WeightsHash(initial), now_ms));
   return driver;
 }
 

@@ -15,9 +15,18 @@ Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<Seq
   if (options.batch_size < 1) return Status::InvalidArgument("batch_size must be >= 1");
   if (options.grad_accum < 1) return Status::InvalidArgument("grad_accum must be >= 1");
   TRIB_RETURN_IF_ERROR(ValidateLrSchedule(options.schedule));
+  if ((options.target.params == nullptr) != (options.target.grads == nullptr))
+    return Status::InvalidArgument("train target: params and grads must be set together");
+  Arena& params = options.target.params != nullptr ? *options.target.params : model.params();
+  Arena& grads = options.target.grads != nullptr ? *options.target.grads : model.grads();
+  if (params.size() != grads.size())
+    return Status::InvalidArgument("train target: params hold " + std::to_string(params.size()) +
+                                   " values but grads hold " + std::to_string(grads.size()));
+  const bool separate_grads = &grads != &model.grads();
   const int64_t n_rows = static_cast<int64_t>(rows.size());
   for (int64_t step = 1; step <= options.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
+    if (options.before_step) options.before_step(step);
     // Build the window's batches first: the loss weights need the total target count.
     std::vector<Batch> batches;
     int64_t window_targets = 0;
@@ -26,7 +35,10 @@ Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<Seq
       *next_row = (*next_row + options.batch_size) % n_rows;
       window_targets += batches.back().NumTargets();
     }
+    // The model's grads are zeroed even when they are not stepped: backward still accumulates into
+    // whatever parts of it stay trainable.
     model.ZeroGrad();
+    if (separate_grads) grads.Zero();
     StepStats stats;
     stats.step = step;
     double loss_sum = 0;
@@ -45,12 +57,12 @@ Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<Seq
       TRIB_RETURN_IF_ERROR(model.Backward(static_cast<float>(static_cast<double>(counted) / window_targets)));
     }
     stats.loss = window_targets > 0 ? loss_sum / window_targets : 0.0;
-    stats.grad_norm = ClipGradNorm(model.grads(), options.max_grad_norm);
+    stats.grad_norm = ClipGradNorm(grads, options.max_grad_norm);
     if (!std::isfinite(stats.grad_norm))
       return Status::FailedPrecondition("training diverged: gradient norm is not finite at step " +
                                         std::to_string(options.first_step + step));
     stats.lr = LearningRateAt(options.schedule, options.first_step + step - 1);
-    optimizer.Step(model.params(), model.grads(), stats.lr);
+    optimizer.Step(params, grads, stats.lr);
     stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (on_step) on_step(stats);
   }

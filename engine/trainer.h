@@ -18,6 +18,15 @@
 
 namespace tributary {
 
+// The arenas one training step clips and steps. Both null (the default): the model's own
+// params/grads. Set both to train something that keeps its parameters outside the model, e.g.
+// adapters attached as the model's LinearAdapter with the base frozen; the optimizer must have been
+// created for params' table. Every step zeroes the model's grads and, when distinct, these grads.
+struct TrainTarget {
+  Arena* params = nullptr;
+  Arena* grads = nullptr;
+};
+
 struct TrainLoopOptions {
   int64_t steps = 0;           // optimizer steps
   int64_t batch_size = 4;      // rows per micro-batch
@@ -25,6 +34,10 @@ struct TrainLoopOptions {
   double max_grad_norm = 1.0;  // <= 0: no clipping
   LrScheduleOptions schedule;  // lr at each optimizer step
   int64_t first_step = 0;      // schedule offset (resumed training)
+  TrainTarget target;          // what is stepped (default: the model's parameters)
+  // Optional; called with the 1-based step before its first forward pass (e.g. to set per-step
+  // state such as a dropout seed). on_step is the matching hook after the optimizer step.
+  std::function<void(int64_t step)> before_step;
 };
 
 struct StepStats {
@@ -38,7 +51,8 @@ struct StepStats {
 };
 
 // Runs options.steps optimizer steps, reading rows cyclically starting at *next_row (advanced).
-// on_step (optional) is called after every step. Fails on a non-finite loss (naming the step).
+// on_step (optional) is called after every step. Fails on a non-finite loss (naming the step) and
+// on a half-set or mismatched options.target.
 Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<SequenceRow>& rows,
                   const TrainLoopOptions& options, int64_t* next_row,
                   const std::function<void(const StepStats&)>& on_step = nullptr);

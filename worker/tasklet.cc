@@ -3,6 +3,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "engine/optimizer.h"
 #include "engine/trainer.h"
@@ -23,43 +24,6 @@ uint64_t Fnv1a(const void* data, size_t bytes, uint64_t h = 0xcbf29ce484222325ul
 
 std::string WorkerContext(const TaskletInput& input) {
   return "worker '" + input.worker_id + "': round " + std::to_string(input.round) + ": ";
-}
-
-// LoRA local training: TrainSteps steps the model's own parameters, so the adapters get their own
-// loop with the same batching and loss weighting.
-Status TrainAdapters(LlamaModel& model, LoraAdapters& adapters, Optimizer& optimizer,
-                     const std::vector<SequenceRow>& rows, const TrainLoopOptions& options, double* loss_sum_out) {
-  const int64_t n_rows = static_cast<int64_t>(rows.size());
-  int64_t next_row = 0;
-  for (int64_t step = 1; step <= options.steps; ++step) {
-    std::vector<Batch> batches;
-    int64_t window_targets = 0;
-    for (int64_t m = 0; m < options.grad_accum; ++m) {
-      batches.push_back(MakeBatch(rows, next_row % n_rows, options.batch_size));
-      next_row = (next_row + options.batch_size) % n_rows;
-      window_targets += batches.back().NumTargets();
-    }
-    model.ZeroGrad();
-    adapters.ZeroGrad();
-    double loss_sum = 0;
-    for (const Batch& batch : batches) {
-      float loss = 0;
-      TRIB_RETURN_IF_ERROR(model.Forward(batch.tokens.data(), batch.loss_mask.data(), batch.targets.data(),
-                                         batch.batch_size, batch.seq_len, &loss));
-      const int64_t counted = batch.NumTargets();
-      if (counted == 0) continue;
-      if (!std::isfinite(loss)) return Status::FailedPrecondition("training diverged at step " + std::to_string(step));
-      loss_sum += static_cast<double>(loss) * counted;
-      TRIB_RETURN_IF_ERROR(model.Backward(static_cast<float>(static_cast<double>(counted) / window_targets)));
-    }
-    const double norm = ClipGradNorm(adapters.grads(), options.max_grad_norm);
-    if (!std::isfinite(norm))
-      return Status::FailedPrecondition("gradient norm is not finite at step " + std::to_string(step));
-    optimizer.Step(adapters.params(), adapters.grads(), LearningRateAt(options.schedule, step - 1));
-    adapters.NextDropoutStep();
-    *loss_sum_out += window_targets > 0 ? loss_sum / window_targets : 0.0;
-  }
-  return Status::OK();
 }
 
 }  // namespace
@@ -161,18 +125,24 @@ Result<TaskletResult> RunTasklet(const TaskletInput& input, LlamaModel& model, L
   result.local_steps = spec.local_steps;
   result.num_samples = input.rows->size();
   double loss_sum = 0;
-  Status trained;
+  std::function<void(const StepStats&)> on_step = [&loss_sum](const StepStats& stats) { loss_sum += stats.loss; };
   if (lora) {
+    // The adapters carry their own params/grads; the base is frozen while they are attached. The
+    // dropout step advances after every optimizer step, continuing across rounds.
+    loop.target = {&adapters->params(), &adapters->grads()};
+    on_step = [&loss_sum, adapters](const StepStats& stats) {
+      loss_sum += stats.loss;
+      adapters->NextDropoutStep();
+    };
     adapters->Attach(model);
     adapters->SetTraining(spec.lora_dropout > 0);
-    trained = TrainAdapters(model, *adapters, **optimizer, rows, loop, &loss_sum);
+  }
+  int64_t next_row = 0;
+  Status trained = TrainSteps(model, **optimizer, rows, loop, &next_row, on_step);
+  if (lora) {
     adapters->SetTraining(false);
     LoraAdapters::Detach(model);
     model.SetBaseTrainable(true);
-  } else {
-    int64_t next_row = 0;
-    trained = TrainSteps(model, **optimizer, rows, loop, &next_row,
-                         [&loss_sum](const StepStats& stats) { loss_sum += stats.loss; });
   }
   if (!trained.ok()) {
     state.CopyFrom(w_old);

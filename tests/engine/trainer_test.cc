@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <vector>
 
+#include "engine/linear_adapter.h"
 #include "engine/model_dir.h"
 #include "engine/tokenizer.h"
 #include "tests/common/tiny_llama.h"
@@ -75,7 +78,8 @@ TEST(TrainerTest, HeldOutLossFalls) {
 }
 
 TEST(TrainerTest, AccumulationEqualsOneBigBatch) {
-  std::vector<SequenceRow> rows = Rows(CountingExamples(8), 32);
+  // 48 tokens: shorter rows lose every answer token to truncation and nothing would be trained.
+  std::vector<SequenceRow> rows = Rows(CountingExamples(8), 48);
   OptimizerOptions opt;
   opt.type = "sgd";
   auto run = [&](int64_t batch, int64_t accum) {
@@ -101,6 +105,10 @@ TEST(TrainerTest, AccumulationEqualsOneBigBatch) {
     max_abs = std::max(max_abs, static_cast<double>(std::abs(a.data()[i])));
   }
   EXPECT_LT(max_diff, 1e-5 * std::max(1.0, max_abs));
+  const auto untrained = NewModel(2);
+  bool moved = false;
+  for (int64_t i = 0; i < a.size() && !moved; ++i) moved = a.data()[i] != untrained->params().data()[i];
+  EXPECT_TRUE(moved) << "the step must have changed the model";
 }
 
 TEST(TrainerTest, SavedModelReloadsWithIdenticalLogits) {
@@ -135,6 +143,90 @@ TEST(TrainerTest, SavedModelReloadsWithIdenticalLogits) {
   ASSERT_TRUE((*reloaded)->ForwardLogits(batch.tokens.data(), batch.batch_size, batch.seq_len).ok());
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ((*reloaded)->Logits()[i], expected[i]) << "logit " << i;
   std::filesystem::remove_all(dir);
+}
+
+// A LoRA-like adapter that keeps its parameters outside the model: a learned bias on the lm_head
+// output, y[r, o] += bias[o].
+class OutputBiasAdapter : public LinearAdapter {
+ public:
+  explicit OutputBiasAdapter(int64_t vocab_size) {
+    auto table = std::make_shared<TensorTable>();
+    table->Add("lm_head.adapter_bias", {vocab_size});
+    params_ = Arena(table);  // zero-initialised: the adapter starts as the identity
+    grads_ = Arena(table);
+  }
+  void Forward(const Linear& lin, const float*, int64_t rows, float* y) override {
+    if (lin.kind != ProjKind::kLmHead) return;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < lin.out; ++o) y[r * lin.out + o] += params_.data()[o];
+  }
+  void BackwardParams(const Linear& lin, const float*, const float* dy, int64_t rows) override {
+    if (lin.kind != ProjKind::kLmHead) return;
+    ++backward_calls_;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < lin.out; ++o) grads_.data()[o] += dy[r * lin.out + o];
+  }
+  void BackwardInput(const Linear&, int64_t, float*) override {}  // the bias does not depend on x
+
+  Arena params_;
+  Arena grads_;
+  int64_t backward_calls_ = 0;
+};
+
+TEST(TrainerTest, ExplicitTargetStepsOnlyThatArenaWithTheBaseFrozen) {
+  std::vector<SequenceRow> rows = Rows(CountingExamples(16), 48);
+  auto model = NewModel(5);
+  Arena base_before(model->params().table_ptr());
+  base_before.CopyFrom(model->params());
+  OutputBiasAdapter adapter(model->config().vocab_size);
+  model->SetLinearAdapter(&adapter);
+  model->SetBaseTrainable(false);
+  OptimizerOptions opt;
+  opt.type = "sgd";
+  auto optimizer = CreateOptimizer(opt, adapter.params_.table_ptr());
+  ASSERT_TRUE(optimizer.ok());
+  TrainLoopOptions loop;
+  loop.steps = 6;
+  loop.batch_size = 4;
+  loop.grad_accum = 2;
+  loop.schedule.lr = 0.5;
+  loop.target = {&adapter.params_, &adapter.grads_};
+  std::vector<int64_t> hooks;  // +step before, -step after
+  loop.before_step = [&](int64_t step) { hooks.push_back(step); };
+  double first_loss = 0, last_loss = 0;
+  int64_t next_row = 0;
+  ASSERT_TRUE(TrainSteps(*model, **optimizer, rows, loop, &next_row, [&](const StepStats& s) {
+                hooks.push_back(-s.step);
+                if (s.step == 1) first_loss = s.loss;
+                last_loss = s.loss;
+                EXPECT_GT(s.grad_norm, 0);
+              }).ok());
+  model->SetLinearAdapter(nullptr);
+  model->SetBaseTrainable(true);
+
+  EXPECT_EQ(hooks, (std::vector<int64_t>{1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6}));
+  EXPECT_EQ(adapter.backward_calls_, 6 * 2);
+  for (int64_t i = 0; i < base_before.size(); ++i)
+    ASSERT_EQ(model->params().data()[i], base_before.data()[i]) << "base parameter " << i << " moved";
+  double bias_norm = 0;
+  for (int64_t i = 0; i < adapter.params_.size(); ++i) bias_norm += std::abs(adapter.params_.data()[i]);
+  EXPECT_GT(bias_norm, 0) << "the adapter arena was stepped";
+  EXPECT_LT(last_loss, first_loss);
+}
+
+TEST(TrainerTest, ExplicitTargetNeedsParamsAndGradsOfOneSize) {
+  std::vector<SequenceRow> rows = Rows(CountingExamples(4), 32);
+  auto model = NewModel(6);
+  auto optimizer = CreateOptimizer(OptimizerOptions{}, model->params().table_ptr());
+  ASSERT_TRUE(optimizer.ok());
+  TrainLoopOptions loop;
+  loop.steps = 1;
+  loop.target.params = &model->params();
+  int64_t next_row = 0;
+  EXPECT_TRUE(TrainSteps(*model, **optimizer, rows, loop, &next_row).IsInvalidArgument());
+  OutputBiasAdapter adapter(model->config().vocab_size);
+  loop.target.grads = &adapter.grads_;
+  EXPECT_TRUE(TrainSteps(*model, **optimizer, rows, loop, &next_row).IsInvalidArgument());
 }
 
 TEST(TrainerTest, EmptyDataIsAnError) {

@@ -131,6 +131,39 @@ TEST(TaskletTest, LoraTrainsAdaptersOnly) {
   EXPECT_FALSE(RunTasklet({spec, 1, "w0", &rows}, *model, nullptr).ok());
 }
 
+TEST(TaskletTest, LoraWithDropoutAndAccumulationIsDeterministic) {
+  const std::vector<SequenceRow> rows = Rows();
+  auto model = Model();
+  JobSpec spec = Spec(FederatedMode::kLora);
+  spec.lora_dropout = 0.25;
+  spec.grad_accum = 2;
+  auto run = [&](const JobSpec& s) {
+    auto adapters = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(s));
+    EXPECT_TRUE(adapters.ok());
+    auto result = RunTasklet({s, 1, "w0", &rows}, *model, adapters->get());
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    return result.ok() ? result->payload : std::vector<uint8_t>{};
+  };
+  const std::vector<uint8_t> first = run(spec);
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(first, run(spec));
+  JobSpec no_dropout = spec;
+  no_dropout.lora_dropout = 0;
+  EXPECT_NE(first, run(no_dropout)) << "dropout must change the local update";
+
+  // The dropout step advances with every local step and carries over to the next round: the same
+  // round run on adapters that already trained one round draws other masks than on fresh ones.
+  auto used = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
+  auto fresh = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
+  ASSERT_TRUE(used.ok() && fresh.ok());
+  ASSERT_TRUE(RunTasklet({spec, 1, "w0", &rows}, *model, used->get()).ok());
+  auto on_used = RunTasklet({spec, 2, "w0", &rows}, *model, used->get());
+  auto on_fresh = RunTasklet({spec, 2, "w0", &rows}, *model, fresh->get());
+  ASSERT_TRUE(on_used.ok() && on_fresh.ok());
+  EXPECT_EQ(WeightsHash((*used)->params()), WeightsHash((*fresh)->params())) << "both start round 2 alike";
+  EXPECT_NE(on_used->payload, on_fresh->payload);
+}
+
 TEST(TaskletTest, ErrorsNameTheWorker) {
   auto model = Model();
   const std::vector<SequenceRow> none;

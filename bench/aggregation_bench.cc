@@ -27,6 +27,7 @@
 
 #include "engine/arena.h"
 #include "peft/ferret.h"
+#include "tests/common/tensor_list.h"
 
 namespace tributary {
 namespace {
@@ -74,32 +75,15 @@ Args ParseArgs(int argc, char** argv) {
   return a;
 }
 
-// "name dim0 [dim1]" per line, '#' comments; every dim0 multiplied by `scale` (a model `scale` times
-// larger with the same tensor count and the same size ratios).
+// The fixture's tensor list with every dim0 multiplied by `scale` (a model `scale` times larger with
+// the same tensor count and the same size ratios).
 std::shared_ptr<TensorTable> LoadTable(const std::string& path, int64_t scale) {
-  std::ifstream in(path);
-  if (!in) {
-    std::fprintf(stderr, "aggregation_bench: cannot open %s (run from the repository root)\n", path.c_str());
+  auto table = testutil::ReadTensorList(path, scale);
+  if (!table.ok()) {
+    std::fprintf(stderr, "aggregation_bench: %s\n", table.status().ToString().c_str());
     std::exit(1);
   }
-  auto table = std::make_shared<TensorTable>();
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string name;
-    fields >> name;
-    std::vector<int64_t> shape;
-    int64_t dim = 0;
-    while (fields >> dim) shape.push_back(dim);
-    if (shape.empty()) {
-      std::fprintf(stderr, "aggregation_bench: %s: tensor '%s' has no shape\n", path.c_str(), name.c_str());
-      std::exit(1);
-    }
-    shape[0] *= scale;
-    table->Add(name, shape);
-  }
-  return table;
+  return *table;
 }
 
 struct Memory {

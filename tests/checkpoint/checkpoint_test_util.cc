@@ -115,4 +115,10 @@ JobRecord CommitJob(const std::string& job_id, uint32_t round) {
   return job;
 }
 
+std::unique_ptr<CheckpointStore> OpenOrDie(const std::string& path, const StoreOptions& options) {
+  auto store = CheckpointStore::Open(path, options);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? std::move(store).value() : nullptr;
+}
+
 }  // namespace tributary::checkpoint::testutil

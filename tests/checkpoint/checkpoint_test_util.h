@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <rocksdb/db.h>
@@ -42,5 +43,8 @@ UpdateRecord SampleUpdate(const std::string& job_id, uint32_t round, const std::
 RoundRecord SampleRound(const std::string& job_id, uint32_t round);
 // The job record to pass to CommitRound for `round` (state RUNNING).
 JobRecord CommitJob(const std::string& job_id, uint32_t round);
+
+// Opens (creating) the store; fails the current test and returns null on errors.
+std::unique_ptr<CheckpointStore> OpenOrDie(const std::string& path, const StoreOptions& options = {});
 
 }  // namespace tributary::checkpoint::testutil

@@ -19,18 +19,13 @@ namespace tributary::checkpoint {
 namespace {
 
 using testutil::CommitJob;
+using testutil::OpenOrDie;
 using testutil::RawDump;
 using testutil::SampleJob;
 using testutil::SampleRound;
 using testutil::TempDir;
 
 constexpr char kKillChildDirEnv[] = "TRIBUTARY_CREATE_JOB_KILL_CHILD_DIR";
-
-std::unique_ptr<CheckpointStore> OpenOrDie(const std::string& path, const StoreOptions& options) {
-  auto store = CheckpointStore::Open(path, options);
-  EXPECT_TRUE(store.ok()) << store.status().ToString();
-  return store.ok() ? std::move(store).value() : nullptr;
-}
 
 StoreOptions SmallChunks() {
   StoreOptions options;

@@ -16,17 +16,12 @@ namespace tributary::checkpoint {
 namespace {
 
 using testutil::CommitJob;
+using testutil::OpenOrDie;
 using testutil::RawDump;
 using testutil::SampleJob;
 using testutil::SampleRound;
 using testutil::TempDir;
 using testutil::WithRawDb;
-
-std::unique_ptr<CheckpointStore> OpenOrDie(const std::string& path, const StoreOptions& options = {}) {
-  auto store = CheckpointStore::Open(path, options);
-  EXPECT_TRUE(store.ok()) << store.status().ToString();
-  return store.ok() ? std::move(store).value() : nullptr;
-}
 
 // A job with rounds 1..rounds committed.
 void MakeJob(CheckpointStore* store, const std::string& job_id, uint32_t rounds) {

@@ -14,18 +14,13 @@ namespace tributary::checkpoint {
 namespace {
 
 using testutil::CommitJob;
+using testutil::OpenOrDie;
 using testutil::RawDump;
 using testutil::SampleJob;
 using testutil::SampleRound;
 using testutil::SampleUpdate;
 using testutil::TempDir;
 using testutil::WithRawDb;
-
-std::unique_ptr<CheckpointStore> OpenOrDie(const std::string& path, const StoreOptions& options = {}) {
-  auto store = CheckpointStore::Open(path, options);
-  EXPECT_TRUE(store.ok()) << store.status().ToString();
-  return store.ok() ? std::move(store).value() : nullptr;
-}
 
 // Commits rounds 1..n of `job_id` with sample contents.
 void CommitRounds(CheckpointStore* store, const std::string& job_id, uint32_t n) {

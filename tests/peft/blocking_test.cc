@@ -1,5 +1,6 @@
 // Blocking rule (ferret-spec 3) on real LLaMA parameter lists and K_l allocation (ferret-spec 5, 16.7).
 #include "peft/blocking.h"
+#include "tests/common/tensor_list.h"
 
 #include <gtest/gtest.h>
 
@@ -19,23 +20,11 @@
 namespace tributary {
 namespace {
 
-// Fixture format: "name dim0 [dim1 ...]" per line, '#' comments (HF named_parameters order).
+// The fixture's table (fails the test when it cannot be read).
 std::shared_ptr<TensorTable> LoadParamList(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot open " << path << " (run from the repository root)";
-  auto table = std::make_shared<TensorTable>();
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string name;
-    fields >> name;
-    std::vector<int64_t> shape;
-    int64_t dim;
-    while (fields >> dim) shape.push_back(dim);
-    table->Add(name, shape);
-  }
-  return table;
+  auto table = testutil::ReadTensorList(path);
+  EXPECT_TRUE(table.ok()) << table.status().ToString();
+  return table.ok() ? *table : std::make_shared<TensorTable>();
 }
 
 // Sorted, non-overlapping ranges with touching neighbours merged.

@@ -406,6 +406,35 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   return os.str();
 }
 
+std::string EffectiveJobSpecYaml(const JobSpec& spec) {
+  // The canonical lines are "section.key: value" with YAML scalars; nest them under their sections.
+  std::istringstream in(CanonicalJobSpec(spec));
+  std::ostringstream out;
+  out << "# effective job spec (every field, defaults and --set overrides included)\n";
+  std::string line;
+  std::string section;
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(": ");
+    const std::string key = line.substr(0, colon);
+    const size_t dot = key.find('.');
+    if (dot == std::string::npos || dot > colon) {
+      out << line << "\n";
+      continue;
+    }
+    const std::string this_section = key.substr(0, dot);
+    // A mode-specific section is only allowed (and only meaningful) under its mode.
+    if ((this_section == "ferret" && spec.mode != FederatedMode::kFerret) ||
+        (this_section == "lora" && spec.mode != FederatedMode::kLora))
+      continue;
+    if (this_section != section) {
+      section = this_section;
+      out << section << ":\n";
+    }
+    out << "  " << line.substr(dot + 1) << "\n";
+  }
+  return out.str();
+}
+
 uint64_t JobSpecHash(const JobSpec& spec) {
   const std::string text = CanonicalJobSpec(spec);
   return Fnv1a64(text.data(), text.size());

@@ -77,5 +77,8 @@ Result<JobSpec> LoadJobSpec(const std::string& path, const std::vector<std::stri
 // "same submit token + same content" can be told apart from "same token, different content".
 std::string CanonicalJobSpec(const JobSpec& spec);
 uint64_t JobSpecHash(const JobSpec& spec);
+// The spec as nested YAML with every field (overrides applied): what a CLI sends and a coordinator
+// stores, so the stored spec alone reproduces the job. ParseJobSpec of it gives the same JobSpecHash.
+std::string EffectiveJobSpecYaml(const JobSpec& spec);
 
 }  // namespace tributary

@@ -66,7 +66,9 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kListJobs:
     case Envelope::kGetJob:
     case Envelope::kStopJob:
-    case Envelope::kFetchLogs: return direction == Direction::kToServer;
+    case Envelope::kFetchLogs:
+    case Envelope::kCatchUpRequest:
+    case Envelope::kExportModel: return direction == Direction::kToServer;
     case Envelope::kRegisterAck:
     case Envelope::kHeartbeatAck:
     case Envelope::kRoundStart:
@@ -76,7 +78,9 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kListJobsReply:
     case Envelope::kGetJobReply:
     case Envelope::kStopJobReply:
-    case Envelope::kFetchLogsReply: return direction == Direction::kToClient;
+    case Envelope::kFetchLogsReply:
+    case Envelope::kCatchUpReply:
+    case Envelope::kExportModelReply: return direction == Direction::kToClient;
     case Envelope::kBulkRequest:
     case Envelope::kBulkChunkHeader:
     case Envelope::kError: return true;

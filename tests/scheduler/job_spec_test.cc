@@ -451,5 +451,20 @@ TEST(JobSpecTest, ExampleJobsParse) {
   EXPECT_EQ(modes, (std::set<std::string>{"ferret", "fedavg", "lora"}));
 }
 
+// The effective YAML a CLI sends (overrides applied) parses back to the same spec in every mode.
+TEST(JobSpecTest, EffectiveYamlRoundTripsWithOverrides) {
+  for (const auto& entry : fs::directory_iterator("examples/jobs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    Result<JobSpec> spec = LoadJobSpec(entry.path().string(), {"federation.rounds=7", "name=a \"quoted\" name"});
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    const std::string yaml = EffectiveJobSpecYaml(*spec);
+    Result<JobSpec> reparsed = ParseJobSpec(yaml, "effective.yaml");
+    ASSERT_TRUE(reparsed.ok()) << entry.path() << ": " << reparsed.status().ToString() << "\n" << yaml;
+    EXPECT_EQ(reparsed->rounds, 7);
+    EXPECT_EQ(reparsed->name, "a \"quoted\" name");
+    EXPECT_EQ(JobSpecHash(*reparsed), JobSpecHash(*spec)) << yaml;
+  }
+}
+
 }  // namespace
 }  // namespace tributary

@@ -1,0 +1,549 @@
+// The worker daemon against a scripted coordinator (a transport::Server in the test) over loopback
+// sockets: registration, heartbeats, a round's upload checked against RunTasklet in-process, applied
+// rounds reported in heartbeats, catch-up, and re-registration.
+#include "worker/worker_daemon.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <thread>
+
+#include "engine/model_dir.h"
+#include "engine/tokenizer.h"
+#include "peft/ferret.h"
+#include "tests/common/tiny_llama.h"
+#include "transport/bulk.h"
+#include "worker/tasklet.h"
+
+namespace tributary {
+namespace {
+
+using transport::Envelope;
+using transport::Incoming;
+
+constexpr char kDataset[] = "letters";
+constexpr uint32_t kHeartbeatMs = 100;
+constexpr int kWaitMs = 20000;
+constexpr int64_t kSeqLen = 64;  // a prompt plus its response fits a row: the loss is not all masked  // generous: a
+                                 // failure, not a timing assertion
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "worker_daemon_test.XXXXXX").string();
+    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The job's world: a tiny base model directory, a jsonl dataset, the spec, and an in-process oracle
+// replica (model + rows built independently of the daemon, with the byte tokenizer).
+struct World {
+  TempDir dir;
+  std::string model_dir;
+  std::string data_path;
+  LlamaConfig config = testutil::TinyByteLlama(64);
+  std::unique_ptr<LlamaModel> base;
+  std::vector<SequenceRow> rows;
+  int64_t num_examples = 0;
+
+  World() {
+    model_dir = dir.path() + "/model";
+    data_path = dir.path() + "/letters.jsonl";
+    auto model = LlamaModel::Create(config);
+    EXPECT_TRUE(model.ok());
+    base = std::move(*model);
+    base->InitRandom(11);
+    ByteTokenizer tokenizer;
+    SaveModelOptions save;
+    save.tokenizer = &tokenizer;
+    EXPECT_TRUE(SaveModelDir(model_dir, config, base->params(), save).ok());
+    std::ofstream out(data_path);
+    const char* const words[] = {"abc", "xyz", "mno", "qrs", "hello", "world"};
+    for (int i = 0; i < 18; ++i) {
+      out << R"({"instruction": "repeat )" << words[i % 6] << R"(", "output": ")" << words[(i + 1) % 6] << " "
+          << words[i % 6] << "\"}\n";
+      ++num_examples;
+    }
+    out.close();
+    auto examples = LoadExamples(data_path);
+    EXPECT_TRUE(examples.ok());
+    auto tokenized = TokenizeExamples(*examples, tokenizer, TokenizeOptions{});
+    EXPECT_TRUE(tokenized.ok());
+    rows = BuildRows(*tokenized, kSeqLen, /*pack=*/true, ByteTokenizer::kPadId);
+  }
+
+  // The spec as the coordinator sends it (YAML) and as the worker parses it.
+  JobSpec Spec(FederatedMode mode) const {
+    JobSpec spec;
+    spec.name = "daemon-test";
+    spec.base_model = model_dir;
+    spec.dataset = kDataset;
+    spec.seq_len = kSeqLen;
+    spec.mode = mode;
+    spec.rounds = 5;
+    spec.seed = 9;
+    spec.local_steps = 2;
+    spec.batch_size = 4;
+    spec.lr = 0.1;
+    spec.optimizer = "sgd";
+    spec.ferret_k = 64;
+    spec.eval_dataset = "heldout";  // EffectiveJobSpecYaml of a spec without one does not parse (see report)
+    auto parsed = ParseJobSpec(EffectiveJobSpecYaml(spec), "test spec");
+    EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+    return *parsed;
+  }
+
+  // A replica of the base model.
+  std::unique_ptr<LlamaModel> Replica() const {
+    auto model = LlamaModel::Create(config);
+    EXPECT_TRUE(model.ok());
+    (*model)->params().CopyFrom(base->params());
+    return std::move(*model);
+  }
+};
+
+std::string Bytes(const std::vector<uint8_t>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+// A coordinator that answers Register and Heartbeat by itself and hands everything else to the test.
+class ScriptedCoordinator {
+ public:
+  explicit ScriptedCoordinator(transport::ServerOptions options) {
+    auto server = transport::Server::Bind("tcp://127.0.0.1:*", std::move(options));
+    EXPECT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+  }
+  const std::string& endpoint() const { return server_->endpoint(); }
+
+  bool ack_heartbeats = true;
+  bool not_found_next_heartbeat = false;
+  int registers = 0;
+  std::string control_routing_id;
+  std::vector<v1::Heartbeat> heartbeats;
+  std::vector<Envelope::BodyCase> received;  // every message, in order
+
+  // Receives (answering registrations and heartbeats) until a message satisfies `match`.
+  std::optional<Incoming> WaitFor(const std::function<bool(const Incoming&)>& match, int timeout_ms = kWaitMs) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto in = server_->Receive(100);
+      if (!in.ok()) continue;
+      received.push_back(in->message.envelope.body_case());
+      Answer(*in);
+      if (match(*in)) return std::move(*in);
+    }
+    ADD_FAILURE() << "the expected message did not arrive";
+    return std::nullopt;
+  }
+  std::optional<Incoming> WaitForBody(Envelope::BodyCase body) {
+    return WaitFor([body](const Incoming& in) { return in.message.envelope.body_case() == body; });
+  }
+  // Waits for a heartbeat reporting replica (job, round, hash).
+  bool WaitForReplica(const std::string& job, uint64_t round, const std::string& hash) {
+    return WaitFor([&](const Incoming& in) {
+             if (!in.message.envelope.has_heartbeat()) return false;
+             for (const v1::ReplicaState& r : in.message.envelope.heartbeat().replicas())
+               if (r.job_id() == job && r.round() == round && r.weights_hash() == hash) return true;
+             return false;
+           })
+        .has_value();
+  }
+  // Sends a push to the worker's control connection.
+  void Push(Envelope envelope) {
+    ASSERT_FALSE(control_routing_id.empty());
+    ASSERT_TRUE(server_->Send(control_routing_id, envelope).ok());
+  }
+  void Reply(const Incoming& request, Envelope reply) { ASSERT_TRUE(server_->Reply(request, std::move(reply)).ok()); }
+
+ private:
+  void Answer(const Incoming& in) {
+    const Envelope& envelope = in.message.envelope;
+    if (envelope.has_register_worker()) {
+      ++registers;
+      control_routing_id = in.peer.routing_id;
+      Envelope ack = transport::NewEnvelope("coordinator");
+      ack.mutable_register_ack()->set_accepted(true);
+      ack.mutable_register_ack()->set_coordinator_id("scripted");
+      ack.mutable_register_ack()->set_heartbeat_interval_ms(kHeartbeatMs);
+      ack.mutable_register_ack()->set_heartbeat_miss_limit(3);
+      Reply(in, ack);
+    } else if (envelope.has_heartbeat()) {
+      heartbeats.push_back(envelope.heartbeat());
+      if (not_found_next_heartbeat) {
+        not_found_next_heartbeat = false;
+        Reply(in, transport::ErrorEnvelope("coordinator", envelope.message_id(),
+                                           Status::NotFound("worker 'w1' is not registered")));
+      } else if (ack_heartbeats) {
+        Envelope ack = transport::NewEnvelope("coordinator");
+        ack.mutable_heartbeat_ack()->set_sequence(envelope.heartbeat().sequence());
+        Reply(in, ack);
+      }
+    }
+  }
+
+  std::unique_ptr<transport::Server> server_;
+};
+
+// The daemon on its own thread; stopped and joined on destruction.
+class RunningWorker {
+ public:
+  explicit RunningWorker(WorkerOptions options) {
+    auto daemon = WorkerDaemon::Create(std::move(options));
+    EXPECT_TRUE(daemon.ok()) << daemon.status().ToString();
+    if (!daemon.ok()) return;
+    daemon_ = std::move(*daemon);
+    thread_ = std::thread([this] { result_ = daemon_->Run(&stop_); });
+  }
+  ~RunningWorker() { Stop().IgnoreError(); }
+  Status Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<WorkerDaemon> daemon_;
+  std::thread thread_;
+  Status result_;
+};
+
+WorkerOptions Options(const World& world, const std::string& endpoint) {
+  WorkerOptions options;
+  options.worker_id = "w1";
+  options.coordinator = endpoint;
+  options.insecure = true;
+  options.datasets = {{kDataset, world.data_path, world.num_examples}};
+  options.capabilities.hostname = "test-host";
+  options.capabilities.cores = 2;
+  options.default_heartbeat_interval_ms = kHeartbeatMs;
+  options.request_timeout_ms = 5000;
+  return options;
+}
+
+Envelope Committed(const std::string& job, uint64_t round, const std::vector<uint8_t>& aggregate,
+                   uint64_t weights_hash) {
+  Envelope envelope = transport::NewEnvelope("coordinator");
+  v1::RoundCommitted* c = envelope.mutable_round_committed();
+  c->set_job_id(job);
+  c->set_round(round);
+  c->set_participants(1);
+  c->set_aggregate(Bytes(aggregate));
+  c->set_aggregate_size(aggregate.size());
+  c->set_aggregate_checksum(transport::ObjectChecksum(aggregate.data(), aggregate.size()));
+  c->set_weights_hash(WeightsHashHex(weights_hash));
+  return envelope;
+}
+
+// Runs `round` on the oracle as another worker would and applies it as the committed aggregate.
+std::vector<uint8_t> OracleRound(const JobSpec& spec, uint32_t round, const std::vector<SequenceRow>& rows,
+                                 LlamaModel& model) {
+  TaskletInput input{spec, round, "other", &rows};
+  auto result = RunTasklet(input, model);
+  EXPECT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_TRUE(ApplyCommittedRound(spec, round, result->payload, &model.params()).ok());
+  return result->payload;
+}
+
+TEST(WorkerDaemonTest, CreateRefusesBadOptions) {
+  World world;
+  WorkerOptions options = Options(world, "tcp://127.0.0.1:1");
+  options.worker_id = "";
+  EXPECT_EQ(WorkerDaemon::Create(options).status().code(), StatusCode::kInvalidArgument);
+  options = Options(world, "127.0.0.1:1");
+  EXPECT_EQ(WorkerDaemon::Create(options).status().code(), StatusCode::kInvalidArgument);
+  options = Options(world, "tcp://127.0.0.1:1");
+  options.insecure = false;  // and no keys
+  EXPECT_EQ(WorkerDaemon::Create(options).status().code(), StatusCode::kInvalidArgument);
+  options = Options(world, "tcp://127.0.0.1:1");
+  options.datasets.push_back(options.datasets[0]);
+  EXPECT_EQ(WorkerDaemon::Create(options).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
+  World world;
+  const JobSpec spec = world.Spec(FederatedMode::kFerret);
+  const std::string yaml = EffectiveJobSpecYaml(spec);
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  RunningWorker worker(Options(world, coordinator.endpoint()));
+
+  // Registration with the datasets, then heartbeats at the interval the RegisterAck set.
+  auto reg = coordinator.WaitForBody(Envelope::kRegisterWorker);
+  ASSERT_TRUE(reg.has_value());
+  const v1::Register& r = reg->message.envelope.register_worker();
+  EXPECT_EQ(r.worker_id(), "w1");
+  EXPECT_EQ(r.hostname(), "test-host");
+  ASSERT_EQ(r.capabilities().datasets_size(), 1);
+  EXPECT_EQ(r.capabilities().datasets(0).name(), kDataset);
+  EXPECT_EQ(r.capabilities().datasets(0).samples(), static_cast<uint64_t>(world.num_examples));
+  EXPECT_EQ(r.capabilities().cpu_cores(), 2u);
+  auto third = coordinator.WaitFor([](const Incoming& in) {
+    return in.message.envelope.has_heartbeat() && in.message.envelope.heartbeat().sequence() >= 3;
+  });
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(third->message.envelope.heartbeat().worker_id(), "w1");
+  EXPECT_EQ(third->message.envelope.heartbeat().state(), "idle");
+  ASSERT_GE(coordinator.heartbeats.size(), 3u);
+  for (size_t i = 1; i < coordinator.heartbeats.size(); ++i)
+    EXPECT_EQ(coordinator.heartbeats[i].sequence(), coordinator.heartbeats[i - 1].sequence() + 1);
+
+  // Round 1: the upload equals what RunTasklet gives in-process for the same replica and rows.
+  auto oracle = world.Replica();
+  Envelope start = transport::NewEnvelope("coordinator");
+  v1::RoundStart* s = start.mutable_round_start();
+  s->set_job_id("job-1");
+  s->set_round(1);
+  s->set_mode("ferret");
+  s->set_committed_round(0);
+  s->set_seed(spec.seed);
+  s->set_local_steps(static_cast<uint32_t>(spec.local_steps));
+  s->set_weights_hash(WeightsHashHex(WeightsHash(oracle->params())));
+  s->set_job_spec_yaml(yaml);
+  coordinator.Push(start);
+  auto upload_in = coordinator.WaitForBody(Envelope::kUploadUpdate);
+  ASSERT_TRUE(upload_in.has_value());
+  EXPECT_NE(upload_in->peer.routing_id, coordinator.control_routing_id) << "uploads go on the work connection";
+  const v1::UploadUpdate& upload = upload_in->message.envelope.upload_update();
+  TaskletInput input{spec, 1, "w1", &world.rows};
+  auto expected = RunTasklet(input, *oracle);
+  ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+  EXPECT_EQ(upload.job_id(), "job-1");
+  EXPECT_EQ(upload.round(), 1u);
+  EXPECT_EQ(upload.worker_id(), "w1");
+  EXPECT_EQ(upload.payload_kind(), "ferret_coefficients");
+  EXPECT_EQ(upload.num_samples(), world.rows.size());
+  EXPECT_EQ(upload.payload(), Bytes(expected->payload));
+  EXPECT_EQ(upload.payload_size(), expected->payload.size());
+  EXPECT_EQ(upload.payload_checksum(), transport::ObjectChecksum(upload.payload().data(), upload.payload().size()));
+  EXPECT_DOUBLE_EQ(upload.loss(), expected->train_loss);
+  EXPECT_GT(expected->train_loss, 0);
+  auto options = FerretOptionsFromSpec(spec);
+  ASSERT_TRUE(options.ok());
+  auto blocks = MakeFerretBlocks(*options, oracle->params().table());
+  ASSERT_TRUE(blocks.ok());
+  const auto* payload_bytes = reinterpret_cast<const uint8_t*>(upload.payload().data());
+  auto parsed = ParsePayload({payload_bytes, upload.payload().size()},
+                             {static_cast<int>(blocks->size()), static_cast<int>(spec.ferret_k)});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->round, 1u);
+  Envelope ack = transport::NewEnvelope("coordinator");
+  ack.mutable_upload_ack()->set_job_id("job-1");
+  ack.mutable_upload_ack()->set_round(1);
+  ack.mutable_upload_ack()->set_accepted(true);
+  coordinator.Reply(*upload_in, ack);
+
+  // RoundCommitted(1) (this worker's update as the aggregate) is applied; the heartbeat reports the hash.
+  ASSERT_TRUE(ApplyCommittedRound(spec, 1, expected->payload, &oracle->params()).ok());
+  const uint64_t hash1 = WeightsHash(oracle->params());
+  ASSERT_NE(hash1, WeightsHash(world.base->params())) << "the round must change the model";
+  coordinator.Push(Committed("job-1", 1, expected->payload, hash1));
+  EXPECT_TRUE(coordinator.WaitForReplica("job-1", 1, WeightsHashHex(hash1)));
+
+  // RoundCommitted(3) skips round 2: the worker catches up on the work connection, then applies 3.
+  const std::vector<uint8_t> aggregate2 = OracleRound(spec, 2, world.rows, *oracle);
+  const uint64_t hash2 = WeightsHash(oracle->params());
+  const std::vector<uint8_t> aggregate3 = OracleRound(spec, 3, world.rows, *oracle);
+  const uint64_t hash3 = WeightsHash(oracle->params());
+  ASSERT_TRUE(hash2 != hash1 && hash3 != hash2);
+  coordinator.Push(Committed("job-1", 3, aggregate3, hash3));
+  auto catch_up = coordinator.WaitForBody(Envelope::kCatchUpRequest);
+  ASSERT_TRUE(catch_up.has_value());
+  const v1::CatchUpRequest& request = catch_up->message.envelope.catch_up_request();
+  EXPECT_EQ(request.job_id(), "job-1");
+  EXPECT_EQ(request.worker_id(), "w1");
+  EXPECT_EQ(request.from_round(), 1u);
+  EXPECT_TRUE(request.to_round() == 2 || request.to_round() == 3) << request.to_round();
+  Envelope reply = transport::NewEnvelope("coordinator");
+  v1::CatchUpReply* body = reply.mutable_catch_up_reply();
+  body->set_job_id("job-1");
+  body->set_spec_yaml(yaml);
+  body->set_state("RUNNING");
+  body->set_last_committed_round(3);
+  v1::CommittedAggregate* round2 = body->add_rounds();
+  round2->set_round(2);
+  round2->set_aggregate(Bytes(aggregate2));
+  round2->set_weights_hash(WeightsHashHex(hash2));
+  if (request.to_round() == 3) {
+    v1::CommittedAggregate* round3 = body->add_rounds();
+    round3->set_round(3);
+    round3->set_aggregate(Bytes(aggregate3));
+    round3->set_weights_hash(WeightsHashHex(hash3));
+  }
+  coordinator.Reply(*catch_up, reply);
+  EXPECT_TRUE(coordinator.WaitForReplica("job-1", 3, WeightsHashHex(hash3)));
+
+  // A NotFound answer to a heartbeat (coordinator restart) makes it register again, with its rounds.
+  const int registers_before = coordinator.registers;
+  coordinator.not_found_next_heartbeat = true;
+  auto again = coordinator.WaitForBody(Envelope::kRegisterWorker);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(coordinator.registers, registers_before + 1);
+  const auto& applied = again->message.envelope.register_worker().applied_rounds();
+  ASSERT_EQ(applied.count("job-1"), 1u);
+  EXPECT_EQ(applied.at("job-1"), 3u);
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+Envelope Start(const std::string& job, uint64_t round, const std::string& weights_hash, const JobSpec& spec) {
+  Envelope envelope = transport::NewEnvelope("coordinator");
+  v1::RoundStart* s = envelope.mutable_round_start();
+  s->set_job_id(job);
+  s->set_round(round);
+  s->set_mode(FederatedModeName(spec.mode));
+  s->set_committed_round(round - 1);
+  s->set_seed(spec.seed);
+  s->set_local_steps(static_cast<uint32_t>(spec.local_steps));
+  s->set_weights_hash(weights_hash);
+  s->set_job_spec_yaml(EffectiveJobSpecYaml(spec));
+  return envelope;
+}
+
+TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCatchUp) {
+  World world;
+  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  RunningWorker worker(Options(world, coordinator.endpoint()));
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+
+  auto oracle = world.Replica();
+  coordinator.Push(Start("job-3", 1, WeightsHashHex(WeightsHash(oracle->params())), spec));
+  auto upload1 = coordinator.WaitForBody(Envelope::kUploadUpdate);
+  ASSERT_TRUE(upload1.has_value());
+  EXPECT_EQ(upload1->message.envelope.upload_update().payload_kind(), "dense_delta");
+  Envelope ack = transport::NewEnvelope("coordinator");
+  ack.mutable_upload_ack()->set_accepted(true);
+  coordinator.Reply(*upload1, ack);
+  const std::string& payload1 = upload1->message.envelope.upload_update().payload();
+  const std::vector<uint8_t> aggregate1(payload1.begin(), payload1.end());
+  ASSERT_TRUE(ApplyCommittedRound(spec, 1, aggregate1, &oracle->params()).ok());
+  const uint64_t hash1 = WeightsHash(oracle->params());
+
+  // A committed hash that disagrees with the replica's: the replica is dropped (no longer reported).
+  coordinator.Push(Committed("job-3", 1, aggregate1, hash1 ^ 1));
+  auto without = coordinator.WaitFor([](const Incoming& in) {
+    return in.message.envelope.has_heartbeat() && in.message.envelope.heartbeat().replicas_size() == 0;
+  });
+  ASSERT_TRUE(without.has_value());
+
+  // Round 2 rebuilds it from the base model by catch-up, then trains on the synced replica.
+  coordinator.Push(Start("job-3", 2, WeightsHashHex(hash1), spec));
+  auto catch_up = coordinator.WaitForBody(Envelope::kCatchUpRequest);
+  ASSERT_TRUE(catch_up.has_value());
+  EXPECT_EQ(catch_up->message.envelope.catch_up_request().from_round(), 0u);
+  EXPECT_EQ(catch_up->message.envelope.catch_up_request().to_round(), 1u);
+  Envelope reply = transport::NewEnvelope("coordinator");
+  v1::CatchUpReply* body = reply.mutable_catch_up_reply();
+  body->set_job_id("job-3");
+  body->set_spec_yaml(EffectiveJobSpecYaml(spec));
+  body->set_state("RUNNING");
+  body->set_last_committed_round(1);
+  v1::CommittedAggregate* round1 = body->add_rounds();
+  round1->set_round(1);
+  round1->set_aggregate(payload1);
+  round1->set_weights_hash(WeightsHashHex(hash1));
+  coordinator.Reply(*catch_up, reply);
+  auto upload2 = coordinator.WaitForBody(Envelope::kUploadUpdate);
+  ASSERT_TRUE(upload2.has_value());
+  TaskletInput input{spec, 2, "w1", &world.rows};
+  auto expected = RunTasklet(input, *oracle);
+  ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+  EXPECT_EQ(upload2->message.envelope.upload_update().round(), 2u);
+  EXPECT_EQ(upload2->message.envelope.upload_update().payload(), Bytes(expected->payload));
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+TEST(WorkerDaemonTest, RefusesADensePayloadAboveTheLimit) {
+  World world;
+  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  WorkerOptions options = Options(world, coordinator.endpoint());
+  options.max_dense_payload_bytes = 1024;  // the tiny model's fedavg delta is ~100 KiB
+  RunningWorker worker(options);
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+  auto oracle = world.Replica();
+  coordinator.Push(Start("job-4", 1, WeightsHashHex(WeightsHash(oracle->params())), spec));
+  // Idle again with the job's replica loaded: the RoundStart was handled, and nothing was uploaded.
+  auto done = coordinator.WaitFor([](const Incoming& in) {
+    if (!in.message.envelope.has_heartbeat()) return false;
+    const v1::Heartbeat& h = in.message.envelope.heartbeat();
+    return h.state() == "idle" && h.replicas_size() == 1 && h.replicas(0).job_id() == "job-4";
+  });
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(std::count(coordinator.received.begin(), coordinator.received.end(), Envelope::kUploadUpdate), 0);
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+TEST(WorkerDaemonTest, CurveWorkerWarmsAReplicaByCatchUpAndReregistersWithoutAcks) {
+  World world;
+  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  auto server_keys = transport::GenerateKeyPair();
+  auto worker_keys = transport::GenerateKeyPair();
+  ASSERT_TRUE(server_keys.ok() && worker_keys.ok());
+  transport::ServerOptions server_options;
+  server_options.keys = *server_keys;
+  ASSERT_TRUE(server_options.allow_list.Add(worker_keys->public_key, "w1").ok());
+  ScriptedCoordinator coordinator(server_options);
+  WorkerOptions options = Options(world, coordinator.endpoint());
+  options.insecure = false;
+  options.keys = *worker_keys;
+  options.coordinator_public_key = server_keys->public_key;
+  RunningWorker worker(options);
+
+  auto reg = coordinator.WaitForBody(Envelope::kRegisterWorker);
+  ASSERT_TRUE(reg.has_value());
+  EXPECT_EQ(reg->peer.public_key, worker_keys->public_key);
+
+  // A committed round of a job it has no replica of, on its dataset: it loads one and catches up from 0.
+  auto oracle = world.Replica();
+  const std::vector<uint8_t> aggregate1 = OracleRound(spec, 1, world.rows, *oracle);
+  const uint64_t hash1 = WeightsHash(oracle->params());
+  ASSERT_NE(hash1, WeightsHash(world.base->params())) << "the round must change the model";
+  coordinator.Push(Committed("job-2", 1, aggregate1, hash1));
+  auto catch_up = coordinator.WaitForBody(Envelope::kCatchUpRequest);
+  ASSERT_TRUE(catch_up.has_value());
+  EXPECT_EQ(catch_up->peer.public_key, worker_keys->public_key);
+  EXPECT_EQ(catch_up->message.envelope.catch_up_request().from_round(), 0u);
+  Envelope reply = transport::NewEnvelope("coordinator");
+  v1::CatchUpReply* body = reply.mutable_catch_up_reply();
+  body->set_job_id("job-2");
+  body->set_spec_yaml(EffectiveJobSpecYaml(spec));
+  body->set_state("RUNNING");
+  body->set_last_committed_round(1);
+  v1::CommittedAggregate* round1 = body->add_rounds();
+  round1->set_round(1);
+  round1->set_aggregate(Bytes(aggregate1));
+  round1->set_weights_hash(WeightsHashHex(hash1));
+  coordinator.Reply(*catch_up, reply);
+  EXPECT_TRUE(coordinator.WaitForReplica("job-2", 1, WeightsHashHex(hash1)));
+
+  // No HeartbeatAck for heartbeat_miss_limit intervals: it registers again.
+  const int registers_before = coordinator.registers;
+  coordinator.ack_heartbeats = false;
+  EXPECT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+  EXPECT_EQ(coordinator.registers, registers_before + 1);
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+}  // namespace
+}  // namespace tributary

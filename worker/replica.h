@@ -1,0 +1,78 @@
+// A worker's replica of one job: the base model (spec `model.base`), for lora the adapters initialised
+// from the job seed, the worker's training rows of the job's dataset, and the committed round the
+// trainable state reflects. The daemon (worker/worker_daemon.h) keeps it in sync with the committed
+// rounds and runs the round tasklets on it; nothing here talks to the network.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/arena.h"
+#include "engine/dataset.h"
+#include "engine/llama_model.h"
+#include "engine/status.h"
+#include "peft/lora.h"
+#include "scheduler/job_spec.h"
+#include "worker/tasklet.h"
+
+namespace tributary {
+
+// Dense payloads (fedavg, lora) travel inline in one envelope (64 MiB limit) until dense uploads move to
+// bulk transfer (docs/protocol.md): a worker refuses a tasklet whose payload would exceed this.
+inline constexpr uint64_t kMaxInlineDensePayloadBytes = uint64_t{60} << 20;
+
+// The wire form of a weights hash: 16 lower-case hex digits.
+std::string WeightsHashHex(uint64_t hash);
+
+// The UploadUpdate.payload_kind of a mode: "ferret_coefficients", "dense_delta" or "lora_delta".
+const char* PayloadKindName(FederatedMode mode);
+
+class JobReplica {
+ public:
+  // Loads spec.base_model (config.json + weights), builds the lora adapters from the job seed when the
+  // mode is lora, and the training rows of `dataset_path`: every example, tokenized with the base
+  // model's tokenizer, packed into rows of spec.seq_len. The replica then reflects round 0. Errors name
+  // the job and the file or field.
+  static Result<std::unique_ptr<JobReplica>> Create(const std::string& job_id, const JobSpec& spec,
+                                                    const std::string& dataset_path);
+
+  const std::string& job_id() const { return job_id_; }
+  const JobSpec& spec() const { return spec_; }
+  // The committed round the trainable state reflects (0: the initial model).
+  uint64_t round() const { return round_; }
+  // WeightsHash of the trainable state (kept current by every change).
+  uint64_t weights_hash() const { return hash_; }
+  std::string weights_hash_hex() const { return WeightsHashHex(hash_); }
+  const std::vector<SequenceRow>& rows() const { return rows_; }
+  // Bytes of the trainable state as fp32 (padding included): a dense payload's and a snapshot's size.
+  uint64_t state_bytes() const;
+
+  // Applies the aggregate of committed `round` (which must be round() + 1) and, when `expected_hash` is
+  // not empty, checks the result against it (Corruption on a mismatch). After any error the replica is
+  // unusable: the caller drops it.
+  Status ApplyRound(uint64_t round, std::span<const uint8_t> aggregate, const std::string& expected_hash);
+  // Replaces the trainable state by a snapshot of committed `round` (raw fp32 bytes of the arena) and
+  // checks its hash when `expected_hash` is not empty. After an error the replica is unusable.
+  Status LoadSnapshot(uint64_t round, const std::string& bytes, const std::string& expected_hash);
+  // Runs the tasklet of `round` (which must be round() + 1) for `worker_id`; the replica is unchanged.
+  Result<TaskletResult> RunRound(uint64_t round, const std::string& worker_id);
+
+ private:
+  JobReplica() = default;
+  Arena& state() { return adapters_ ? adapters_->params() : model_->params(); }
+  const Arena& state() const { return adapters_ ? adapters_->params() : model_->params(); }
+  Status CheckHash(uint64_t round, const std::string& expected_hash) const;
+
+  std::string job_id_;
+  JobSpec spec_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<LoraAdapters> adapters_;  // lora only
+  std::vector<SequenceRow> rows_;
+  uint64_t round_ = 0;
+  uint64_t hash_ = 0;
+};
+
+}  // namespace tributary

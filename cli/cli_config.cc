@@ -45,6 +45,10 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Ranged("coordinator.heartbeat_interval_s", T::kFloat, "5", "expected worker heartbeat period", 0.1, 3600));
     s->Add(Ranged("coordinator.heartbeat_misses", T::kInt, "3", "missed heartbeats before a worker is dead", 1, 1000));
     s->Add(Ranged("coordinator.snapshot_every", T::kInt, "10", "global-model snapshot interval in rounds", 1, 1000000));
+    s->Add(Key("coordinator.eval_data", T::kStringList, "[]",
+               "held-out datasets as NAME=PATH (job specs name one in eval.dataset)"));
+    s->Add(Ranged("coordinator.restart_grace_s", T::kFloat, "-1",
+                  "wait this long after a start before planning rounds (-1: 1.5 heartbeat intervals)", -1, 3600));
 
     s->Add(Key("worker.coordinator", T::kString, "''", "coordinator endpoint, e.g. tcp://10.0.0.1:7400"));
     s->Add(Key("worker.name", T::kString, "''", "worker id (default: hostname)"));
@@ -60,6 +64,8 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Key("client.secret_key", T::kString, "''", "CURVE secret key file of this CLI user"));
     s->Add(Key("client.coordinator_key", T::kString, "''", "CURVE public key file of the coordinator"));
     s->Add(Key("client.insecure", T::kBool, "false", "disable CURVE (local experiments only)"));
+    s->Add(Ranged("client.request_timeout_s", T::kFloat, "10",
+                  "seconds a CLI command waits for each coordinator reply before giving up (exit 2)", 0.05, 3600));
     return s;
   }();
   return *schema;

@@ -64,7 +64,8 @@ std::vector<std::string> RoundDriver::reported() const {
 }
 
 Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(checkpoint::CheckpointStore* store, const std::string& job_id,
-                                                         const JobSpec& spec, const Arena& initial, int64_t now_ms) {
+                                                         const JobSpec& spec, const Arena& initial, int64_t now_ms,
+                                                         const std::string& submit_token) {
   TRIB_RETURN_IF_ERROR(ValidateSpecForDriver(spec));
   TRIB_ASSIGN_OR_RETURN(DeadlineOptions deadline, DeadlineOptionsFromSpec(spec));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, CreateScheduler("random"));
@@ -82,6 +83,7 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(checkpoint::CheckpointS
   checkpoint::JobRecord job;
   job.job_id = job_id;
   job.spec_yaml = spec.source_text;
+  job.submit_token = submit_token;
   job.state = checkpoint::JobState::kRunning;
   job.created_unix_ms = now_ms;
   job.updated_unix_ms = now_ms;
@@ -102,24 +104,7 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
   driver->last_committed_ = job.current_round;
 
   // Latest snapshot, then replay every committed round after it, checking each logged hash.
-  TRIB_ASSIGN_OR_RETURN(checkpoint::SnapshotRecord snapshot,
-                        store->LatestSnapshotAtOrBefore(job_id, driver->last_committed_));
-  TRIB_RETURN_IF_ERROR(store->LoadSnapshot(job_id, snapshot.round, &driver->global_));
-  if (WeightsHash(driver->global_) != snapshot.weights_hash)
-    return Status::Corruption("job '" + job_id + "': snapshot of round " + std::to_string(snapshot.round) +
-                              ": weights hash does not match its manifest");
-  if (snapshot.round < driver->last_committed_) {
-    TRIB_ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
-                          store->ListRounds(job_id, snapshot.round + 1, driver->last_committed_));
-    for (const RoundRecord& record : rounds) {
-      const auto* bytes = reinterpret_cast<const uint8_t*>(record.aggregate.data());
-      TRIB_RETURN_IF_ERROR(ApplyCommittedRound(spec, record.round, {bytes, record.aggregate.size()}, &driver->global_)
-                               .WithContext("job '" + job_id + "': replaying"));
-      if (WeightsHash(driver->global_) != record.weights_hash)
-        return Status::Corruption("job '" + job_id + "': replaying round " + std::to_string(record.round) +
-                                  ": weights hash does not match the committed round");
-    }
-  }
+  TRIB_RETURN_IF_ERROR(RebuildTrainableState(store, job_id, spec, driver->last_committed_, &driver->global_));
   if (spec.mode == FederatedMode::kFerret) {
     TRIB_ASSIGN_OR_RETURN(FerretOptions options, FerretOptionsFromSpec(spec));
     TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(options, driver->global_.table()));
@@ -353,23 +338,7 @@ Result<CatchUpPlan> RoundDriver::CatchUp(uint32_t from_round, uint32_t to_round)
   if (to_round > last_committed_)
     return Status::InvalidArgument("job '" + job_id_ + "': catch-up to round " + std::to_string(to_round) + ": only " +
                                    std::to_string(last_committed_) + " rounds are committed");
-  CatchUpPlan plan;
-  if (from_round >= to_round) return plan;
-  uint32_t replay_from = from_round + 1;
-  if (to_round - from_round > static_cast<uint64_t>(spec_.snapshot_every)) {
-    auto snapshot = store_->LatestSnapshotAtOrBefore(job_id_, to_round);
-    if (snapshot.ok() && snapshot->round > from_round) {
-      plan.use_snapshot = true;
-      plan.snapshot_round = snapshot->round;
-      replay_from = snapshot->round + 1;
-    } else if (!snapshot.ok() && snapshot.status().code() != StatusCode::kNotFound) {
-      return snapshot.status();
-    }
-  }
-  if (replay_from <= to_round) {
-    TRIB_ASSIGN_OR_RETURN(plan.rounds, store_->ListRounds(job_id_, replay_from, to_round));
-  }
-  return plan;
+  return PlanCatchUp(store_, job_id_, spec_.snapshot_every, from_round, to_round);
 }
 
 }  // namespace tributary

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "checkpoint/store.h"
+#include "coordinator/job_model.h"
 #include "engine/arena.h"
 #include "engine/status.h"
 #include "scheduler/job_spec.h"
@@ -65,23 +66,17 @@ struct CommittedRound {
   bool job_finished = false;
 };
 
-// How a lagging replica at committed round `from_round` reaches `to_round`.
-struct CatchUpPlan {
-  bool use_snapshot = false;  // load snapshot_round's snapshot first
-  uint32_t snapshot_round = 0;
-  std::vector<checkpoint::RoundRecord> rounds;  // then apply these, in order
-};
-
 class RoundDriver {
  public:
   // Optional held-out evaluation of the global replica after a round is applied (before it is committed,
   // so the loss is part of the round record); called every spec.eval_every rounds.
   using Evaluator = std::function<Result<double>(const Arena& global)>;
 
-  // A new job: stores the job record (RUNNING, spec.source_text as its YAML) and a snapshot of the
-  // initial trainable state as round 0. AlreadyExists when the job id is taken.
+  // A new job: stores the job record (RUNNING, spec.source_text as its YAML, the submit token) and a
+  // snapshot of the initial trainable state as round 0. AlreadyExists when the job id or token is taken.
   static Result<std::unique_ptr<RoundDriver>> Create(checkpoint::CheckpointStore* store, const std::string& job_id,
-                                                     const JobSpec& spec, const Arena& initial, int64_t now_ms);
+                                                     const JobSpec& spec, const Arena& initial, int64_t now_ms,
+                                                     const std::string& submit_token = "");
   // An existing job (after a restart): rebuilds the global replica from the latest snapshot plus the
   // committed rounds after it (Corruption when a replayed round does not reproduce its logged hash) and
   // reloads the accepted uploads of the open round. Call StartRound next: it re-derives the same

@@ -426,6 +426,8 @@ std::string EffectiveJobSpecYaml(const JobSpec& spec) {
     if ((this_section == "ferret" && spec.mode != FederatedMode::kFerret) ||
         (this_section == "lora" && spec.mode != FederatedMode::kLora))
       continue;
+    // Likewise eval.every only counts with an eval dataset.
+    if (key == "eval.every" && spec.eval_dataset.empty()) continue;
     if (this_section != section) {
       section = this_section;
       out << section << ":\n";

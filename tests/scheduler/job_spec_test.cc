@@ -464,6 +464,12 @@ TEST(JobSpecTest, EffectiveYamlRoundTripsWithOverrides) {
     EXPECT_EQ(reparsed->name, "a \"quoted\" name");
     EXPECT_EQ(JobSpecHash(*reparsed), JobSpecHash(*spec)) << yaml;
   }
+  // A minimal spec (no eval section, defaults everywhere else) round-trips too.
+  Result<JobSpec> minimal = ParseJobSpec("model: {base: /m}\ndata: {dataset: d}\n", "min.yaml");
+  ASSERT_TRUE(minimal.ok()) << minimal.status().ToString();
+  Result<JobSpec> reparsed = ParseJobSpec(EffectiveJobSpecYaml(*minimal), "effective.yaml");
+  ASSERT_TRUE(reparsed.ok()) << reparsed.status().ToString() << "\n" << EffectiveJobSpecYaml(*minimal);
+  EXPECT_EQ(JobSpecHash(*reparsed), JobSpecHash(*minimal));
 }
 
 }  // namespace

@@ -1,0 +1,85 @@
+#include "cli/daemon_coordinator.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <atomic>
+#include <cmath>
+#include <map>
+
+#include "coordinator/coordinator.h"
+#include "engine/file_util.h"
+#include "transport/security.h"
+
+namespace tributary::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnStopSignal(int) {
+  g_stop.store(true);
+}
+
+Status ParseNamedPaths(const std::vector<std::string>& items, const std::string& what,
+                       std::map<std::string, std::string>* out) {
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+      return Status::InvalidArgument(what + " '" + item + "': expected NAME=PATH");
+    (*out)[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags) {
+  CoordinatorOptions options;
+  options.listen = flags.listen.empty() ? config.GetString("coordinator.listen") : flags.listen;
+  options.http_listen = flags.http_listen.empty() ? config.GetString("coordinator.http_listen") : flags.http_listen;
+  options.data_dir = flags.data_dir.empty() ? config.GetString("coordinator.data_dir") : flags.data_dir;
+  options.insecure = flags.insecure || config.GetBool("coordinator.insecure");
+  options.heartbeat_interval_ms = std::llround(config.GetFloat("coordinator.heartbeat_interval_s") * 1000.0);
+  options.heartbeat_misses = static_cast<int>(config.GetInt("coordinator.heartbeat_misses"));
+  const double grace_s = config.GetFloat("coordinator.restart_grace_s");
+  options.restart_grace_ms = grace_s < 0 ? -1 : std::llround(grace_s * 1000.0);
+  std::vector<std::string> eval = config.GetStringList("coordinator.eval_data");
+  eval.insert(eval.end(), flags.eval_data.begin(), flags.eval_data.end());
+  TRIB_RETURN_IF_ERROR(ParseNamedPaths(eval, "coordinator.eval_data", &options.eval_data));
+
+  if (options.insecure) {
+    spdlog::warn(
+        "coordinator: --insecure: CURVE encryption and authentication are OFF; any peer that reaches {} "
+        "can register workers and submit jobs. Use only for local experiments.",
+        options.listen);
+  } else {
+    const std::string key_file = flags.key.empty() ? config.GetString("coordinator.secret_key") : flags.key;
+    const std::string allow_file =
+        flags.allowed_keys.empty() ? config.GetString("coordinator.allowed_keys") : flags.allowed_keys;
+    if (key_file.empty())
+      return Status::InvalidArgument(
+          "coordinator.secret_key: not set (create one with `tributary keygen -o FILE`, or pass --insecure for local "
+          "experiments)");
+    if (allow_file.empty())
+      return Status::InvalidArgument("coordinator.allowed_keys: not set (a file listing admitted public keys)");
+    TRIB_ASSIGN_OR_RETURN(options.keys, transport::LoadKeyPair(key_file));
+    TRIB_ASSIGN_OR_RETURN(std::string allow_text, ReadFileToString(allow_file));
+    TRIB_ASSIGN_OR_RETURN(options.allow_list, transport::AllowList::Parse(allow_text, allow_file));
+  }
+
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Create(options));
+  struct sigaction action = {};
+  action.sa_handler = OnStopSignal;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  // Machine-readable line for scripts and tests that start the daemon with port 0.
+  std::printf("coordinator listening on %s http %d\n", coordinator->endpoint().c_str(), coordinator->http_port());
+  std::fflush(stdout);
+  sd_notify(0, "READY=1");
+  Status run = coordinator->Run(&g_stop);
+  sd_notify(0, "STOPPING=1");
+  return run;
+}
+
+}  // namespace tributary::cli

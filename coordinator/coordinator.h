@@ -1,0 +1,62 @@
+// The coordinator daemon (`tributary coordinator`): the worker registry, the job table and the round
+// loop of every running job, behind one ZeroMQ ROUTER endpoint (workers and CLI clients, CURVE by
+// default; docs/protocol.md) and an optional HTTP endpoint (health, metrics, JSON job view).
+//
+// One thread owns the socket, the store and every job (Run); HTTP callbacks read a view the loop
+// publishes. Durability comes from the checkpoint store: every accepted upload and every committed
+// round is written (synced) before anything is broadcast, so a coordinator killed at any moment is
+// restarted with Create on the same data_dir and resumes every running job from its last committed
+// round (RoundDriver::Resume), keeping the accepted uploads of the open round.
+//
+// After a start the coordinator waits `restart_grace_ms` before it plans rounds, so that workers that
+// were connected before a restart re-register first and a resumed round sees the same inventory.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "engine/status.h"
+#include "transport/security.h"
+
+namespace tributary {
+
+struct CoordinatorOptions {
+  std::string listen = "tcp://0.0.0.0:7400";     // ZeroMQ endpoint ("tcp://127.0.0.1:*": any free port)
+  std::string http_listen;                       // "host:port" (port 0: any free port); empty: no HTTP
+  std::string data_dir;                          // RocksDB store, job logs and exports live here
+  bool insecure = false;                         // no CURVE (logs a warning at every start)
+  transport::KeyPair keys;                       // required unless insecure
+  transport::AllowList allow_list;               // admitted worker and client keys (required unless insecure)
+  int64_t heartbeat_interval_ms = 5000;          // told to workers at registration
+  int heartbeat_misses = 3;                      // dead after this many missed heartbeats
+  int64_t restart_grace_ms = -1;                 // -1: 1.5 heartbeat intervals
+  std::map<std::string, std::string> eval_data;  // held-out datasets: name -> path (job spec eval.dataset)
+  bool sync_writes = true;                       // synced RocksDB writes (off only for benchmarks)
+};
+
+class Coordinator {
+ public:
+  // Opens the store (resuming running jobs), binds the endpoints. Errors name the option or file.
+  static Result<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options);
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // The bound ZeroMQ endpoint (with the actual port) and HTTP port (0 when off).
+  const std::string& endpoint() const;
+  int http_port() const;
+
+  // Serves until *stop becomes true. Returns OK on a clean stop; an error only when the store fails.
+  Status Run(const std::atomic<bool>* stop);
+
+  struct Impl;
+
+ private:
+  explicit Coordinator(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tributary

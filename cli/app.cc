@@ -12,6 +12,7 @@
 
 #include "cli/cli_config.h"
 #include "cli/commands.h"
+#include "cli/coordinator_client.h"
 #include "cli/exit_codes.h"
 #include "cli/logging.h"
 
@@ -102,6 +103,10 @@ int RunCli(int argc, char** argv) {
       return Fail(kExitInvalidArgs, std::string(e.what()) + " (run 'tributary --help')");
     }
 
+    // Job commands use the default client profile when no --config is given (cli/coordinator_client.h).
+    if (flags.config_file.empty() && !app.get_subcommands().empty()) {
+      flags.config_file = DefaultConfigFileFor(app.get_subcommands().front()->get_name());
+    }
     Result<Config> config = ResolveConfig(flags);
     if (!config.ok()) return Fail(kExitInvalidArgs, config.status().message());
     Status log_status = SetupLogging(config->GetString("log.level"), config->GetString("log.format"));

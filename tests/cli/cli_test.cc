@@ -72,20 +72,27 @@ TEST(CliTest, BadLogFlagsAreArgumentErrors) {
 }
 
 TEST(CliTest, UnbuiltCommandsExit69NamingWhatIsMissing) {
-  const std::vector<std::vector<std::string>> unbuilt = {{"coordinator"},
-                                                         {"worker", "--coordinator", "tcp://127.0.0.1:1"},
-                                                         {"jobs"},
-                                                         {"status", "j1"},
-                                                         {"wait", "j1"},
-                                                         {"logs", "j1"},
-                                                         {"stop", "j1"},
-                                                         {"download", "j1", "--format", "peft", "-o", "/tmp/x"},
-                                                         {"merge", "a", "b", "-o", "/tmp/x"},
-                                                         {"demo"}};
-  for (const auto& args : unbuilt) {
+  ProcessResult r = RunTributary({"merge", "a", "b", "-o", "/tmp/x"});
+  EXPECT_EQ(r.exit_code, 69) << r.err;
+  EXPECT_NE(r.err.find("not built yet: "), std::string::npos) << r.err;
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+}
+
+// Daemons and client commands refuse to start without their security and connection settings, with
+// one line naming the setting (CURVE is on by default; --insecure is explicit).
+TEST(CliTest, DaemonsAndClientsNameTheMissingSetting) {
+  TempDir dir;
+  const std::string empty_profile = dir.Write("empty.yaml", "log:\n  level: warn\n");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"coordinator", "--data-dir", dir.path() + "/store"}, "coordinator.secret_key"},
+      {{"worker", "--coordinator", "tcp://127.0.0.1:1", "--data", "d=" + empty_profile}, "key"},
+      {{"--config", empty_profile, "jobs"}, "coordinator"},
+      {{"--config", empty_profile, "status", "j1"}, "coordinator"},
+  };
+  for (const auto& [args, what] : cases) {
     ProcessResult r = RunTributary(args);
-    EXPECT_EQ(r.exit_code, 69) << args[0] << ": " << r.err;
-    EXPECT_NE(r.err.find("not built yet: "), std::string::npos) << r.err;
+    EXPECT_EQ(r.exit_code, 4) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
     EXPECT_EQ(CountLines(r.err), 1) << r.err;
   }
 }
@@ -191,21 +198,23 @@ namespace tributary::testutil {
 namespace {
 
 TEST(CliTest, SubmitValidatesTheSpecBeforeConnecting) {
-  // A valid spec: --dry-run prints the canonical form; a real submit needs the coordinator client (69).
+  // A valid spec: --dry-run prints the canonical form; a real submit needs a coordinator endpoint.
   ProcessResult r = RunTributary({"submit", "examples/jobs/ferret-dolly.yaml", "--dry-run", "--format", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["mode"], "ferret");
-  EXPECT_NE(j["canonical"].get<std::string>().find("federation.rounds"), std::string::npos);
+  EXPECT_EQ(j["data"]["mode"], "ferret");
+  EXPECT_NE(j["data"]["canonical"].get<std::string>().find("federation.rounds"), std::string::npos);
   r = RunTributary({"submit", "examples/jobs/ferret-dolly.yaml", "--set", "federation.rounds=3", "--dry-run"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("3 rounds"), std::string::npos) << r.out;
-  r = RunTributary({"submit", "examples/jobs/ferret-dolly.yaml"});
-  EXPECT_EQ(r.exit_code, 69) << r.err;
-  EXPECT_NE(r.err.find("the spec is valid"), std::string::npos) << r.err;
+  // An explicit profile without a coordinator, so a developer's own client.yaml cannot interfere.
+  TempDir dir;
+  const std::string no_coordinator = dir.Write("profile.yaml", "log:\n  level: warn\n");
+  r = RunTributary({"--config", no_coordinator, "submit", "examples/jobs/ferret-dolly.yaml"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("coordinator"), std::string::npos) << r.err;
 
   // An invalid spec is refused with the file, line and field, before any connection.
-  TempDir dir;
   const std::string bad = dir.Write("job.yaml",
                                     "model:\n  base: /models/tiny\ndata:\n  dataset: dolly\nfederation:\n"
                                     "  rounds: zero\n");

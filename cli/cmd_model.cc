@@ -1,4 +1,4 @@
-// Model and setup commands: merge, keygen, demo.
+// Model and setup commands: merge, keygen (and demo, in cmd_demo.cc).
 #include <cstdio>
 #include <memory>
 
@@ -38,11 +38,7 @@ void RegisterModelCommands(CLI::App& app, CommandRegistry& registry) {
     std::printf("admit it by appending %s.pub to the coordinator's allowed_keys file\n", f->output_dir.c_str());
     return Status::OK();
   };
-
-  app.add_subcommand("demo", "Run a local federated fine-tune: a coordinator and 4 workers on loopback");
-  registry.handlers["demo"] = [f](CommandContext&) -> Status {
-    return NotBuiltYet("the federated demo (coordinator + 4 workers running a Ferret job)");
-  };
+  RegisterDemoCommand(app, registry);
 }
 
 }  // namespace tributary::cli

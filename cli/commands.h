@@ -33,6 +33,7 @@ void RegisterDaemonCommands(CLI::App& app, CommandRegistry& registry);  // coord
 void RegisterJobCommands(CLI::App& app, CommandRegistry& registry);  // submit, jobs, status, wait, logs, stop, download
 void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);  // train, init-model
 void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);  // merge, keygen, demo
+void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);    // demo (called by RegisterModelCommands)
 
 // The failure for a command or mode that is not built yet: exit 69 with what is missing.
 Status NotBuiltYet(const std::string& what_is_missing);

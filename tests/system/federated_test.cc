@@ -1,0 +1,202 @@
+// Whole jobs through real daemons: a coordinator and 4 workers as processes on loopback (CURVE on),
+// real RocksDB, driven over the wire protocol.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "checkpoint/store.h"
+#include "coordinator/job_model.h"
+#include "peft/ferret.h"
+#include "scheduler/job_spec.h"
+#include "tests/system/system_util.h"
+#include "worker/tasklet.h"
+
+namespace tributary::system_test {
+namespace {
+
+namespace fs = std::filesystem;
+
+double InitialHeldOutLoss(const TestCluster& cluster, const std::string& yaml) {
+  auto spec = ParseJobSpec(yaml, "spec");
+  EXPECT_TRUE(spec.ok());
+  auto model = JobModel::Load(*spec);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_TRUE((*model)->LoadEvalRows((fs::path(cluster.dir()) / "data" / "heldout.jsonl").string()).ok());
+  auto loss = (*model)->Evaluate((*model)->initial_state());
+  EXPECT_TRUE(loss.ok());
+  return loss.ok() ? *loss : 0.0;
+}
+
+// Every replica that reported the job's last round holds the coordinator's final weights.
+void ExpectReplicasMatch(const v1::GetJobReply& job, int expected_workers) {
+  ASSERT_GT(job.rounds_size(), 0);
+  const v1::RoundSummary& last = job.rounds(job.rounds_size() - 1);
+  int matching = 0;
+  for (const v1::ReplicaState& replica : job.replicas()) {
+    if (replica.round() != last.round()) continue;
+    EXPECT_EQ(replica.weights_hash(), last.weights_hash()) << replica.worker_id();
+    ++matching;
+  }
+  EXPECT_EQ(matching, expected_workers);
+}
+
+// Runs one ferret job in a fresh cluster; returns the final weights hash.
+std::string RunFerretJob(const std::string& dir, uint64_t seed, int rounds, v1::GetJobReply* out = nullptr) {
+  TestCluster cluster(dir);
+  const std::string yaml = JobYaml(cluster.base_model(), "ferret", rounds, seed);
+  const std::string job_id = Submit(cluster.client(), yaml);
+  v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
+  EXPECT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
+  if (out != nullptr) *out = job;
+  return job.rounds_size() > 0 ? job.rounds(job.rounds_size() - 1).weights_hash() : "";
+}
+
+TEST(FederatedSystemTest, FerretJobTrainsWithFormulaBytesAndReplicasInSync) {
+  TestDir dir;
+  std::string yaml;
+  std::string job_id;
+  {
+    TestCluster cluster(dir.path());
+    yaml = JobYaml(cluster.base_model(), "ferret", 3, 5);
+    const double initial = InitialHeldOutLoss(cluster, yaml);
+    job_id = Submit(cluster.client(), yaml);
+    ASSERT_FALSE(job_id.empty());
+    const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
+    ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
+    ASSERT_EQ(job.rounds_size(), 3);
+    for (const v1::RoundSummary& r : job.rounds()) EXPECT_EQ(r.participants(), 4u) << "round " << r.round();
+    const double final_loss = job.rounds(2).heldout_loss();
+    EXPECT_LT(final_loss, initial - 0.5) << "held-out loss " << initial << " -> " << final_loss;
+    EXPECT_LT(job.rounds(2).train_loss(), job.rounds(0).train_loss());
+    // Workers report their replicas in heartbeats: wait until all four reported the last round.
+    ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& j) {
+      int at_last = 0;
+      for (const auto& r : j.replicas()) at_last += r.round() == 3 ? 1 : 0;
+      return at_last == 4;
+    }));
+    auto synced = GetJob(cluster.client(), job_id);
+    ASSERT_TRUE(synced.ok());
+    ExpectReplicasMatch(*synced, 4);
+  }
+  // With the daemons stopped, the store holds every accepted upload: each one's size is the spec's
+  // 8 + 4 L + sum_l K_l * b, and the rounds' byte counts are their sums.
+  auto spec = ParseJobSpec(yaml, "spec");
+  ASSERT_TRUE(spec.ok());
+  auto model = JobModel::Load(*spec);
+  ASSERT_TRUE(model.ok());
+  auto options = FerretOptionsFromSpec(*spec);
+  ASSERT_TRUE(options.ok());
+  auto blocks = MakeFerretBlocks(*options, (*model)->initial_state().table());
+  ASSERT_TRUE(blocks.ok());
+  const size_t num_blocks = blocks->size();
+  auto store = checkpoint::CheckpointStore::Open((fs::path(dir.path()) / "store" / "store").string());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  for (uint32_t round = 1; round <= 3; ++round) {
+    auto updates = (*store)->ListUpdates(job_id, round);
+    ASSERT_TRUE(updates.ok());
+    ASSERT_EQ(updates->size(), 4u);
+    uint64_t sum = 0;
+    for (const checkpoint::UpdateRecord& u : *updates) {
+      const auto* bytes = reinterpret_cast<const uint8_t*>(u.payload.data());
+      ASSERT_GE(u.payload.size(), 8u);
+      const size_t blocks_in_header = bytes[4] | (bytes[5] << 8);
+      ASSERT_EQ(blocks_in_header, num_blocks);
+      const size_t b = bytes[6] == 0 ? 4 : 2;
+      size_t expected = 8 + 4 * num_blocks, pos = 8;
+      for (size_t l = 0; l < num_blocks; ++l) {
+        const size_t k = bytes[pos + 2] | (bytes[pos + 3] << 8);
+        expected += k * b;
+        pos += 4 + k * b;
+      }
+      EXPECT_EQ(u.payload.size(), expected) << u.worker_id << " round " << round;
+      sum += u.payload.size();
+    }
+    auto record = (*store)->GetRound(job_id, round);
+    ASSERT_TRUE(record.ok());
+    EXPECT_EQ(record->metrics.bytes_up, sum);
+  }
+}
+
+TEST(FederatedSystemTest, SameSeedGivesBitIdenticalModelAndCoordinatorKillResumesToIt) {
+  TestDir a, b, c;
+  const std::string first = RunFerretJob(a.path(), 9, 3);
+  const std::string second = RunFerretJob(b.path(), 9, 3);
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(first, second) << "same seed, same data, same cluster: the final weights must be bit-identical";
+
+  // kill -9 the coordinator in round 2 after it accepted an upload; restart it on the same store.
+  TestCluster cluster(c.path());
+  const std::string job_id = Submit(cluster.client(), JobYaml(cluster.base_model(), "ferret", 3, 9));
+  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [&](const v1::GetJobReply& job) {
+    for (const std::string& line : JobLog(cluster.client(), job_id)) {
+      if (line.find("round 2: upload from") != std::string::npos) return true;
+    }
+    (void)job;
+    return false;
+  }));
+  cluster.cluster().KillCoordinator(SIGKILL);
+  ASSERT_TRUE(cluster.cluster().StartCoordinator().ok());
+  cluster.Reconnect();
+  const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
+  ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
+  ASSERT_EQ(job.rounds_size(), 3);
+  EXPECT_EQ(job.rounds(2).weights_hash(), first) << "the resumed job must end where the fault-free run ended";
+  bool resumed = false;
+  for (const std::string& line : JobLog(cluster.client(), job_id))
+    resumed = resumed || line.find("resumed after a coordinator restart") != std::string::npos;
+  EXPECT_TRUE(resumed);
+}
+
+TEST(FederatedSystemTest, WorkerKilledMidRoundCatchesUpToTheCoordinatorsModel) {
+  TestDir dir;
+  TestCluster cluster(dir.path());
+  // Quorum 3 of 4 and min_clients 3, so rounds go on while worker-2 is down.
+  const std::string job_id =
+      Submit(cluster.client(), JobYaml(cluster.base_model(), "ferret", 5, 21, {"federation.min_clients=3"}));
+  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) {
+    return job.rounds_size() == 1 && job.workers_size() > 0;  // round 2 is open
+  }));
+  cluster.cluster().KillWorker(1, SIGKILL);
+  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) { return job.rounds_size() >= 2; }));
+  auto after_kill = GetJob(cluster.client(), job_id);
+  ASSERT_TRUE(after_kill.ok());
+  EXPECT_EQ(after_kill->rounds(1).participants(), 3u) << "round 2 completes without the killed worker";
+  ASSERT_TRUE(cluster.cluster().StartWorker(1).ok());
+  const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
+  ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
+  const std::string final_hash = job.rounds(job.rounds_size() - 1).weights_hash();
+  // The restarted worker caught up (replay or snapshot) and holds the coordinator's final model.
+  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [&](const v1::GetJobReply& j) {
+    for (const auto& r : j.replicas()) {
+      if (r.worker_id() == "worker-2" && r.round() == 5) return true;
+    }
+    return false;
+  })) << "worker-2 did not report round 5";
+  auto synced = GetJob(cluster.client(), job_id);
+  ASSERT_TRUE(synced.ok());
+  for (const auto& r : synced->replicas()) {
+    if (r.worker_id() == "worker-2") {
+      EXPECT_EQ(r.weights_hash(), final_hash);
+    }
+  }
+}
+
+TEST(FederatedSystemTest, FedAvgAndLoraJobsRunConcurrently) {
+  TestDir dir;
+  TestCluster cluster(dir.path());
+  const std::string fedavg = Submit(cluster.client(), JobYaml(cluster.base_model(), "fedavg", 2, 3));
+  const std::string lora = Submit(cluster.client(), JobYaml(cluster.base_model(), "lora", 2, 3));
+  for (const std::string& job_id : {fedavg, lora}) {
+    const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
+    EXPECT_EQ(job.job().state(), "FINISHED:COMPLETED") << job_id << ": " << job.job().error();
+    ASSERT_EQ(job.rounds_size(), 2);
+    EXPECT_LT(job.rounds(1).heldout_loss(), job.rounds(0).heldout_loss() + 0.05) << job.job().mode();
+    // Dense modes send the whole trainable state per client.
+    EXPECT_EQ(job.rounds(0).bytes_up(), 4 * job.job().dense_state_bytes()) << job.job().mode();
+  }
+}
+
+}  // namespace
+}  // namespace tributary::system_test

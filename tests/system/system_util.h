@@ -1,0 +1,67 @@
+// Helpers of the multi-process tests: a LocalCluster (cli/local_cluster.h) over the demo's word-task
+// data with a small model, job specs per mode, and protocol requests to the coordinator.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/local_cluster.h"
+#include "transport/channel.h"
+
+namespace tributary::system_test {
+
+// A fresh temp directory removed by the destructor (kept when the test failed, for its logs).
+class TestDir {
+ public:
+  TestDir();
+  ~TestDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+struct ClusterOptions {
+  int num_workers = 4;
+  bool insecure = false;
+};
+
+// Writes the base model (once per directory) and per-worker non-IID data, starts the coordinator and
+// the workers, and connects a client. Fails the test (ASSERT) on error.
+class TestCluster {
+ public:
+  TestCluster(const std::string& dir, ClusterOptions options = {});
+  ~TestCluster();
+
+  cli::LocalCluster& cluster() { return *cluster_; }
+  transport::Client& client() { return *client_; }
+  const std::string& dir() const { return dir_; }
+  const std::string& base_model() const { return base_model_; }
+  // Re-connects the client (after a coordinator restart, a fresh DEALER avoids stale replies).
+  void Reconnect();
+
+ private:
+  std::string dir_;
+  std::string base_model_;
+  std::unique_ptr<cli::LocalCluster> cluster_;
+  std::unique_ptr<transport::Client> client_;
+};
+
+// A job spec over the cluster's data: `mode` ferret | fedavg | lora, plus `extra` YAML lines appended to
+// the federation section's defaults (e.g. {"federation.rounds=5"} as --set style overrides).
+std::string JobYaml(const std::string& base_model, const std::string& mode, int rounds, uint64_t seed,
+                    const std::vector<std::string>& overrides = {});
+
+// Requests (ADD_FAILURE and an empty result on error).
+std::string Submit(transport::Client& client, const std::string& yaml, const std::string& token = "");
+Result<v1::GetJobReply> GetJob(transport::Client& client, const std::string& job_id);
+// Polls until the job is FINISHED:* (or the timeout); returns the last reply.
+v1::GetJobReply WaitFinished(transport::Client& client, const std::string& job_id, int timeout_s = 240);
+// Polls until `predicate(reply)` holds; false on timeout.
+bool WaitFor(transport::Client& client, const std::string& job_id,
+             const std::function<bool(const v1::GetJobReply&)>& predicate, int timeout_s = 120);
+// The coordinator's job log lines.
+std::vector<std::string> JobLog(transport::Client& client, const std::string& job_id);
+
+}  // namespace tributary::system_test

@@ -44,7 +44,6 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Key("coordinator.insecure", T::kBool, "false", "disable CURVE (local experiments only)"));
     s->Add(Ranged("coordinator.heartbeat_interval_s", T::kFloat, "5", "expected worker heartbeat period", 0.1, 3600));
     s->Add(Ranged("coordinator.heartbeat_misses", T::kInt, "3", "missed heartbeats before a worker is dead", 1, 1000));
-    s->Add(Ranged("coordinator.snapshot_every", T::kInt, "10", "global-model snapshot interval in rounds", 1, 1000000));
     s->Add(Key("coordinator.eval_data", T::kStringList, "[]",
                "held-out datasets as NAME=PATH (job specs name one in eval.dataset)"));
     s->Add(Ranged("coordinator.restart_grace_s", T::kFloat, "-1",

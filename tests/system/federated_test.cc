@@ -1,6 +1,7 @@
 // Whole jobs through real daemons: a coordinator and 4 workers as processes on loopback (CURVE on),
 // real RocksDB, driven over the wire protocol.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <cmath>
@@ -79,6 +80,22 @@ TEST(FederatedSystemTest, FerretJobTrainsWithFormulaBytesAndReplicasInSync) {
     auto synced = GetJob(cluster.client(), job_id);
     ASSERT_TRUE(synced.ok());
     ExpectReplicasMatch(*synced, 4);
+
+    // The daemon's HTTP endpoint: probes, Prometheus metrics and the JSON job view.
+    httplib::Client http("127.0.0.1", cluster.cluster().http_port());
+    auto ready = http.Get("/readyz");
+    ASSERT_TRUE(ready) << httplib::to_string(ready.error());
+    EXPECT_EQ(ready->status, 200);
+    auto metrics = http.Get("/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_NE(metrics->body.find("tributary_rounds_committed_total{job=\"" + job_id + "\"} 3"), std::string::npos)
+        << metrics->body;
+    EXPECT_NE(metrics->body.find("tributary_workers_alive 4"), std::string::npos) << metrics->body;
+    EXPECT_NE(metrics->body.find("tributary_jobs{state=\"completed\"} 1"), std::string::npos) << metrics->body;
+    auto api = http.Get("/api/jobs/" + job_id);
+    ASSERT_TRUE(api);
+    EXPECT_EQ(api->status, 200);
+    EXPECT_NE(api->body.find("FINISHED:COMPLETED"), std::string::npos) << api->body;
   }
   // With the daemons stopped, the store holds every accepted upload: each one's size is the spec's
   // 8 + 4 L + sum_l K_l * b, and the rounds' byte counts are their sums.

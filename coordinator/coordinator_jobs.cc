@@ -119,6 +119,7 @@ Status Coordinator::Impl::StartJob(JobEntry* job, bool resume) {
                                          job->record.submit_token));
     TRIB_ASSIGN_OR_RETURN(job->record, store->GetJob(job->job_id));
   }
+  job->driver->SetMinWorkerMemory(job->model->MinWorkerMemoryBytes());
   if (job->model->has_eval_rows()) {
     JobModel* model = job->model.get();
     job->driver->SetEvaluator([model](const Arena& state) { return model->Evaluate(state); });

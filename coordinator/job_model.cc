@@ -82,6 +82,14 @@ Arena JobModel::NewState() const {
   return arena;
 }
 
+int64_t JobModel::MinWorkerMemoryBytes() const {
+  const int64_t model_bytes = base_.params.size() * static_cast<int64_t>(sizeof(float));
+  const int64_t state_bytes = initial_state().size() * static_cast<int64_t>(sizeof(float));
+  const int64_t optimizer_states = spec_.optimizer == "adamw" ? 2 : (spec_.momentum > 0 ? 1 : 0);
+  // params + grads of the model; the trainable state's copy, its grads (lora) and optimizer state.
+  return 2 * model_bytes + state_bytes * (1 + optimizer_states + (adapters_ ? 1 : 0));
+}
+
 Status JobModel::LoadEvalRows(const std::string& path) {
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(spec_.base_model));
   TRIB_ASSIGN_OR_RETURN(std::vector<Example> examples, LoadExamples(path));

@@ -53,6 +53,10 @@ class JobModel {
   const Arena& initial_state() const;
   // A fresh arena with the trainable state's layout (zeroed).
   Arena NewState() const;
+  // A lower bound of the host memory a worker needs for one tasklet: the model's parameters and
+  // gradients, the replica's copy of the round's starting state, and the optimizer's state
+  // (activations come on top and depend on batch and sequence length).
+  int64_t MinWorkerMemoryBytes() const;
 
   // Loads held-out rows (data.seq_len, the base model's tokenizer, no packing) for EvaluateLoss.
   Status LoadEvalRows(const std::string& path);

@@ -138,6 +138,7 @@ Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& i
   request.job_seed = spec_.seed;
   request.round = last_committed_ + 1;
   request.requirements.dataset = spec_.dataset;
+  request.requirements.min_memory_bytes = min_worker_memory_;
   request.sampling.fraction = spec_.client_fraction;
   request.sampling.min_clients = spec_.min_clients;
   request.sampling.max_clients = spec_.max_clients;

@@ -85,6 +85,8 @@ class RoundDriver {
                                                      const JobSpec& spec);
 
   void SetEvaluator(Evaluator evaluator) { evaluator_ = std::move(evaluator); }
+  // Host memory a worker needs for this job's tasklets (capability filter; 0 = no requirement).
+  void SetMinWorkerMemory(int64_t bytes) { min_worker_memory_ = bytes; }
 
   const std::string& job_id() const { return job_id_; }
   const JobSpec& spec() const { return spec_; }
@@ -144,6 +146,7 @@ class RoundDriver {
   RoundDeadline deadline_;
   Evaluator evaluator_;
   int ferret_blocks_ = 0;  // L, for payload validation (ferret)
+  int64_t min_worker_memory_ = 0;
 };
 
 }  // namespace tributary

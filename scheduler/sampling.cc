@@ -36,10 +36,15 @@ class RandomScheduler final : public Scheduler {
     Eligibility eligibility = FilterWorkers(workers, request.requirements);
     const auto eligible = static_cast<int64_t>(eligibility.eligible.size());
     if (eligible < request.sampling.min_clients) {
+      // Name why the first few were filtered out: that is what an operator has to fix.
+      std::string why;
+      for (size_t i = 0; i < eligibility.ineligible.size() && i < 3; ++i)
+        why += (i == 0 ? " (" : "; ") + eligibility.ineligible[i].worker_id + ": " + eligibility.ineligible[i].reason;
+      if (!why.empty()) why += eligibility.ineligible.size() > 3 ? "; ...)" : ")";
       return Status::FailedPrecondition("round " + std::to_string(request.round) + ": " + std::to_string(eligible) +
                                         " of " + std::to_string(workers.size()) +
                                         " workers are eligible, sampling.min_clients is " +
-                                        std::to_string(request.sampling.min_clients));
+                                        std::to_string(request.sampling.min_clients) + why);
     }
     RoundPlan plan;
     plan.round = request.round;

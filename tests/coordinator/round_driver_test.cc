@@ -237,6 +237,24 @@ TEST(RoundDriverTest, RoundBelowQuorumAtTheDeadlineIsReplannedKeepingLoggedUploa
   EXPECT_TRUE(committed->job_finished);
 }
 
+// Workers with too little host memory for the job are not selected (the capability filter).
+TEST(RoundDriverTest, WorkersWithoutEnoughMemoryAreNotSelected) {
+  JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 1);
+  Job job;
+  StartJob(job, spec);
+  std::vector<WorkerInventory> inventory = Inventory(job.workers);  // 1 GiB each
+  inventory[2].memory_bytes = 1 << 20;
+  job.driver->SetMinWorkerMemory(int64_t{64} << 20);
+  auto start = job.driver->StartRound(inventory, 10'000);
+  ASSERT_TRUE(start.ok()) << start.status().ToString();
+  EXPECT_EQ(start->participants, (std::vector<std::string>{"w0", "w1", "w3"}));
+  job.driver->AbandonRound();
+  job.driver->SetMinWorkerMemory(int64_t{2} << 30);
+  auto none = job.driver->StartRound(inventory, 10'000);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("memory"), std::string::npos) << none.status().ToString();
+}
+
 TEST(RoundDriverTest, ResumeRefusesASpecThatDoesNotReproduceTheLoggedRounds) {
   const JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 3);
   TempDir dir;

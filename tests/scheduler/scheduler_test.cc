@@ -241,7 +241,9 @@ TEST(SchedulerTest, RandomPolicyPlansRounds) {
   auto too_few = (*scheduler)->PlanRound(workers, request);
   ASSERT_FALSE(too_few.ok());
   EXPECT_EQ(too_few.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(too_few.status().message(), "round 12: 18 of 20 workers are eligible, sampling.min_clients is 19");
+  EXPECT_EQ(too_few.status().message(),
+            "round 12: 18 of 20 workers are eligible, sampling.min_clients is 19 (w004: not alive; w009: dataset "
+            "'dolly' not present)");
   request.sampling.fraction = 2;
   EXPECT_TRUE((*scheduler)->PlanRound(workers, request).status().IsInvalidArgument());
 }

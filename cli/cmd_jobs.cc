@@ -52,18 +52,6 @@ bool IsConnectionFailure(const Status& s) {
   return s.code() == StatusCode::kPermissionDenied;
 }
 
-// NVFlare's rule for submit tokens: non-empty, at most 128 of [A-Za-z0-9._:-].
-Status ValidateSubmitToken(const std::string& token) {
-  if (token.size() > 128) return Status::InvalidArgument("--submit-token: longer than 128 characters");
-  for (char c : token) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == ':' || c == '-';
-    if (!ok)
-      return Status::InvalidArgument("--submit-token '" + token + "': only letters, digits and . _ : - are allowed");
-  }
-  return Status::OK();
-}
-
 std::string HashHex(uint64_t hash) {
   char buffer[20];
   std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(hash));
@@ -77,7 +65,7 @@ Result<std::unique_ptr<CoordinatorClient>> ConnectFromFlags(const JobFlags& f, c
 
 // The spec is checked here, before any connection, so a bad spec never reaches a coordinator.
 Status RunSubmit(JobFlags& f, CommandContext& ctx) {
-  TRIB_RETURN_IF_ERROR(ValidateSubmitToken(f.submit_token));
+  TRIB_RETURN_IF_ERROR(ValidateSubmitToken(f.submit_token, "--submit-token"));
   TRIB_ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(f.spec_file, f.sets));
   const std::string hash = HashHex(JobSpecHash(spec));
   if (f.dry_run) {
@@ -145,7 +133,7 @@ std::string RoundOfTotal(uint64_t round, uint64_t total) {
 }
 
 Status RunJobs(JobFlags& f, CommandContext& ctx) {
-  if (!f.submit_token.empty()) TRIB_RETURN_IF_ERROR(ValidateSubmitToken(f.submit_token));
+  if (!f.submit_token.empty()) TRIB_RETURN_IF_ERROR(ValidateSubmitToken(f.submit_token, "--submit-token"));
   TRIB_ASSIGN_OR_RETURN(auto client, ConnectFromFlags(f, ctx));
   TRIB_ASSIGN_OR_RETURN(v1::ListJobsReply reply, client->ListJobs(f.state_filter, f.limit, f.submit_token));
   if (f.format == "json") {

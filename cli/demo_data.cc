@@ -80,7 +80,7 @@ std::string DemoJobYaml(const std::string& base_model_dir, int rounds) {
          "\n"
          "data:\n"
          "  dataset: demo\n"
-         "  seq_len: 96\n"
+         "  seq_len: 128\n"
          "federation:\n"
          "  mode: ferret\n"
          "  rounds: " +

@@ -16,17 +16,6 @@ namespace {
 
 constexpr uint32_t kDefaultLogPage = 1000;
 
-Status ValidateToken(const std::string& token) {
-  if (token.size() > 128) return Status::InvalidArgument("submit token: longer than 128 characters");
-  for (char c : token) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == ':' || c == '-';
-    if (!ok)
-      return Status::InvalidArgument("submit token '" + token + "': only letters, digits and . _ : - are allowed");
-  }
-  return Status::OK();
-}
-
 std::string NewJobId() {
   std::random_device rd;
   char buf[16];
@@ -59,7 +48,7 @@ Result<std::string> Coordinator::Impl::CreateJob(const JobSpec& spec, const std:
 
 void Coordinator::Impl::HandleSubmit(const Incoming& in) {
   const v1::SubmitJob& req = in.message.envelope.submit_job();
-  Status token_ok = ValidateToken(req.submit_token());
+  Status token_ok = ValidateSubmitToken(req.submit_token(), "submit token");
   if (!token_ok.ok()) return ReplyError(in, token_ok);
   auto spec = ParseJobSpec(req.spec_yaml(), "submitted job spec");
   if (!spec.ok()) return ReplyError(in, spec.status());

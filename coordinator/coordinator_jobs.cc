@@ -242,7 +242,7 @@ void Coordinator::Impl::CloseRound(JobEntry* job, int64_t now_ms) {
   summary.set_heldout_loss(c.heldout_loss);
   summary.set_bytes_up(c.bytes_up);
   summary.set_bytes_down(c.bytes_down);
-  summary.set_committed_unix_ms(now_ms);
+  summary.set_committed_unix_ms(UnixMillis());  // after aggregation, commit and apply
   summary.set_weights_hash(job->weights_hash);
   summary.set_opened_unix_ms(job->round_opened_ms);
   summary.set_slowest_train_seconds(job->slowest_train_seconds);
@@ -342,6 +342,10 @@ void Coordinator::Impl::HandleUpload(const Incoming& in) {
     metrics.OnUploadRejected(UploadOutcomeName(*outcome));
   }
   Reply(in, std::move(reply));
+  // The last upload closes the round now rather than at the next tick.
+  if (*outcome == UploadOutcome::kAccepted &&
+      job->driver->ReadyToClose(upload.received_ms) == RoundCloseState::kComplete)
+    CloseRound(job, upload.received_ms);
 }
 
 void Coordinator::Impl::HandleCatchUp(const Incoming& in) {

@@ -406,6 +406,16 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   return os.str();
 }
 
+Status ValidateSubmitToken(const std::string& token, const std::string& what) {
+  if (token.size() > 128) return Status::InvalidArgument(what + ": longer than 128 characters");
+  for (char c : token) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == ':' || c == '-';
+    if (!ok) return Status::InvalidArgument(what + " '" + token + "': only letters, digits and . _ : - are allowed");
+  }
+  return Status::OK();
+}
+
 std::string EffectiveJobSpecYaml(const JobSpec& spec) {
   // The canonical lines are "section.key: value" with YAML scalars; nest them under their sections.
   std::istringstream in(CanonicalJobSpec(spec));

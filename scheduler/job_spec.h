@@ -77,6 +77,10 @@ Result<JobSpec> LoadJobSpec(const std::string& path, const std::vector<std::stri
 // "same submit token + same content" can be told apart from "same token, different content".
 std::string CanonicalJobSpec(const JobSpec& spec);
 uint64_t JobSpecHash(const JobSpec& spec);
+// NVFlare's rule for submit tokens (idempotency keys): at most 128 of [A-Za-z0-9._:-] (empty = none).
+// InvalidArgument naming `what` ("--submit-token", "submit token") and the token.
+Status ValidateSubmitToken(const std::string& token, const std::string& what);
+
 // The spec as nested YAML with every field (overrides applied): what a CLI sends and a coordinator
 // stores, so the stored spec alone reproduces the job. ParseJobSpec of it gives the same JobSpecHash.
 std::string EffectiveJobSpecYaml(const JobSpec& spec);

@@ -85,7 +85,7 @@ std::string JobYaml(const std::string& base_model, const std::string& mode, int 
                      "model:\n  base: " +
                      base_model +
                      "\n"
-                     "data:\n  dataset: words\n  seq_len: 96\n"
+                     "data:\n  dataset: words\n  seq_len: 128\n"
                      "federation:\n  mode: " +
                      mode + "\n  rounds: " + std::to_string(rounds) + "\n  seed: " + std::to_string(seed) +
                      "\n"

@@ -9,6 +9,7 @@
 
 #include "checkpoint/store.h"
 #include "coordinator/job_model.h"
+#include "engine/file_util.h"
 #include "peft/ferret.h"
 #include "scheduler/job_spec.h"
 #include "tests/system/system_util.h"
@@ -169,9 +170,11 @@ TEST(FederatedSystemTest, SameSeedGivesBitIdenticalModelAndCoordinatorKillResume
 TEST(FederatedSystemTest, WorkerKilledMidRoundCatchesUpToTheCoordinatorsModel) {
   TestDir dir;
   TestCluster cluster(dir.path());
-  // Quorum 3 of 4 and min_clients 3, so rounds go on while worker-2 is down.
-  const std::string job_id =
-      Submit(cluster.client(), JobYaml(cluster.base_model(), "ferret", 5, 21, {"federation.min_clients=3"}));
+  // Quorum 3 of 4 and min_clients 3, so rounds go on while worker-2 is down; a snapshot every round, so
+  // the restarted worker (no replica, 2+ rounds behind) catches up from a snapshot, not by replay.
+  const std::string job_id = Submit(
+      cluster.client(),
+      JobYaml(cluster.base_model(), "ferret", 5, 21, {"federation.min_clients=3", "checkpoint.snapshot_every=1"}));
   ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) {
     return job.rounds_size() == 1 && job.workers_size() > 0;  // round 2 is open
   }));
@@ -198,6 +201,10 @@ TEST(FederatedSystemTest, WorkerKilledMidRoundCatchesUpToTheCoordinatorsModel) {
       EXPECT_EQ(r.weights_hash(), final_hash);
     }
   }
+  auto log = ReadFileToString((fs::path(dir.path()) / "coordinator.log").string());
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("catch-up for worker 'worker-2' from round 0 to"), std::string::npos) << *log;
+  EXPECT_NE(log->find("snapshot of round"), std::string::npos) << "the restarted worker should load a snapshot";
 }
 
 TEST(FederatedSystemTest, FedAvgAndLoraJobsRunConcurrently) {

@@ -170,11 +170,12 @@ TEST(FederatedSystemTest, SameSeedGivesBitIdenticalModelAndCoordinatorKillResume
 TEST(FederatedSystemTest, WorkerKilledMidRoundCatchesUpToTheCoordinatorsModel) {
   TestDir dir;
   TestCluster cluster(dir.path());
-  // Quorum 3 of 4 and min_clients 3, so rounds go on while worker-2 is down; a snapshot every round, so
-  // the restarted worker (no replica, 2+ rounds behind) catches up from a snapshot, not by replay.
-  const std::string job_id = Submit(
-      cluster.client(),
-      JobYaml(cluster.base_model(), "ferret", 5, 21, {"federation.min_clients=3", "checkpoint.snapshot_every=1"}));
+  // Quorum 3 of 4, min_clients 3 and a short deadline, so rounds go on while worker-2 is down; a snapshot every round,
+  // so the restarted worker (no replica, 2+ rounds behind) catches up from a snapshot, not by replay.
+  const std::string job_id =
+      Submit(cluster.client(), JobYaml(cluster.base_model(), "ferret", 5, 21,
+                                       {"federation.min_clients=3", "federation.quorum=0.75",
+                                        "federation.deadline_floor_s=2", "checkpoint.snapshot_every=1"}));
   ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) {
     return job.rounds_size() == 1 && job.workers_size() > 0;  // round 2 is open
   }));

@@ -89,7 +89,7 @@ std::string JobYaml(const std::string& base_model, const std::string& mode, int 
                      "federation:\n  mode: " +
                      mode + "\n  rounds: " + std::to_string(rounds) + "\n  seed: " + std::to_string(seed) +
                      "\n"
-                     "  min_clients: 4\n  quorum: 0.75\n  deadline_floor_s: 2\n  deadline_ceiling_s: 60\n"
+                     "  min_clients: 4\n  quorum: 1.0\n  deadline_floor_s: 10\n  deadline_ceiling_s: 120\n"
                      "train:\n  local_steps: 5\n  batch_size: 8\n";
   yaml += mode == "lora" ? "  lr: 0.01\n  optimizer: adamw\n" : "  lr: 0.3\n  optimizer: sgd\n  max_grad_norm: 1.0\n";
   if (mode == "ferret") yaml += "ferret:\n  k: 128\n";

@@ -48,8 +48,9 @@ class TestCluster {
   std::unique_ptr<transport::Client> client_;
 };
 
-// A job spec over the cluster's data: `mode` ferret | fedavg | lora, plus `extra` YAML lines appended to
-// the federation section's defaults (e.g. {"federation.rounds=5"} as --set style overrides).
+// A job spec over the cluster's data: `mode` ferret | fedavg | lora, with --set style overrides. Every
+// round waits for all 4 workers (min_clients 4, quorum 1: a slow worker on a loaded machine re-plans the
+// round instead of being left out), so runs with the same seed are comparable.
 std::string JobYaml(const std::string& base_model, const std::string& mode, int rounds, uint64_t seed,
                     const std::vector<std::string>& overrides = {});
 

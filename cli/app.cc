@@ -32,23 +32,6 @@ int Fail(int code, const std::string& message) {
   return code;
 }
 
-int ExitCodeFor(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kOk: return kExitOk;
-    case StatusCode::kInvalidArgument:
-    case StatusCode::kNotFound:
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition: return kExitInvalidArgs;
-    case StatusCode::kUnavailable: return kExitUnavailable;
-    case StatusCode::kPermissionDenied: return kExitConnection;
-    case StatusCode::kTimeout: return kExitTimeout;
-    case StatusCode::kIOError:
-    case StatusCode::kCorruption: return kExitJobFailed;
-    case StatusCode::kInternal: return kExitInternal;
-  }
-  return kExitInternal;
-}
-
 Result<Config> ResolveConfig(const GlobalFlags& flags) {
   const ConfigSchema& schema = GlobalConfigSchema();
   Result<Config> loaded =
@@ -122,7 +105,7 @@ int RunCli(int argc, char** argv) {
         std::fprintf(stderr, "tributary %s: %s\n", sub->get_name().c_str(), s.message().c_str());
         return ctx.exit_code_override;
       }
-      return Fail(ExitCodeFor(s), sub->get_name() + ": " + s.message());
+      return Fail(ExitCodeForStatus(s), sub->get_name() + ": " + s.message());
     }
     return Fail(kExitInvalidArgs, "no command given (run 'tributary --help')");
   } catch (const std::exception& e) {

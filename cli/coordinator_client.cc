@@ -291,23 +291,6 @@ JobOutcome OutcomeOfState(const std::string& state) {
   return JobOutcome::kRunning;
 }
 
-int ExitCodeForStatus(const Status& status) {
-  switch (status.code()) {
-    case StatusCode::kOk: return kExitOk;
-    case StatusCode::kInvalidArgument:
-    case StatusCode::kNotFound:
-    case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition: return kExitInvalidArgs;
-    case StatusCode::kUnavailable: return kExitUnavailable;
-    case StatusCode::kPermissionDenied: return kExitConnection;
-    case StatusCode::kTimeout: return kExitTimeout;
-    case StatusCode::kIOError:
-    case StatusCode::kCorruption: return kExitJobFailed;
-    case StatusCode::kInternal: return kExitInternal;
-  }
-  return kExitInternal;
-}
-
 std::string JsonErrorCode(const Status& status) {
   if (status.code() == StatusCode::kPermissionDenied) return "CONNECTION_FAILED";
   return UpperSnake(StatusCodeName(status.code()));

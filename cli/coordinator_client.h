@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/exit_codes.h"
 #include "engine/config.h"
 #include "engine/status.h"
 #include "transport/bulk.h"
@@ -84,7 +85,6 @@ enum class JobOutcome { kRunning, kCompleted, kFailed, kStopped };
 JobOutcome OutcomeOfState(const std::string& state);
 
 // Exit code for a failed command's Status (the same mapping cli/app.cc applies).
-int ExitCodeForStatus(const Status& status);
 
 // The `--format json` envelope: {"schema_version":"1","ok":true,"command":C,"exit_code":0,"data":D}
 // or {"schema_version":"1","ok":false,"command":C,"exit_code":N,"error":{"code":K,"message":M},

@@ -2,6 +2,8 @@
 // and sysexits.h). Scripts rely on them: never reuse a code for another meaning.
 #pragma once
 
+#include "engine/status.h"
+
 namespace tributary::cli {
 
 inline constexpr int kExitOk = 0;
@@ -11,5 +13,8 @@ inline constexpr int kExitTimeout = 3;       // `wait --timeout` expired
 inline constexpr int kExitInvalidArgs = 4;   // bad arguments, config, spec or input file
 inline constexpr int kExitInternal = 5;      // a bug in tributary; never retry blindly
 inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: the command or mode is not built yet
+
+// The exit code of a command that failed with `status` (the table in docs/cli.md).
+int ExitCodeForStatus(const Status& status);
 
 }  // namespace tributary::cli

@@ -84,8 +84,6 @@ class CoordinatorClient {
 enum class JobOutcome { kRunning, kCompleted, kFailed, kStopped };
 JobOutcome OutcomeOfState(const std::string& state);
 
-// Exit code for a failed command's Status (the same mapping cli/app.cc applies).
-
 // The `--format json` envelope: {"schema_version":"1","ok":true,"command":C,"exit_code":0,"data":D}
 // or {"schema_version":"1","ok":false,"command":C,"exit_code":N,"error":{"code":K,"message":M},
 // "data":D?}. Printed as one line on stdout.

@@ -110,6 +110,23 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
     TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(options, driver->global_.table()));
     driver->ferret_blocks_ = static_cast<int>(blocks.size());
   }
+  // Tasklet durations are not stored as such; the recent rounds' upload times relative to the previous
+  // commit (when the next round opens, within milliseconds) rebuild the deadline history, so a restarted
+  // coordinator does not fall back to the initial deadline.
+  const uint32_t window = static_cast<uint32_t>(std::max<int64_t>(1, driver->deadline_.options().window / 4));
+  const uint32_t first = driver->last_committed_ > window ? driver->last_committed_ - window + 1 : 1;
+  int64_t previous_commit_ms = job.created_unix_ms;
+  if (first > 1) {
+    TRIB_ASSIGN_OR_RETURN(checkpoint::RoundRecord before, store->GetRound(job_id, first - 1));
+    previous_commit_ms = before.committed_unix_ms;
+  }
+  for (uint32_t r = first; r <= driver->last_committed_; ++r) {
+    TRIB_ASSIGN_OR_RETURN(std::vector<UpdateRecord> logged, store->ListUpdates(job_id, r));
+    for (const UpdateRecord& u : logged)
+      driver->deadline_.Observe(static_cast<double>(u.received_unix_ms - previous_commit_ms) / 1000.0);
+    TRIB_ASSIGN_OR_RETURN(checkpoint::RoundRecord record, store->GetRound(job_id, r));
+    previous_commit_ms = record.committed_unix_ms;
+  }
   // A crash between a commit and its snapshot: write the snapshot now.
   TRIB_RETURN_IF_ERROR(driver->MaybeSnapshot(driver->last_committed_, job.updated_unix_ms));
   // Uploads already accepted for the open round count again.

@@ -79,7 +79,8 @@ class RoundDriver {
                                                      const std::string& submit_token = "");
   // An existing job (after a restart): rebuilds the global replica from the latest snapshot plus the
   // committed rounds after it (Corruption when a replayed round does not reproduce its logged hash) and
-  // reloads the accepted uploads of the open round. Call StartRound next: it re-derives the same
+  // reloads the accepted uploads of the open round; the deadline history is rebuilt from the logged upload
+  // times of the last rounds. Call StartRound next: it re-derives the same
   // participants (sampling depends only on job seed, round and inventory) and keeps those uploads.
   static Result<std::unique_ptr<RoundDriver>> Resume(checkpoint::CheckpointStore* store, const std::string& job_id,
                                                      const JobSpec& spec);

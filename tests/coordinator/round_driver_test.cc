@@ -131,6 +131,8 @@ TEST(RoundDriverTest, CrashMidRoundResumesToTheFaultFreeResult) {
   auto start = (*driver)->StartRound(Inventory(workers), 50'000);
   ASSERT_TRUE(start.ok()) << start.status().ToString();
   EXPECT_EQ(start->round, 4u);
+  // The deadline history came back from the logged upload times: the floor (60 s), not the initial 1800 s.
+  EXPECT_EQ(start->deadline_ms - start->started_ms, 60'000);
   for (int w = 0; w < 4; ++w) {
     // Every worker redoes its tasklet: the same seed gives the same bytes.
     Upload upload = MakeUpload(**driver, workers[w], 4);

@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 
 struct DemoFlags {
   std::string dir;
-  int rounds = 8;
+  int rounds = 20;
   int workers = 4;
   double timeout_s = 900;
   bool keep_running = false;

@@ -48,6 +48,8 @@ const ConfigSchema& GlobalConfigSchema() {
                "held-out datasets as NAME=PATH (job specs name one in eval.dataset)"));
     s->Add(Ranged("coordinator.restart_grace_s", T::kFloat, "-1",
                   "wait this long after a start before planning rounds (-1: 1.5 heartbeat intervals)", -1, 3600));
+    s->Add(Ranged("coordinator.inline_payload_bytes", T::kInt, "4194304",
+                  "aggregates above this many bytes are served as bulk objects instead of inline", 1024, 62914560));
 
     s->Add(Key("worker.coordinator", T::kString, "''", "coordinator endpoint, e.g. tcp://10.0.0.1:7400"));
     s->Add(Key("worker.name", T::kString, "''", "worker id (default: hostname)"));
@@ -58,6 +60,8 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Ranged("worker.threads", T::kInt, "0", "compute threads (0 = all cores)", 0, 4096));
     s->Add(Key("worker.nics", T::kStringList, "[]",
                "NIC override as NAME:KIND:MBPS (KIND = ethernet|roce|infiniband); empty = detect from /sys"));
+    s->Add(Ranged("worker.inline_payload_bytes", T::kInt, "4194304",
+                  "uploads above this many bytes are pulled by the coordinator as bulk objects", 1024, 62914560));
 
     s->Add(Key("client.coordinator", T::kString, "''", "coordinator endpoint for CLI commands"));
     s->Add(Key("client.secret_key", T::kString, "''", "CURVE secret key file of this CLI user"));

@@ -127,6 +127,7 @@ Result<WorkerOptions> BuildWorkerOptions(const Config& config, const WorkerFlags
     options.coordinator_public_key = std::move(*coordinator_key);
   }
   options.threads = static_cast<int>(config.GetInt("worker.threads"));
+  options.inline_payload_bytes = static_cast<uint64_t>(config.GetInt("worker.inline_payload_bytes"));
   options.software_version = kTributaryVersion;
   return options;
 }

@@ -113,17 +113,10 @@ Status LocalCluster::StartCoordinator() {
   // The first start picks free ports; a restart reuses them so workers and clients reconnect.
   const std::string listen = endpoint_.empty() ? "tcp://127.0.0.1:*" : endpoint_;
   const std::string http = http_port_ == 0 ? "127.0.0.1:0" : "127.0.0.1:" + std::to_string(http_port_);
-  std::vector<std::string> args = {"--log-level",
-                                   options_.log_level,
-                                   "--set",
-                                   "coordinator.heartbeat_interval_s=" + std::to_string(options_.heartbeat_interval_s),
-                                   "coordinator",
-                                   "--listen",
-                                   listen,
-                                   "--http",
-                                   http,
-                                   "--data-dir",
-                                   (dir / "store").string()};
+  std::vector<std::string> args = {"--log-level", options_.log_level, "--set",
+                                   "coordinator.heartbeat_interval_s=" + std::to_string(options_.heartbeat_interval_s)};
+  args.insert(args.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
+  args.insert(args.end(), {"coordinator", "--listen", listen, "--http", http, "--data-dir", (dir / "store").string()});
   if (options_.insecure) {
     args.push_back("--insecure");
   } else {
@@ -169,10 +162,10 @@ Status LocalCluster::StartCoordinator() {
 
 std::vector<std::string> LocalCluster::WorkerArgs(int index) const {
   const fs::path keys = fs::path(options_.dir) / "keys";
-  std::vector<std::string> args = {
-      "--log-level",    options_.log_level, "--set",   "worker.threads=" + std::to_string(options_.worker_threads),
-      "worker",         "--coordinator",    endpoint_, "--name",
-      WorkerName(index)};
+  std::vector<std::string> args = {"--log-level", options_.log_level, "--set",
+                                   "worker.threads=" + std::to_string(options_.worker_threads)};
+  args.insert(args.end(), options_.worker_args.begin(), options_.worker_args.end());
+  args.insert(args.end(), {"worker", "--coordinator", endpoint_, "--name", WorkerName(index)});
   if (options_.insecure) {
     args.push_back("--insecure");
   } else {

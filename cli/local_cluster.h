@@ -53,6 +53,9 @@ struct LocalClusterOptions {
   std::map<int, std::vector<std::string>> worker_data;
   std::vector<std::string> eval_data;  // coordinator held-out datasets, NAME=PATH
   std::string log_level = "info";
+  // Extra global arguments placed before the subcommand (e.g. "--set", "coordinator.inline_payload_bytes=65536").
+  std::vector<std::string> coordinator_args = {};
+  std::vector<std::string> worker_args = {};
 };
 
 class LocalCluster {

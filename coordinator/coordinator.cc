@@ -90,6 +90,9 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
     if (!fs::is_regular_file(path))
       return Status::NotFound("coordinator.eval_data: dataset '" + name + "': " + path + ": no such file");
   }
+  if (options.inline_payload_bytes < 1024 || options.inline_payload_bytes > (uint64_t{60} << 20))
+    return Status::InvalidArgument("coordinator.inline_payload_bytes: must be 1024..62914560, got " +
+                                   std::to_string(options.inline_payload_bytes));
   if (options.restart_grace_ms < 0) options.restart_grace_ms = options.heartbeat_interval_ms * 3 / 2;
   std::error_code ec;
   fs::create_directories(fs::path(options.data_dir) / "logs", ec);
@@ -168,6 +171,7 @@ Status Coordinator::Run(const std::atomic<bool>* stop) {
       s.MarkDeadWorkers(now_ms);
       s.TickJobs(now_ms);
       s.ExpireBulkObjects(now_ms);
+      s.TickPulls(now_ms);
     }
   }
   spdlog::info("coordinator {}: stopping", s.coordinator_id);
@@ -186,6 +190,7 @@ void Coordinator::Impl::Handle(Incoming& in) {
       if (!served.ok()) spdlog::warn("coordinator: bulk request from {}: {}", in.peer.Describe(), served.ToString());
       return;
     }
+    case Envelope::kBulkChunkHeader: return HandleBulkChunk(in);
     case Envelope::kSubmitJob: return HandleSubmit(in);
     case Envelope::kListJobs: return HandleListJobs(in);
     case Envelope::kGetJob: return HandleGetJob(in);

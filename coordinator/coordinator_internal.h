@@ -52,13 +52,31 @@ struct JobEntry {
   uint64_t bytes_up = 0;                 // all committed rounds
   uint64_t bytes_down = 0;
   uint64_t dense_state_bytes = 0;
-  std::string weights_hash;  // of the last committed round's state
+  uint64_t bytes_pulled = 0;  // upload payloads pulled as bulk objects (all rounds)
+  std::string weights_hash;   // of the last committed round's state
   // The open round: to whom RoundStart went (worker -> routing id it was sent to).
   std::map<std::string, std::string> round_start_sent;
   int64_t round_opened_ms = 0;
   double slowest_train_seconds = 0;  // of the open round's accepted uploads
   std::string last_plan_error;       // logged once per change
   int64_t next_plan_ms = 0;
+};
+
+// Where an UploadAck goes: the sender of the UploadUpdate (inline, or after its payload was pulled).
+struct UploadReplyTo {
+  std::string routing_id;
+  uint64_t message_id = 0;
+  std::string peer;  // PeerInfo::Describe, for logs
+};
+
+// A dense upload whose payload the coordinator pulls from the worker (UploadUpdate.payload_object_id).
+struct PendingPull {
+  UploadReplyTo reply_to;
+  v1::UploadUpdate upload;  // payload empty
+  std::unique_ptr<transport::BufferSink> sink;
+  std::unique_ptr<transport::BulkReceiver> receiver;
+  int64_t last_progress_ms = 0;
+  int resets = 0;
 };
 
 struct Coordinator::Impl {
@@ -70,6 +88,7 @@ struct Coordinator::Impl {
   CoordinatorMetrics metrics;
   transport::BulkSender bulk{"coordinator"};
   std::map<std::string, int64_t> bulk_expiry_ms;  // object id -> when it is dropped
+  std::map<std::string, PendingPull> pulls;       // worker id + "/" + object id -> pull in progress
 
   std::map<std::string, WorkerEntry> workers;
   std::map<std::string, std::unique_ptr<JobEntry>> jobs;
@@ -103,6 +122,19 @@ struct Coordinator::Impl {
   void SendRoundStart(JobEntry* job, const WorkerEntry& worker);
   void CloseRound(JobEntry* job, int64_t now_ms);
   void HandleUpload(const transport::Incoming& in);
+  // Starts (or, for a re-sent UploadUpdate, resumes) pulling an upload's bulk payload.
+  void StartPull(const transport::Incoming& in, JobEntry* job);
+  void HandleBulkChunk(const transport::Incoming& in);
+  // Re-requests stalled pulls; drops those that keep stalling (the worker is told to retry).
+  void TickPulls(int64_t now_ms);
+  void RequestChunks(PendingPull& pull);
+  void SendUploadAck(const UploadReplyTo& to, transport::Envelope reply);
+  void RefuseUpload(const UploadReplyTo& to, const v1::UploadUpdate& u, const std::string& reason, const char* metric,
+                    bool retry);
+  // The normal acceptance path of an upload with its payload bytes (inline or pulled).
+  void AcceptUploadPayload(const UploadReplyTo& to, const v1::UploadUpdate& u, const std::string& payload, bool pulled);
+  // Registers an aggregate as bulk object "aggregate/<job>/<round>" (expiring like snapshots).
+  Status ServeAggregate(const std::string& job_id, uint64_t round, const std::string& bytes, std::string* object_id);
   void HandleCatchUp(const transport::Incoming& in);
   JobEntry* FindJob(const std::string& job_id);
   v1::JobStatus StatusOf(const JobEntry& job) const;

@@ -2,10 +2,12 @@
 // catch-up requests from workers (see coordinator.h and docs/protocol.md).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <optional>
 
 #include "coordinator/coordinator_internal.h"
 #include "worker/tasklet.h"
@@ -255,9 +257,24 @@ void Coordinator::Impl::CloseRound(JobEntry* job, int64_t now_ms) {
   rc->set_round(c.round);
   rc->set_participants(static_cast<uint32_t>(c.participants.size()));
   rc->set_mean_loss(c.mean_train_loss);
-  rc->set_aggregate(c.aggregate.data(), c.aggregate.size());
   rc->set_aggregate_size(c.aggregate.size());
   rc->set_aggregate_checksum(transport::ObjectChecksum(c.aggregate.data(), c.aggregate.size()));
+  bool aggregate_inline = c.aggregate.size() <= options.inline_payload_bytes;
+  if (!aggregate_inline) {
+    std::string object_id;
+    Status served =
+        ServeAggregate(job->job_id, c.round,
+                       std::string(reinterpret_cast<const char*>(c.aggregate.data()), c.aggregate.size()), &object_id);
+    if (served.ok()) {
+      rc->set_aggregate_object_id(object_id);
+    } else {
+      // Workers then get the round by catch-up (which tries the bulk object again).
+      spdlog::warn("job {}: round {}: serving the aggregate as a bulk object: {}", job->job_id, c.round,
+                   served.ToString());
+      aggregate_inline = true;
+    }
+  }
+  if (aggregate_inline) rc->set_aggregate(c.aggregate.data(), c.aggregate.size());
   rc->set_weights_hash(job->weights_hash);
   rc->set_job_finished(c.job_finished);
   for (const auto& [id, w] : workers) {
@@ -271,7 +288,10 @@ void Coordinator::Impl::CloseRound(JobEntry* job, int64_t now_ms) {
                   ", held-out loss " + FormatLoss(c.heldout_loss) + ", up " + std::to_string(c.bytes_up) + " B (" +
                   std::to_string(per_client) + " B per client), down " + std::to_string(c.bytes_down) +
                   " B, aggregation+commit " + std::to_string(static_cast<int64_t>(close_s * 1000)) +
-                  " ms, weights hash " + job->weights_hash);
+                  " ms, weights hash " + job->weights_hash +
+                  (job->bytes_pulled > 0 ? ", " + std::to_string(job->bytes_pulled) + " B pulled as bulk so far"
+                                         : std::string()) +
+                  (c.aggregate.size() > options.inline_payload_bytes ? ", aggregate served as a bulk object" : ""));
   auto record = store->GetJob(job->job_id);
   if (record.ok()) job->record = *record;
   if (c.job_finished) {
@@ -283,69 +303,249 @@ void Coordinator::Impl::CloseRound(JobEntry* job, int64_t now_ms) {
   PublishView();
 }
 
-void Coordinator::Impl::HandleUpload(const Incoming& in) {
-  const v1::UploadUpdate& u = in.message.envelope.upload_update();
+void Coordinator::Impl::SendUploadAck(const UploadReplyTo& to, Envelope reply) {
+  reply.set_in_reply_to(to.message_id);
+  Status sent = server->Send(to.routing_id, reply);
+  if (!sent.ok()) spdlog::warn("coordinator: UploadAck to {}: {}", to.peer, sent.ToString());
+}
+
+void Coordinator::Impl::RefuseUpload(const UploadReplyTo& to, const v1::UploadUpdate& u, const std::string& reason,
+                                     const char* metric, bool retry) {
+  if (!retry) {
+    spdlog::warn("coordinator: upload refused: job '{}' round {} from worker '{}' ({}): {}", u.job_id(), u.round(),
+                 u.worker_id(), to.peer, reason);
+    metrics.OnUploadRejected(metric);
+  }
   Envelope reply = transport::NewEnvelope("coordinator");
   v1::UploadAck* ack = reply.mutable_upload_ack();
   ack->set_job_id(u.job_id());
   ack->set_round(u.round());
-  auto refuse = [&](const std::string& reason, const char* metric, bool retry) {
-    if (!retry) {
-      spdlog::warn("coordinator: upload refused: job '{}' round {} from worker '{}' ({}): {}", u.job_id(), u.round(),
-                   u.worker_id(), in.peer.Describe(), reason);
-      metrics.OnUploadRejected(metric);
-    }
-    ack->set_accepted(false);
-    ack->set_retry(retry);
-    ack->set_reason(reason);
-    Reply(in, std::move(reply));
-  };
+  ack->set_accepted(false);
+  ack->set_retry(retry);
+  ack->set_reason(reason);
+  SendUploadAck(to, std::move(reply));
+}
+
+void Coordinator::Impl::HandleUpload(const Incoming& in) {
+  const v1::UploadUpdate& u = in.message.envelope.upload_update();
+  const UploadReplyTo to{in.peer.routing_id, in.message.envelope.message_id(), in.peer.Describe()};
   auto worker = AuthorizedWorker(u.worker_id(), in.peer);
   if (!worker.ok()) {
     const bool retry = worker.status().code() == StatusCode::kNotFound;  // not re-registered yet
-    return refuse(worker.status().message(), "unauthorized", retry);
+    return RefuseUpload(to, u, worker.status().message(), "unauthorized", retry);
   }
   JobEntry* job = FindJob(u.job_id());
-  if (job == nullptr) return refuse("unknown job '" + u.job_id() + "'", "unknown_job", false);
+  if (job == nullptr) return RefuseUpload(to, u, "unknown job '" + u.job_id() + "'", "unknown_job", false);
+  if (!u.payload_object_id().empty()) return StartPull(in, job);
   if (!u.payload_checksum().empty() &&
       u.payload_checksum() != transport::ObjectChecksum(u.payload().data(), u.payload().size()))
-    return refuse("payload checksum mismatch", "checksum", false);
+    return RefuseUpload(to, u, "payload checksum mismatch", "checksum", false);
+  AcceptUploadPayload(to, u, u.payload(), /*pulled=*/false);
+}
+
+void Coordinator::Impl::AcceptUploadPayload(const UploadReplyTo& to, const v1::UploadUpdate& u,
+                                            const std::string& payload, bool pulled) {
+  JobEntry* job = FindJob(u.job_id());
+  if (job == nullptr) return RefuseUpload(to, u, "unknown job '" + u.job_id() + "'", "unknown_job", false);
+  Envelope reply = transport::NewEnvelope("coordinator");
+  v1::UploadAck* ack = reply.mutable_upload_ack();
+  ack->set_job_id(u.job_id());
+  ack->set_round(u.round());
   if (!job->driver) {
     ack->set_late(true);
-    return refuse(std::string("job is ") + checkpoint::JobStateName(job->record.state), "late", false);
+    ack->set_accepted(false);
+    ack->set_reason(std::string("job is ") + checkpoint::JobStateName(job->record.state));
+    spdlog::warn("coordinator: upload refused: job '{}' round {} from worker '{}' ({}): {}", u.job_id(), u.round(),
+                 u.worker_id(), to.peer, ack->reason());
+    metrics.OnUploadRejected("late");
+    return SendUploadAck(to, std::move(reply));
   }
   RoundDriver& driver = *job->driver;
   if (!driver.round_open() && u.round() == driver.last_committed_round() + 1)
-    return refuse("round " + std::to_string(u.round()) + " is not open yet", "not_open", true);
+    return RefuseUpload(to, u, "round " + std::to_string(u.round()) + " is not open yet", "not_open", true);
   Upload upload;
   upload.job_id = u.job_id();
   upload.worker_id = u.worker_id();
   upload.round = static_cast<uint32_t>(u.round());
-  upload.payload.assign(u.payload().begin(), u.payload().end());
+  upload.payload.assign(payload.begin(), payload.end());
   upload.num_samples = u.num_samples();
   upload.train_loss = u.loss();
   upload.received_ms = UnixMillis();
   auto outcome = driver.AcceptUpload(upload);
-  if (!outcome.ok()) return refuse(outcome.status().message(), "invalid", false);
+  if (!outcome.ok()) return RefuseUpload(to, u, outcome.status().message(), "invalid", false);
   ack->set_accepted(*outcome == UploadOutcome::kAccepted);
   ack->set_duplicate(*outcome == UploadOutcome::kDuplicate);
   ack->set_late(*outcome == UploadOutcome::kLate);
   if (*outcome == UploadOutcome::kAccepted) {
     job->slowest_train_seconds = std::max(job->slowest_train_seconds, u.train_seconds());
+    if (pulled) job->bytes_pulled += payload.size();
     char loss[32];
     std::snprintf(loss, sizeof(loss), "%.4f", u.loss());
     LogJob(job, "round " + std::to_string(u.round()) + ": upload from '" + u.worker_id() + "' accepted (" +
                     std::to_string(u.num_samples()) + " samples, train loss " + loss + ", " +
-                    std::to_string(u.payload().size()) + " B)");
+                    std::to_string(payload.size()) + " B" + (pulled ? " pulled as a bulk object" : "") + ")");
   } else {
     ack->set_reason(UploadOutcomeName(*outcome));
     metrics.OnUploadRejected(UploadOutcomeName(*outcome));
   }
-  Reply(in, std::move(reply));
+  SendUploadAck(to, std::move(reply));
   // The last upload closes the round now rather than at the next tick.
   if (*outcome == UploadOutcome::kAccepted &&
       job->driver->ReadyToClose(upload.received_ms) == RoundCloseState::kComplete)
     CloseRound(job, upload.received_ms);
+}
+
+void Coordinator::Impl::StartPull(const Incoming& in, JobEntry* job) {
+  const v1::UploadUpdate& u = in.message.envelope.upload_update();
+  const UploadReplyTo to{in.peer.routing_id, in.message.envelope.message_id(), in.peer.Describe()};
+  // Cheap checks first: nothing is pulled for an upload that would be refused anyway.
+  if (!job->driver) return AcceptUploadPayload(to, u, "", /*pulled=*/true);  // answers "job is FINISHED..."
+  RoundDriver& driver = *job->driver;
+  if (u.round() >= 1 && u.round() <= driver.last_committed_round()) {
+    Envelope reply = transport::NewEnvelope("coordinator");
+    v1::UploadAck* ack = reply.mutable_upload_ack();
+    ack->set_job_id(u.job_id());
+    ack->set_round(u.round());
+    ack->set_late(true);
+    ack->set_reason(UploadOutcomeName(UploadOutcome::kLate));
+    metrics.OnUploadRejected(UploadOutcomeName(UploadOutcome::kLate));
+    return SendUploadAck(to, std::move(reply));
+  }
+  if (!driver.round_open() && u.round() == driver.last_committed_round() + 1)
+    return RefuseUpload(to, u, "round " + std::to_string(u.round()) + " is not open yet", "not_open", true);
+  const std::string context = "round " + std::to_string(u.round()) + ": worker '" + u.worker_id() + "'";
+  if (!driver.round_open() || u.round() != driver.current().round)
+    return RefuseUpload(to, u, context + ": wrong round", "invalid", false);
+  const std::vector<std::string>& participants = driver.current().participants;
+  if (std::find(participants.begin(), participants.end(), u.worker_id()) == participants.end())
+    return RefuseUpload(to, u, context + ": not a participant of this round", "invalid", false);
+  const std::vector<std::string> reported = driver.reported();
+  if (std::find(reported.begin(), reported.end(), u.worker_id()) != reported.end()) {
+    Envelope reply = transport::NewEnvelope("coordinator");
+    v1::UploadAck* ack = reply.mutable_upload_ack();
+    ack->set_job_id(u.job_id());
+    ack->set_round(u.round());
+    ack->set_duplicate(true);
+    ack->set_reason(UploadOutcomeName(UploadOutcome::kDuplicate));
+    return SendUploadAck(to, std::move(reply));
+  }
+  if (u.payload_size() != job->dense_state_bytes)
+    return RefuseUpload(to, u,
+                        context + ": bulk payload of " + std::to_string(u.payload_size()) + " bytes, expected " +
+                            std::to_string(job->dense_state_bytes) + " (4 bytes per trainable parameter)",
+                        "invalid", false);
+  if (u.payload_checksum().size() != transport::kObjectChecksumBytes)
+    return RefuseUpload(to, u, context + ": bulk payload without a 32-byte payload_checksum", "checksum", false);
+
+  const std::string key = u.worker_id() + "/" + u.payload_object_id();
+  auto it = pulls.find(key);
+  if (it != pulls.end() && it->second.upload.round() == u.round() &&
+      it->second.upload.payload_checksum() == u.payload_checksum()) {
+    // The worker sent the upload again (its request timed out): answer this request once done.
+    it->second.reply_to = to;
+    it->second.receiver->ResetInFlight();
+    it->second.last_progress_ms = UnixMillis();
+    return RequestChunks(it->second);
+  }
+  PendingPull pull;
+  pull.reply_to = to;
+  pull.upload = u;
+  pull.sink = std::make_unique<transport::BufferSink>(u.payload_size());
+  pull.receiver = std::make_unique<transport::BulkReceiver>(u.payload_object_id(), pull.sink.get(), 8,
+                                                            "worker '" + u.worker_id() + "' (" + to.peer + ")");
+  pull.receiver->ExpectObjectChecksum(u.payload_checksum());
+  pull.last_progress_ms = UnixMillis();
+  spdlog::info("job {}: round {}: pulling the {} B upload of '{}' as bulk object '{}'", u.job_id(), u.round(),
+               u.payload_size(), u.worker_id(), u.payload_object_id());
+  PendingPull& stored = pulls[key] = std::move(pull);
+  RequestChunks(stored);
+}
+
+void Coordinator::Impl::RequestChunks(PendingPull& pull) {
+  while (std::optional<v1::BulkRequest> request = pull.receiver->NextRequest()) {
+    Envelope env = transport::NewEnvelope("coordinator");
+    *env.mutable_bulk_request() = *request;
+    Status sent = server->Send(pull.reply_to.routing_id, env);
+    if (!sent.ok()) {
+      spdlog::debug("coordinator: BulkRequest to {}: {}", pull.reply_to.peer, sent.ToString());
+      pull.receiver->ResetInFlight();
+      return;
+    }
+  }
+}
+
+void Coordinator::Impl::HandleBulkChunk(const Incoming& in) {
+  const v1::BulkChunkHeader& header = in.message.envelope.bulk_chunk_header();
+  auto it = pulls.begin();
+  for (; it != pulls.end(); ++it) {
+    if (it->second.receiver->object_id() == header.object_id() && it->second.reply_to.routing_id == in.peer.routing_id)
+      break;
+  }
+  if (it == pulls.end()) {
+    spdlog::debug("coordinator: chunk of '{}' from {} matches no pull (already done?)", header.object_id(),
+                  in.peer.Describe());
+    return;
+  }
+  PendingPull& pull = it->second;
+  if (in.message.bulk.size() != 1) {
+    spdlog::warn("coordinator: chunk of '{}' from {} has {} data frames", header.object_id(), in.peer.Describe(),
+                 in.message.bulk.size());
+    return;
+  }
+  const uint64_t before = pull.receiver->next_chunk();
+  Status written = pull.receiver->OnChunk(header, in.message.bulk[0]);
+  if (!written.ok()) {
+    const v1::UploadUpdate upload = pull.upload;
+    const UploadReplyTo to = pull.reply_to;
+    pulls.erase(it);
+    spdlog::warn("coordinator: pulling upload '{}': {}; the worker is asked to send it again", header.object_id(),
+                 written.ToString());
+    return RefuseUpload(to, upload, "bulk payload: " + written.message(), "checksum", true);
+  }
+  if (pull.receiver->next_chunk() != before) pull.last_progress_ms = UnixMillis();
+  if (!pull.receiver->complete()) return RequestChunks(pull);
+  Status finished = pull.receiver->Finish();
+  const v1::UploadUpdate upload = pull.upload;
+  const UploadReplyTo to = pull.reply_to;
+  const std::string payload = pull.sink->Release();
+  pulls.erase(it);
+  if (!finished.ok()) return RefuseUpload(to, upload, "bulk payload: " + finished.message(), "checksum", true);
+  AcceptUploadPayload(to, upload, payload, /*pulled=*/true);
+}
+
+void Coordinator::Impl::TickPulls(int64_t now_ms) {
+  constexpr int64_t kPullStallMs = 5000;
+  constexpr int kMaxPullResets = 10;
+  for (auto it = pulls.begin(); it != pulls.end();) {
+    PendingPull& pull = it->second;
+    if (now_ms - pull.last_progress_ms < kPullStallMs) {
+      ++it;
+      continue;
+    }
+    if (++pull.resets > kMaxPullResets) {
+      const v1::UploadUpdate upload = pull.upload;
+      const UploadReplyTo to = pull.reply_to;
+      it = pulls.erase(it);
+      spdlog::warn("coordinator: pulling upload '{}' from {}: no progress after {} re-requests; dropped",
+                   upload.payload_object_id(), to.peer, kMaxPullResets);
+      RefuseUpload(to, upload, "bulk payload: the pull stalled", "stalled", true);
+      continue;
+    }
+    pull.last_progress_ms = now_ms;
+    pull.receiver->ResetInFlight();
+    RequestChunks(pull);
+    ++it;
+  }
+}
+
+Status Coordinator::Impl::ServeAggregate(const std::string& job_id, uint64_t round, const std::string& bytes,
+                                         std::string* object_id) {
+  *object_id = "aggregate/" + job_id + "/" + std::to_string(round);
+  if (!bulk.HasObject(*object_id))
+    TRIB_RETURN_IF_ERROR(bulk.AddObject(
+        *object_id, std::make_shared<transport::MemorySource>(std::make_shared<const std::string>(bytes))));
+  bulk_expiry_ms[*object_id] = UnixMillis() + 10 * 60 * 1000;
+  return Status::OK();
 }
 
 void Coordinator::Impl::HandleCatchUp(const Incoming& in) {
@@ -388,7 +588,16 @@ void Coordinator::Impl::HandleCatchUp(const Incoming& in) {
   for (const checkpoint::RoundRecord& r : plan->rounds) {
     v1::CommittedAggregate* agg = out->add_rounds();
     agg->set_round(r.round);
-    agg->set_aggregate(r.aggregate);
+    if (r.aggregate.size() > options.inline_payload_bytes) {
+      std::string object_id;
+      Status served = ServeAggregate(job->job_id, r.round, r.aggregate, &object_id);
+      if (!served.ok()) return ReplyError(in, served);
+      agg->set_aggregate_object_id(object_id);
+      agg->set_aggregate_size(r.aggregate.size());
+      agg->set_aggregate_checksum(bulk.ObjectChecksumOf(object_id));
+    } else {
+      agg->set_aggregate(r.aggregate);
+    }
     agg->set_weights_hash(HashHex(r.weights_hash));
   }
   spdlog::info("job {}: catch-up for worker '{}' from round {} to {}: {}{} round(s)", job->job_id, req.worker_id(),

@@ -20,9 +20,13 @@
 
 namespace tributary {
 
-// Dense payloads (fedavg, lora) travel inline in one envelope (64 MiB limit) until dense uploads move to
-// bulk transfer (docs/protocol.md): a worker refuses a tasklet whose payload would exceed this.
-inline constexpr uint64_t kMaxInlineDensePayloadBytes = uint64_t{60} << 20;
+// Dense payloads (fedavg, lora) above the inline threshold travel as bulk objects (docs/protocol.md), so
+// their size is bounded by memory only: the worker holds the payload, and the coordinator one buffer per
+// pending pull. This sanity limit (fp32 state of 4 Gi parameters) refuses absurd tasklets early.
+inline constexpr uint64_t kMaxDensePayloadBytes = uint64_t{16} << 30;
+// Payloads up to this size travel inline in the envelope (the message limit is 64 MiB).
+inline constexpr uint64_t kDefaultInlinePayloadBytes = uint64_t{4} << 20;
+inline constexpr uint64_t kMaxInlinePayloadBytes = uint64_t{60} << 20;
 
 // The wire form of a weights hash: 16 lower-case hex digits.
 std::string WeightsHashHex(uint64_t hash);

@@ -86,6 +86,10 @@ Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerOptions options
   if (options.default_heartbeat_interval_ms <= 0)
     return Status::InvalidArgument("worker: heartbeat interval must be > 0 ms");
   if (options.request_timeout_ms <= 0) return Status::InvalidArgument("worker: request timeout must be > 0 ms");
+  if (options.inline_payload_bytes < 1024 || options.inline_payload_bytes > kMaxInlinePayloadBytes)
+    return Status::InvalidArgument("worker: worker.inline_payload_bytes must be 1024.." +
+                                   std::to_string(kMaxInlinePayloadBytes) + ", got " +
+                                   std::to_string(options.inline_payload_bytes));
   if (options.capabilities.datasets.empty()) options.capabilities.datasets = options.datasets;
   if (options.threads > 0) SetNumThreads(options.threads);
 
@@ -101,6 +105,7 @@ Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerOptions options
   TRIB_ASSIGN_OR_RETURN(daemon->control_, transport::Client::Connect(o.coordinator, client));
   client.name = "worker '" + o.worker_id + "' work";
   TRIB_ASSIGN_OR_RETURN(daemon->work_, transport::Client::Connect(o.coordinator, client));
+  daemon->upload_objects_ = std::make_unique<transport::BulkSender>("worker '" + o.worker_id + "' uploads");
   return daemon;
 }
 
@@ -356,12 +361,21 @@ Result<Message> WorkerDaemon::WorkRequest(const Envelope& request, const std::st
     Status sent = work_->Send(envelope);
     Status failure = sent;
     if (sent.ok()) {
-      const auto deadline = Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms);
+      auto deadline = Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms);
       failure = Status::Timeout(what + ": no reply from " + peer_ + " within " +
                                 std::to_string(options_.request_timeout_ms) + " ms");
       while (!Stopping() && Clock::now() < deadline) {
         Result<Message> reply = work_->Receive(kControlPollMs);
         if (!reply.ok()) continue;  // a timeout slice, or a rejected message (already logged)
+        if (reply->envelope.body_case() == Envelope::kBulkRequest) {
+          // The coordinator pulls an upload's payload before it answers: progress, so wait on.
+          Status served = upload_objects_->Serve(*work_, *reply);
+          if (!served.ok()) spdlog::warn("worker '{}': serving {}: {}", options_.worker_id, what, served.message());
+          failure = Status::Timeout(what + ": no reply from " + peer_ + " within " +
+                                    std::to_string(options_.request_timeout_ms) + " ms of the last chunk request");
+          deadline = Clock::now() + std::chrono::milliseconds(options_.request_timeout_ms);
+          continue;
+        }
         if (reply->envelope.in_reply_to() != envelope.message_id()) continue;  // stale reply
         if (reply->envelope.body_case() == Envelope::kError) {
           failure = transport::StatusFromError(reply->envelope.error(), peer_).WithContext(what);
@@ -394,6 +408,27 @@ Result<v1::CatchUpReply> WorkerDaemon::RequestCatchUp(const std::string& job_id,
     return Status::InvalidArgument(peer_ + " answered a CatchUpRequest with '" +
                                    transport::BodyName(reply.envelope.body_case()) + "'");
   return std::move(*reply.envelope.mutable_catch_up_reply());
+}
+
+Result<std::string> WorkerDaemon::FetchAggregate(const std::string& job_id, uint64_t round,
+                                                 const std::string& object_id, uint64_t size,
+                                                 const std::string& checksum) {
+  if (size > options_.max_dense_payload_bytes)
+    return Status::InvalidArgument(peer_ + ": job " + job_id + " round " + std::to_string(round) + ": aggregate of " +
+                                   std::to_string(size) + " bytes is above this worker's limit");
+  transport::BufferSink sink(size);
+  transport::FetchOptions fetch;
+  fetch.expected_checksum = checksum;
+  fetch.sender = options_.worker_id;
+  spdlog::info("worker '{}': job {}: fetching the aggregate of round {} ({} bytes) as bulk object '{}'",
+               options_.worker_id, job_id, round, size, object_id);
+  TRIB_RETURN_IF_ERROR(transport::FetchObject(*work_, object_id, &sink, fetch)
+                           .WithContext("job " + job_id + ": aggregate of round " + std::to_string(round)));
+  if (sink.data().size() != size)
+    return Status::Corruption(peer_ + ": job " + job_id + " round " + std::to_string(round) + ": aggregate object '" +
+                              object_id + "' has " + std::to_string(sink.data().size()) + " bytes, announced " +
+                              std::to_string(size));
+  return sink.Release();
 }
 
 Status WorkerDaemon::ApplyRound(JobReplica& replica, uint64_t round, std::span<const uint8_t> aggregate,
@@ -431,8 +466,15 @@ Status WorkerDaemon::ApplyCatchUpReply(JobReplica& replica, const v1::CatchUpRep
     if (round.round() != replica.round() + 1)
       return Status::InvalidArgument(peer_ + ": CatchUpReply for job " + job + " skips from round " +
                                      std::to_string(replica.round()) + " to " + std::to_string(round.round()));
-    const auto* bytes = reinterpret_cast<const uint8_t*>(round.aggregate().data());
-    TRIB_RETURN_IF_ERROR(ApplyRound(replica, round.round(), {bytes, round.aggregate().size()}, round.weights_hash()));
+    std::string fetched;
+    const std::string* aggregate = &round.aggregate();
+    if (round.aggregate().empty() && !round.aggregate_object_id().empty()) {
+      TRIB_ASSIGN_OR_RETURN(fetched, FetchAggregate(job, round.round(), round.aggregate_object_id(),
+                                                    round.aggregate_size(), round.aggregate_checksum()));
+      aggregate = &fetched;
+    }
+    const auto* bytes = reinterpret_cast<const uint8_t*>(aggregate->data());
+    TRIB_RETURN_IF_ERROR(ApplyRound(replica, round.round(), {bytes, aggregate->size()}, round.weights_hash()));
     *progressed = true;
   }
   return Status::OK();
@@ -525,9 +567,8 @@ void WorkerDaemon::HandleRoundStart(const v1::RoundStart& start) {
   JobReplica& r = **replica;
   if (spec->mode != FederatedMode::kFerret && r.state_bytes() > options_.max_dense_payload_bytes) {
     spdlog::error(
-        "{}: refusing the tasklet: the {} payload would be {} bytes, above the {} byte limit of inline "
-        "uploads (dense uploads over bulk transfer are not built yet; use mode ferret or fewer "
-        "trainable parameters)",
+        "{}: refusing the tasklet: the {} payload would be {} bytes, above this worker's {} byte limit "
+        "(use mode ferret or fewer trainable parameters)",
         where, TaskletModeName(spec->mode), r.state_bytes(), options_.max_dense_payload_bytes);
     return;
   }
@@ -550,10 +591,26 @@ void WorkerDaemon::HandleRoundStart(const v1::RoundStart& start) {
   upload.set_num_samples(result->num_samples);
   upload.set_loss(result->train_loss);
   upload.set_payload_kind(PayloadKindName(spec->mode));
-  upload.set_payload(std::string(reinterpret_cast<const char*>(result->payload.data()), result->payload.size()));
   upload.set_payload_size(result->payload.size());
   upload.set_payload_checksum(transport::ObjectChecksum(result->payload.data(), result->payload.size()));
   upload.set_train_seconds(train_seconds);
+  auto previous_upload = uploads_.find(job);
+  if (previous_upload != uploads_.end() && !previous_upload->second.payload_object_id().empty())
+    upload_objects_->RemoveObject(previous_upload->second.payload_object_id());
+  if (result->payload.size() > options_.inline_payload_bytes) {
+    // Too large for the envelope: the coordinator pulls it from this worker (served in WorkRequest).
+    const std::string object_id = "upload/" + job + "/" + std::to_string(round) + "/" + options_.worker_id;
+    auto bytes = std::make_shared<const std::string>(reinterpret_cast<const char*>(result->payload.data()),
+                                                     result->payload.size());
+    Status added = upload_objects_->AddObject(object_id, std::make_shared<transport::MemorySource>(std::move(bytes)));
+    if (!added.ok()) {
+      spdlog::error("{}: registering the upload as bulk object '{}': {}", where, object_id, added.message());
+      return;
+    }
+    upload.set_payload_object_id(object_id);
+  } else {
+    upload.set_payload(std::string(reinterpret_cast<const char*>(result->payload.data()), result->payload.size()));
+  }
   uploads_[job] = upload;
   SetActivity("uploading", job, round);
   SendUpload(upload);
@@ -574,6 +631,7 @@ void WorkerDaemon::SendUpload(const v1::UploadUpdate& upload) {
         spdlog::info("{}: the round was committed before the upload was accepted", where);
       } else if (!Stopping()) {
         spdlog::error("{}: upload failed: {}", where, reply.status().message());
+        if (!upload.payload_object_id().empty()) upload_objects_->RemoveObject(upload.payload_object_id());
         uploads_.erase(job);
       }
       return;
@@ -591,6 +649,7 @@ void WorkerDaemon::SendUpload(const v1::UploadUpdate& upload) {
     }
     if (!ack.retry()) {
       spdlog::error("{}: upload refused by {}: {}", where, peer_, ack.reason());
+      if (!upload.payload_object_id().empty()) upload_objects_->RemoveObject(upload.payload_object_id());
       uploads_.erase(job);
       return;
     }
@@ -611,9 +670,9 @@ void WorkerDaemon::HandleRoundCommitted(const v1::RoundCommitted& committed) {
   const std::string where = "worker '" + options_.worker_id + "': " + JobRound(job, round);
   std::string aggregate = committed.aggregate();
   bool aggregate_ok = true;
-  if (aggregate.empty() && !committed.aggregate_object_id().empty()) {
-    // Not inline: the replica gets the round through catch-up instead.
-    aggregate_ok = false;
+  const bool aggregate_bulk = aggregate.empty() && !committed.aggregate_object_id().empty();
+  if (aggregate_bulk) {
+    // Fetched below, once the replica is at round - 1.
   } else if (!committed.aggregate_checksum().empty() &&
              transport::ObjectChecksum(aggregate.data(), aggregate.size()) != committed.aggregate_checksum()) {
     spdlog::error("{}: the aggregate's checksum does not match; getting the round by catch-up", where);
@@ -663,6 +722,15 @@ void WorkerDaemon::HandleRoundCommitted(const v1::RoundCommitted& committed) {
   if (replica.round() < round) {
     SetActivity("syncing", job, round);
     status = CatchUp(replica, aggregate_ok ? round - 1 : round);
+    if (status.ok() && replica.round() + 1 == round && aggregate_bulk) {
+      auto fetched = FetchAggregate(job, round, committed.aggregate_object_id(), committed.aggregate_size(),
+                                    committed.aggregate_checksum());
+      if (fetched.ok()) {
+        aggregate = std::move(*fetched);
+      } else {
+        status = fetched.status();
+      }
+    }
     if (status.ok() && replica.round() + 1 == round) {
       const auto* bytes = reinterpret_cast<const uint8_t*>(aggregate.data());
       status = ApplyRound(replica, round, {bytes, aggregate.size()}, committed.weights_hash());
@@ -673,7 +741,10 @@ void WorkerDaemon::HandleRoundCommitted(const v1::RoundCommitted& committed) {
     }
   }
   auto upload = uploads_.find(job);
-  if (upload != uploads_.end() && upload->second.round() <= round) uploads_.erase(upload);
+  if (upload != uploads_.end() && upload->second.round() <= round) {
+    if (!upload->second.payload_object_id().empty()) upload_objects_->RemoveObject(upload->second.payload_object_id());
+    uploads_.erase(upload);
+  }
   if (committed.job_finished()) {
     auto live = replicas_.find(job);
     if (live != replicas_.end()) {

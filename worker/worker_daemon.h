@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/status.h"
+#include "transport/bulk.h"
 #include "transport/channel.h"
 #include "transport/message.h"
 #include "transport/security.h"
@@ -47,8 +48,10 @@ struct WorkerOptions {
   int64_t default_heartbeat_interval_ms = 5000;  // until the RegisterAck says otherwise
   std::string software_version;                  // reported in the capabilities
   int request_timeout_ms = 10000;  // one work-connection request; Timeout/Unavailable are retried until stop
-  // Dense (fedavg, lora) payloads above this are refused (they travel inline; see kMaxInlineDensePayloadBytes).
-  uint64_t max_dense_payload_bytes = kMaxInlineDensePayloadBytes;
+  // Dense (fedavg, lora) payloads above this are refused (a memory sanity limit).
+  uint64_t max_dense_payload_bytes = kMaxDensePayloadBytes;
+  // Uploads above this go as a bulk object the coordinator pulls (<= kMaxInlinePayloadBytes).
+  uint64_t inline_payload_bytes = kDefaultInlinePayloadBytes;
 };
 
 class WorkerDaemon {
@@ -105,7 +108,12 @@ class WorkerDaemon {
                     const std::string& expected_hash);
   // Sends the upload until accepted, refused, the round is committed, or stop (UploadAck.retry: every second).
   void SendUpload(const v1::UploadUpdate& upload);
+  // Fetches a bulk aggregate (RoundCommitted / CatchUpReply) on the work connection.
+  Result<std::string> FetchAggregate(const std::string& job_id, uint64_t round, const std::string& object_id,
+                                     uint64_t size, const std::string& checksum);
   // A request on the work connection, retried on Timeout / Unavailable until stop or `give_up` says so.
+  // BulkRequests arriving meanwhile (the coordinator pulling an upload's payload) are served from
+  // upload_objects_, and each one restarts the reply timeout.
   Result<transport::Message> WorkRequest(const transport::Envelope& request, const std::string& what,
                                          const std::function<bool()>& give_up = nullptr);
   void DropReplica(const std::string& job_id);
@@ -133,7 +141,9 @@ class WorkerDaemon {
   std::map<std::string, std::unique_ptr<JobReplica>> replicas_;
   std::deque<ReplicaReport> finished_;               // newest last
   std::map<std::string, v1::UploadUpdate> uploads_;  // job -> last upload (re-sent on a repeat)
-  std::set<std::string> foreign_jobs_;               // jobs whose dataset this worker lacks
+  // Payloads of uploads sent as bulk objects ("upload/<job>/<round>/<worker>"), served to the coordinator.
+  std::unique_ptr<transport::BulkSender> upload_objects_;
+  std::set<std::string> foreign_jobs_;  // jobs whose dataset this worker lacks
 
   // Shared, under mutex_.
   std::mutex mutex_;

@@ -42,6 +42,8 @@ TestCluster::TestCluster(const std::string& dir, ClusterOptions options) : dir_(
   cluster.dir = dir;
   cluster.num_workers = options.num_workers;
   cluster.insecure = options.insecure;
+  cluster.coordinator_args = options.coordinator_args;
+  cluster.worker_args = options.worker_args;
   cluster.heartbeat_interval_s = 0.5;
   cluster.worker_threads = 1;
   auto split = SplitTrainHeldOut(cli::DemoExamples(), 0.1, 1);

@@ -25,6 +25,9 @@ class TestDir {
 struct ClusterOptions {
   int num_workers = 4;
   bool insecure = false;
+  // Extra global CLI arguments of the daemons (cli::LocalClusterOptions).
+  std::vector<std::string> coordinator_args = {};
+  std::vector<std::string> worker_args = {};
 };
 
 // Writes the base model (once per directory) and per-worker non-IID data, starts the coordinator and

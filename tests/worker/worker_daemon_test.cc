@@ -169,6 +169,7 @@ class ScriptedCoordinator {
     ASSERT_TRUE(server_->Send(control_routing_id, envelope).ok());
   }
   void Reply(const Incoming& request, Envelope reply) { ASSERT_TRUE(server_->Reply(request, std::move(reply)).ok()); }
+  transport::Server& server() { return *server_; }
 
  private:
   void Answer(const Incoming& in) {
@@ -468,6 +469,57 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
   ASSERT_TRUE(expected.ok()) << expected.status().ToString();
   EXPECT_EQ(upload2->message.envelope.upload_update().round(), 2u);
   EXPECT_EQ(upload2->message.envelope.upload_update().payload(), Bytes(expected->payload));
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+TEST(WorkerDaemonTest, UploadAboveTheInlineThresholdIsPulledAsABulkObject) {
+  World world;
+  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  WorkerOptions options = Options(world, coordinator.endpoint());
+  options.inline_payload_bytes = 1024;  // the tiny model's fedavg delta is ~100 KiB
+  RunningWorker worker(options);
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+  auto oracle = world.Replica();
+  coordinator.Push(Start("job-5", 1, WeightsHashHex(WeightsHash(oracle->params())), spec));
+  auto upload = coordinator.WaitForBody(Envelope::kUploadUpdate);
+  ASSERT_TRUE(upload.has_value());
+  const v1::UploadUpdate u = upload->message.envelope.upload_update();
+  EXPECT_TRUE(u.payload().empty());
+  EXPECT_EQ(u.payload_object_id(), "upload/job-5/1/w1");
+
+  // Pull it the way the coordinator does: BulkRequests to the routing id the UploadUpdate came from.
+  transport::BufferSink sink(u.payload_size());
+  transport::BulkReceiver receiver(u.payload_object_id(), &sink, 4, "worker w1");
+  receiver.ExpectObjectChecksum(u.payload_checksum());
+  while (!receiver.complete()) {
+    while (auto request = receiver.NextRequest()) {
+      Envelope env = transport::NewEnvelope("coordinator");
+      *env.mutable_bulk_request() = *request;
+      ASSERT_TRUE(coordinator.server().Send(upload->peer.routing_id, env).ok());
+    }
+    auto chunk = coordinator.WaitForBody(Envelope::kBulkChunkHeader);
+    ASSERT_TRUE(chunk.has_value());
+    ASSERT_EQ(chunk->message.bulk.size(), 1u);
+    ASSERT_TRUE(receiver.OnChunk(chunk->message.envelope.bulk_chunk_header(), chunk->message.bulk[0]).ok());
+  }
+  ASSERT_TRUE(receiver.Finish().ok());
+  EXPECT_EQ(sink.data().size(), u.payload_size());
+  TaskletInput input{spec, 1, "w1", &world.rows};
+  auto expected = RunTasklet(input, *oracle);
+  ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+  EXPECT_EQ(sink.data(), Bytes(expected->payload));
+  Envelope ack = transport::NewEnvelope("coordinator");
+  ack.mutable_upload_ack()->set_accepted(true);
+  coordinator.Reply(*upload, ack);
+  // Accepted: the worker goes idle and sends no other upload.
+  auto idle = coordinator.WaitFor([](const Incoming& in) {
+    return in.message.envelope.has_heartbeat() && in.message.envelope.heartbeat().state() == "idle";
+  });
+  ASSERT_TRUE(idle.has_value());
+  EXPECT_EQ(std::count(coordinator.received.begin(), coordinator.received.end(), Envelope::kUploadUpdate), 1);
   EXPECT_TRUE(worker.Stop().ok());
 }
 

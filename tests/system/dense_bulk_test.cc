@@ -118,19 +118,7 @@ TEST(DenseBulkSystemTest, RestartedWorkerCatchesUpThroughBulkAggregates) {
   const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
   ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
   const std::string final_hash = job.rounds(job.rounds_size() - 1).weights_hash();
-  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [&](const v1::GetJobReply& j) {
-    for (const auto& r : j.replicas()) {
-      if (r.worker_id() == "worker-2" && r.round() == 4) return true;
-    }
-    return false;
-  })) << "worker-2 did not report round 4";
-  auto synced = GetJob(cluster.client(), job_id);
-  ASSERT_TRUE(synced.ok());
-  for (const auto& r : synced->replicas()) {
-    if (r.worker_id() == "worker-2") {
-      EXPECT_EQ(r.weights_hash(), final_hash);
-    }
-  }
+  ExpectReplicaReaches(cluster.client(), job_id, "worker-2", 4, final_hash);
   const std::string coordinator_log = ReadLog(dir.path(), "coordinator");
   EXPECT_NE(coordinator_log.find("catch-up for worker 'worker-2' from round 0 to"), std::string::npos);
   // The restarted worker got round 1 (committed before it started) by catch-up, as a bulk object.

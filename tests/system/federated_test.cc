@@ -189,19 +189,7 @@ TEST(FederatedSystemTest, WorkerKilledMidRoundCatchesUpToTheCoordinatorsModel) {
   ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
   const std::string final_hash = job.rounds(job.rounds_size() - 1).weights_hash();
   // The restarted worker caught up (replay or snapshot) and holds the coordinator's final model.
-  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [&](const v1::GetJobReply& j) {
-    for (const auto& r : j.replicas()) {
-      if (r.worker_id() == "worker-2" && r.round() == 5) return true;
-    }
-    return false;
-  })) << "worker-2 did not report round 5";
-  auto synced = GetJob(cluster.client(), job_id);
-  ASSERT_TRUE(synced.ok());
-  for (const auto& r : synced->replicas()) {
-    if (r.worker_id() == "worker-2") {
-      EXPECT_EQ(r.weights_hash(), final_hash);
-    }
-  }
+  ExpectReplicaReaches(cluster.client(), job_id, "worker-2", 5, final_hash);
   auto log = ReadFileToString((fs::path(dir.path()) / "coordinator.log").string());
   ASSERT_TRUE(log.ok());
   EXPECT_NE(log->find("catch-up for worker 'worker-2' from round 0 to"), std::string::npos) << *log;

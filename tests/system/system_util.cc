@@ -143,6 +143,22 @@ v1::GetJobReply WaitFinished(transport::Client& client, const std::string& job_i
   return last;
 }
 
+void ExpectReplicaReaches(transport::Client& client, const std::string& job_id, const std::string& worker_id,
+                          uint64_t round, const std::string& hash) {
+  std::string reported;
+  const bool reached = WaitFor(client, job_id, [&](const v1::GetJobReply& job) {
+    for (const auto& r : job.replicas()) {
+      if (r.worker_id() == worker_id && r.round() == round) {
+        reported = r.weights_hash();
+        return true;
+      }
+    }
+    return false;
+  });
+  ASSERT_TRUE(reached) << worker_id << " did not report round " << round;
+  EXPECT_EQ(reported, hash) << worker_id << " diverged from the coordinator";
+}
+
 std::vector<std::string> JobLog(transport::Client& client, const std::string& job_id) {
   transport::Envelope request = transport::NewEnvelope("test");
   request.mutable_fetch_logs()->set_job_id(job_id);

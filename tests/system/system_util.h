@@ -65,6 +65,10 @@ v1::GetJobReply WaitFinished(transport::Client& client, const std::string& job_i
 // Polls until `predicate(reply)` holds; false on timeout.
 bool WaitFor(transport::Client& client, const std::string& job_id,
              const std::function<bool(const v1::GetJobReply&)>& predicate, int timeout_s = 120);
+// Waits until `worker_id` reports (in its heartbeats) a replica of the job at `round`, then expects its
+// weights hash to be `hash`.
+void ExpectReplicaReaches(transport::Client& client, const std::string& job_id, const std::string& worker_id,
+                          uint64_t round, const std::string& hash);
 // The coordinator's job log lines.
 std::vector<std::string> JobLog(transport::Client& client, const std::string& job_id);
 

@@ -1,5 +1,4 @@
 // `tributary coordinator` and `tributary worker`.
-#include <signal.h>
 #include <systemd/sd-daemon.h>
 
 #include <atomic>
@@ -11,6 +10,7 @@
 #include "cli/build_info.h"
 #include "cli/commands.h"
 #include "cli/daemon_coordinator.h"
+#include "cli/daemon_support.h"
 #include "engine/dataset.h"
 #include "transport/security.h"
 #include "worker/capabilities.h"
@@ -29,13 +29,6 @@ struct WorkerFlags {
   bool print_capabilities = false;
 };
 
-// Set by SIGTERM / SIGINT; the worker daemon polls it.
-std::atomic<bool> g_worker_stop{false};
-
-extern "C" void OnWorkerStopSignal(int) {
-  g_worker_stop.store(true);
-}
-
 // A path from a config file is relative to that file's directory ("FILE:LINE" origins); "~/" is $HOME.
 std::string ResolveConfigPath(const std::string& path, const Config& config, const std::string& key) {
   if (path.empty()) return path;
@@ -50,16 +43,6 @@ std::string ResolveConfigPath(const std::string& path, const Config& config, con
   const std::filesystem::path file = origin.substr(0, colon);
   if (!std::filesystem::is_regular_file(file, ec)) return path;
   return (file.parent_path() / path).lexically_normal().string();
-}
-
-// NAME=PATH; `where` names the flag or key in errors.
-Status ParseDataset(const std::string& text, const std::string& where, DatasetInfo* out) {
-  const size_t eq = text.find('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
-    return Status::InvalidArgument(where + ": '" + text + "': expected NAME=PATH");
-  out->name = text.substr(0, eq);
-  out->path = text.substr(eq + 1);
-  return Status::OK();
 }
 
 Result<WorkerOptions> BuildWorkerOptions(const Config& config, const WorkerFlags& flags) {
@@ -83,13 +66,13 @@ Result<WorkerOptions> BuildWorkerOptions(const Config& config, const WorkerFlags
   std::vector<DatasetInfo> datasets;
   for (const std::string& entry : config.GetStringList("worker.data")) {
     DatasetInfo dataset;
-    TRIB_RETURN_IF_ERROR(ParseDataset(entry, "key 'worker.data'", &dataset));
+    TRIB_RETURN_IF_ERROR(ParseNamedPath(entry, "key 'worker.data'", &dataset.name, &dataset.path));
     dataset.path = ResolveConfigPath(dataset.path, config, "worker.data");
     datasets.push_back(dataset);
   }
   for (const std::string& entry : flags.data) {
     DatasetInfo dataset;
-    TRIB_RETURN_IF_ERROR(ParseDataset(entry, "--data", &dataset));
+    TRIB_RETURN_IF_ERROR(ParseNamedPath(entry, "--data", &dataset.name, &dataset.path));
     datasets.push_back(dataset);
   }
   for (DatasetInfo& dataset : datasets) {
@@ -135,13 +118,9 @@ Result<WorkerOptions> BuildWorkerOptions(const Config& config, const WorkerFlags
 Status RunWorker(const Config& config, const WorkerFlags& flags) {
   TRIB_ASSIGN_OR_RETURN(WorkerOptions options, BuildWorkerOptions(config, flags));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<WorkerDaemon> daemon, WorkerDaemon::Create(std::move(options)));
-  struct sigaction action = {};
-  action.sa_handler = OnWorkerStopSignal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
+  const std::atomic<bool>* stop = InstallStopSignalHandlers();
   if (std::getenv("NOTIFY_SOCKET") != nullptr) sd_notify(0, "READY=1");
-  Status result = daemon->Run(&g_worker_stop);
+  Status result = daemon->Run(stop);
   if (std::getenv("NOTIFY_SOCKET") != nullptr) sd_notify(0, "STOPPING=1");
   return result;
 }

@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
 #include "cli/exit_codes.h"
+#include "engine/hash.h"
 #include "scheduler/job_spec.h"
 
 namespace tributary::cli {
@@ -50,12 +51,6 @@ constexpr int kPollRetries = 3;
 
 bool IsConnectionFailure(const Status& s) {
   return s.code() == StatusCode::kPermissionDenied;
-}
-
-std::string HashHex(uint64_t hash) {
-  char buffer[20];
-  std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(hash));
-  return buffer;
 }
 
 Result<std::unique_ptr<CoordinatorClient>> ConnectFromFlags(const JobFlags& f, const CommandContext& ctx) {

@@ -1,6 +1,5 @@
 #include "cli/daemon_coordinator.h"
 
-#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
@@ -8,6 +7,7 @@
 #include <cmath>
 #include <map>
 
+#include "cli/daemon_support.h"
 #include "coordinator/coordinator.h"
 #include "engine/file_util.h"
 #include "transport/security.h"
@@ -15,19 +15,12 @@
 namespace tributary::cli {
 namespace {
 
-std::atomic<bool> g_stop{false};
-
-void OnStopSignal(int) {
-  g_stop.store(true);
-}
-
 Status ParseNamedPaths(const std::vector<std::string>& items, const std::string& what,
                        std::map<std::string, std::string>* out) {
   for (const std::string& item : items) {
-    const size_t eq = item.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
-      return Status::InvalidArgument(what + " '" + item + "': expected NAME=PATH");
-    (*out)[item.substr(0, eq)] = item.substr(eq + 1);
+    std::string name, path;
+    TRIB_RETURN_IF_ERROR(ParseNamedPath(item, what, &name, &path));
+    (*out)[name] = path;
   }
   return Status::OK();
 }
@@ -70,15 +63,12 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
   }
 
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Create(options));
-  struct sigaction action = {};
-  action.sa_handler = OnStopSignal;
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
+  const std::atomic<bool>* stop = InstallStopSignalHandlers();
   // Machine-readable line for scripts and tests that start the daemon with port 0.
   std::printf("coordinator listening on %s http %d\n", coordinator->endpoint().c_str(), coordinator->http_port());
   std::fflush(stdout);
   sd_notify(0, "READY=1");
-  Status run = coordinator->Run(&g_stop);
+  Status run = coordinator->Run(stop);
   sd_notify(0, "STOPPING=1");
   return run;
 }

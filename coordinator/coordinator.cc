@@ -23,12 +23,6 @@ int64_t UnixMillis() {
       .count();
 }
 
-std::string HashHex(uint64_t hash) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016" PRIx64, hash);
-  return buf;
-}
-
 namespace {
 
 constexpr int kPollMs = 20;

@@ -19,6 +19,7 @@
 #include "coordinator/job_model.h"
 #include "coordinator/metrics.h"
 #include "coordinator/round_driver.h"
+#include "engine/hash.h"
 #include "scheduler/job_spec.h"
 #include "scheduler/scheduler.h"
 #include "transport/bulk.h"
@@ -27,7 +28,6 @@
 namespace tributary {
 
 int64_t UnixMillis();
-std::string HashHex(uint64_t hash);  // 16 lower-case hex digits
 
 struct WorkerEntry {
   std::string worker_id;
@@ -49,8 +49,6 @@ struct JobEntry {
   std::unique_ptr<JobModel> model;      // while RUNNING (evaluation, exports)
   std::unique_ptr<JobLog> log;
   std::vector<v1::RoundSummary> rounds;  // committed rounds, in order
-  uint64_t bytes_up = 0;                 // all committed rounds
-  uint64_t bytes_down = 0;
   uint64_t dense_state_bytes = 0;
   uint64_t bytes_pulled = 0;  // upload payloads pulled as bulk objects (all rounds)
   std::string weights_hash;   // of the last committed round's state

@@ -77,8 +77,6 @@ Status Coordinator::Impl::LoadJobs() {
         summary.set_bytes_down(r.metrics.bytes_down);
         summary.set_committed_unix_ms(r.committed_unix_ms);
         summary.set_weights_hash(HashHex(r.weights_hash));
-        job->bytes_up += r.metrics.bytes_up;
-        job->bytes_down += r.metrics.bytes_down;
         job->weights_hash = summary.weights_hash();
         job->rounds.push_back(std::move(summary));
       }
@@ -235,8 +233,6 @@ void Coordinator::Impl::CloseRound(JobEntry* job, int64_t now_ms) {
   metrics.OnRoundCommitted(job->job_id, static_cast<double>(now_ms - job->round_opened_ms) / 1000.0, close_s,
                            c.bytes_up, c.bytes_down);
   job->weights_hash = HashHex(c.weights_hash);
-  job->bytes_up += c.bytes_up;
-  job->bytes_down += c.bytes_down;
   v1::RoundSummary summary;
   summary.set_round(c.round);
   summary.set_participants(static_cast<uint32_t>(c.participants.size()));
@@ -631,8 +627,13 @@ v1::JobStatus Coordinator::Impl::StatusOf(const JobEntry& job) const {
   } else {
     st.set_loss(std::numeric_limits<double>::quiet_NaN());
   }
-  st.set_bytes_up(job.bytes_up);
-  st.set_bytes_down(job.bytes_down);
+  uint64_t bytes_up = 0, bytes_down = 0;
+  for (const v1::RoundSummary& r : job.rounds) {
+    bytes_up += r.bytes_up();
+    bytes_down += r.bytes_down();
+  }
+  st.set_bytes_up(bytes_up);
+  st.set_bytes_down(bytes_down);
   st.set_created_unix_ms(job.record.created_unix_ms);
   st.set_updated_unix_ms(job.record.updated_unix_ms);
   st.set_error(job.record.failure_reason);

@@ -1,8 +1,11 @@
 // Small non-cryptographic hashes shared across libraries (seeding, content and weight hashes).
 #pragma once
 
+#include <cinttypes>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 // Callable from CUDA kernels too (peft/philox.h derives Philox keys with SplitMix64 on both sides).
 #if defined(__CUDACC__)
@@ -21,6 +24,14 @@ TRIB_HOST_DEVICE inline uint64_t SplitMix64(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
+}
+
+// A 64-bit hash as 16 lower-case hex digits: how weights and spec hashes appear on the wire, in logs
+// and in the CLI.
+inline std::string HashHex(uint64_t hash) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016" PRIx64, hash);
+  return text;
 }
 
 // 64-bit FNV-1a over bytes; `seed` chains several buffers (pass the previous result).

@@ -10,12 +10,6 @@
 
 namespace tributary {
 
-std::string WeightsHashHex(uint64_t hash) {
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016" PRIx64, hash);
-  return text;
-}
-
 const char* PayloadKindName(FederatedMode mode) {
   switch (mode) {
     case FederatedMode::kFerret: return "ferret_coefficients";
@@ -73,9 +67,9 @@ uint64_t JobReplica::state_bytes() const {
 }
 
 Status JobReplica::CheckHash(uint64_t round, const std::string& expected_hash) const {
-  if (expected_hash.empty() || expected_hash == WeightsHashHex(hash_)) return Status::OK();
+  if (expected_hash.empty() || expected_hash == HashHex(hash_)) return Status::OK();
   return Status::Corruption("job '" + job_id_ + "' round " + std::to_string(round) + ": weights hash " +
-                            WeightsHashHex(hash_) + " does not match the coordinator's " + expected_hash);
+                            HashHex(hash_) + " does not match the coordinator's " + expected_hash);
 }
 
 Status JobReplica::ApplyRound(uint64_t round, std::span<const uint8_t> aggregate, const std::string& expected_hash) {

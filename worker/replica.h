@@ -12,6 +12,7 @@
 
 #include "engine/arena.h"
 #include "engine/dataset.h"
+#include "engine/hash.h"
 #include "engine/llama_model.h"
 #include "engine/status.h"
 #include "peft/lora.h"
@@ -27,9 +28,6 @@ inline constexpr uint64_t kMaxDensePayloadBytes = uint64_t{16} << 30;
 // Payloads up to this size travel inline in the envelope (the message limit is 64 MiB).
 inline constexpr uint64_t kDefaultInlinePayloadBytes = uint64_t{4} << 20;
 inline constexpr uint64_t kMaxInlinePayloadBytes = uint64_t{60} << 20;
-
-// The wire form of a weights hash: 16 lower-case hex digits.
-std::string WeightsHashHex(uint64_t hash);
 
 // The UploadUpdate.payload_kind of a mode: "ferret_coefficients", "dense_delta" or "lora_delta".
 const char* PayloadKindName(FederatedMode mode);
@@ -49,7 +47,7 @@ class JobReplica {
   uint64_t round() const { return round_; }
   // WeightsHash of the trainable state (kept current by every change).
   uint64_t weights_hash() const { return hash_; }
-  std::string weights_hash_hex() const { return WeightsHashHex(hash_); }
+  std::string weights_hash_hex() const { return HashHex(hash_); }
   const std::vector<SequenceRow>& rows() const { return rows_; }
   // Bytes of the trainable state as fp32 (padding included): a dense payload's and a snapshot's size.
   uint64_t state_bytes() const;

@@ -247,7 +247,7 @@ Envelope Committed(const std::string& job, uint64_t round, const std::vector<uin
   c->set_aggregate(Bytes(aggregate));
   c->set_aggregate_size(aggregate.size());
   c->set_aggregate_checksum(transport::ObjectChecksum(aggregate.data(), aggregate.size()));
-  c->set_weights_hash(WeightsHashHex(weights_hash));
+  c->set_weights_hash(HashHex(weights_hash));
   return envelope;
 }
 
@@ -315,7 +315,7 @@ TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
   s->set_committed_round(0);
   s->set_seed(spec.seed);
   s->set_local_steps(static_cast<uint32_t>(spec.local_steps));
-  s->set_weights_hash(WeightsHashHex(WeightsHash(oracle->params())));
+  s->set_weights_hash(HashHex(WeightsHash(oracle->params())));
   s->set_job_spec_yaml(yaml);
   coordinator.Push(start);
   auto upload_in = coordinator.WaitForBody(Envelope::kUploadUpdate);
@@ -355,7 +355,7 @@ TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
   const uint64_t hash1 = WeightsHash(oracle->params());
   ASSERT_NE(hash1, WeightsHash(world.base->params())) << "the round must change the model";
   coordinator.Push(Committed("job-1", 1, expected->payload, hash1));
-  EXPECT_TRUE(coordinator.WaitForReplica("job-1", 1, WeightsHashHex(hash1)));
+  EXPECT_TRUE(coordinator.WaitForReplica("job-1", 1, HashHex(hash1)));
 
   // RoundCommitted(3) skips round 2: the worker catches up on the work connection, then applies 3.
   const std::vector<uint8_t> aggregate2 = OracleRound(spec, 2, world.rows, *oracle);
@@ -380,15 +380,15 @@ TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
   v1::CommittedAggregate* round2 = body->add_rounds();
   round2->set_round(2);
   round2->set_aggregate(Bytes(aggregate2));
-  round2->set_weights_hash(WeightsHashHex(hash2));
+  round2->set_weights_hash(HashHex(hash2));
   if (request.to_round() == 3) {
     v1::CommittedAggregate* round3 = body->add_rounds();
     round3->set_round(3);
     round3->set_aggregate(Bytes(aggregate3));
-    round3->set_weights_hash(WeightsHashHex(hash3));
+    round3->set_weights_hash(HashHex(hash3));
   }
   coordinator.Reply(*catch_up, reply);
-  EXPECT_TRUE(coordinator.WaitForReplica("job-1", 3, WeightsHashHex(hash3)));
+  EXPECT_TRUE(coordinator.WaitForReplica("job-1", 3, HashHex(hash3)));
 
   // A NotFound answer to a heartbeat (coordinator restart) makes it register again, with its rounds.
   const int registers_before = coordinator.registers;
@@ -426,7 +426,7 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
   ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
 
   auto oracle = world.Replica();
-  coordinator.Push(Start("job-3", 1, WeightsHashHex(WeightsHash(oracle->params())), spec));
+  coordinator.Push(Start("job-3", 1, HashHex(WeightsHash(oracle->params())), spec));
   auto upload1 = coordinator.WaitForBody(Envelope::kUploadUpdate);
   ASSERT_TRUE(upload1.has_value());
   EXPECT_EQ(upload1->message.envelope.upload_update().payload_kind(), "dense_delta");
@@ -446,7 +446,7 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
   ASSERT_TRUE(without.has_value());
 
   // Round 2 rebuilds it from the base model by catch-up, then trains on the synced replica.
-  coordinator.Push(Start("job-3", 2, WeightsHashHex(hash1), spec));
+  coordinator.Push(Start("job-3", 2, HashHex(hash1), spec));
   auto catch_up = coordinator.WaitForBody(Envelope::kCatchUpRequest);
   ASSERT_TRUE(catch_up.has_value());
   EXPECT_EQ(catch_up->message.envelope.catch_up_request().from_round(), 0u);
@@ -460,7 +460,7 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
   v1::CommittedAggregate* round1 = body->add_rounds();
   round1->set_round(1);
   round1->set_aggregate(payload1);
-  round1->set_weights_hash(WeightsHashHex(hash1));
+  round1->set_weights_hash(HashHex(hash1));
   coordinator.Reply(*catch_up, reply);
   auto upload2 = coordinator.WaitForBody(Envelope::kUploadUpdate);
   ASSERT_TRUE(upload2.has_value());
@@ -483,7 +483,7 @@ TEST(WorkerDaemonTest, UploadAboveTheInlineThresholdIsPulledAsABulkObject) {
   RunningWorker worker(options);
   ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
   auto oracle = world.Replica();
-  coordinator.Push(Start("job-5", 1, WeightsHashHex(WeightsHash(oracle->params())), spec));
+  coordinator.Push(Start("job-5", 1, HashHex(WeightsHash(oracle->params())), spec));
   auto upload = coordinator.WaitForBody(Envelope::kUploadUpdate);
   ASSERT_TRUE(upload.has_value());
   const v1::UploadUpdate u = upload->message.envelope.upload_update();
@@ -534,7 +534,7 @@ TEST(WorkerDaemonTest, RefusesADensePayloadAboveTheLimit) {
   RunningWorker worker(options);
   ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
   auto oracle = world.Replica();
-  coordinator.Push(Start("job-4", 1, WeightsHashHex(WeightsHash(oracle->params())), spec));
+  coordinator.Push(Start("job-4", 1, HashHex(WeightsHash(oracle->params())), spec));
   // Idle again with the job's replica loaded: the RoundStart was handled, and nothing was uploaded.
   auto done = coordinator.WaitFor([](const Incoming& in) {
     if (!in.message.envelope.has_heartbeat()) return false;
@@ -585,9 +585,9 @@ TEST(WorkerDaemonTest, CurveWorkerWarmsAReplicaByCatchUpAndReregistersWithoutAck
   v1::CommittedAggregate* round1 = body->add_rounds();
   round1->set_round(1);
   round1->set_aggregate(Bytes(aggregate1));
-  round1->set_weights_hash(WeightsHashHex(hash1));
+  round1->set_weights_hash(HashHex(hash1));
   coordinator.Reply(*catch_up, reply);
-  EXPECT_TRUE(coordinator.WaitForReplica("job-2", 1, WeightsHashHex(hash1)));
+  EXPECT_TRUE(coordinator.WaitForReplica("job-2", 1, HashHex(hash1)));
 
   // No HeartbeatAck for heartbeat_miss_limit intervals: it registers again.
   const int registers_before = coordinator.registers;

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "base/parallel.h"
 #include "engine/arena.h"
-#include "engine/parallel.h"
 #include "peft/ferret.h"
 
 namespace tributary {

@@ -29,10 +29,10 @@
 #include <thread>
 #include <vector>
 
+#include "base/file_util.h"
 #include "cli/demo_data.h"
 #include "cli/local_cluster.h"
-#include "engine/file_util.h"
-#include "engine/model_init.h"
+#include "engine/model/model_init.h"
 #include "scheduler/job_spec.h"
 #include "transport/message.h"
 

@@ -27,10 +27,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/cpu_backend.h"
-#include "engine/llama_model.h"
-#include "engine/optimizer.h"
-#include "engine/parallel.h"
+#include "base/parallel.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/model/llama_model.h"
+#include "engine/train/optimizer.h"
 
 namespace tributary {
 namespace {

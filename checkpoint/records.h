@@ -20,8 +20,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/status.h"
 #include "checkpoint/store.h"
-#include "engine/status.h"
 
 namespace rocksdb {
 class Status;

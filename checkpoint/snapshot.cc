@@ -259,19 +259,22 @@ Result<SnapshotRecord> CheckpointStore::GetSnapshotInfo(std::string_view job_id,
   return manifest;
 }
 
-Status CheckpointStore::LoadSnapshot(std::string_view job_id, uint32_t round, Arena* arena) {
-  TRIB_CHECK(arena != nullptr);
+Result<std::shared_ptr<TensorTable>> CheckpointStore::SnapshotTable(std::string_view job_id, uint32_t round) {
+  TRIB_ASSIGN_OR_RETURN(SnapshotRecord manifest, GetSnapshotInfo(job_id, round));
+  auto table = std::make_shared<TensorTable>();
+  TRIB_RETURN_IF_ERROR(TableFromManifest(manifest, internal::SnapshotWhat(job_id, round), table.get()));
+  return table;
+}
+
+Status CheckpointStore::LoadSnapshot(std::string_view job_id, uint32_t round, const TensorTable& layout, float* data) {
+  TRIB_CHECK(data != nullptr);
   TRIB_ASSIGN_OR_RETURN(SnapshotRecord manifest, GetSnapshotInfo(job_id, round));
   const std::string what = internal::SnapshotWhat(job_id, round);
-  auto table = std::make_shared<TensorTable>();
-  TRIB_RETURN_IF_ERROR(TableFromManifest(manifest, what, table.get()));
-  if (arena->table_ptr() == nullptr) {
-    *arena = Arena(std::move(table));
-  } else {
-    TRIB_RETURN_IF_ERROR(CheckLayoutMatches(arena->table(), manifest, what));
-  }
+  TensorTable stored;
+  TRIB_RETURN_IF_ERROR(TableFromManifest(manifest, what, &stored));
+  TRIB_RETURN_IF_ERROR(CheckLayoutMatches(layout, manifest, what));
 
-  auto* out = reinterpret_cast<char*>(arena->data());
+  auto* out = reinterpret_cast<char*>(data);
   const uint64_t total_bytes = static_cast<uint64_t>(manifest.total_elems) * sizeof(float);
   rocksdb::PinnableSlice value;
   for (uint32_t c = 0; c < manifest.chunk_crcs.size(); ++c) {

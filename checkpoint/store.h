@@ -41,8 +41,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "engine/arena.h"
-#include "engine/status.h"
 
 namespace rocksdb {
 class DB;
@@ -218,10 +218,12 @@ class CheckpointStore {
   Status PutSnapshot(std::string_view job_id, uint32_t round, const float* data, int64_t num_elems,
                      const TensorTable& table, uint64_t weights_hash, int64_t created_unix_ms = 0);
   Result<SnapshotRecord> GetSnapshotInfo(std::string_view job_id, uint32_t round);
-  // Loads the snapshot into `arena`. An arena without a table gets one built from the manifest;
-  // otherwise its layout must match the snapshot's (InvalidArgument naming the first difference).
-  // Chunk checksums are verified: Corruption names the chunk.
-  Status LoadSnapshot(std::string_view job_id, uint32_t round, Arena* arena);
+  // The snapshot's tensor table, rebuilt from its manifest (Corruption when the manifest is damaged).
+  Result<std::shared_ptr<TensorTable>> SnapshotTable(std::string_view job_id, uint32_t round);
+  // Loads the snapshot into `data` (host memory of layout.total_elems() floats). `layout` must match
+  // the snapshot's table (InvalidArgument naming the first difference). Chunk checksums are verified:
+  // Corruption names the chunk.
+  Status LoadSnapshot(std::string_view job_id, uint32_t round, const TensorTable& layout, float* data);
   // The snapshot with the largest round <= `round`; NotFound when none.
   Result<SnapshotRecord> LatestSnapshotAtOrBefore(std::string_view job_id, uint32_t round);
 

@@ -1,7 +1,7 @@
 // The schema of tributary's configuration file (`--config FILE`, overridable by `--set key=value`).
 #pragma once
 
-#include "engine/config.h"
+#include "base/config.h"
 
 namespace tributary::cli {
 

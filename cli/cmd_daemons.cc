@@ -11,7 +11,7 @@
 #include "cli/commands.h"
 #include "cli/daemon_coordinator.h"
 #include "cli/daemon_support.h"
-#include "engine/dataset.h"
+#include "engine/text/dataset.h"
 #include "transport/security.h"
 #include "worker/capabilities.h"
 #include "worker/worker_daemon.h"

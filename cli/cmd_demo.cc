@@ -11,12 +11,12 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/file_util.h"
 #include "cli/commands.h"
 #include "cli/demo_data.h"
 #include "cli/local_cluster.h"
 #include "coordinator/job_model.h"
-#include "engine/file_util.h"
-#include "engine/model_init.h"
+#include "engine/model/model_init.h"
 #include "scheduler/job_spec.h"
 #include "transport/bulk.h"
 

@@ -12,10 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/hash.h"
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
 #include "cli/exit_codes.h"
-#include "engine/hash.h"
 #include "scheduler/job_spec.h"
 
 namespace tributary::cli {

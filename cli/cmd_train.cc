@@ -10,14 +10,14 @@
 #include <memory>
 #include <string>
 
+#include "base/config.h"
 #include "cli/commands.h"
-#include "engine/config.h"
-#include "engine/dataset.h"
-#include "engine/llama_model.h"
-#include "engine/model_dir.h"
-#include "engine/model_init.h"
-#include "engine/tokenizer.h"
-#include "engine/trainer.h"
+#include "engine/io/model_dir.h"
+#include "engine/model/llama_model.h"
+#include "engine/model/model_init.h"
+#include "engine/text/dataset.h"
+#include "engine/text/tokenizer.h"
+#include "engine/train/trainer.h"
 
 namespace tributary::cli {
 namespace {

@@ -7,8 +7,8 @@
 #include <map>
 #include <string>
 
-#include "engine/config.h"
-#include "engine/status.h"
+#include "base/config.h"
+#include "base/status.h"
 
 namespace tributary::cli {
 

@@ -18,9 +18,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base/config.h"
+#include "base/status.h"
 #include "cli/exit_codes.h"
-#include "engine/config.h"
-#include "engine/status.h"
 #include "transport/bulk.h"
 #include "transport/channel.h"
 

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <map>
 
+#include "base/file_util.h"
 #include "cli/daemon_support.h"
 #include "coordinator/coordinator.h"
-#include "engine/file_util.h"
 #include "transport/security.h"
 
 namespace tributary::cli {

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/config.h"
-#include "engine/status.h"
+#include "base/config.h"
+#include "base/status.h"
 
 namespace tributary::cli {
 

@@ -4,7 +4,7 @@
 #include <atomic>
 #include <string>
 
-#include "engine/status.h"
+#include "base/status.h"
 
 namespace tributary::cli {
 

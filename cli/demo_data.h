@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/dataset.h"
-#include "engine/llama_config.h"
+#include "engine/model/llama_config.h"
+#include "engine/text/dataset.h"
 
 namespace tributary::cli {
 

@@ -2,7 +2,7 @@
 // and sysexits.h). Scripts rely on them: never reuse a code for another meaning.
 #pragma once
 
-#include "engine/status.h"
+#include "base/status.h"
 
 namespace tributary::cli {
 

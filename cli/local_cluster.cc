@@ -12,7 +12,7 @@
 #include <regex>
 #include <thread>
 
-#include "engine/file_util.h"
+#include "base/file_util.h"
 #include "transport/security.h"
 
 namespace tributary::cli {

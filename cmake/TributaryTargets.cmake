@@ -3,7 +3,7 @@ add_library(tributary_flags INTERFACE)
 target_include_directories(tributary_flags INTERFACE ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
 target_compile_options(tributary_flags INTERFACE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -Wno-error=deprecated-declarations>
-  # Replicas must stay bit-identical: no implicit FMA contraction (ferret-spec 11).
+  # Replicas must stay bit-identical: no implicit FMA contraction (docs/architecture.md, "Numerics").
   $<$<COMPILE_LANGUAGE:CXX>:-ffp-contract=off>)
 
 if(TRIBUTARY_ASAN)
@@ -31,15 +31,16 @@ function(tributary_add_test name)
     DISCOVERY_TIMEOUT 60)
 endfunction()
 
-# tributary_add_library(NAME DEPS...): the library of one product folder. Sources are the folder's
-# *.cc files (and cuda/*.cu when the CUDA backend is on); a folder with no sources yet is an
-# INTERFACE library exposing its public header only.
+# tributary_add_library(NAME DEPS...): the library of one product folder. Sources are the *.cc files
+# of the folder and its sub-folders (and cuda/*.cu when the CUDA backend is on); a folder with no
+# sources yet is an INTERFACE library exposing its public header only. DEPS list exactly the
+# libraries whose headers the folder includes (docs/architecture.md draws the graph).
 function(tributary_add_library name)
   cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
-  file(GLOB _cc CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cc)
+  file(GLOB_RECURSE _cc CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cc)
   set(_cu "")
   if(TRIBUTARY_HAVE_CUDA)
-    file(GLOB _cu CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu)
+    file(GLOB_RECURSE _cu CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu)
   endif()
   if(_cc OR _cu)
     add_library(${name} STATIC ${_cc} ${_cu})

@@ -18,7 +18,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/status.h"
+#include "base/status.h"
 #include "transport/security.h"
 
 namespace tributary {

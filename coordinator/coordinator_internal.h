@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/hash.h"
 #include "checkpoint/store.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/http_server.h"
@@ -19,7 +20,6 @@
 #include "coordinator/job_model.h"
 #include "coordinator/metrics.h"
 #include "coordinator/round_driver.h"
-#include "engine/hash.h"
 #include "scheduler/job_spec.h"
 #include "scheduler/scheduler.h"
 #include "transport/bulk.h"

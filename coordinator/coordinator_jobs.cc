@@ -566,11 +566,12 @@ void Coordinator::Impl::HandleCatchUp(const Incoming& in) {
     auto info = store->GetSnapshotInfo(job->job_id, plan->snapshot_round);
     if (!info.ok()) return ReplyError(in, info.status());
     if (!bulk.HasObject(object_id)) {
-      Arena arena;
-      Status loaded = store->LoadSnapshot(job->job_id, plan->snapshot_round, &arena);
+      auto table = store->SnapshotTable(job->job_id, plan->snapshot_round);
+      if (!table.ok()) return ReplyError(in, table.status());
+      auto bytes = std::make_shared<std::string>(static_cast<size_t>((*table)->total_elems()) * sizeof(float), '\0');
+      Status loaded =
+          store->LoadSnapshot(job->job_id, plan->snapshot_round, **table, reinterpret_cast<float*>(bytes->data()));
       if (!loaded.ok()) return ReplyError(in, loaded);
-      auto bytes = std::make_shared<std::string>(reinterpret_cast<const char*>(arena.data()),
-                                                 static_cast<size_t>(arena.size()) * sizeof(float));
       Status added = bulk.AddObject(object_id, std::make_shared<transport::MemorySource>(std::move(bytes)));
       if (!added.ok()) return ReplyError(in, added);
     }

@@ -5,7 +5,7 @@
 #include <ctime>
 #include <memory>
 
-#include "engine/file_util.h"
+#include "base/file_util.h"
 
 namespace tributary {
 

@@ -2,8 +2,8 @@
 
 #include <filesystem>
 
-#include "engine/tokenizer.h"
-#include "engine/trainer.h"
+#include "engine/text/tokenizer.h"
+#include "engine/train/trainer.h"
 #include "worker/tasklet.h"
 
 namespace tributary {
@@ -37,7 +37,11 @@ Result<CatchUpPlan> PlanCatchUp(checkpoint::CheckpointStore* store, const std::s
 Status RebuildTrainableState(checkpoint::CheckpointStore* store, const std::string& job_id, const JobSpec& spec,
                              uint32_t round, Arena* state) {
   TRIB_ASSIGN_OR_RETURN(checkpoint::SnapshotRecord snapshot, store->LatestSnapshotAtOrBefore(job_id, round));
-  TRIB_RETURN_IF_ERROR(store->LoadSnapshot(job_id, snapshot.round, state));
+  if (state->table_ptr() == nullptr) {
+    TRIB_ASSIGN_OR_RETURN(std::shared_ptr<TensorTable> table, store->SnapshotTable(job_id, snapshot.round));
+    *state = Arena(std::move(table));
+  }
+  TRIB_RETURN_IF_ERROR(store->LoadSnapshot(job_id, snapshot.round, state->table(), state->data()));
   if (WeightsHash(*state) != snapshot.weights_hash)
     return Status::Corruption("job '" + job_id + "': snapshot of round " + std::to_string(snapshot.round) +
                               ": weights hash does not match its manifest");

@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "checkpoint/store.h"
 #include "engine/arena.h"
-#include "engine/dataset.h"
-#include "engine/llama_model.h"
-#include "engine/model_dir.h"
-#include "engine/status.h"
+#include "engine/io/model_dir.h"
+#include "engine/model/llama_model.h"
+#include "engine/text/dataset.h"
 #include "peft/lora.h"
 #include "scheduler/job_spec.h"
 

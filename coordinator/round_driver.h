@@ -20,10 +20,10 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "checkpoint/store.h"
 #include "coordinator/job_model.h"
 #include "engine/arena.h"
-#include "engine/status.h"
 #include "scheduler/job_spec.h"
 #include "scheduler/scheduler.h"
 

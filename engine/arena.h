@@ -9,45 +9,12 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
-#include "engine/status.h"
+#include "base/status.h"
+#include "base/tensor_table.h"
 
 namespace tributary {
-
-// One named tensor inside an arena: row-major, HF naming and shape convention ([out, in] for linears).
-struct TensorEntry {
-  std::string name;
-  std::vector<int64_t> shape;
-  int64_t offset = 0;  // in elements from the arena start (a multiple of kArenaAlignElems)
-  int64_t numel = 0;
-};
-
-// The layout shared by every arena of one model (params, grads, Adam m and v, w_old).
-class TensorTable {
- public:
-  // Elements are aligned so each tensor starts on a 64-byte boundary.
-  static constexpr int64_t kArenaAlignElems = 16;
-
-  // Appends a tensor; returns its index. Names must be unique (checked).
-  size_t Add(const std::string& name, std::vector<int64_t> shape);
-
-  const std::vector<TensorEntry>& entries() const { return entries_; }
-  size_t size() const { return entries_.size(); }
-  const TensorEntry& operator[](size_t i) const { return entries_[i]; }
-  // nullptr when absent.
-  const TensorEntry* Find(const std::string& name) const;
-  // Total elements including alignment padding (the arena length).
-  int64_t total_elems() const { return total_elems_; }
-  // Sum of numel over entries (the parameter count).
-  int64_t param_count() const;
-
- private:
-  std::vector<TensorEntry> entries_;
-  std::unordered_map<std::string, size_t> index_;
-  int64_t total_elems_ = 0;
-};
 
 // A 64-byte aligned, zero-initialised float buffer laid out by a TensorTable.
 class Arena {

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/status.h"
+#include "base/status.h"
 #include "peft/payload.h"
 
 namespace tributary {

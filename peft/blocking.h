@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "engine/arena.h"
-#include "engine/status.h"
 
 namespace tributary {
 

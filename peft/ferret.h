@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/status.h"
 #include "engine/arena.h"
-#include "engine/status.h"
 #include "peft/aggregate.h"
 #include "peft/allocation.h"
 #include "peft/blocking.h"

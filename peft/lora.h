@@ -30,11 +30,11 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "engine/arena.h"
-#include "engine/linear_adapter.h"
-#include "engine/llama_config.h"
-#include "engine/llama_model.h"
-#include "engine/status.h"
+#include "engine/model/linear_adapter.h"
+#include "engine/model/llama_config.h"
+#include "engine/model/llama_model.h"
 
 namespace tributary {
 

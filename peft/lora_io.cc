@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/file_util.h"
-#include "engine/safetensors.h"
+#include "base/file_util.h"
+#include "engine/io/safetensors.h"
 #include "peft/lora.h"
 
 namespace tributary {

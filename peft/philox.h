@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "engine/hash.h"  // SplitMix64 (host and device)
+#include "base/hash.h"  // SplitMix64 (host and device)
 
 #if defined(__CUDACC__)
 #define TRIB_HD __host__ __device__

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "engine/parallel.h"
+#include "base/parallel.h"
 
 namespace tributary {
 namespace {

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/status.h"
+#include "base/status.h"
 #include "peft/blocking.h"
 #include "peft/random_basis.h"
 

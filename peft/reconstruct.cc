@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/parallel.h"
+#include "base/parallel.h"
 
 namespace tributary {
 namespace {

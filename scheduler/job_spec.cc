@@ -5,9 +5,9 @@
 #include <cmath>
 #include <sstream>
 
-#include "engine/config.h"
-#include "engine/file_util.h"
-#include "engine/hash.h"
+#include "base/config.h"
+#include "base/file_util.h"
+#include "base/hash.h"
 
 namespace tributary {
 namespace {

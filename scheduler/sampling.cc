@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "engine/hash.h"
+#include "base/hash.h"
 #include "scheduler/scheduler.h"
 
 namespace tributary {

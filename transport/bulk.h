@@ -26,7 +26,7 @@
 #include <sodium.h>
 #include <zmq.hpp>
 
-#include "engine/status.h"
+#include "base/status.h"
 #include "transport/channel.h"
 #include "transport/message.h"
 

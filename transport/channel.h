@@ -43,7 +43,7 @@
 
 #include <zmq.hpp>
 
-#include "engine/status.h"
+#include "base/status.h"
 #include "transport/message.h"
 #include "transport/security.h"
 

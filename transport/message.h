@@ -17,7 +17,7 @@
 
 #include <zmq.hpp>
 
-#include "engine/status.h"
+#include "base/status.h"
 #include "transport/proto/tributary.pb.h"
 
 namespace tributary::transport {

@@ -13,7 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.h>
 
-#include "engine/file_util.h"
+#include "base/file_util.h"
 
 namespace tributary::transport {
 namespace {

@@ -25,7 +25,7 @@
 
 #include <zmq.hpp>
 
-#include "engine/status.h"
+#include "base/status.h"
 
 namespace tributary::transport {
 

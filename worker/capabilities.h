@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "engine/device.h"
-#include "engine/status.h"
 
 namespace tributary {
 

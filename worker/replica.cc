@@ -4,9 +4,9 @@
 #include <cstdio>
 #include <cstring>
 
-#include "engine/file_util.h"
-#include "engine/model_dir.h"
-#include "engine/tokenizer.h"
+#include "base/file_util.h"
+#include "engine/io/model_dir.h"
+#include "engine/text/tokenizer.h"
 
 namespace tributary {
 

@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "base/hash.h"
+#include "base/status.h"
 #include "engine/arena.h"
-#include "engine/dataset.h"
-#include "engine/hash.h"
-#include "engine/llama_model.h"
-#include "engine/status.h"
+#include "engine/model/llama_model.h"
+#include "engine/text/dataset.h"
 #include "peft/lora.h"
 #include "scheduler/job_spec.h"
 #include "worker/tasklet.h"

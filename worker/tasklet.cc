@@ -5,8 +5,8 @@
 #include <cstring>
 #include <functional>
 
-#include "engine/optimizer.h"
-#include "engine/trainer.h"
+#include "engine/train/optimizer.h"
+#include "engine/train/trainer.h"
 
 namespace tributary {
 namespace {

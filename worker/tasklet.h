@@ -22,10 +22,10 @@
 
 // NOTE: JobSpec lives in coordinator/ (above worker/ in the dependency order); only the header-only
 // struct is used here, nothing that needs linking against tributary_coordinator.
+#include "base/status.h"
 #include "engine/arena.h"
-#include "engine/dataset.h"
-#include "engine/llama_model.h"
-#include "engine/status.h"
+#include "engine/model/llama_model.h"
+#include "engine/text/dataset.h"
 #include "peft/ferret.h"
 #include "peft/lora.h"
 #include "scheduler/job_spec.h"

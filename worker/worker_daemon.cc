@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "engine/parallel.h"
+#include "base/parallel.h"
 #include "transport/bulk.h"
 
 namespace tributary {

@@ -26,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/status.h"
+#include "base/status.h"
 #include "transport/bulk.h"
 #include "transport/channel.h"
 #include "transport/message.h"

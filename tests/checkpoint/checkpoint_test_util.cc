@@ -121,4 +121,12 @@ std::unique_ptr<CheckpointStore> OpenOrDie(const std::string& path, const StoreO
   return store.ok() ? std::move(store).value() : nullptr;
 }
 
+Status LoadSnapshotInto(CheckpointStore* store, const std::string& job_id, uint32_t round, HostTensors* out) {
+  if (out->size() == 0) {
+    TRIB_ASSIGN_OR_RETURN(std::shared_ptr<TensorTable> table, store->SnapshotTable(job_id, round));
+    *out = HostTensors(std::move(table));
+  }
+  return store->LoadSnapshot(job_id, round, out->table(), out->data());
+}
+
 }  // namespace tributary::checkpoint::testutil

@@ -25,6 +25,8 @@ namespace tributary::checkpoint {
 namespace {
 
 using testutil::CommitJob;
+using testutil::HostTensors;
+using testutil::LoadSnapshotInto;
 using testutil::SampleJob;
 using testutil::SampleRound;
 using testutil::SampleUpdate;
@@ -45,7 +47,7 @@ std::shared_ptr<TensorTable> CrashTable() {
 }
 
 // The model "after round r": a pattern that differs per round and per element.
-void FillModel(Arena* arena, uint32_t round) {
+void FillModel(HostTensors* arena, uint32_t round) {
   auto* words = reinterpret_cast<uint32_t*>(arena->data());
   for (int64_t i = 0; i < arena->size(); ++i) words[i] = static_cast<uint32_t>(i) * 2654435761u ^ (round * 40503u);
 }
@@ -81,7 +83,7 @@ void Report(int fd, uint32_t message) {
   auto last = store->LastCommittedRound(kJob);
   if (!last.ok()) ChildFail("last round", last.status());
   auto table = CrashTable();
-  Arena model(table);
+  HostTensors model(table);
   for (uint32_t r = *last + 1; r < 1000000; ++r) {
     for (const char* w : kWorkers) {
       auto accepted = store->AcceptUpdate(SampleUpdate(kJob, r, w));
@@ -217,18 +219,18 @@ void ExpectStoreConsistent(const std::string& dir, const std::set<uint32_t>& ack
 
   // Every acknowledged snapshot loads bit-exactly; so does whatever LatestSnapshotAtOrBefore offers.
   auto table = CrashTable();
-  Arena expected(table);
-  Arena loaded(table);
+  HostTensors expected(table);
+  HostTensors loaded(table);
   for (uint32_t r : acked_snapshots) {
     FillModel(&expected, r);
-    Status st = store->LoadSnapshot(kJob, r, &loaded);
+    Status st = LoadSnapshotInto(store, kJob, r, &loaded);
     ASSERT_TRUE(st.ok()) << st.ToString();
     EXPECT_EQ(std::memcmp(loaded.data(), expected.data(), expected.size() * sizeof(float)), 0) << "snapshot " << r;
   }
   auto latest = store->LatestSnapshotAtOrBefore(kJob, *last);
   if (latest.ok()) {
     FillModel(&expected, latest->round);
-    ASSERT_TRUE(store->LoadSnapshot(kJob, latest->round, &loaded).ok());
+    ASSERT_TRUE(LoadSnapshotInto(store, kJob, latest->round, &loaded).ok());
     EXPECT_EQ(std::memcmp(loaded.data(), expected.data(), expected.size() * sizeof(float)), 0);
   } else {
     EXPECT_TRUE(latest.status().IsNotFound()) << latest.status().ToString();

@@ -19,6 +19,8 @@ namespace tributary::checkpoint {
 namespace {
 
 using testutil::CommitJob;
+using testutil::HostTensors;
+using testutil::LoadSnapshotInto;
 using testutil::OpenOrDie;
 using testutil::RawDump;
 using testutil::SampleJob;
@@ -41,13 +43,13 @@ std::shared_ptr<TensorTable> ModelTable() {
 }
 
 // Random bit patterns (NaNs included): the snapshot round trip must be bit-exact.
-void FillModel(Arena* arena, uint32_t seed) {
+void FillModel(HostTensors* arena, uint32_t seed) {
   std::mt19937 rng(seed);
   auto* words = reinterpret_cast<uint32_t*>(arena->data());
   for (int64_t i = 0; i < arena->size(); ++i) words[i] = rng();
 }
 
-bool SameBits(const Arena& a, const Arena& b) {
+bool SameBits(const HostTensors& a, const HostTensors& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
@@ -62,7 +64,7 @@ void ExpectNoJob(CheckpointStore* store, const std::string& job_id, const std::s
 }
 
 // The job and its round-0 snapshot (the model in `model`, hash `hash`) are both there.
-void ExpectJobWithSnapshot(CheckpointStore* store, const JobRecord& job, const Arena& model, uint64_t hash) {
+void ExpectJobWithSnapshot(CheckpointStore* store, const JobRecord& job, const HostTensors& model, uint64_t hash) {
   auto got = store->GetJob(job.job_id);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(got->spec_yaml, job.spec_yaml);
@@ -76,8 +78,8 @@ void ExpectJobWithSnapshot(CheckpointStore* store, const JobRecord& job, const A
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->round, 0u);
   EXPECT_EQ(info->weights_hash, hash);
-  Arena loaded;
-  Status st = store->LoadSnapshot(job.job_id, 0, &loaded);
+  HostTensors loaded;
+  Status st = LoadSnapshotInto(store, job.job_id, 0, &loaded);
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_TRUE(SameBits(loaded, model));
 }
@@ -93,7 +95,7 @@ void ExpectJobWithSnapshot(CheckpointStore* store, const JobRecord& job, const A
     return Status::OK();
   });
   auto table = ModelTable();
-  Arena model(table);
+  HostTensors model(table);
   FillModel(&model, 1);
   Status st = store->CreateJobWithSnapshot(SampleJob("killed", "tok-killed"), model.data(), model.size(), *table, 1);
   (void)st;
@@ -110,7 +112,7 @@ TEST(CreateJobTest, JobAndInitialSnapshotAppearTogetherAndSurviveReopen) {
   TempDir dir;
   const std::string path = dir.Sub("db");
   auto table = ModelTable();
-  Arena model(table);
+  HostTensors model(table);
   FillModel(&model, 7);
   const JobRecord job = SampleJob("job-1", "token-1");
   {
@@ -135,7 +137,7 @@ TEST(CreateJobTest, UsedIdOrTokenAndBadArgumentsLeaveNothing) {
   TempDir dir;
   const std::string path = dir.Sub("db");
   auto table = ModelTable();
-  Arena model(table);
+  HostTensors model(table);
   FillModel(&model, 3);
   {
     auto store = OpenOrDie(path, SmallChunks());
@@ -165,7 +167,7 @@ TEST(CreateJobTest, UsedIdOrTokenAndBadArgumentsLeaveNothing) {
     // A second creation of a job made this way is refused and its snapshot is unchanged.
     const JobRecord first = SampleJob("made", "made-token");
     ASSERT_TRUE(store->CreateJobWithSnapshot(first, model.data(), model.size(), *table, 5).ok());
-    Arena other_model(table);
+    HostTensors other_model(table);
     FillModel(&other_model, 4);
     st = store->CreateJobWithSnapshot(SampleJob("made"), other_model.data(), other_model.size(), *table, 6);
     EXPECT_EQ(st.code(), StatusCode::kAlreadyExists) << st.ToString();
@@ -183,7 +185,7 @@ TEST(CreateJobTest, FailureBetweenChunksAndBatchLeavesNoJobAndRetrySucceeds) {
   TempDir dir;
   const std::string path = dir.Sub("db");
   auto table = ModelTable();
-  Arena first_model(table);
+  HostTensors first_model(table);
   FillModel(&first_model, 11);
   const JobRecord job = SampleJob("job-f", "token-f");
   {
@@ -208,7 +210,7 @@ TEST(CreateJobTest, FailureBetweenChunksAndBatchLeavesNoJobAndRetrySucceeds) {
   ExpectNoJob(store.get(), "job-f", "token-f");
 
   // The retry (with a different model, so a stale chunk would be caught) succeeds.
-  Arena retry_model(table);
+  HostTensors retry_model(table);
   FillModel(&retry_model, 12);
   Status st = store->CreateJobWithSnapshot(job, retry_model.data(), retry_model.size(), *table, 12);
   ASSERT_TRUE(st.ok()) << st.ToString();
@@ -238,7 +240,7 @@ TEST(CreateJobTest, KillBetweenChunksAndBatchLeavesNoJobAndRetrySucceeds) {
   EXPECT_TRUE(store->ListJobs()->empty());
 
   auto table = ModelTable();
-  Arena model(table);
+  HostTensors model(table);
   FillModel(&model, 2);
   const JobRecord job = SampleJob("killed", "tok-killed");
   Status st = store->CreateJobWithSnapshot(job, model.data(), model.size(), *table, 2);

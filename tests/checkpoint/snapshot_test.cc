@@ -16,6 +16,8 @@ namespace tributary::checkpoint {
 namespace {
 
 using testutil::CommitJob;
+using testutil::HostTensors;
+using testutil::LoadSnapshotInto;
 using testutil::OpenOrDie;
 using testutil::RawDump;
 using testutil::SampleJob;
@@ -33,7 +35,7 @@ void MakeJob(CheckpointStore* store, const std::string& job_id, uint32_t rounds)
 
 // Fills the arena with random bit patterns (NaNs, denormals and negative zeros included: the
 // round trip must be bit-exact, not merely value-equal).
-void FillRandomBits(Arena* arena, uint32_t seed) {
+void FillRandomBits(HostTensors* arena, uint32_t seed) {
   std::mt19937 rng(seed);
   auto* words = reinterpret_cast<uint32_t*>(arena->data());
   for (int64_t i = 0; i < arena->size(); ++i) words[i] = rng();
@@ -58,7 +60,7 @@ TEST(SnapshotTest, FiftyMegabyteArenaRoundTripsBitExactlyInChunks) {
   table->Add("model.layers.0.self_attn.o_proj.weight", {1024, 1024});
   table->Add("model.layers.0.input_layernorm.weight", {1024});
   table->Add("lm_head.weight", {3, 1001});
-  Arena model(table);
+  HostTensors model(table);
   const uint64_t bytes = static_cast<uint64_t>(model.size()) * sizeof(float);
   ASSERT_GE(bytes, 50ull << 20);
   FillRandomBits(&model, 1234);
@@ -80,8 +82,8 @@ TEST(SnapshotTest, FiftyMegabyteArenaRoundTripsBitExactlyInChunks) {
     EXPECT_EQ(info->tensors[1].name, "model.layers.0.mlp.up_proj.weight");
     EXPECT_EQ(info->tensors[1].shape, (std::vector<int64_t>{2816, 1024}));
 
-    Arena fresh;  // no table: built from the manifest
-    ASSERT_TRUE(store->LoadSnapshot("j", 1, &fresh).ok());
+    HostTensors fresh;  // no table: built from the manifest
+    ASSERT_TRUE(LoadSnapshotInto(store, "j", 1, &fresh).ok());
     ASSERT_EQ(fresh.size(), model.size());
     EXPECT_EQ(std::memcmp(fresh.data(), model.data(), bytes), 0);
     EXPECT_EQ(fresh.table()[5].offset, (*table)[5].offset);
@@ -90,8 +92,8 @@ TEST(SnapshotTest, FiftyMegabyteArenaRoundTripsBitExactlyInChunks) {
   // Reopened (WAL replay / flushed blob files) it is still bit-exact, into an arena with the layout.
   {
     auto store = OpenOrDie(path, options);
-    Arena same_layout(table);
-    ASSERT_TRUE(store->LoadSnapshot("j", 1, &same_layout).ok());
+    HostTensors same_layout(table);
+    ASSERT_TRUE(LoadSnapshotInto(store, "j", 1, &same_layout).ok());
     EXPECT_EQ(std::memcmp(same_layout.data(), model.data(), bytes), 0);
   }
   // Stored as chunks: no value is larger than a chunk plus the record envelope.
@@ -113,11 +115,11 @@ TEST(SnapshotTest, SmallChunksRoundTripAndSnapshotsAreImmutable) {
   auto store = OpenOrDie(dir.Sub("db"), options);
   MakeJob(store.get(), "j", 2);
   auto table = SmallTable();
-  Arena model(table);
+  HostTensors model(table);
   FillRandomBits(&model, 5);
   ASSERT_TRUE(store->PutSnapshot("j", 0, model.data(), model.size(), *table, 1).ok());  // the initial model
-  Arena loaded;
-  ASSERT_TRUE(store->LoadSnapshot("j", 0, &loaded).ok());
+  HostTensors loaded;
+  ASSERT_TRUE(LoadSnapshotInto(store, "j", 0, &loaded).ok());
   EXPECT_EQ(std::memcmp(loaded.data(), model.data(), model.size() * sizeof(float)), 0);
   EXPECT_EQ(store->GetSnapshotInfo("j", 0)->chunk_crcs.size(), (model.size() * 4 + 63) / 64);
 
@@ -126,7 +128,7 @@ TEST(SnapshotTest, SmallChunksRoundTripAndSnapshotsAreImmutable) {
   EXPECT_EQ(future.code(), StatusCode::kFailedPrecondition) << future.ToString();
   EXPECT_TRUE(store->PutSnapshot("j", 1, model.data(), model.size() - 1, *table, 1).IsInvalidArgument());
   EXPECT_TRUE(store->PutSnapshot("nope", 0, model.data(), model.size(), *table, 1).IsNotFound());
-  EXPECT_TRUE(store->LoadSnapshot("j", 2, &loaded).IsNotFound());
+  EXPECT_TRUE(LoadSnapshotInto(store, "j", 2, &loaded).IsNotFound());
 }
 
 TEST(SnapshotTest, LatestSnapshotAtOrBeforeFindsTheRightRound) {
@@ -136,7 +138,7 @@ TEST(SnapshotTest, LatestSnapshotAtOrBeforeFindsTheRightRound) {
   MakeJob(store.get(), "ab", 12);
   MakeJob(store.get(), "b", 3);
   auto table = SmallTable();
-  Arena model(table);
+  HostTensors model(table);
   for (uint32_t r : {0u, 5u, 10u}) {
     FillRandomBits(&model, r);
     ASSERT_TRUE(store->PutSnapshot("a", r, model.data(), model.size(), *table, r).ok());
@@ -151,9 +153,9 @@ TEST(SnapshotTest, LatestSnapshotAtOrBeforeFindsTheRightRound) {
     EXPECT_EQ(found->round, expected) << query;
     EXPECT_EQ(found->weights_hash, expected) << query;
   }
-  Arena loaded;
-  ASSERT_TRUE(store->LoadSnapshot("a", store->LatestSnapshotAtOrBefore("a", 9)->round, &loaded).ok());
-  Arena expected_model(table);
+  HostTensors loaded;
+  ASSERT_TRUE(LoadSnapshotInto(store, "a", store->LatestSnapshotAtOrBefore("a", 9)->round, &loaded).ok());
+  HostTensors expected_model(table);
   FillRandomBits(&expected_model, 5);
   EXPECT_EQ(std::memcmp(loaded.data(), expected_model.data(), model.size() * sizeof(float)), 0);
 
@@ -167,14 +169,14 @@ TEST(SnapshotTest, LayoutMismatchIsInvalidArgumentNamingTheTensor) {
   auto store = OpenOrDie(dir.Sub("db"));
   MakeJob(store.get(), "j", 0);
   auto table = SmallTable();
-  Arena model(table);
+  HostTensors model(table);
   ASSERT_TRUE(store->PutSnapshot("j", 0, model.data(), model.size(), *table, 0).ok());
   auto other = std::make_shared<TensorTable>();
   other->Add("model.embed_tokens.weight", {10, 8});
   other->Add("model.norm.weight", {9});
   other->Add("lm_head.weight", {3, 7});
-  Arena wrong(other);
-  Status st = store->LoadSnapshot("j", 0, &wrong);
+  HostTensors wrong(other);
+  Status st = LoadSnapshotInto(store, "j", 0, &wrong);
   ASSERT_TRUE(st.IsInvalidArgument()) << st.ToString();
   EXPECT_NE(st.message().find("model.norm.weight"), std::string::npos) << st.message();
 }
@@ -185,7 +187,7 @@ TEST(SnapshotTest, DamagedStaleOrMissingChunksAreCorruption) {
   StoreOptions options;
   options.snapshot_chunk_bytes = 128;
   auto table = SmallTable();
-  Arena model(table);
+  HostTensors model(table);
   FillRandomBits(&model, 3);
   {
     auto store = OpenOrDie(path, options);
@@ -205,14 +207,14 @@ TEST(SnapshotTest, DamagedStaleOrMissingChunksAreCorruption) {
     ASSERT_TRUE(db->Delete(wo, cf, internal::SnapshotChunkKey("j", 2, 2)).ok());
   });
   auto store = OpenOrDie(path, options);
-  Arena loaded(table);
-  Status st = store->LoadSnapshot("j", 0, &loaded);
+  HostTensors loaded(table);
+  Status st = LoadSnapshotInto(store, "j", 0, &loaded);
   ASSERT_TRUE(st.IsCorruption()) << st.ToString();
   EXPECT_NE(st.message().find("job 'j' round 0 chunk 1"), std::string::npos) << st.message();
-  st = store->LoadSnapshot("j", 1, &loaded);
+  st = LoadSnapshotInto(store, "j", 1, &loaded);
   ASSERT_TRUE(st.IsCorruption()) << st.ToString();
   EXPECT_NE(st.message().find("round 1 chunk 0"), std::string::npos) << st.message();
-  st = store->LoadSnapshot("j", 2, &loaded);
+  st = LoadSnapshotInto(store, "j", 2, &loaded);
   ASSERT_TRUE(st.IsCorruption()) << st.ToString();
   EXPECT_NE(st.message().find("round 2 chunk 2"), std::string::npos) << st.message();
 }
@@ -226,7 +228,7 @@ TEST(SnapshotTest, ConcurrentWritersOfOneSnapshotCannotMixChunks) {
   auto table = std::make_shared<TensorTable>();
   table->Add("w", {256, 256});  // 64 chunks
   constexpr int kWriters = 4;
-  std::vector<Arena> models;
+  std::vector<HostTensors> models;
   for (int i = 0; i < kWriters; ++i) {
     models.emplace_back(table);
     FillRandomBits(&models.back(), 100 + i);
@@ -257,8 +259,8 @@ TEST(SnapshotTest, ConcurrentWritersOfOneSnapshotCannotMixChunks) {
   const auto winner = static_cast<size_t>(info->weights_hash);
   ASSERT_LT(winner, models.size());
   EXPECT_TRUE(results[winner].ok());
-  Arena loaded;
-  ASSERT_TRUE(store->LoadSnapshot("j", 1, &loaded).ok());
+  HostTensors loaded;
+  ASSERT_TRUE(LoadSnapshotInto(store, "j", 1, &loaded).ok());
   EXPECT_EQ(std::memcmp(loaded.data(), models[winner].data(), loaded.size() * sizeof(float)), 0);
   EXPECT_EQ(*store->LastCommittedRound("j"), 10u);
 }
@@ -270,7 +272,7 @@ TEST(SnapshotTest, BackupCarriesBlobFiles) {
   options.snapshot_blob_lz4 = true;
   auto table = std::make_shared<TensorTable>();
   table->Add("w", {1024, 1024});  // 4 MiB: four blob-sized chunks
-  Arena model(table);
+  HostTensors model(table);
   FillRandomBits(&model, 8);
   {
     auto store = OpenOrDie(dir.Sub("db"), options);
@@ -284,8 +286,8 @@ TEST(SnapshotTest, BackupCarriesBlobFiles) {
   }
   EXPECT_TRUE(has_blob_file) << "snapshot chunks should live in blob files";
   auto copy = OpenOrDie(dir.Sub("backup"), options);
-  Arena loaded;
-  ASSERT_TRUE(copy->LoadSnapshot("j", 1, &loaded).ok());
+  HostTensors loaded;
+  ASSERT_TRUE(LoadSnapshotInto(copy, "j", 1, &loaded).ok());
   EXPECT_EQ(std::memcmp(loaded.data(), model.data(), model.size() * sizeof(float)), 0);
 }
 

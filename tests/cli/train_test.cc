@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "engine/model_dir.h"
+#include "engine/io/model_dir.h"
 #include "tests/cli/cli_util.h"
 
 namespace tributary::testutil {

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/status.h"
 #include "engine/arena.h"
-#include "engine/status.h"
 
 namespace tributary::testutil {
 

@@ -3,8 +3,8 @@
 
 #include <cstdint>
 
-#include "engine/llama_config.h"
-#include "engine/tokenizer.h"
+#include "engine/model/llama_config.h"
+#include "engine/text/tokenizer.h"
 
 namespace tributary::testutil {
 

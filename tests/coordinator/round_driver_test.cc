@@ -196,8 +196,10 @@ TEST(RoundDriverTest, PartialParticipationAndCatchUpByReplayAndSnapshot) {
   EXPECT_TRUE(from_scratch->use_snapshot);
   EXPECT_EQ(from_scratch->snapshot_round, 2u);
   ASSERT_EQ(from_scratch->rounds.size(), 1u);
-  Arena fresh;
-  ASSERT_TRUE(job.store->LoadSnapshot("job", from_scratch->snapshot_round, &fresh).ok());
+  auto snapshot_table = job.store->SnapshotTable("job", from_scratch->snapshot_round);
+  ASSERT_TRUE(snapshot_table.ok());
+  Arena fresh(*snapshot_table);
+  ASSERT_TRUE(job.store->LoadSnapshot("job", from_scratch->snapshot_round, fresh.table(), fresh.data()).ok());
   const auto& r3 = from_scratch->rounds[0];
   ASSERT_TRUE(
       ApplyCommittedRound(spec, 3, {reinterpret_cast<const uint8_t*>(r3.aggregate.data()), r3.aggregate.size()}, &fresh)

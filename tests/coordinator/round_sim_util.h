@@ -10,8 +10,8 @@
 
 #include "checkpoint/store.h"
 #include "coordinator/round_driver.h"
-#include "engine/dataset.h"
-#include "engine/llama_model.h"
+#include "engine/model/llama_model.h"
+#include "engine/text/dataset.h"
 #include "peft/lora.h"
 #include "scheduler/job_spec.h"
 #include "scheduler/scheduler.h"

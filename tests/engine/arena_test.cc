@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "engine/llama_config.h"
+#include "engine/model/llama_config.h"
 
 namespace tributary {
 namespace {

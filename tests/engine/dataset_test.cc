@@ -1,4 +1,4 @@
-#include "engine/dataset.h"
+#include "engine/text/dataset.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

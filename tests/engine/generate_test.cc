@@ -1,6 +1,6 @@
 // Generation: the KV-cache forward reproduces the full forward's logits, greedy decoding follows
 // the full-forward argmax, and seeded top-p sampling is reproducible.
-#include "engine/generate.h"
+#include "engine/model/generate.h"
 
 #include <algorithm>
 #include <cmath>

@@ -9,8 +9,8 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/cpu_backend.h"
-#include "engine/llama_model.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/model/llama_model.h"
 
 namespace tributary {
 namespace {

@@ -1,6 +1,6 @@
 // Whole-model checks of LlamaModel on tiny configs: finite differences for a random sample of
 // parameters, gradient accumulation over micro-batches, loss-mask semantics and input validation.
-#include "engine/llama_model.h"
+#include "engine/model/llama_model.h"
 
 #include <cmath>
 #include <random>

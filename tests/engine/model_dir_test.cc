@@ -1,4 +1,4 @@
-#include "engine/model_dir.h"
+#include "engine/io/model_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "engine/file_util.h"
-#include "engine/half.h"
-#include "engine/model_init.h"
-#include "engine/parallel.h"
-#include "engine/tokenizer.h"
+#include "base/file_util.h"
+#include "base/half.h"
+#include "base/parallel.h"
+#include "engine/model/model_init.h"
+#include "engine/text/tokenizer.h"
 
 namespace tributary {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/optimizer.h"
+#include "engine/train/optimizer.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/parallel.h"
+#include "base/parallel.h"
 
 namespace tributary {
 namespace {

@@ -7,10 +7,10 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/llama_model.h"
-#include "engine/model_dir.h"
-#include "engine/optimizer.h"
-#include "engine/safetensors.h"
+#include "engine/io/model_dir.h"
+#include "engine/io/safetensors.h"
+#include "engine/model/llama_model.h"
+#include "engine/train/optimizer.h"
 
 namespace tributary {
 namespace {

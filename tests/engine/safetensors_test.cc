@@ -1,4 +1,4 @@
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <limits>
 #include <random>
 
-#include "engine/half.h"
+#include "base/half.h"
 
 namespace tributary {
 namespace {

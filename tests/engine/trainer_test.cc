@@ -1,6 +1,6 @@
 // The shared training loop: loss falls on a learnable task, accumulation matches a big batch, and a
 // trained model written as an HF directory reloads with bit-identical logits.
-#include "engine/trainer.h"
+#include "engine/train/trainer.h"
 
 #include <gtest/gtest.h>
 
@@ -10,9 +10,9 @@
 #include <memory>
 #include <vector>
 
-#include "engine/linear_adapter.h"
-#include "engine/model_dir.h"
-#include "engine/tokenizer.h"
+#include "engine/io/model_dir.h"
+#include "engine/model/linear_adapter.h"
+#include "engine/text/tokenizer.h"
 #include "tests/common/tiny_llama.h"
 
 namespace tributary {

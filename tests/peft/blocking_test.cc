@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/llama_config.h"
+#include "engine/model/llama_config.h"
 #include "peft/allocation.h"
 
 namespace tributary {

@@ -7,11 +7,11 @@
 #include <cstring>
 #include <memory>
 
-#include "engine/dataset.h"
-#include "engine/hash.h"
-#include "engine/llama_model.h"
-#include "engine/tokenizer.h"
-#include "engine/trainer.h"
+#include "base/hash.h"
+#include "engine/model/llama_model.h"
+#include "engine/text/dataset.h"
+#include "engine/text/tokenizer.h"
+#include "engine/train/trainer.h"
 #include "peft/ferret.h"
 #include "tests/common/tiny_llama.h"
 

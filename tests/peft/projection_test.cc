@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/parallel.h"
+#include "base/parallel.h"
 #include "peft/ferret.h"
 #include "peft/reconstruct.h"
 #include "tests/peft/ferret_util.h"

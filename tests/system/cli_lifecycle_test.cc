@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "engine/file_util.h"
-#include "engine/model_dir.h"
+#include "base/file_util.h"
+#include "engine/io/model_dir.h"
 #include "peft/lora.h"
 #include "tests/system/system_util.h"
 #include "transport/security.h"

@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "engine/file_util.h"
+#include "base/file_util.h"
 #include "tests/system/system_util.h"
 
 namespace tributary::system_test {

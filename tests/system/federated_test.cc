@@ -7,9 +7,9 @@
 #include <cmath>
 #include <filesystem>
 
+#include "base/file_util.h"
 #include "checkpoint/store.h"
 #include "coordinator/job_model.h"
-#include "engine/file_util.h"
 #include "peft/ferret.h"
 #include "scheduler/job_spec.h"
 #include "tests/system/system_util.h"

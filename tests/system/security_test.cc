@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "engine/file_util.h"
+#include "base/file_util.h"
 #include "tests/system/system_util.h"
 #include "transport/message.h"
 #include "transport/security.h"

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/file_util.h"
 #include "cli/demo_data.h"
-#include "engine/dataset.h"
-#include "engine/file_util.h"
-#include "engine/model_init.h"
+#include "engine/model/model_init.h"
+#include "engine/text/dataset.h"
 #include "scheduler/job_spec.h"
 #include "transport/message.h"
 

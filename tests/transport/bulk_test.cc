@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/file_util.h"
+#include "base/file_util.h"
 #include "tests/transport/loopback_util.h"
 
 namespace tributary::transport {

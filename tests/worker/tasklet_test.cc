@@ -6,8 +6,8 @@
 
 #include <cstring>
 
-#include "engine/tokenizer.h"
-#include "engine/trainer.h"
+#include "engine/text/tokenizer.h"
+#include "engine/train/trainer.h"
 #include "tests/common/tiny_llama.h"
 
 namespace tributary {

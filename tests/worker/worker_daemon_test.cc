@@ -13,8 +13,8 @@
 #include <optional>
 #include <thread>
 
-#include "engine/model_dir.h"
-#include "engine/tokenizer.h"
+#include "engine/io/model_dir.h"
+#include "engine/text/tokenizer.h"
 #include "peft/ferret.h"
 #include "tests/common/tiny_llama.h"
 #include "transport/bulk.h"

@@ -1,0 +1,50 @@
+// Autoregressive generation for LlamaModel with a KV cache: greedy or temperature + top-p sampling
+// (seeded), stopping at eos or after max_new_tokens.
+//
+// The cached forward runs the same Backend kernels and LinearForward calls as the training forward,
+// with attention over [cache, new tokens] (AttentionShape with q_len < kv_len), so its logits equal
+// the full forward's (tests/engine/generate_test.cc checks this).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/model/llama_model.h"
+
+namespace tributary {
+
+// Keys (after RoPE) and values of every layer: per layer [batch, capacity, n_kv_heads * head_dim].
+struct KvCache {
+  int64_t batch = 0;
+  int64_t capacity = 0;                  // positions the cache can hold
+  int64_t length = 0;                    // positions filled so far (the next token's position)
+  std::vector<std::vector<float>> k, v;  // [layer]
+};
+
+// capacity must be within max_position_embeddings.
+Result<KvCache> CreateKvCache(const LlamaConfig& config, int64_t batch, int64_t capacity);
+
+// Runs tokens [batch, n] at positions cache.length .. cache.length + n - 1, appends their keys and
+// values to the cache and writes logits [batch * n, vocab] to *logits.
+Status ForwardCached(LlamaModel& model, KvCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits);
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 32;
+  float temperature = 0.0f;  // 0: greedy (argmax)
+  float top_p = 1.0f;        // nucleus sampling mass in (0, 1]
+  uint64_t seed = 0;
+  int64_t eos_token_id = -2;  // -2: the config's eos_token_id; -1: never stop early
+};
+
+// Picks the next token from one row of logits: argmax when temperature <= 0, otherwise a draw from
+// softmax(logits / temperature) restricted to the smallest set of tokens whose mass reaches top_p.
+int32_t SampleToken(const float* logits, int64_t vocab, float temperature, float top_p, std::mt19937_64& rng);
+
+// Generates up to max_new_tokens after `prompt` (batch 1); returns the new tokens (the eos token, when
+// produced, is included as the last one). Errors: empty prompt, bad ids, length over max positions.
+Result<std::vector<int32_t>> Generate(LlamaModel& model, const std::vector<int32_t>& prompt,
+                                      const GenerateOptions& options);
+
+}  // namespace tributary

@@ -1,0 +1,34 @@
+// Random initialisation of a LLaMA-family model, matching HF `_init_weights` in distribution:
+// linears and embeddings ~ normal(0, initializer_range), RMSNorm weights = 1, biases = 0.
+//
+// Deterministic by seed and independent of the thread count and of the tensor order: element i of
+// tensor `name` is drawn from a counter-based stream keyed by (seed, hash(name)), so e.g. the embedding
+// of a tied and an untied model with the same seed is identical.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/status.h"
+#include "engine/arena.h"
+#include "engine/model/llama_config.h"
+
+namespace tributary {
+
+constexpr double kDefaultInitializerRange = 0.02;
+
+// Fills `params` (laid out by BuildLlamaTensorTable(config)) with fresh weights.
+Status InitRandomModel(const LlamaConfig& config, uint64_t seed, Arena* params,
+                       double initializer_range = kDefaultInitializerRange);
+
+// Fills dst[0, n) with normal(0, stddev) values of the stream (seed, stream_key); value i depends only
+// on (seed, stream_key, i).
+void FillNormal(uint64_t seed, uint64_t stream_key, float stddev, float* dst, int64_t n);
+
+// Creates a complete model directory (config.json, model.safetensors, tokenizer.json,
+// tokenizer_config.json) with random weights and the ByteTokenizer (backs `tributary init-model`).
+// config.vocab_size must be >= ByteTokenizer::kVocabSize (259); the written config's bos/eos ids are
+// the tokenizer's (1 and 2).
+Status WriteRandomModelDir(const std::string& dir, const LlamaConfig& config, uint64_t seed);
+
+}  // namespace tributary

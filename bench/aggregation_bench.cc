@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "engine/arena.h"
+#include "federation/ferret_method.h"
 #include "peft/ferret.h"
 #include "tests/common/tensor_list.h"
 
@@ -193,8 +194,9 @@ Row RunOne(const Args& args, WireDtype dtype, int64_t params, int num_blocks, in
   }
 
   std::vector<ClientCoefficients> clients(uploads);
-  for (int i = 0; i < uploads; ++i) clients[i] = {ids[i], num_samples[i], &parsed[i]};
+  for (int i = 0; i < uploads; ++i) clients[i] = {ids[i], static_cast<uint64_t>(num_samples[i]), &parsed[i]};
 
+  std::unique_ptr<Aggregator> mean = CreateWeightedMean();
   std::vector<double> aggregate_times;
   long aggregate_peak_kb = 0;
   size_t aggregate_bytes = 0;
@@ -203,7 +205,7 @@ Row RunOne(const Args& args, WireDtype dtype, int64_t params, int num_blocks, in
     const Memory before = ReadMemory();
     if (reset_ok) ResetPeakRss();
     const double t0 = Now();
-    auto aggregate = AggregateCoefficients(clients, AggregationWeights::kSamples, round, num_blocks, dtype);
+    auto aggregate = AggregateCoefficients(clients, AggregationWeights::kSamples, *mean, round, num_blocks, dtype);
     aggregate_times.push_back(Now() - t0);
     const Memory after = ReadMemory();
     TRIB_CHECK(aggregate.ok());

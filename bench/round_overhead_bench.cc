@@ -33,7 +33,7 @@
 #include "cli/demo_data.h"
 #include "cli/local_cluster.h"
 #include "engine/model/model_init.h"
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
 #include "transport/message.h"
 
 namespace tributary {

@@ -17,7 +17,7 @@
 #include "cli/local_cluster.h"
 #include "coordinator/job_model.h"
 #include "engine/model/model_init.h"
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
 #include "transport/bulk.h"
 
 namespace tributary::cli {
@@ -147,7 +147,7 @@ Status RunDemo(const DemoFlags& f_in, const std::string& binary) {
   TRIB_ASSIGN_OR_RETURN(transport::Message submitted, Ask(*client, submit));
   const std::string job_id = submitted.envelope.submit_job_reply().job_id();
   std::printf("submitted Ferret job %s: %d rounds, K = %lld per block, 10 local SGD steps per round\n\n",
-              job_id.c_str(), f.rounds, static_cast<long long>(spec.ferret_k));
+              job_id.c_str(), f.rounds, static_cast<long long>(spec.ferret.K));
   std::printf("%5s  %7s  %10s  %13s  %12s  %14s  %8s\n", "round", "clients", "train loss", "held-out loss", "up/client",
               "FedAvg/client", "saving");
   std::printf("%5d  %7s  %10s  %13.4f  %12s  %14s  %8s\n", 0, "-", "-", initial_loss, "-", "-", "-");

@@ -16,7 +16,7 @@
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
 #include "cli/exit_codes.h"
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
 
 namespace tributary::cli {
 namespace {
@@ -68,12 +68,12 @@ Status RunSubmit(JobFlags& f, CommandContext& ctx) {
       PrintJsonOk("submit", {{"dry_run", true},
                              {"spec", f.spec_file},
                              {"name", spec.name},
-                             {"mode", FederatedModeName(spec.mode)},
+                             {"mode", spec.mode},
                              {"rounds", spec.rounds},
                              {"spec_hash", hash},
                              {"canonical", CanonicalJobSpec(spec)}});
     } else {
-      std::printf("%s: valid %s job, %lld rounds (spec hash %s)\n%s", f.spec_file.c_str(), FederatedModeName(spec.mode),
+      std::printf("%s: valid %s job, %lld rounds (spec hash %s)\n%s", f.spec_file.c_str(), spec.mode.c_str(),
                   static_cast<long long>(spec.rounds), hash.c_str(), CanonicalJobSpec(spec).c_str());
     }
     return Status::OK();
@@ -91,7 +91,7 @@ Status RunSubmit(JobFlags& f, CommandContext& ctx) {
                            {"submit_token", f.submit_token},
                            {"spec", f.spec_file},
                            {"name", spec.name},
-                           {"mode", FederatedModeName(spec.mode)},
+                           {"mode", spec.mode},
                            {"rounds", spec.rounds},
                            {"spec_hash", hash}});
   } else {

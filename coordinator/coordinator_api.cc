@@ -5,6 +5,7 @@
 #include <random>
 
 #include "coordinator/coordinator_internal.h"
+#include "federation/method.h"
 
 namespace tributary {
 
@@ -39,9 +40,9 @@ Result<std::string> Coordinator::Impl::CreateJob(const JobSpec& spec, const std:
   if (log.ok()) job->log = std::move(*log);
   JobEntry* raw = job.get();
   jobs[job_id] = std::move(job);
-  LogJob(raw, std::string("submitted: ") + FederatedModeName(spec.mode) + " job '" + spec.name + "', " +
-                  std::to_string(spec.rounds) + " round(s), dataset '" + spec.dataset + "', base model " +
-                  spec.base_model + ", initial weights hash " + raw->weights_hash);
+  LogJob(raw, "submitted: " + spec.mode + " job '" + spec.name + "', " + std::to_string(spec.rounds) +
+                  " round(s), dataset '" + spec.dataset + "', base model " + spec.base_model +
+                  ", initial weights hash " + raw->weights_hash);
   PublishView();
   return job_id;
 }
@@ -178,10 +179,10 @@ void Coordinator::Impl::HandleExport(const Incoming& in) {
   const uint32_t round = req.round() == 0 ? last : static_cast<uint32_t>(req.round());
   if (req.format() != "safetensors" && req.format() != "peft")
     return ReplyError(in, Status::InvalidArgument("format '" + req.format() + "': expected safetensors or peft"));
-  if (req.format() == "peft" && job->spec.mode != FederatedMode::kLora)
-    return ReplyError(in,
-                      Status::FailedPrecondition("job '" + job->job_id + "' is a " + FederatedModeName(job->spec.mode) +
-                                                 " job: --format peft needs a lora job (use safetensors)"));
+  if (req.format() == "peft" && !MethodOf(job->spec).trains_adapters)
+    return ReplyError(in, Status::FailedPrecondition("job '" + job->job_id + "' is a " + job->spec.mode +
+                                                     " job: --format peft needs a job that trains adapters (use "
+                                                     "safetensors)"));
   const fs::path dir =
       fs::path(options.data_dir) / "exports" / job->job_id / ("round-" + std::to_string(round) + "-" + req.format());
   if (!fs::exists(dir / ".complete")) {

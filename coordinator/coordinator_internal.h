@@ -20,7 +20,7 @@
 #include "coordinator/job_model.h"
 #include "coordinator/metrics.h"
 #include "coordinator/round_driver.h"
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
 #include "scheduler/scheduler.h"
 #include "transport/bulk.h"
 #include "transport/channel.h"

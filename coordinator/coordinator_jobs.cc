@@ -10,7 +10,6 @@
 #include <optional>
 
 #include "coordinator/coordinator_internal.h"
-#include "worker/tasklet.h"
 
 namespace tributary {
 
@@ -155,13 +154,13 @@ void Coordinator::Impl::SendRoundStart(JobEntry* job, const WorkerEntry& worker)
   v1::RoundStart* start = env.mutable_round_start();
   start->set_job_id(job->job_id);
   start->set_round(round.round);
-  start->set_mode(FederatedModeName(job->spec.mode));
+  start->set_mode(job->spec.mode);
   start->set_server_lr(job->spec.server_lr);
   start->set_deadline_unix_ms(round.deadline_ms);
   start->set_committed_round(round.round - 1);
   start->set_seed(job->spec.seed);
   start->set_local_steps(static_cast<uint32_t>(job->spec.local_steps));
-  start->set_num_coefficients(job->spec.mode == FederatedMode::kFerret ? static_cast<uint32_t>(job->spec.ferret_k) : 0);
+  start->set_num_coefficients(job->driver->method().CoefficientsPerBlock());
   start->set_weights_hash(job->weights_hash);
   start->set_job_spec_yaml(job->record.spec_yaml);
   Status sent = server->Send(worker.routing_id, env);
@@ -608,7 +607,7 @@ v1::JobStatus Coordinator::Impl::StatusOf(const JobEntry& job) const {
   v1::JobStatus st;
   st.set_job_id(job.job_id);
   st.set_name(job.spec.name);
-  st.set_mode(FederatedModeName(job.spec.mode));
+  st.set_mode(job.spec.mode);
   st.set_state(checkpoint::JobStateName(job.record.state));
   st.set_round(job.record.current_round);
   st.set_total_rounds(static_cast<uint64_t>(job.spec.rounds));

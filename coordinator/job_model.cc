@@ -4,7 +4,8 @@
 
 #include "engine/text/tokenizer.h"
 #include "engine/train/trainer.h"
-#include "worker/tasklet.h"
+#include "federation/method.h"
+#include "federation/replica_state.h"
 
 namespace tributary {
 
@@ -46,11 +47,12 @@ Status RebuildTrainableState(checkpoint::CheckpointStore* store, const std::stri
     return Status::Corruption("job '" + job_id + "': snapshot of round " + std::to_string(snapshot.round) +
                               ": weights hash does not match its manifest");
   if (snapshot.round >= round) return Status::OK();
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<FederatedMethod> method, CreateMethod(spec, state->table_ptr()));
   for (uint32_t r = snapshot.round + 1; r <= round; ++r) {
     TRIB_ASSIGN_OR_RETURN(checkpoint::RoundRecord record, store->GetRound(job_id, r));
     const auto* bytes = reinterpret_cast<const uint8_t*>(record.aggregate.data());
-    TRIB_RETURN_IF_ERROR(ApplyCommittedRound(spec, r, {bytes, record.aggregate.size()}, state)
-                             .WithContext("job '" + job_id + "': replaying"));
+    TRIB_RETURN_IF_ERROR(
+        method->Apply({bytes, record.aggregate.size()}, r, state).WithContext("job '" + job_id + "': replaying"));
     if (WeightsHash(*state) != record.weights_hash)
       return Status::Corruption("job '" + job_id + "': replaying round " + std::to_string(r) +
                                 ": weights hash does not match the committed round");
@@ -68,11 +70,7 @@ Result<std::unique_ptr<JobModel>> JobModel::Load(const JobSpec& spec) {
     return Status::InvalidArgument("field 'data.seq_len': " + std::to_string(spec.seq_len) +
                                    " exceeds the base model's max_position_embeddings " +
                                    std::to_string(model->base_.config.max_position_embeddings));
-  if (spec.mode == FederatedMode::kLora) {
-    auto adapters = LoraAdapters::Create(model->base_.config, LoraOptionsFromSpec(spec));
-    if (!adapters.ok()) return adapters.status().WithContext("section 'lora'");
-    model->adapters_ = std::move(*adapters);
-  }
+  TRIB_ASSIGN_OR_RETURN(model->adapters_, CreateJobAdapters(spec, model->base_.config));
   return model;
 }
 
@@ -128,8 +126,8 @@ Result<double> JobModel::Evaluate(const Arena& state) {
 Status JobModel::Export(const Arena& state, const std::string& format, const std::string& dir) const {
   if (format == "peft") {
     if (!adapters_)
-      return Status::FailedPrecondition(std::string("--format peft needs a lora job; this job's mode is ") +
-                                        FederatedModeName(spec_.mode) + " (use --format safetensors)");
+      return Status::FailedPrecondition("--format peft needs a job that trains adapters; this job's mode is " +
+                                        spec_.mode + " (use --format safetensors)");
     TRIB_ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapters> out, LoraAdapters::Create(base_.config, adapters_->options()));
     out->params().CopyFrom(state);
     return out->Save(dir, spec_.base_model);

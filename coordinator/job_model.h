@@ -2,8 +2,8 @@
 // rebuilds for any committed round (latest snapshot + replay of the logged aggregates), the catch-up
 // plan for a lagging replica, held-out evaluation, and exports in HF formats.
 //
-// The trainable state is an arena (worker/tasklet.h): the model parameters for ferret / fedavg, the
-// LoRA adapter parameters for lora (the base model never changes).
+// The trainable state is an arena (federation/replica_state.h): the model parameters, or the LoRA
+// adapter parameters for methods that train adapters (the base model never changes then).
 #pragma once
 
 #include <cstdint>
@@ -17,8 +17,8 @@
 #include "engine/io/model_dir.h"
 #include "engine/model/llama_model.h"
 #include "engine/text/dataset.h"
+#include "federation/job_spec.h"
 #include "peft/lora.h"
-#include "scheduler/job_spec.h"
 
 namespace tributary {
 
@@ -44,6 +44,8 @@ Status RebuildTrainableState(checkpoint::CheckpointStore* store, const std::stri
 
 class JobModel {
  public:
+  // Whether the trainable state is LoRA adapters (exports as "peft" are possible).
+  bool trains_adapters() const { return adapters_ != nullptr; }
   // Loads spec.base_model (config, weights, tokenizer dir) and builds the initial trainable state.
   static Result<std::unique_ptr<JobModel>> Load(const JobSpec& spec);
 
@@ -65,8 +67,8 @@ class JobModel {
   Result<double> Evaluate(const Arena& state);
 
   // Writes the model with `state` to `dir` as "safetensors" (an HF model directory: config.json,
-  // weights, tokenizer files of the base; lora adapters merged) or "peft" (adapter_config.json +
-  // adapter_model.safetensors; lora jobs only).
+  // weights, tokenizer files of the base; adapters merged) or "peft" (adapter_config.json +
+  // adapter_model.safetensors; jobs that train adapters only).
   Status Export(const Arena& state, const std::string& format, const std::string& dir) const;
 
  private:
@@ -74,10 +76,10 @@ class JobModel {
 
   JobSpec spec_;
   LoadedModel base_;
-  std::unique_ptr<LoraAdapters> adapters_;  // lora only: layout and initial adapters
+  std::unique_ptr<LoraAdapters> adapters_;  // methods that train adapters: layout and initial adapters
   std::vector<SequenceRow> eval_rows_;
   std::unique_ptr<LlamaModel> eval_model_;       // built on first Evaluate
-  std::unique_ptr<LoraAdapters> eval_adapters_;  // lora: the evaluated adapters
+  std::unique_ptr<LoraAdapters> eval_adapters_;  // the evaluated adapters (methods that train adapters)
 };
 
 }  // namespace tributary

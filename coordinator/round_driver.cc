@@ -5,8 +5,7 @@
 #include <cstring>
 #include <limits>
 
-#include "peft/ferret.h"
-#include "worker/tasklet.h"
+#include "federation/replica_state.h"
 
 namespace tributary {
 namespace {
@@ -30,8 +29,6 @@ Status ValidateSpecForDriver(const JobSpec& spec) {
   if (spec.snapshot_every < 1) return Status::InvalidArgument("field 'checkpoint.snapshot_every': must be >= 1");
   if (!(spec.quorum > 0 && spec.quorum <= 1))
     return Status::InvalidArgument("field 'federation.quorum': must be in (0, 1]");
-  TRIB_RETURN_IF_ERROR(ParseAggregationWeights(spec.aggregation_weights).status());
-  if (spec.mode == FederatedMode::kFerret) TRIB_RETURN_IF_ERROR(FerretOptionsFromSpec(spec).status());
   return Status::OK();
 }
 
@@ -74,11 +71,8 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(checkpoint::CheckpointS
   driver->deadline_ = RoundDeadline(deadline);
   driver->global_ = Arena(initial.table_ptr());
   driver->global_.CopyFrom(initial);
-  if (spec.mode == FederatedMode::kFerret) {
-    TRIB_ASSIGN_OR_RETURN(FerretOptions options, FerretOptionsFromSpec(spec));
-    TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(options, initial.table()));
-    driver->ferret_blocks_ = static_cast<int>(blocks.size());
-  }
+  TRIB_ASSIGN_OR_RETURN(driver->method_, CreateMethod(spec, initial.table_ptr()));
+  driver->aggregator_ = CreateWeightedMean();
 
   checkpoint::JobRecord job;
   job.job_id = job_id;
@@ -105,11 +99,8 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
 
   // Latest snapshot, then replay every committed round after it, checking each logged hash.
   TRIB_RETURN_IF_ERROR(RebuildTrainableState(store, job_id, spec, driver->last_committed_, &driver->global_));
-  if (spec.mode == FederatedMode::kFerret) {
-    TRIB_ASSIGN_OR_RETURN(FerretOptions options, FerretOptionsFromSpec(spec));
-    TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(options, driver->global_.table()));
-    driver->ferret_blocks_ = static_cast<int>(blocks.size());
-  }
+  TRIB_ASSIGN_OR_RETURN(driver->method_, CreateMethod(spec, driver->global_.table_ptr()));
+  driver->aggregator_ = CreateWeightedMean();
   // Tasklet durations are not stored as such; the recent rounds' upload times relative to the previous
   // commit (when the next round opens, within milliseconds) rebuild the deadline history, so a restarted
   // coordinator does not fall back to the initial deadline.
@@ -171,25 +162,8 @@ Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& i
 }
 
 Status RoundDriver::ValidatePayload(const Upload& upload) const {
-  const std::string context = Context(upload.worker_id, upload.round);
-  const std::span<const uint8_t> bytes(upload.payload);
-  if (spec_.mode == FederatedMode::kFerret) {
-    auto payload = ParsePayload(bytes, {ferret_blocks_, static_cast<int>(spec_.ferret_k)});
-    if (!payload.ok()) return Status::InvalidArgument(context + ": payload: " + payload.status().message());
-    if (payload->round != upload.round)
-      return Status::InvalidArgument(context + ": payload carries round " + std::to_string(payload->round));
-    return Status::OK();
-  }
-  const size_t expected = static_cast<size_t>(global_.size()) * sizeof(float);
-  if (bytes.size() != expected)
-    return Status::InvalidArgument(context + ": payload: " + std::to_string(bytes.size()) + " bytes, expected " +
-                                   std::to_string(expected) + " (" + std::to_string(global_.size()) + " fp32 values)");
-  for (int64_t i = 0; i < global_.size(); ++i) {
-    float value;
-    std::memcpy(&value, bytes.data() + i * sizeof(float), sizeof(float));
-    if (!std::isfinite(value))
-      return Status::InvalidArgument(context + ": payload: element " + std::to_string(i) + " is not finite");
-  }
+  Status valid = method_->ValidatePayload(upload.payload, upload.round);
+  if (!valid.ok()) return Status::InvalidArgument(Context(upload.worker_id, upload.round) + ": " + valid.message());
   return Status::OK();
 }
 
@@ -205,7 +179,7 @@ Result<UploadOutcome> RoundDriver::AcceptUpload(const Upload& upload) {
   if (!std::binary_search(current_.participants.begin(), current_.participants.end(), upload.worker_id))
     return Status::InvalidArgument(context + ": not a participant of this round");
   if (reported_.count(upload.worker_id) > 0) return UploadOutcome::kDuplicate;
-  if (spec_.aggregation_weights == "samples" && upload.num_samples == 0)
+  if (spec_.aggregation_weights == AggregationWeights::kSamples && upload.num_samples == 0)
     return Status::InvalidArgument(context + ": num_samples is 0 under samples weighting");
   if (!std::isfinite(upload.train_loss)) return Status::InvalidArgument(context + ": train loss is not finite");
   TRIB_RETURN_IF_ERROR(ValidatePayload(upload));
@@ -237,59 +211,20 @@ RoundCloseState RoundDriver::ReadyToClose(int64_t now_ms) const {
 Result<std::vector<uint8_t>> RoundDriver::Aggregate(const std::vector<UpdateRecord>& updates,
                                                     std::vector<RoundParticipant>* participants) const {
   // Updates arrive in ascending worker id (ListUpdates): the fixed fp64 summation order.
-  TRIB_ASSIGN_OR_RETURN(AggregationWeights weights_mode, ParseAggregationWeights(spec_.aggregation_weights));
-  double total_samples = 0;
-  for (const UpdateRecord& u : updates) total_samples += static_cast<double>(u.num_samples);
-  std::vector<double> weights;
+  std::vector<ClientPayload> clients;
+  std::vector<uint64_t> samples;
+  clients.reserve(updates.size());
   for (const UpdateRecord& u : updates) {
-    const double w = weights_mode == AggregationWeights::kEqual ? 1.0 / static_cast<double>(updates.size())
-                                                                : static_cast<double>(u.num_samples) / total_samples;
-    weights.push_back(w);
-    participants->push_back({u.worker_id, w});
+    clients.push_back(
+        {u.worker_id, u.num_samples, {reinterpret_cast<const uint8_t*>(u.payload.data()), u.payload.size()}});
+    samples.push_back(u.num_samples);
   }
-  const uint32_t round = current_.round;
-  if (spec_.mode == FederatedMode::kFerret) {
-    TRIB_ASSIGN_OR_RETURN(FerretOptions options, FerretOptionsFromSpec(spec_));
-    std::vector<Payload> payloads;
-    payloads.reserve(updates.size());
-    for (const UpdateRecord& u : updates) {
-      const auto* bytes = reinterpret_cast<const uint8_t*>(u.payload.data());
-      auto payload = ParsePayload({bytes, u.payload.size()}, {ferret_blocks_, options.K});
-      if (!payload.ok()) return payload.status().WithContext(Context(u.worker_id, round) + ": logged payload");
-      payloads.push_back(std::move(*payload));
-    }
-    std::vector<ClientCoefficients> clients;
-    for (size_t i = 0; i < updates.size(); ++i)
-      clients.push_back({i, static_cast<int64_t>(updates[i].num_samples), &payloads[i]});
-    TRIB_ASSIGN_OR_RETURN(Payload aggregate,
-                          AggregateCoefficients(clients, weights_mode, round, ferret_blocks_, options.wire_dtype));
-    return SerializePayload(aggregate);
-  }
-  // fedavg / lora: weighted mean of dense vectors, fp64 accumulation in ascending worker id, one
-  // chunk of elements at a time (so the fp64 buffer stays small for large models).
-  const int64_t n = global_.size();
-  for (const UpdateRecord& u : updates) {
-    if (u.payload.size() != static_cast<size_t>(n) * sizeof(float))
-      return Status::InvalidArgument(Context(u.worker_id, round) + ": logged payload has " +
-                                     std::to_string(u.payload.size()) + " bytes");
-  }
-  std::vector<float> mean(static_cast<size_t>(n));
-  constexpr int64_t kChunk = int64_t{1} << 16;
-  std::vector<double> sum(static_cast<size_t>(std::min(n, kChunk)));
-  for (int64_t begin = 0; begin < n; begin += kChunk) {
-    const int64_t count = std::min(kChunk, n - begin);
-    std::fill(sum.begin(), sum.begin() + count, 0.0);
-    for (size_t c = 0; c < updates.size(); ++c) {
-      const char* bytes = updates[c].payload.data() + begin * static_cast<int64_t>(sizeof(float));
-      for (int64_t i = 0; i < count; ++i) {
-        float value;
-        std::memcpy(&value, bytes + i * sizeof(float), sizeof(float));
-        sum[i] += weights[c] * static_cast<double>(value);
-      }
-    }
-    for (int64_t i = 0; i < count; ++i) mean[begin + i] = static_cast<float>(sum[i]);
-  }
-  return FloatsToBytes(mean.data(), n);
+  TRIB_ASSIGN_OR_RETURN(std::vector<double> weights, ClientWeights(samples, spec_.aggregation_weights));
+  for (size_t i = 0; i < updates.size(); ++i) participants->push_back({updates[i].worker_id, weights[i]});
+  auto aggregate = method_->Aggregate(clients, spec_.aggregation_weights, *aggregator_, current_.round);
+  if (!aggregate.ok())
+    return aggregate.status().WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));
+  return aggregate;
 }
 
 Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {
@@ -316,7 +251,7 @@ Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {
   // The new global state, computed aside: the replica changes only after the commit.
   Arena next(global_.table_ptr());
   next.CopyFrom(global_);
-  TRIB_RETURN_IF_ERROR(ApplyCommittedRound(spec_, round, out.aggregate, &next));
+  TRIB_RETURN_IF_ERROR(method_->Apply(out.aggregate, round, &next));
   out.weights_hash = WeightsHash(next);
   out.heldout_loss = std::numeric_limits<double>::quiet_NaN();
   if (evaluator_ && spec_.eval_every > 0 && round % static_cast<uint64_t>(spec_.eval_every) == 0) {
@@ -327,7 +262,7 @@ Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {
   record.job_id = job_id_;
   record.round = round;
   record.job_seed = spec_.seed;
-  record.seed_mode = spec_.mode == FederatedMode::kFerret ? spec_.ferret_seed_mode : TaskletModeName(spec_.mode);
+  record.seed_mode = method_->RoundSeedMode();
   record.participants = out.participants;
   record.aggregate.assign(reinterpret_cast<const char*>(out.aggregate.data()), out.aggregate.size());
   record.metrics.heldout_loss = out.heldout_loss;

@@ -1,6 +1,7 @@
-// RoundDriver: one federated job's round state machine on the coordinator, without networking
-// (ferret-spec 1): select -> assign -> collect until everyone reported or the deadline passed with a
-// quorum -> aggregate -> commit -> apply to the coordinator's global replica -> broadcast.
+// RoundDriver: one federated job's round state machine on the coordinator, without networking:
+// select -> assign -> collect until everyone reported or the deadline passed with a quorum ->
+// aggregate (the job's method through the aggregator seam, federation/aggregator.h) -> commit ->
+// apply to the coordinator's global replica -> broadcast.
 //
 // Durability: every accepted upload is logged (CheckpointStore::AcceptUpdate) before it counts, and
 // every round is committed (CommitRound: participants, aggregate, metrics, weights hash) BEFORE the
@@ -8,8 +9,9 @@
 // store: latest snapshot + replay of the committed rounds after it (each checked against its logged
 // weights hash) + the already-accepted uploads of the open round.
 //
-// The global replica is the round's trainable state (worker/tasklet.h): the model parameter arena for
-// ferret / fedavg, the LoRA adapter arena for lora. Not thread-safe: one caller drives one job.
+// The global replica is the round's trainable state (federation/replica_state.h): the model parameter
+// arena, or the LoRA adapter arena for methods that train adapters. Not thread-safe: one caller drives
+// one job.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +26,9 @@
 #include "checkpoint/store.h"
 #include "coordinator/job_model.h"
 #include "engine/arena.h"
-#include "scheduler/job_spec.h"
+#include "federation/aggregator.h"
+#include "federation/job_spec.h"
+#include "federation/method.h"
 #include "scheduler/scheduler.h"
 
 namespace tributary {
@@ -56,7 +60,7 @@ const char* UploadOutcomeName(UploadOutcome outcome);
 // What CloseRound committed and what to broadcast.
 struct CommittedRound {
   uint32_t round = 0;
-  std::vector<uint8_t> aggregate;  // the downlink payload (apply with ApplyCommittedRound)
+  std::vector<uint8_t> aggregate;  // the downlink payload (apply with the method's Apply)
   std::vector<checkpoint::RoundParticipant> participants;
   uint64_t weights_hash = 0;  // of the global replica after applying the round
   uint64_t bytes_up = 0;
@@ -91,6 +95,7 @@ class RoundDriver {
 
   const std::string& job_id() const { return job_id_; }
   const JobSpec& spec() const { return spec_; }
+  const FederatedMethod& method() const { return *method_; }
   uint32_t last_committed_round() const { return last_committed_; }
   bool finished() const { return last_committed_ >= static_cast<uint64_t>(spec_.rounds); }
   bool round_open() const { return round_open_; }
@@ -146,7 +151,8 @@ class RoundDriver {
   std::unique_ptr<Scheduler> scheduler_;
   RoundDeadline deadline_;
   Evaluator evaluator_;
-  int ferret_blocks_ = 0;  // L, for payload validation (ferret)
+  std::unique_ptr<FederatedMethod> method_;
+  std::unique_ptr<Aggregator> aggregator_;
   int64_t min_worker_memory_ = 0;
 };
 

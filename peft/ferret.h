@@ -1,14 +1,15 @@
-// Ferret: federated full-parameter tuning by shared-randomness projection (ferret-spec).
+// Ferret: federated full-parameter tuning by shared-randomness projection (docs/architecture.md,
+// "One federated round").
 //
 // A client projects its update Delta = w_old - w_new onto K_l shared random vectors per block and
-// uploads K_l coefficients per block; the server averages coefficients; every replica regenerates the
-// vectors and applies the aggregate. This header is the small public facade over peft/*:
+// uploads K_l coefficients per block; the server averages coefficients (federation/ferret_method.cc,
+// through the aggregator seam); every replica regenerates the vectors and applies the aggregate. This
+// header is the small public facade over peft/*:
 //
 //   auto blocks = MakeFerretBlocks(options, arena.table());
-//   // client                                            // server                 // every replica
+//   // client                                            // every replica
 //   auto up = ProjectUpdate(options, *blocks, w_old, w_new, round);
-//                                                        AggregateCoefficients(...);
-//                                                                                  ApplyAggregate(options, ...);
+//                                                        ApplyAggregate(options, *blocks, aggregate, ...);
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,6 @@
 
 #include "base/status.h"
 #include "engine/arena.h"
-#include "peft/aggregate.h"
 #include "peft/allocation.h"
 #include "peft/blocking.h"
 #include "peft/payload.h"
@@ -40,7 +40,6 @@ struct FerretOptions {
   // (the reference code's clip at 10); 0 disables it.
   double clip = 10.0;
   WireDtype wire_dtype = WireDtype::kFp32;
-  AggregationWeights weights = AggregationWeights::kEqual;
 };
 
 // InvalidArgument naming the option when a value is out of range.

@@ -79,6 +79,16 @@ BasisStream MakeStream(const BasisConfig& basis, const Block& block, uint32_t k)
   return MakeBasisStream(basis.dist, basis.job_seed, basis.key_round, k, block.id, block.numel);
 }
 
+const char* SeedModeName(SeedMode mode) {
+  return mode == SeedMode::kPerRound ? "per_round" : "fixed_pool";
+}
+
+Result<SeedMode> ParseSeedMode(std::string_view name) {
+  if (name == "per_round") return SeedMode::kPerRound;
+  if (name == "fixed_pool") return SeedMode::kFixedPool;
+  return Status::InvalidArgument("ferret seed mode '" + std::string(name) + "': expected per_round or fixed_pool");
+}
+
 const char* ScalingName(Scaling scaling) {
   return scaling == Scaling::kUnbiased ? "unbiased" : "reference";
 }

@@ -23,6 +23,18 @@ struct DeltaSource {
   const float* w_new = nullptr;
 };
 
+enum class SeedMode {
+  kPerRound,   // fresh bases every round (paper; pairs with prefix support)
+  kFixedPool,  // one pool for all rounds (reference code): the round is left out of the key
+};
+const char* SeedModeName(SeedMode mode);
+Result<SeedMode> ParseSeedMode(std::string_view name);  // "per_round" | "fixed_pool"
+
+// The round number that enters the Philox key derivation.
+inline uint32_t KeyRound(SeedMode mode, uint32_t round) {
+  return mode == SeedMode::kPerRound ? round : 0;
+}
+
 // The shared seeds of one round: v_{k,l} = generator(dist, BasisKey(job_seed, key_round, k), l).
 struct BasisConfig {
   Distribution dist = Distribution::kRademacher;

@@ -7,17 +7,9 @@
 #include "base/file_util.h"
 #include "engine/io/model_dir.h"
 #include "engine/text/tokenizer.h"
+#include "federation/replica_state.h"
 
 namespace tributary {
-
-const char* PayloadKindName(FederatedMode mode) {
-  switch (mode) {
-    case FederatedMode::kFerret: return "ferret_coefficients";
-    case FederatedMode::kFedAvg: return "dense_delta";
-    case FederatedMode::kLora: return "lora_delta";
-  }
-  return "unknown";
-}
 
 Result<std::unique_ptr<JobReplica>> JobReplica::Create(const std::string& job_id, const JobSpec& spec,
                                                        const std::string& dataset_path) {
@@ -37,11 +29,12 @@ Result<std::unique_ptr<JobReplica>> JobReplica::Create(const std::string& job_id
   if (!model.ok()) return model.status().WithContext(context + ": field 'model.base'");
   replica->model_ = std::move(*model);
   TRIB_RETURN_IF_ERROR(LoadModelWeights(spec.base_model, *config, &replica->model_->params()).WithContext(context));
-  if (spec.mode == FederatedMode::kLora) {
-    auto adapters = LoraAdapters::Create(*config, LoraOptionsFromSpec(spec));
-    if (!adapters.ok()) return adapters.status().WithContext(context + ": section 'lora'");
-    replica->adapters_ = std::move(*adapters);
-  }
+  auto adapters = CreateJobAdapters(spec, *config);
+  if (!adapters.ok()) return adapters.status().WithContext(context);
+  replica->adapters_ = std::move(*adapters);
+  auto method = CreateMethod(spec, replica->state().table_ptr());
+  if (!method.ok()) return method.status().WithContext(context);
+  replica->method_ = std::move(*method);
 
   // Every local example trains (the coordinator holds the evaluation set).
   auto tokenizer = LoadTokenizer(spec.base_model);
@@ -76,7 +69,7 @@ Status JobReplica::ApplyRound(uint64_t round, std::span<const uint8_t> aggregate
   if (round != round_ + 1)
     return Status::FailedPrecondition("job '" + job_id_ + "': cannot apply round " + std::to_string(round) +
                                       " to a replica at round " + std::to_string(round_));
-  Status applied = ApplyCommittedRound(spec_, static_cast<uint32_t>(round), aggregate, &state());
+  Status applied = method_->Apply(aggregate, static_cast<uint32_t>(round), &state());
   hash_ = WeightsHash(state());
   round_ = round;
   if (!applied.ok()) return applied.WithContext("job '" + job_id_ + "'");
@@ -100,7 +93,7 @@ Result<TaskletResult> JobReplica::RunRound(uint64_t round, const std::string& wo
                                       " needs the replica at round " + std::to_string(round - 1) + ", it is at " +
                                       std::to_string(round_));
   TaskletInput input{spec_, static_cast<uint32_t>(round), worker_id, &rows_};
-  return RunTasklet(input, *model_, adapters_.get());
+  return RunTasklet(input, *method_, *model_, adapters_.get());
 }
 
 }  // namespace tributary

@@ -15,9 +15,10 @@
 #include "engine/arena.h"
 #include "engine/model/llama_model.h"
 #include "engine/text/dataset.h"
+#include "federation/job_spec.h"
+#include "federation/method.h"
+#include "federation/tasklet.h"
 #include "peft/lora.h"
-#include "scheduler/job_spec.h"
-#include "worker/tasklet.h"
 
 namespace tributary {
 
@@ -28,9 +29,6 @@ inline constexpr uint64_t kMaxDensePayloadBytes = uint64_t{16} << 30;
 // Payloads up to this size travel inline in the envelope (the message limit is 64 MiB).
 inline constexpr uint64_t kDefaultInlinePayloadBytes = uint64_t{4} << 20;
 inline constexpr uint64_t kMaxInlinePayloadBytes = uint64_t{60} << 20;
-
-// The UploadUpdate.payload_kind of a mode: "ferret_coefficients", "dense_delta" or "lora_delta".
-const char* PayloadKindName(FederatedMode mode);
 
 class JobReplica {
  public:
@@ -43,6 +41,7 @@ class JobReplica {
 
   const std::string& job_id() const { return job_id_; }
   const JobSpec& spec() const { return spec_; }
+  const MethodInfo& method_info() const { return MethodOf(spec_); }
   // The committed round the trainable state reflects (0: the initial model).
   uint64_t round() const { return round_; }
   // WeightsHash of the trainable state (kept current by every change).
@@ -71,7 +70,8 @@ class JobReplica {
   std::string job_id_;
   JobSpec spec_;
   std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<LoraAdapters> adapters_;  // lora only
+  std::unique_ptr<LoraAdapters> adapters_;  // when the method trains adapters
+  std::unique_ptr<FederatedMethod> method_;
   std::vector<SequenceRow> rows_;
   uint64_t round_ = 0;
   uint64_t hash_ = 0;

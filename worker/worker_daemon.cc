@@ -50,8 +50,7 @@ v1::Capabilities ToProto(const WorkerCapabilities& caps, const std::vector<Datas
     d->set_samples(static_cast<uint64_t>(std::max<int64_t>(dataset.samples, 0)));
   }
   out.set_software_version(software_version);
-  for (FederatedMode mode : {FederatedMode::kFerret, FederatedMode::kFedAvg, FederatedMode::kLora})
-    out.add_modes(TaskletModeName(mode));
+  for (const MethodInfo* method : RegisteredMethods()) out.add_modes(method->name);
   return out;
 }
 
@@ -565,11 +564,11 @@ void WorkerDaemon::HandleRoundStart(const v1::RoundStart& start) {
     }
   }
   JobReplica& r = **replica;
-  if (spec->mode != FederatedMode::kFerret && r.state_bytes() > options_.max_dense_payload_bytes) {
+  if (r.method_info().dense_payload && r.state_bytes() > options_.max_dense_payload_bytes) {
     spdlog::error(
         "{}: refusing the tasklet: the {} payload would be {} bytes, above this worker's {} byte limit "
         "(use mode ferret or fewer trainable parameters)",
-        where, TaskletModeName(spec->mode), r.state_bytes(), options_.max_dense_payload_bytes);
+        where, spec->mode, r.state_bytes(), options_.max_dense_payload_bytes);
     return;
   }
 
@@ -590,7 +589,7 @@ void WorkerDaemon::HandleRoundStart(const v1::RoundStart& start) {
   upload.set_worker_id(options_.worker_id);
   upload.set_num_samples(result->num_samples);
   upload.set_loss(result->train_loss);
-  upload.set_payload_kind(PayloadKindName(spec->mode));
+  upload.set_payload_kind(r.method_info().payload_kind);
   upload.set_payload_size(result->payload.size());
   upload.set_payload_checksum(transport::ObjectChecksum(result->payload.data(), result->payload.size()));
   upload.set_train_seconds(train_seconds);

@@ -27,6 +27,16 @@ struct TrainTarget {
   Arena* grads = nullptr;
 };
 
+// The seam between backward and the optimizer step: called once per optimizer step with the step's
+// accumulated gradients (the arena that is clipped and stepped), before clipping. Cluster mode's island
+// all-reduce plugs in here so every member clips and steps identical gradients; a lone worker has none.
+class GradientReducer {
+ public:
+  virtual ~GradientReducer() = default;
+  // Replaces `grads` by the reduced gradients of step `step` (1-based within the TrainSteps call).
+  virtual Status Reduce(Arena& grads, int64_t step) = 0;
+};
+
 struct TrainLoopOptions {
   int64_t steps = 0;           // optimizer steps
   int64_t batch_size = 4;      // rows per micro-batch
@@ -38,6 +48,7 @@ struct TrainLoopOptions {
   // Optional; called with the 1-based step before its first forward pass (e.g. to set per-step
   // state such as a dropout seed). on_step is the matching hook after the optimizer step.
   std::function<void(int64_t step)> before_step;
+  GradientReducer* reducer = nullptr;  // not owned; null: no reduction
 };
 
 struct StepStats {

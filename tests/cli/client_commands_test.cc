@@ -19,7 +19,7 @@
 #include <sstream>
 #include <thread>
 
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
 #include "tests/cli/cli_util.h"
 #include "transport/bulk.h"
 #include "transport/channel.h"

@@ -8,8 +8,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "federation/replica_state.h"
+#include "federation/tasklet.h"
 #include "tests/coordinator/round_sim_util.h"
-#include "worker/tasklet.h"
 
 namespace tributary {
 namespace {
@@ -36,14 +37,14 @@ void StartJob(Job& job, const JobSpec& spec) {
 
 Upload MakeUpload(const RoundDriver& driver, SimWorker& w, uint32_t round) {
   TaskletInput input{driver.spec(), round, w.id, &w.rows};
-  auto result = RunTasklet(input, *w.model, w.adapters.get());
+  auto result = RunTasklet(input, *w.method, *w.model, w.adapters.get());
   EXPECT_TRUE(result.ok()) << result.status().ToString();
   if (!result.ok()) return {};
   return Upload{driver.job_id(), w.id, round, result->payload, result->num_samples, result->train_loss, 0};
 }
 
 TEST(RoundDriverTest, FerretJobCompletesAndHeldOutLossFalls) {
-  const JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 4);
+  const JobSpec spec = TinyJobSpec("ferret", 42, 4);
   Job job;
   StartJob(job, spec);
   const double initial = HeldOutLoss(spec, job.driver->global());
@@ -82,18 +83,18 @@ TEST(RoundDriverTest, FerretJobCompletesAndHeldOutLossFalls) {
 }
 
 TEST(RoundDriverTest, SameSeedGivesBitIdenticalWeights) {
-  const JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 3);
+  const JobSpec spec = TinyJobSpec("ferret", 42, 3);
   TempDir a, b, c;
   const uint64_t first = RunJob(spec, a.path());
   const uint64_t second = RunJob(spec, b.path());
   ASSERT_FALSE(HasFailure());
   EXPECT_EQ(first, second);
-  const uint64_t other_seed = RunJob(TinyJobSpec(FederatedMode::kFerret, 43, 3), c.path());
+  const uint64_t other_seed = RunJob(TinyJobSpec("ferret", 43, 3), c.path());
   EXPECT_NE(first, other_seed) << "the job seed must matter";
 }
 
 TEST(RoundDriverTest, CrashMidRoundResumesToTheFaultFreeResult) {
-  const JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 4);
+  const JobSpec spec = TinyJobSpec("ferret", 42, 4);
   TempDir reference_dir;
   const uint64_t fault_free = RunJob(spec, reference_dir.path());
   ASSERT_FALSE(HasFailure());
@@ -151,7 +152,7 @@ TEST(RoundDriverTest, CrashMidRoundResumesToTheFaultFreeResult) {
 }
 
 TEST(RoundDriverTest, PartialParticipationAndCatchUpByReplayAndSnapshot) {
-  JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 7, 4);
+  JobSpec spec = TinyJobSpec("ferret", 7, 4);
   spec.quorum = 0.75;
   Job job;
   StartJob(job, spec);
@@ -169,7 +170,7 @@ TEST(RoundDriverTest, PartialParticipationAndCatchUpByReplayAndSnapshot) {
   ASSERT_TRUE(committed.ok()) << committed.status().ToString();
   EXPECT_EQ(committed->participants.size(), 3u);
   for (int w = 0; w < 3; ++w) {
-    ASSERT_TRUE(ApplyCommittedRound(spec, 2, committed->aggregate, &job.workers[w].state()).ok());
+    ASSERT_TRUE(job.driver->method().Apply(committed->aggregate, 2, &job.workers[w].state()).ok());
     job.workers[w].at_round = 2;
   }
   // Round 3: w3 misses it too (RunRound closes at the deadline).
@@ -184,7 +185,7 @@ TEST(RoundDriverTest, PartialParticipationAndCatchUpByReplayAndSnapshot) {
   ASSERT_EQ(plan->rounds.size(), 2u);
   for (const checkpoint::RoundRecord& record : plan->rounds) {
     const auto* bytes = reinterpret_cast<const uint8_t*>(record.aggregate.data());
-    ASSERT_TRUE(ApplyCommittedRound(spec, record.round, {bytes, record.aggregate.size()}, &lagging.state()).ok());
+    ASSERT_TRUE(job.driver->method().Apply({bytes, record.aggregate.size()}, record.round, &lagging.state()).ok());
     EXPECT_EQ(WeightsHash(lagging.state()), record.weights_hash) << "round " << record.round;
     lagging.at_round = record.round;
   }
@@ -201,9 +202,9 @@ TEST(RoundDriverTest, PartialParticipationAndCatchUpByReplayAndSnapshot) {
   Arena fresh(*snapshot_table);
   ASSERT_TRUE(job.store->LoadSnapshot("job", from_scratch->snapshot_round, fresh.table(), fresh.data()).ok());
   const auto& r3 = from_scratch->rounds[0];
-  ASSERT_TRUE(
-      ApplyCommittedRound(spec, 3, {reinterpret_cast<const uint8_t*>(r3.aggregate.data()), r3.aggregate.size()}, &fresh)
-          .ok());
+  ASSERT_TRUE(job.driver->method()
+                  .Apply({reinterpret_cast<const uint8_t*>(r3.aggregate.data()), r3.aggregate.size()}, 3, &fresh)
+                  .ok());
   EXPECT_EQ(WeightsHash(fresh), job.driver->global_hash());
   EXPECT_FALSE(job.driver->CatchUp(0, 9).ok()) << "rounds past the last committed one do not exist";
 
@@ -215,7 +216,7 @@ TEST(RoundDriverTest, PartialParticipationAndCatchUpByReplayAndSnapshot) {
 }
 
 TEST(RoundDriverTest, RoundBelowQuorumAtTheDeadlineIsReplannedKeepingLoggedUploads) {
-  JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 1);
+  JobSpec spec = TinyJobSpec("ferret", 42, 1);
   spec.quorum = 0.75;
   Job job;
   StartJob(job, spec);
@@ -243,7 +244,7 @@ TEST(RoundDriverTest, RoundBelowQuorumAtTheDeadlineIsReplannedKeepingLoggedUploa
 
 // Workers with too little host memory for the job are not selected (the capability filter).
 TEST(RoundDriverTest, WorkersWithoutEnoughMemoryAreNotSelected) {
-  JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 1);
+  JobSpec spec = TinyJobSpec("ferret", 42, 1);
   Job job;
   StartJob(job, spec);
   std::vector<WorkerInventory> inventory = Inventory(job.workers);  // 1 GiB each
@@ -260,7 +261,7 @@ TEST(RoundDriverTest, WorkersWithoutEnoughMemoryAreNotSelected) {
 }
 
 TEST(RoundDriverTest, ResumeRefusesASpecThatDoesNotReproduceTheLoggedRounds) {
-  const JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 3);
+  const JobSpec spec = TinyJobSpec("ferret", 42, 3);
   TempDir dir;
   const uint64_t final_hash = RunJob(spec, dir.path());
   ASSERT_FALSE(HasFailure());
@@ -279,7 +280,7 @@ TEST(RoundDriverTest, ResumeRefusesASpecThatDoesNotReproduceTheLoggedRounds) {
 }
 
 TEST(RoundDriverTest, RejectsBadUploadsNamingTheWorkerAndIgnoresRepeats) {
-  const JobSpec spec = TinyJobSpec(FederatedMode::kFerret, 42, 3);
+  const JobSpec spec = TinyJobSpec("ferret", 42, 3);
   Job job;
   StartJob(job, spec);
   auto start = job.driver->StartRound(Inventory(job.workers), 10'000);
@@ -350,7 +351,7 @@ TEST(RoundDriverTest, RejectsBadUploadsNamingTheWorkerAndIgnoresRepeats) {
 }
 
 TEST(RoundDriverTest, FedAvgJobCompletesAndLossFalls) {
-  const JobSpec spec = TinyJobSpec(FederatedMode::kFedAvg, 42, 3);
+  const JobSpec spec = TinyJobSpec("fedavg", 42, 3);
   Job job;
   StartJob(job, spec);
   const double initial = HeldOutLoss(spec, job.driver->global());
@@ -387,7 +388,7 @@ TEST(RoundDriverTest, FedAvgJobCompletesAndLossFalls) {
 }
 
 TEST(RoundDriverTest, LoraJobTrainsAdaptersOnly) {
-  const JobSpec spec = TinyJobSpec(FederatedMode::kLora, 42, 3);
+  const JobSpec spec = TinyJobSpec("lora", 42, 3);
   Job job;
   StartJob(job, spec);
   const uint64_t base_hash = WeightsHash(job.workers[0].model->params());

@@ -8,8 +8,9 @@
 
 #include "engine/text/tokenizer.h"
 #include "engine/train/trainer.h"
+#include "federation/replica_state.h"
+#include "federation/tasklet.h"
 #include "tests/common/tiny_llama.h"
-#include "worker/tasklet.h"
 
 namespace tributary::round_sim {
 namespace {
@@ -63,7 +64,7 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-JobSpec TinyJobSpec(FederatedMode mode, uint64_t seed, int64_t rounds) {
+JobSpec TinyJobSpec(const std::string& mode, uint64_t seed, int64_t rounds) {
   JobSpec spec;
   spec.name = "tiny";
   spec.base_model = "tiny";
@@ -75,17 +76,18 @@ JobSpec TinyJobSpec(FederatedMode mode, uint64_t seed, int64_t rounds) {
   spec.min_clients = 1;
   spec.quorum = 1.0;
   spec.seed = seed;
-  spec.aggregation_weights = "samples";
+  spec.aggregation_weights = AggregationWeights::kSamples;
   spec.local_steps = 5;
   spec.batch_size = 8;
-  spec.lr = mode == FederatedMode::kLora ? 0.05 : 0.5;
-  spec.optimizer = mode == FederatedMode::kLora ? "adamw" : "sgd";
+  spec.lr = mode == "lora" ? 0.05 : 0.5;
+  spec.optimizer = mode == "lora" ? "adamw" : "sgd";
   spec.max_grad_norm = 1.0;
   spec.server_lr = 1.0;
-  spec.ferret_k = 512;
-  spec.lora_rank = 4;
-  spec.lora_alpha = 8;
-  spec.lora_targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  spec.ferret.K = 512;
+  spec.lora.rank = 4;
+  spec.lora.alpha = 8;
+  spec.lora.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
   spec.snapshot_every = 2;
   spec.source_text = "name: tiny\n";
   return spec;
@@ -100,11 +102,12 @@ std::vector<SimWorker> MakeWorkers(const JobSpec& spec) {
     EXPECT_TRUE(model.ok());
     worker.model = std::move(*model);
     worker.model->InitRandom(7);
-    if (spec.mode == FederatedMode::kLora) {
-      auto adapters = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
-      EXPECT_TRUE(adapters.ok()) << adapters.status().ToString();
-      worker.adapters = std::move(*adapters);
-    }
+    auto adapters = CreateJobAdapters(spec, TinyConfig());
+    EXPECT_TRUE(adapters.ok()) << adapters.status().ToString();
+    worker.adapters = std::move(*adapters);
+    auto method = CreateMethod(spec, worker.state().table_ptr());
+    EXPECT_TRUE(method.ok()) << method.status().ToString();
+    worker.method = std::move(*method);
     worker.rows = WorkerRows(w);
     workers.push_back(std::move(worker));
   }
@@ -128,12 +131,11 @@ std::vector<WorkerInventory> Inventory(const std::vector<SimWorker>& workers) {
 double HeldOutLoss(const JobSpec& spec, const Arena& state) {
   auto model = LlamaModel::Create(TinyConfig());
   EXPECT_TRUE(model.ok());
-  std::unique_ptr<LoraAdapters> adapters;
-  if (spec.mode == FederatedMode::kLora) {
+  auto created = CreateJobAdapters(spec, TinyConfig());
+  EXPECT_TRUE(created.ok());
+  std::unique_ptr<LoraAdapters> adapters = std::move(*created);
+  if (adapters) {
     (*model)->InitRandom(7);
-    auto created = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
-    EXPECT_TRUE(created.ok());
-    adapters = std::move(*created);
     adapters->params().CopyFrom(state);
     adapters->Attach(**model);
   } else {
@@ -155,7 +157,7 @@ CommittedRound RunRound(RoundDriver& driver, std::vector<SimWorker>& workers, in
     if (!std::binary_search(start->participants.begin(), start->participants.end(), w.id)) continue;
     EXPECT_EQ(w.at_round, start->round - 1) << w.id << " is not synced";
     TaskletInput input{driver.spec(), start->round, w.id, &w.rows};
-    auto result = RunTasklet(input, *w.model, w.adapters.get());
+    auto result = RunTasklet(input, *w.method, *w.model, w.adapters.get());
     EXPECT_TRUE(result.ok()) << result.status().ToString();
     if (!result.ok()) return {};
     Upload upload{driver.job_id(),    w.id,         start->round, result->payload, result->num_samples,
@@ -170,7 +172,7 @@ CommittedRound RunRound(RoundDriver& driver, std::vector<SimWorker>& workers, in
   if (!committed.ok()) return {};
   for (SimWorker& w : workers) {
     if (absent.count(w.id) > 0) continue;
-    EXPECT_TRUE(ApplyCommittedRound(driver.spec(), committed->round, committed->aggregate, &w.state()).ok());
+    EXPECT_TRUE(w.method->Apply(committed->aggregate, committed->round, &w.state()).ok());
     w.at_round = committed->round;
     EXPECT_EQ(WeightsHash(w.state()), committed->weights_hash) << w.id << " diverged in round " << committed->round;
   }

@@ -12,8 +12,9 @@
 #include "coordinator/round_driver.h"
 #include "engine/model/llama_model.h"
 #include "engine/text/dataset.h"
+#include "federation/job_spec.h"
+#include "federation/method.h"
 #include "peft/lora.h"
-#include "scheduler/job_spec.h"
 #include "scheduler/scheduler.h"
 
 namespace tributary::round_sim {
@@ -38,12 +39,13 @@ class TempDir {
 };
 
 // A ferret job over the tiny model (tests change the mode and fields they need).
-JobSpec TinyJobSpec(FederatedMode mode, uint64_t seed, int64_t rounds);
+JobSpec TinyJobSpec(const std::string& mode, uint64_t seed, int64_t rounds);
 
 struct SimWorker {
   std::string id;
   std::unique_ptr<LlamaModel> model;       // the worker's replica (base model for lora)
   std::unique_ptr<LoraAdapters> adapters;  // lora only: the replica of the global adapters
+  std::unique_ptr<FederatedMethod> method;
   std::vector<SequenceRow> rows;
   uint32_t at_round = 0;  // last committed round its replica reflects
   Arena& state() { return adapters ? adapters->params() : model->params(); }

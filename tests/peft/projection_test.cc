@@ -11,7 +11,7 @@
 #include "base/parallel.h"
 #include "peft/ferret.h"
 #include "peft/reconstruct.h"
-#include "tests/peft/ferret_util.h"
+#include "tests/common/ferret_util.h"
 
 namespace tributary {
 namespace {
@@ -289,6 +289,16 @@ TEST(ReconstructTest, ReferenceClipBoundsEachVectorUpdate) {
   double sq = 0;
   for (float x : v) sq += static_cast<double>(x) * x;
   EXPECT_DOUBLE_EQ(norms[1], sq);
+}
+
+TEST(ProjectionTest, SeedModesSelectTheKeyRound) {
+  EXPECT_EQ(KeyRound(SeedMode::kPerRound, 17), 17u);
+  EXPECT_EQ(KeyRound(SeedMode::kFixedPool, 17), 0u);
+  FerretOptions o;
+  o.seed_mode = SeedMode::kFixedPool;
+  EXPECT_EQ(RoundBasis(o, 5).key_round, 0u);
+  o.seed_mode = SeedMode::kPerRound;
+  EXPECT_EQ(RoundBasis(o, 5).key_round, 5u);
 }
 
 }  // namespace

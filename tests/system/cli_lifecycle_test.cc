@@ -8,10 +8,10 @@
 
 #include "base/file_util.h"
 #include "engine/io/model_dir.h"
+#include "federation/replica_state.h"
 #include "peft/lora.h"
 #include "tests/system/system_util.h"
 #include "transport/security.h"
-#include "worker/tasklet.h"
 
 namespace tributary::system_test {
 namespace {

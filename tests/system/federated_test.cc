@@ -10,10 +10,10 @@
 #include "base/file_util.h"
 #include "checkpoint/store.h"
 #include "coordinator/job_model.h"
+#include "federation/job_spec.h"
+#include "federation/replica_state.h"
 #include "peft/ferret.h"
-#include "scheduler/job_spec.h"
 #include "tests/system/system_util.h"
-#include "worker/tasklet.h"
 
 namespace tributary::system_test {
 namespace {
@@ -104,9 +104,7 @@ TEST(FederatedSystemTest, FerretJobTrainsWithFormulaBytesAndReplicasInSync) {
   ASSERT_TRUE(spec.ok());
   auto model = JobModel::Load(*spec);
   ASSERT_TRUE(model.ok());
-  auto options = FerretOptionsFromSpec(*spec);
-  ASSERT_TRUE(options.ok());
-  auto blocks = MakeFerretBlocks(*options, (*model)->initial_state().table());
+  auto blocks = MakeFerretBlocks(spec->ferret, (*model)->initial_state().table());
   ASSERT_TRUE(blocks.ok());
   const size_t num_blocks = blocks->size();
   auto store = checkpoint::CheckpointStore::Open((fs::path(dir.path()) / "store" / "store").string());

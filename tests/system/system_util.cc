@@ -11,7 +11,7 @@
 #include "cli/demo_data.h"
 #include "engine/model/model_init.h"
 #include "engine/text/dataset.h"
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
 #include "transport/message.h"
 
 namespace tributary::system_test {

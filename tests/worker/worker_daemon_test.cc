@@ -15,10 +15,12 @@
 
 #include "engine/io/model_dir.h"
 #include "engine/text/tokenizer.h"
+#include "federation/replica_state.h"
+#include "federation/tasklet.h"
 #include "peft/ferret.h"
+#include "tests/common/federation_util.h"
 #include "tests/common/tiny_llama.h"
 #include "transport/bulk.h"
-#include "worker/tasklet.h"
 
 namespace tributary {
 namespace {
@@ -87,7 +89,7 @@ struct World {
   }
 
   // The spec as the coordinator sends it (YAML) and as the worker parses it.
-  JobSpec Spec(FederatedMode mode) const {
+  JobSpec Spec(const std::string& mode) const {
     JobSpec spec;
     spec.name = "daemon-test";
     spec.base_model = model_dir;
@@ -100,7 +102,7 @@ struct World {
     spec.batch_size = 4;
     spec.lr = 0.1;
     spec.optimizer = "sgd";
-    spec.ferret_k = 64;
+    spec.ferret.K = 64;
     spec.eval_dataset = "heldout";  // EffectiveJobSpecYaml of a spec without one does not parse (see report)
     auto parsed = ParseJobSpec(EffectiveJobSpecYaml(spec), "test spec");
     EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
@@ -255,9 +257,9 @@ Envelope Committed(const std::string& job, uint64_t round, const std::vector<uin
 std::vector<uint8_t> OracleRound(const JobSpec& spec, uint32_t round, const std::vector<SequenceRow>& rows,
                                  LlamaModel& model) {
   TaskletInput input{spec, round, "other", &rows};
-  auto result = RunTasklet(input, model);
+  auto result = testutil::RunModelTasklet(input, model);
   EXPECT_TRUE(result.ok()) << result.status().ToString();
-  EXPECT_TRUE(ApplyCommittedRound(spec, round, result->payload, &model.params()).ok());
+  EXPECT_TRUE(testutil::ApplyRound(spec, round, result->payload, &model.params()).ok());
   return result->payload;
 }
 
@@ -278,7 +280,7 @@ TEST(WorkerDaemonTest, CreateRefusesBadOptions) {
 
 TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
   World world;
-  const JobSpec spec = world.Spec(FederatedMode::kFerret);
+  const JobSpec spec = world.Spec("ferret");
   const std::string yaml = EffectiveJobSpecYaml(spec);
   transport::ServerOptions server_options;
   server_options.insecure = true;
@@ -323,7 +325,7 @@ TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
   EXPECT_NE(upload_in->peer.routing_id, coordinator.control_routing_id) << "uploads go on the work connection";
   const v1::UploadUpdate& upload = upload_in->message.envelope.upload_update();
   TaskletInput input{spec, 1, "w1", &world.rows};
-  auto expected = RunTasklet(input, *oracle);
+  auto expected = testutil::RunModelTasklet(input, *oracle);
   ASSERT_TRUE(expected.ok()) << expected.status().ToString();
   EXPECT_EQ(upload.job_id(), "job-1");
   EXPECT_EQ(upload.round(), 1u);
@@ -335,13 +337,11 @@ TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
   EXPECT_EQ(upload.payload_checksum(), transport::ObjectChecksum(upload.payload().data(), upload.payload().size()));
   EXPECT_DOUBLE_EQ(upload.loss(), expected->train_loss);
   EXPECT_GT(expected->train_loss, 0);
-  auto options = FerretOptionsFromSpec(spec);
-  ASSERT_TRUE(options.ok());
-  auto blocks = MakeFerretBlocks(*options, oracle->params().table());
+  auto blocks = MakeFerretBlocks(spec.ferret, oracle->params().table());
   ASSERT_TRUE(blocks.ok());
   const auto* payload_bytes = reinterpret_cast<const uint8_t*>(upload.payload().data());
-  auto parsed = ParsePayload({payload_bytes, upload.payload().size()},
-                             {static_cast<int>(blocks->size()), static_cast<int>(spec.ferret_k)});
+  auto parsed =
+      ParsePayload({payload_bytes, upload.payload().size()}, {static_cast<int>(blocks->size()), spec.ferret.K});
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   EXPECT_EQ(parsed->round, 1u);
   Envelope ack = transport::NewEnvelope("coordinator");
@@ -351,7 +351,7 @@ TEST(WorkerDaemonTest, RegistersTrainsUploadsAppliesCatchesUpAndReregisters) {
   coordinator.Reply(*upload_in, ack);
 
   // RoundCommitted(1) (this worker's update as the aggregate) is applied; the heartbeat reports the hash.
-  ASSERT_TRUE(ApplyCommittedRound(spec, 1, expected->payload, &oracle->params()).ok());
+  ASSERT_TRUE(testutil::ApplyRound(spec, 1, expected->payload, &oracle->params()).ok());
   const uint64_t hash1 = WeightsHash(oracle->params());
   ASSERT_NE(hash1, WeightsHash(world.base->params())) << "the round must change the model";
   coordinator.Push(Committed("job-1", 1, expected->payload, hash1));
@@ -407,7 +407,7 @@ Envelope Start(const std::string& job, uint64_t round, const std::string& weight
   v1::RoundStart* s = envelope.mutable_round_start();
   s->set_job_id(job);
   s->set_round(round);
-  s->set_mode(FederatedModeName(spec.mode));
+  s->set_mode(spec.mode);
   s->set_committed_round(round - 1);
   s->set_seed(spec.seed);
   s->set_local_steps(static_cast<uint32_t>(spec.local_steps));
@@ -418,7 +418,7 @@ Envelope Start(const std::string& job, uint64_t round, const std::string& weight
 
 TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCatchUp) {
   World world;
-  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  const JobSpec spec = world.Spec("fedavg");
   transport::ServerOptions server_options;
   server_options.insecure = true;
   ScriptedCoordinator coordinator(server_options);
@@ -435,7 +435,7 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
   coordinator.Reply(*upload1, ack);
   const std::string& payload1 = upload1->message.envelope.upload_update().payload();
   const std::vector<uint8_t> aggregate1(payload1.begin(), payload1.end());
-  ASSERT_TRUE(ApplyCommittedRound(spec, 1, aggregate1, &oracle->params()).ok());
+  ASSERT_TRUE(testutil::ApplyRound(spec, 1, aggregate1, &oracle->params()).ok());
   const uint64_t hash1 = WeightsHash(oracle->params());
 
   // A committed hash that disagrees with the replica's: the replica is dropped (no longer reported).
@@ -465,7 +465,7 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
   auto upload2 = coordinator.WaitForBody(Envelope::kUploadUpdate);
   ASSERT_TRUE(upload2.has_value());
   TaskletInput input{spec, 2, "w1", &world.rows};
-  auto expected = RunTasklet(input, *oracle);
+  auto expected = testutil::RunModelTasklet(input, *oracle);
   ASSERT_TRUE(expected.ok()) << expected.status().ToString();
   EXPECT_EQ(upload2->message.envelope.upload_update().round(), 2u);
   EXPECT_EQ(upload2->message.envelope.upload_update().payload(), Bytes(expected->payload));
@@ -474,7 +474,7 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
 
 TEST(WorkerDaemonTest, UploadAboveTheInlineThresholdIsPulledAsABulkObject) {
   World world;
-  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  const JobSpec spec = world.Spec("fedavg");
   transport::ServerOptions server_options;
   server_options.insecure = true;
   ScriptedCoordinator coordinator(server_options);
@@ -508,7 +508,7 @@ TEST(WorkerDaemonTest, UploadAboveTheInlineThresholdIsPulledAsABulkObject) {
   ASSERT_TRUE(receiver.Finish().ok());
   EXPECT_EQ(sink.data().size(), u.payload_size());
   TaskletInput input{spec, 1, "w1", &world.rows};
-  auto expected = RunTasklet(input, *oracle);
+  auto expected = testutil::RunModelTasklet(input, *oracle);
   ASSERT_TRUE(expected.ok()) << expected.status().ToString();
   EXPECT_EQ(sink.data(), Bytes(expected->payload));
   Envelope ack = transport::NewEnvelope("coordinator");
@@ -525,7 +525,7 @@ TEST(WorkerDaemonTest, UploadAboveTheInlineThresholdIsPulledAsABulkObject) {
 
 TEST(WorkerDaemonTest, RefusesADensePayloadAboveTheLimit) {
   World world;
-  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  const JobSpec spec = world.Spec("fedavg");
   transport::ServerOptions server_options;
   server_options.insecure = true;
   ScriptedCoordinator coordinator(server_options);
@@ -548,7 +548,7 @@ TEST(WorkerDaemonTest, RefusesADensePayloadAboveTheLimit) {
 
 TEST(WorkerDaemonTest, CurveWorkerWarmsAReplicaByCatchUpAndReregistersWithoutAcks) {
   World world;
-  const JobSpec spec = world.Spec(FederatedMode::kFedAvg);
+  const JobSpec spec = world.Spec("fedavg");
   auto server_keys = transport::GenerateKeyPair();
   auto worker_keys = transport::GenerateKeyPair();
   ASSERT_TRUE(server_keys.ok() && worker_keys.ok());

@@ -1,5 +1,6 @@
-// Coefficient-space aggregation (ferret-spec 7; acceptance 16.5 and 16.9).
-#include "peft/aggregate.h"
+// Coefficient-space aggregation through the aggregator seam: the weighted mean, its fixed order,
+// one rounding to the wire dtype, linearity, and replicas that apply one aggregate byte-identically.
+#include "federation/ferret_method.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +11,7 @@
 
 #include "base/parallel.h"
 #include "peft/ferret.h"
-#include "tests/peft/ferret_util.h"
+#include "tests/common/ferret_util.h"
 
 namespace tributary {
 namespace {
@@ -19,6 +20,12 @@ using ferret_test::FillNormal;
 using ferret_test::HashArena;
 using ferret_test::MakeTable;
 using ferret_test::Reconstruct;
+
+// The weighted-mean aggregator (the only rule today).
+Aggregator& Mean() {
+  static std::unique_ptr<Aggregator> mean = CreateWeightedMean();
+  return *mean;
+}
 
 Payload RandomPayload(std::mt19937_64& rng, uint32_t round, int L, int K) {
   Payload p;
@@ -32,14 +39,14 @@ Payload RandomPayload(std::mt19937_64& rng, uint32_t round, int L, int K) {
   return p;
 }
 
-TEST(AggregateTest, WeightedMeanInAscendingClientOrder) {
+TEST(FerretAggregateTest, WeightedMeanInAscendingClientOrder) {
   Payload a, b, c;
   a.round = b.round = c.round = 4;
   a.gamma = {{1.0f, 2.0f}, {4.0f, 4.0f, 4.0f}};
   b.gamma = {{3.0f, 6.0f, 9.0f}, {0.0f, 0.0f}};
   c.gamma = {{2.0f, 2.0f}, {2.0f, 2.0f}};
   // Given out of order; shorter supports count as zeros.
-  auto equal = AggregateCoefficients({{30, 1, &c}, {10, 1, &a}, {20, 1, &b}}, AggregationWeights::kEqual, 4, 2,
+  auto equal = AggregateCoefficients({{30, 1, &c}, {10, 1, &a}, {20, 1, &b}}, AggregationWeights::kEqual, Mean(), 4, 2,
                                      WireDtype::kFp32);
   ASSERT_TRUE(equal.ok());
   EXPECT_EQ(equal->round, 4u);
@@ -50,8 +57,8 @@ TEST(AggregateTest, WeightedMeanInAscendingClientOrder) {
   EXPECT_FLOAT_EQ(equal->gamma[0][2], 3.0f);
   EXPECT_FLOAT_EQ(equal->gamma[1][2], 4.0f / 3.0f);
   // By samples: weights 1/6, 2/6, 3/6.
-  auto by_samples = AggregateCoefficients({{10, 1, &a}, {20, 2, &b}, {30, 3, &c}}, AggregationWeights::kSamples, 4, 2,
-                                          WireDtype::kFp32);
+  auto by_samples = AggregateCoefficients({{10, 1, &a}, {20, 2, &b}, {30, 3, &c}}, AggregationWeights::kSamples, Mean(),
+                                          4, 2, WireDtype::kFp32);
   ASSERT_TRUE(by_samples.ok());
   EXPECT_FLOAT_EQ(by_samples->gamma[0][0], (1.0f + 6.0f + 6.0f) / 6.0f);
   EXPECT_FLOAT_EQ(by_samples->gamma[0][2], 18.0f / 6.0f);
@@ -60,10 +67,10 @@ TEST(AggregateTest, WeightedMeanInAscendingClientOrder) {
   std::vector<Payload> many;
   for (int i = 0; i < 12; ++i) many.push_back(RandomPayload(rng, 9, 5, 40));
   std::vector<ClientCoefficients> fwd, rev;
-  for (size_t i = 0; i < many.size(); ++i) fwd.push_back({i * 7 + 1, static_cast<int64_t>(i + 1), &many[i]});
+  for (size_t i = 0; i < many.size(); ++i) fwd.push_back({i * 7 + 1, i + 1, &many[i]});
   rev.assign(fwd.rbegin(), fwd.rend());
-  auto x = AggregateCoefficients(fwd, AggregationWeights::kSamples, 9, 5, WireDtype::kFp32);
-  auto y = AggregateCoefficients(rev, AggregationWeights::kSamples, 9, 5, WireDtype::kFp32);
+  auto x = AggregateCoefficients(fwd, AggregationWeights::kSamples, Mean(), 9, 5, WireDtype::kFp32);
+  auto y = AggregateCoefficients(rev, AggregationWeights::kSamples, Mean(), 9, 5, WireDtype::kFp32);
   ASSERT_TRUE(x.ok() && y.ok());
   for (size_t l = 0; l < 5; ++l) {
     ASSERT_EQ(x->gamma[l].size(), y->gamma[l].size());
@@ -71,14 +78,15 @@ TEST(AggregateTest, WeightedMeanInAscendingClientOrder) {
   }
 }
 
-TEST(AggregateTest, Bf16OutputIsRoundedOnceFromFp64) {
+TEST(FerretAggregateTest, Bf16OutputIsRoundedOnceFromFp64) {
   // mean(2 + 2^-7, 2^-29) = 1 + 2^-8 + 2^-30: just above a bf16 tie. Rounding through fp32 first would
   // land exactly on the tie (1 + 2^-8) and round to even (1.0); one rounding from fp64 gives 1 + 2^-7.
   Payload a, b;
   a.round = b.round = 0;
   a.gamma = {{2.0f + std::ldexp(1.0f, -7)}};
   b.gamma = {{std::ldexp(1.0f, -29)}};
-  auto agg = AggregateCoefficients({{1, 1, &a}, {2, 1, &b}}, AggregationWeights::kEqual, 0, 1, WireDtype::kBf16);
+  auto agg =
+      AggregateCoefficients({{1, 1, &a}, {2, 1, &b}}, AggregationWeights::kEqual, Mean(), 0, 1, WireDtype::kBf16);
   ASSERT_TRUE(agg.ok());
   EXPECT_EQ(agg->dtype, WireDtype::kBf16);
   EXPECT_EQ(agg->gamma[0][0], 1.0f + std::ldexp(1.0f, -7));
@@ -87,7 +95,7 @@ TEST(AggregateTest, Bf16OutputIsRoundedOnceFromFp64) {
   EXPECT_EQ(Bf16FromFloat(static_cast<float>(mean)), 0x3F80);  // the double rounding avoided
 }
 
-TEST(AggregateTest, RejectsInconsistentInputs) {
+TEST(FerretAggregateTest, RejectsInconsistentInputs) {
   Payload a, wrong_round, wrong_blocks;
   a.round = 3;
   a.gamma = {{1.0f, 2.0f}};
@@ -96,34 +104,27 @@ TEST(AggregateTest, RejectsInconsistentInputs) {
   wrong_blocks.round = 3;
   wrong_blocks.gamma = {{1.0f}, {2.0f}};
   auto message = [](const Result<Payload>& r) { return r.ok() ? std::string("ok") : r.status().message(); };
-  EXPECT_NE(message(AggregateCoefficients({}, AggregationWeights::kEqual, 3, 1, WireDtype::kFp32)).find("no clients"),
-            std::string::npos);
-  EXPECT_NE(message(AggregateCoefficients({{1, 1, &a}, {1, 1, &a}}, AggregationWeights::kEqual, 3, 1, WireDtype::kFp32))
+  EXPECT_NE(
+      message(AggregateCoefficients({}, AggregationWeights::kEqual, Mean(), 3, 1, WireDtype::kFp32)).find("no clients"),
+      std::string::npos);
+  EXPECT_NE(message(AggregateCoefficients({{1, 1, &a}, {1, 1, &a}}, AggregationWeights::kEqual, Mean(), 3, 1,
+                                          WireDtype::kFp32))
                 .find("client 1: duplicate"),
             std::string::npos);
-  EXPECT_NE(message(AggregateCoefficients({{1, 1, &a}, {5, 1, &wrong_round}}, AggregationWeights::kEqual, 3, 1,
+  EXPECT_NE(message(AggregateCoefficients({{1, 1, &a}, {5, 1, &wrong_round}}, AggregationWeights::kEqual, Mean(), 3, 1,
                                           WireDtype::kFp32))
                 .find("client 5: payload of round 2"),
             std::string::npos);
-  EXPECT_NE(message(AggregateCoefficients({{6, 1, &wrong_blocks}}, AggregationWeights::kEqual, 3, 1, WireDtype::kFp32))
+  EXPECT_NE(message(AggregateCoefficients({{6, 1, &wrong_blocks}}, AggregationWeights::kEqual, Mean(), 3, 1,
+                                          WireDtype::kFp32))
                 .find("client 6: 2 blocks"),
             std::string::npos);
-  EXPECT_NE(message(AggregateCoefficients({{7, 0, &a}}, AggregationWeights::kSamples, 3, 1, WireDtype::kFp32))
+  EXPECT_NE(message(AggregateCoefficients({{7, 0, &a}}, AggregationWeights::kSamples, Mean(), 3, 1, WireDtype::kFp32))
                 .find("num_samples"),
             std::string::npos);
 }
 
-TEST(AggregateTest, SeedModesSelectTheKeyRound) {
-  EXPECT_EQ(KeyRound(SeedMode::kPerRound, 17), 17u);
-  EXPECT_EQ(KeyRound(SeedMode::kFixedPool, 17), 0u);
-  FerretOptions o;
-  o.seed_mode = SeedMode::kFixedPool;
-  EXPECT_EQ(RoundBasis(o, 5).key_round, 0u);
-  o.seed_mode = SeedMode::kPerRound;
-  EXPECT_EQ(RoundBasis(o, 5).key_round, 5u);
-}
-
-TEST(AggregateTest, ReconstructionIsLinearInCoefficients) {
+TEST(FerretAggregateTest, ReconstructionIsLinearInCoefficients) {
   auto table = MakeTable({3000, 77, 5000});
   FerretOptions o;
   o.K = 40;
@@ -137,8 +138,9 @@ TEST(AggregateTest, ReconstructionIsLinearInCoefficients) {
   std::vector<Payload> clients;
   for (int i = 0; i < 4; ++i) clients.push_back(RandomPayload(rng, 6, L, o.K));
   std::vector<ClientCoefficients> in;
-  for (int i = 0; i < 4; ++i) in.push_back({static_cast<uint64_t>(i), 10 * (i + 1), &clients[static_cast<size_t>(i)]});
-  auto agg = AggregateCoefficients(in, AggregationWeights::kSamples, 6, L, WireDtype::kFp32);
+  for (int i = 0; i < 4; ++i)
+    in.push_back({static_cast<uint64_t>(i), static_cast<uint64_t>(10 * (i + 1)), &clients[static_cast<size_t>(i)]});
+  auto agg = AggregateCoefficients(in, AggregationWeights::kSamples, Mean(), 6, L, WireDtype::kFp32);
   ASSERT_TRUE(agg.ok());
   const std::vector<double> whole = Reconstruct(o, *blocks, table, *agg);
   ASSERT_FALSE(whole.empty());
@@ -155,7 +157,7 @@ TEST(AggregateTest, ReconstructionIsLinearInCoefficients) {
   EXPECT_LE(std::sqrt(diff / norm), 1e-6);
 }
 
-TEST(AggregateTest, ReplicasApplyingTheSameAggregateAreByteIdentical) {
+TEST(FerretAggregateTest, ReplicasApplyingTheSameAggregateAreByteIdentical) {
   auto table = MakeTable({70'000, 33, 50'000});
   FerretOptions o;
   o.K = 24;
@@ -177,8 +179,8 @@ TEST(AggregateTest, ReplicasApplyingTheSameAggregateAreByteIdentical) {
   }
   std::vector<ClientCoefficients> in;
   for (int i = 0; i < 3; ++i) in.push_back({static_cast<uint64_t>(i), 1, &ups[static_cast<size_t>(i)]});
-  auto agg =
-      AggregateCoefficients(in, AggregationWeights::kEqual, 11, static_cast<int>(blocks->size()), WireDtype::kBf16);
+  auto agg = AggregateCoefficients(in, AggregationWeights::kEqual, Mean(), 11, static_cast<int>(blocks->size()),
+                                   WireDtype::kBf16);
   ASSERT_TRUE(agg.ok());
   // The second replica receives the aggregate over the wire and runs with another thread count.
   auto bytes = SerializePayload(*agg);
@@ -197,7 +199,7 @@ TEST(AggregateTest, ReplicasApplyingTheSameAggregateAreByteIdentical) {
   EXPECT_NE(HashArena(replica_a), HashArena(w_old));
 }
 
-TEST(AggregateTest, StandardBasisRoundEqualsFedAvgExactly) {
+TEST(FerretAggregateTest, StandardBasisRoundEqualsFedAvgExactly) {
   // Degenerate Ferret: v_k = e_k, K_l = d_l, unbiased gamma = Delta; one round with slr 1 must equal
   // FedAvg (w - fp32(fp64 mean of the clients' Delta)) bit for bit.
   auto table = MakeTable({30, 50, 20});
@@ -230,8 +232,9 @@ TEST(AggregateTest, StandardBasisRoundEqualsFedAvgExactly) {
   }
   std::vector<ClientCoefficients> in;
   for (int i = 0; i < 3; ++i)
-    in.push_back({static_cast<uint64_t>(i), samples[static_cast<size_t>(i)], &ups[static_cast<size_t>(i)]});
-  auto agg = AggregateCoefficients(in, AggregationWeights::kSamples, 1, 4, WireDtype::kFp32);
+    in.push_back({static_cast<uint64_t>(i), static_cast<uint64_t>(samples[static_cast<size_t>(i)]),
+                  &ups[static_cast<size_t>(i)]});
+  auto agg = AggregateCoefficients(in, AggregationWeights::kSamples, Mean(), 1, 4, WireDtype::kFp32);
   ASSERT_TRUE(agg.ok());
   Arena ferret(table);
   ferret.CopyFrom(w_old);
@@ -254,7 +257,7 @@ TEST(AggregateTest, StandardBasisRoundEqualsFedAvgExactly) {
   EXPECT_EQ(HashArena(ferret), HashArena(fedavg));
 }
 
-TEST(AggregateTest, ApplyRejectsAggregatesThatDoNotFit) {
+TEST(FerretAggregateTest, ApplyRejectsAggregatesThatDoNotFit) {
   auto table = MakeTable({100});
   FerretOptions o;
   o.K = 4;

@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "base/status.h"
+#include "federation/aggregator.h"
+#include "peft/ferret.h"
+#include "peft/lora.h"
 
 namespace tributary {
-
-enum class FederatedMode { kFerret, kFedAvg, kLora };
 
 struct JobSpec {
   std::string name;  // free text for humans
@@ -23,7 +24,7 @@ struct JobSpec {
   std::string dataset;  // dataset name each worker registered (--data NAME=PATH)
   int64_t seq_len = 256;
   // federation
-  FederatedMode mode = FederatedMode::kFerret;
+  std::string mode = "ferret";  // a registered federated method (federation/method.h)
   int64_t rounds = 10;
   double client_fraction = 1.0;  // of eligible workers per round
   int64_t min_clients = 1;
@@ -31,8 +32,8 @@ struct JobSpec {
   double quorum = 1.0;           // fraction of selected clients needed at the deadline
   double deadline_floor_s = 60;  // round deadline clamp (median + k*MAD of tasklet durations)
   double deadline_ceiling_s = 3600;
-  uint64_t seed = 0;                            // job seed: data order, client sampling, Ferret bases
-  std::string aggregation_weights = "samples";  // samples | equal
+  uint64_t seed = 0;  // job seed: data order, client sampling, Ferret bases
+  AggregationWeights aggregation_weights = AggregationWeights::kSamples;
   // train (each client's local round)
   int64_t local_steps = 10;
   int64_t batch_size = 4;
@@ -43,19 +44,13 @@ struct JobSpec {
   double momentum = 0.0;
   double max_grad_norm = 0.0;  // <= 0: off
   double server_lr = 1.0;      // slr applied to the aggregate (ferret, fedavg)
-  // ferret (mode ferret only)
-  int64_t ferret_k = 200;
-  std::string ferret_distribution = "rademacher";  // rademacher | uniform | trunc_normal
-  std::string ferret_scaling = "unbiased";         // unbiased | reference
-  std::string ferret_blocking = "reference";       // reference | fixed_chunks
-  std::string ferret_allocation = "norm_ratio";    // norm_ratio | sqrt_d_norm | uniform
-  std::string ferret_seed_mode = "per_round";      // per_round | fixed_pool
-  std::string ferret_wire_dtype = "fp32";          // fp32 | bf16
-  // lora (mode lora only)
-  int64_t lora_rank = 8;
-  double lora_alpha = 16;
-  double lora_dropout = 0.0;
-  std::vector<std::string> lora_targets = {"q_proj", "v_proj"};
+  // ferret (mode ferret only), parsed once: K, distribution, scaling, blocking, allocation, seed mode
+  // and wire dtype. Its job_seed and server_lr are not used: the job's are the fields above
+  // (FerretOptionsOf in federation/ferret_method.h joins them).
+  FerretOptions ferret;
+  // lora (mode lora only), parsed once: rank, alpha, dropout, targets. Its seed is not used: the
+  // adapters are initialised from the job seed (CreateJobAdapters in federation/replica_state.h).
+  LoraOptions lora;
   // eval
   std::string eval_dataset;  // held-out dataset name on the coordinator ("" = none)
   int64_t eval_every = 1;    // rounds between held-out evaluations
@@ -64,8 +59,6 @@ struct JobSpec {
 
   std::string source_text;  // the YAML as submitted (stored with the job)
 };
-
-const char* FederatedModeName(FederatedMode mode);  // "ferret" | "fedavg" | "lora"
 
 // Parses and validates YAML text; `source` names it in errors. Overrides are `key=value` strings
 // (`tributary submit job.yaml --set federation.rounds=3`) applied before validation.

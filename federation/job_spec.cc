@@ -1,4 +1,4 @@
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
 
 #include <algorithm>
 #include <charconv>
@@ -8,13 +8,43 @@
 #include "base/config.h"
 #include "base/file_util.h"
 #include "base/hash.h"
+#include "federation/ferret_method.h"
+#include "federation/method.h"
 
 namespace tributary {
 namespace {
 
-// LoRA can wrap these LLaMA projections (docs/job-spec.md).
-const std::vector<std::string> kLoraTargets = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                               "gate_proj", "up_proj", "down_proj"};
+// The projections LoRA can wrap (docs/job-spec.md), in peft's order.
+std::vector<std::string> LoraTargetNames() {
+  std::vector<std::string> names;
+  for (ProjKind kind :
+       {ProjKind::kQ, ProjKind::kK, ProjKind::kV, ProjKind::kO, ProjKind::kGate, ProjKind::kUp, ProjKind::kDown})
+    names.emplace_back(LoraModuleName(kind));
+  return names;
+}
+
+// The names of the registered federated methods (federation.mode's choices).
+std::vector<std::string> MethodNames() {
+  std::vector<std::string> names;
+  for (const MethodInfo* method : RegisteredMethods()) names.emplace_back(method->name);
+  return names;
+}
+
+// "ferret": the methods whose options live in `section`, joined by " or ".
+std::string MethodsUsing(const std::string& section) {
+  std::string names;
+  for (const MethodInfo* method : RegisteredMethods())
+    if (section == method->options_section) names += (names.empty() ? "" : " or ") + std::string(method->name);
+  return names;
+}
+
+// The options sections of the registered methods ("ferret", "lora"): only the chosen method's may be set.
+std::vector<std::string> OptionSections() {
+  std::vector<std::string> sections;
+  for (const MethodInfo* method : RegisteredMethods())
+    if (*method->options_section != '\0') sections.emplace_back(method->options_section);
+  return sections;
+}
 
 // Shortest text that parses back to the same double ("0.0001" -> "0.0001", 1e-4 written either way
 // renders the same), so the canonical form does not depend on how the user wrote a number.
@@ -99,8 +129,7 @@ ConfigSchema BuildSchema() {
   s.Add(RequiredStr("model.base", "base model directory (HF layout), same path on every worker"));
   s.Add(RequiredStr("data.dataset", "dataset name each worker registered with --data NAME=PATH"));
   s.Add(Int("data.seq_len", d.seq_len, 1, 1048576, "tokens per training sequence"));
-  s.Add(
-      Str("federation.mode", FederatedModeName(d.mode), "what clients train and upload", {"ferret", "fedavg", "lora"}));
+  s.Add(Str("federation.mode", d.mode, "the federated method: what clients train and upload", MethodNames()));
   s.Add(Int("federation.rounds", d.rounds, 1, 100000, "federated rounds"));
   s.Add(Float("federation.client_fraction", d.client_fraction, "fraction of eligible workers per round, (0, 1]"));
   s.Add(Int("federation.min_clients", d.min_clients, 1, 1000000, "fewest clients a round starts with"));
@@ -110,8 +139,8 @@ ConfigSchema BuildSchema() {
   s.Add(Float("federation.deadline_ceiling_s", d.deadline_ceiling_s, "upper clamp of the round deadline", 1, 2592000));
   s.Add(Int("federation.seed", static_cast<int64_t>(d.seed), 0, 9223372036854775807.0,
             "job seed: data order, client sampling, Ferret bases"));
-  s.Add(Str("federation.aggregation_weights", d.aggregation_weights, "client weights in the aggregate",
-            {"samples", "equal"}));
+  s.Add(Str("federation.aggregation_weights", AggregationWeightsName(d.aggregation_weights),
+            "client weights in the aggregate", {"samples", "equal"}));
   s.Add(Int("train.local_steps", d.local_steps, 1, 1000000, "optimizer steps per client per round"));
   s.Add(Int("train.batch_size", d.batch_size, 1, 65536, "sequences per micro-batch"));
   s.Add(Int("train.grad_accum", d.grad_accum, 1, 65536, "micro-batches per optimizer step"));
@@ -121,21 +150,23 @@ ConfigSchema BuildSchema() {
   s.Add(Float("train.momentum", d.momentum, "SGD momentum, [0, 1)"));
   s.Add(Float("train.max_grad_norm", d.max_grad_norm, "gradient-norm clip (0 = off)", 0, 1e6));
   s.Add(Float("train.server_lr", d.server_lr, "server learning rate on the aggregate, (0, 1000]"));
-  s.Add(Int("ferret.k", d.ferret_k, 2, 65535, "seed budget K per block"));
-  s.Add(Str("ferret.distribution", d.ferret_distribution, "random vector distribution",
+  s.Add(Int("ferret.k", d.ferret.K, 2, 65535, "seed budget K per block"));
+  s.Add(Str("ferret.distribution", DistributionName(d.ferret.distribution), "random vector distribution",
             {"rademacher", "uniform", "trunc_normal"}));
-  s.Add(Str("ferret.scaling", d.ferret_scaling, "projection scaling", {"unbiased", "reference"}));
-  s.Add(Str("ferret.blocking", d.ferret_blocking, "how parameters are grouped into blocks",
+  s.Add(Str("ferret.scaling", ScalingName(d.ferret.scaling), "projection scaling", {"unbiased", "reference"}));
+  s.Add(Str("ferret.blocking", BlockingRuleName(d.ferret.blocking), "how parameters are grouped into blocks",
             {"reference", "fixed_chunks"}));
-  s.Add(
-      Str("ferret.allocation", d.ferret_allocation, "K_l allocation score", {"norm_ratio", "sqrt_d_norm", "uniform"}));
-  s.Add(Str("ferret.seed_mode", d.ferret_seed_mode, "fresh seeds every round or one fixed pool",
+  s.Add(Str("ferret.allocation", AllocationName(d.ferret.allocation), "K_l allocation score",
+            {"norm_ratio", "sqrt_d_norm", "uniform"}));
+  s.Add(Str("ferret.seed_mode", SeedModeName(d.ferret.seed_mode), "fresh seeds every round or one fixed pool",
             {"per_round", "fixed_pool"}));
-  s.Add(Str("ferret.wire_dtype", d.ferret_wire_dtype, "coefficient dtype on the wire", {"fp32", "bf16"}));
-  s.Add(Int("lora.rank", d.lora_rank, 1, 1024, "LoRA rank r"));
-  s.Add(Float("lora.alpha", d.lora_alpha, "LoRA scale numerator (scale = alpha / rank), (0, 10000]"));
-  s.Add(Float("lora.dropout", d.lora_dropout, "dropout on the LoRA input, [0, 1)"));
-  s.Add(Key("lora.targets", ConfigType::kStringList, QuoteList(d.lora_targets), "projections that get adapters"));
+  s.Add(
+      Str("ferret.wire_dtype", WireDtypeName(d.ferret.wire_dtype), "coefficient dtype on the wire", {"fp32", "bf16"}));
+  s.Add(Int("lora.rank", d.lora.rank, 1, 1024, "LoRA rank r"));
+  s.Add(Float("lora.alpha", d.lora.alpha, "LoRA scale numerator (scale = alpha / rank), (0, 10000]"));
+  s.Add(Float("lora.dropout", d.lora.dropout, "dropout on the LoRA input, [0, 1)"));
+  s.Add(
+      Key("lora.targets", ConfigType::kStringList, QuoteList(d.lora.target_modules), "projections that get adapters"));
   s.Add(Str("eval.dataset", d.eval_dataset, "held-out dataset on the coordinator (empty = none)"));
   s.Add(Int("eval.every", d.eval_every, 1, 100000, "rounds between held-out evaluations"));
   s.Add(Int("checkpoint.snapshot_every", d.snapshot_every, 1, 100000, "rounds between global-model snapshots"));
@@ -221,8 +252,8 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
   TRIB_RETURN_IF_ERROR(v.CheckRange("train.lr", spec.lr, 0, true, 10, false));
   TRIB_RETURN_IF_ERROR(v.CheckRange("train.momentum", spec.momentum, 0, false, 1, true));
   TRIB_RETURN_IF_ERROR(v.CheckRange("train.server_lr", spec.server_lr, 0, true, 1000, false));
-  TRIB_RETURN_IF_ERROR(v.CheckRange("lora.alpha", spec.lora_alpha, 0, true, 10000, false));
-  TRIB_RETURN_IF_ERROR(v.CheckRange("lora.dropout", spec.lora_dropout, 0, false, 1, true));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("lora.alpha", spec.lora.alpha, 0, true, 10000, false));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("lora.dropout", spec.lora.dropout, 0, false, 1, true));
 
   // Federation.
   if (spec.max_clients > 0 && spec.min_clients > spec.max_clients)
@@ -241,44 +272,52 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
     return v.FieldError("train.momentum",
                         "applies only to train.optimizer sgd, got " + v.Describe("train.optimizer", spec.optimizer));
 
-  // Mode-specific sections: a key that the chosen mode ignores is a mistake, not a no-op.
-  const std::string mode = FederatedModeName(spec.mode);
-  for (const char* section : {"ferret", "lora"}) {
-    if (mode == section) continue;
+  // Method-specific sections: a key that the chosen method ignores is a mistake, not a no-op.
+  const std::string mode = spec.mode;
+  const std::string own_section = MethodOf(spec).options_section;
+  for (const std::string& section : OptionSections()) {
+    if (own_section == section) continue;
     const std::string key = v.FirstSetKey(section);
     if (!key.empty())
       return v.FieldError(key, "set at " + config.Origin(key) + ", but " + section +
-                                   ".* keys apply only when federation.mode is " + section + ", got " +
+                                   ".* keys apply only when federation.mode is " + MethodsUsing(section) + ", got " +
                                    v.Describe("federation.mode", mode));
   }
 
-  // Ferret (spec §6, §8).
-  if (spec.mode == FederatedMode::kFerret) {
-    if (spec.ferret_scaling == "reference" && spec.ferret_distribution == "rademacher")
+  // Ferret: combinations the projection does not support.
+  if (own_section == "ferret") {
+    const FerretOptions& f = spec.ferret;
+    if (f.scaling == Scaling::kReference && f.distribution == Distribution::kRademacher)
       return v.FieldError("ferret.scaling",
                           "reference needs ferret.distribution uniform or trunc_normal (with rademacher it equals "
                           "unbiased scaling), got " +
-                              v.Describe("ferret.distribution", spec.ferret_distribution));
-    if (spec.ferret_seed_mode == "fixed_pool" && spec.ferret_allocation != "uniform")
+                              v.Describe("ferret.distribution", DistributionName(f.distribution)));
+    if (f.seed_mode == SeedMode::kFixedPool && f.allocation != Allocation::kUniform)
       return v.FieldError("ferret.seed_mode",
                           "fixed_pool needs ferret.allocation uniform (prefix support would confine each block to "
                           "the same first K_l vectors in every round), got " +
-                              v.Describe("ferret.allocation", spec.ferret_allocation));
+                              v.Describe("ferret.allocation", AllocationName(f.allocation)));
+    Status valid = ValidateFerretOptions(FerretOptionsOf(spec));
+    if (!valid.ok()) return v.FieldError("ferret", valid.message());
   }
 
   // LoRA.
-  if (spec.mode == FederatedMode::kLora) {
-    if (spec.lora_targets.empty()) return v.KeyError("lora.targets", "must name at least one projection");
-    for (size_t i = 0; i < spec.lora_targets.size(); ++i) {
-      const std::string& t = spec.lora_targets[i];
-      if (std::find(kLoraTargets.begin(), kLoraTargets.end(), t) == kLoraTargets.end()) {
+  if (own_section == "lora") {
+    const std::vector<std::string>& targets = spec.lora.target_modules;
+    const std::vector<std::string> known = LoraTargetNames();
+    if (targets.empty()) return v.KeyError("lora.targets", "must name at least one projection");
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const std::string& t = targets[i];
+      if (std::find(known.begin(), known.end(), t) == known.end()) {
         std::string reason = "'" + t + "' is not one of ";
-        for (size_t k = 0; k < kLoraTargets.size(); ++k) reason.append(k ? "|" : "").append(kLoraTargets[k]);
+        for (size_t k = 0; k < known.size(); ++k) reason.append(k ? "|" : "").append(known[k]);
         return v.KeyError("lora.targets", reason);
       }
       for (size_t j = 0; j < i; ++j)
-        if (spec.lora_targets[j] == t) return v.KeyError("lora.targets", "'" + t + "' is listed twice");
+        if (targets[j] == t) return v.KeyError("lora.targets", "'" + t + "' is listed twice");
     }
+    Status valid = spec.lora.Validate();
+    if (!valid.ok()) return v.FieldError("lora", valid.message());
   }
 
   // Eval.
@@ -287,11 +326,32 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
   return Status::OK();
 }
 
-FederatedMode ModeFromName(const std::string& name) {
-  if (name == "fedavg") return FederatedMode::kFedAvg;
-  if (name == "lora") return FederatedMode::kLora;
-  TRIB_CHECK(name == "ferret");  // the schema's choices admit nothing else
-  return FederatedMode::kFerret;
+// The schema's choices admit only values the Parse functions accept.
+template <typename T>
+T ParseChecked(Result<T> parsed) {
+  TRIB_CHECK(parsed.ok());
+  return *parsed;
+}
+
+FerretOptions FerretFromConfig(const Config& c) {
+  FerretOptions f;
+  f.K = static_cast<int>(c.GetInt("ferret.k"));
+  f.distribution = ParseChecked(ParseDistribution(c.GetString("ferret.distribution")));
+  f.scaling = ParseChecked(ParseScaling(c.GetString("ferret.scaling")));
+  f.blocking = ParseChecked(ParseBlockingRule(c.GetString("ferret.blocking")));
+  f.allocation = ParseChecked(ParseAllocation(c.GetString("ferret.allocation")));
+  f.seed_mode = ParseChecked(ParseSeedMode(c.GetString("ferret.seed_mode")));
+  f.wire_dtype = ParseChecked(ParseWireDtype(c.GetString("ferret.wire_dtype")));
+  return f;
+}
+
+LoraOptions LoraFromConfig(const Config& c) {
+  LoraOptions l;
+  l.rank = c.GetInt("lora.rank");
+  l.alpha = c.GetFloat("lora.alpha");
+  l.dropout = c.GetFloat("lora.dropout");
+  l.target_modules = c.GetStringList("lora.targets");
+  return l;
 }
 
 JobSpec SpecFromConfig(const Config& c) {
@@ -300,7 +360,7 @@ JobSpec SpecFromConfig(const Config& c) {
   if (c.Has("model.base")) s.base_model = c.GetString("model.base");
   if (c.Has("data.dataset")) s.dataset = c.GetString("data.dataset");
   s.seq_len = c.GetInt("data.seq_len");
-  s.mode = ModeFromName(c.GetString("federation.mode"));
+  s.mode = c.GetString("federation.mode");
   s.rounds = c.GetInt("federation.rounds");
   s.client_fraction = c.GetFloat("federation.client_fraction");
   s.min_clients = c.GetInt("federation.min_clients");
@@ -309,7 +369,7 @@ JobSpec SpecFromConfig(const Config& c) {
   s.deadline_floor_s = c.GetFloat("federation.deadline_floor_s");
   s.deadline_ceiling_s = c.GetFloat("federation.deadline_ceiling_s");
   s.seed = static_cast<uint64_t>(c.GetInt("federation.seed"));
-  s.aggregation_weights = c.GetString("federation.aggregation_weights");
+  s.aggregation_weights = ParseChecked(ParseAggregationWeights(c.GetString("federation.aggregation_weights")));
   s.local_steps = c.GetInt("train.local_steps");
   s.batch_size = c.GetInt("train.batch_size");
   s.grad_accum = c.GetInt("train.grad_accum");
@@ -319,17 +379,8 @@ JobSpec SpecFromConfig(const Config& c) {
   s.momentum = c.GetFloat("train.momentum");
   s.max_grad_norm = c.GetFloat("train.max_grad_norm");
   s.server_lr = c.GetFloat("train.server_lr");
-  s.ferret_k = c.GetInt("ferret.k");
-  s.ferret_distribution = c.GetString("ferret.distribution");
-  s.ferret_scaling = c.GetString("ferret.scaling");
-  s.ferret_blocking = c.GetString("ferret.blocking");
-  s.ferret_allocation = c.GetString("ferret.allocation");
-  s.ferret_seed_mode = c.GetString("ferret.seed_mode");
-  s.ferret_wire_dtype = c.GetString("ferret.wire_dtype");
-  s.lora_rank = c.GetInt("lora.rank");
-  s.lora_alpha = c.GetFloat("lora.alpha");
-  s.lora_dropout = c.GetFloat("lora.dropout");
-  s.lora_targets = c.GetStringList("lora.targets");
+  s.ferret = FerretFromConfig(c);
+  s.lora = LoraFromConfig(c);
   s.eval_dataset = c.GetString("eval.dataset");
   s.eval_every = c.GetInt("eval.every");
   s.snapshot_every = c.GetInt("checkpoint.snapshot_every");
@@ -337,15 +388,6 @@ JobSpec SpecFromConfig(const Config& c) {
 }
 
 }  // namespace
-
-const char* FederatedModeName(FederatedMode mode) {
-  switch (mode) {
-    case FederatedMode::kFerret: return "ferret";
-    case FederatedMode::kFedAvg: return "fedavg";
-    case FederatedMode::kLora: return "lora";
-  }
-  return "unknown";
-}
 
 Result<JobSpec> ParseJobSpec(const std::string& yaml, const std::string& source,
                              const std::vector<std::string>& overrides) {
@@ -370,7 +412,7 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("model.base", Quote(s.base_model));
   line("data.dataset", Quote(s.dataset));
   line("data.seq_len", std::to_string(s.seq_len));
-  line("federation.mode", FederatedModeName(s.mode));
+  line("federation.mode", s.mode);
   line("federation.rounds", std::to_string(s.rounds));
   line("federation.client_fraction", FormatDouble(s.client_fraction));
   line("federation.min_clients", std::to_string(s.min_clients));
@@ -379,7 +421,7 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("federation.deadline_floor_s", FormatDouble(s.deadline_floor_s));
   line("federation.deadline_ceiling_s", FormatDouble(s.deadline_ceiling_s));
   line("federation.seed", std::to_string(s.seed));
-  line("federation.aggregation_weights", Quote(s.aggregation_weights));
+  line("federation.aggregation_weights", Quote(AggregationWeightsName(s.aggregation_weights)));
   line("train.local_steps", std::to_string(s.local_steps));
   line("train.batch_size", std::to_string(s.batch_size));
   line("train.grad_accum", std::to_string(s.grad_accum));
@@ -389,17 +431,17 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("train.momentum", FormatDouble(s.momentum));
   line("train.max_grad_norm", FormatDouble(s.max_grad_norm));
   line("train.server_lr", FormatDouble(s.server_lr));
-  line("ferret.k", std::to_string(s.ferret_k));
-  line("ferret.distribution", Quote(s.ferret_distribution));
-  line("ferret.scaling", Quote(s.ferret_scaling));
-  line("ferret.blocking", Quote(s.ferret_blocking));
-  line("ferret.allocation", Quote(s.ferret_allocation));
-  line("ferret.seed_mode", Quote(s.ferret_seed_mode));
-  line("ferret.wire_dtype", Quote(s.ferret_wire_dtype));
-  line("lora.rank", std::to_string(s.lora_rank));
-  line("lora.alpha", FormatDouble(s.lora_alpha));
-  line("lora.dropout", FormatDouble(s.lora_dropout));
-  line("lora.targets", QuoteList(s.lora_targets));
+  line("ferret.k", std::to_string(s.ferret.K));
+  line("ferret.distribution", Quote(DistributionName(s.ferret.distribution)));
+  line("ferret.scaling", Quote(ScalingName(s.ferret.scaling)));
+  line("ferret.blocking", Quote(BlockingRuleName(s.ferret.blocking)));
+  line("ferret.allocation", Quote(AllocationName(s.ferret.allocation)));
+  line("ferret.seed_mode", Quote(SeedModeName(s.ferret.seed_mode)));
+  line("ferret.wire_dtype", Quote(WireDtypeName(s.ferret.wire_dtype)));
+  line("lora.rank", std::to_string(s.lora.rank));
+  line("lora.alpha", FormatDouble(s.lora.alpha));
+  line("lora.dropout", FormatDouble(s.lora.dropout));
+  line("lora.targets", QuoteList(s.lora.target_modules));
   line("eval.dataset", Quote(s.eval_dataset));
   line("eval.every", std::to_string(s.eval_every));
   line("checkpoint.snapshot_every", std::to_string(s.snapshot_every));
@@ -432,9 +474,10 @@ std::string EffectiveJobSpecYaml(const JobSpec& spec) {
       continue;
     }
     const std::string this_section = key.substr(0, dot);
-    // A mode-specific section is only allowed (and only meaningful) under its mode.
-    if ((this_section == "ferret" && spec.mode != FederatedMode::kFerret) ||
-        (this_section == "lora" && spec.mode != FederatedMode::kLora))
+    // A method's options section is only allowed (and only meaningful) under its method.
+    const std::vector<std::string> sections = OptionSections();
+    if (this_section != MethodOf(spec).options_section &&
+        std::find(sections.begin(), sections.end(), this_section) != sections.end())
       continue;
     // Likewise eval.every only counts with an eval dataset.
     if (key == "eval.every" && spec.eval_dataset.empty()) continue;

@@ -1,4 +1,5 @@
-#include "scheduler/job_spec.h"
+#include "federation/job_spec.h"
+#include "federation/method.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -81,7 +82,7 @@ checkpoint:
   EXPECT_EQ(s.base_model, "/models/open_llama_3b");
   EXPECT_EQ(s.dataset, "dolly");
   EXPECT_EQ(s.seq_len, 512);
-  EXPECT_EQ(s.mode, FederatedMode::kFerret);
+  EXPECT_EQ(s.mode, "ferret");
   EXPECT_EQ(s.rounds, 40);
   EXPECT_DOUBLE_EQ(s.client_fraction, 0.05);
   EXPECT_EQ(s.min_clients, 3);
@@ -90,7 +91,7 @@ checkpoint:
   EXPECT_DOUBLE_EQ(s.deadline_floor_s, 120);
   EXPECT_DOUBLE_EQ(s.deadline_ceiling_s, 1800.5);
   EXPECT_EQ(s.seed, 1234567890123u);
-  EXPECT_EQ(s.aggregation_weights, "equal");
+  EXPECT_EQ(s.aggregation_weights, AggregationWeights::kEqual);
   EXPECT_EQ(s.local_steps, 10);
   EXPECT_EQ(s.batch_size, 1);
   EXPECT_EQ(s.grad_accum, 4);
@@ -100,13 +101,13 @@ checkpoint:
   EXPECT_DOUBLE_EQ(s.momentum, 0.5);
   EXPECT_DOUBLE_EQ(s.max_grad_norm, 1.5);
   EXPECT_DOUBLE_EQ(s.server_lr, 3);
-  EXPECT_EQ(s.ferret_k, 100);
-  EXPECT_EQ(s.ferret_distribution, "trunc_normal");
-  EXPECT_EQ(s.ferret_scaling, "reference");
-  EXPECT_EQ(s.ferret_blocking, "fixed_chunks");
-  EXPECT_EQ(s.ferret_allocation, "sqrt_d_norm");
-  EXPECT_EQ(s.ferret_seed_mode, "per_round");
-  EXPECT_EQ(s.ferret_wire_dtype, "bf16");
+  EXPECT_EQ(s.ferret.K, 100);
+  EXPECT_EQ(s.ferret.distribution, Distribution::kTruncNormal);
+  EXPECT_EQ(s.ferret.scaling, Scaling::kReference);
+  EXPECT_EQ(s.ferret.blocking, BlockingRule::kFixedChunks);
+  EXPECT_EQ(s.ferret.allocation, Allocation::kSqrtDNorm);
+  EXPECT_EQ(s.ferret.seed_mode, SeedMode::kPerRound);
+  EXPECT_EQ(s.ferret.wire_dtype, WireDtype::kBf16);
   EXPECT_EQ(s.eval_dataset, "dolly-heldout");
   EXPECT_EQ(s.eval_every, 5);
   EXPECT_EQ(s.snapshot_every, 20);
@@ -122,15 +123,15 @@ TEST(JobSpecTest, LoraSpecFillsLoraFields) {
                             "  alpha: 32\n"
                             "  dropout: 0.05\n"
                             "  targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]\n");
-  EXPECT_EQ(s.mode, FederatedMode::kLora);
+  EXPECT_EQ(s.mode, "lora");
   EXPECT_EQ(s.optimizer, "adamw");
-  EXPECT_EQ(s.lora_rank, 16);
-  EXPECT_DOUBLE_EQ(s.lora_alpha, 32);
-  EXPECT_DOUBLE_EQ(s.lora_dropout, 0.05);
-  EXPECT_EQ(s.lora_targets,
+  EXPECT_EQ(s.lora.rank, 16);
+  EXPECT_DOUBLE_EQ(s.lora.alpha, 32);
+  EXPECT_DOUBLE_EQ(s.lora.dropout, 0.05);
+  EXPECT_EQ(s.lora.target_modules,
             (std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
   // A single scalar is a one-element list.
-  EXPECT_EQ(ParseOk(kRequired + "federation: {mode: lora}\nlora: {targets: down_proj}\n").lora_targets,
+  EXPECT_EQ(ParseOk(kRequired + "federation: {mode: lora}\nlora: {targets: down_proj}\n").lora.target_modules,
             std::vector<std::string>{"down_proj"});
 }
 
@@ -140,17 +141,23 @@ TEST(JobSpecTest, UnsetKeysTakeTheStructDefaults) {
   expected.dataset = "dolly";
   const JobSpec parsed = ParseOk(kRequired);
   EXPECT_EQ(CanonicalJobSpec(parsed), CanonicalJobSpec(expected));
-  EXPECT_EQ(parsed.mode, FederatedMode::kFerret);
-  EXPECT_EQ(parsed.lora_targets, expected.lora_targets);
+  EXPECT_EQ(parsed.mode, "ferret");
+  EXPECT_EQ(parsed.lora.target_modules, expected.lora.target_modules);
   // Mode fedavg keeps every other default too.
-  expected.mode = FederatedMode::kFedAvg;
+  expected.mode = "fedavg";
   EXPECT_EQ(CanonicalJobSpec(ParseOk(kRequired + "federation:\n  mode: fedavg\n")), CanonicalJobSpec(expected));
 }
 
-TEST(JobSpecTest, FederatedModeNames) {
-  EXPECT_STREQ(FederatedModeName(FederatedMode::kFerret), "ferret");
-  EXPECT_STREQ(FederatedModeName(FederatedMode::kFedAvg), "fedavg");
-  EXPECT_STREQ(FederatedModeName(FederatedMode::kLora), "lora");
+TEST(JobSpecTest, FederatedModeNamesAreTheRegisteredMethods) {
+  std::vector<std::string> names;
+  for (const MethodInfo* method : RegisteredMethods()) names.emplace_back(method->name);
+  EXPECT_EQ(names, (std::vector<std::string>{"ferret", "fedavg", "lora"}));
+  ASSERT_NE(FindMethod("lora"), nullptr);
+  EXPECT_TRUE(FindMethod("lora")->trains_adapters);
+  EXPECT_EQ(FindMethod("fedsgd"), nullptr);
+  Result<JobSpec> unknown = ParseJobSpec(kRequired + "federation: {mode: fedsgd}\n", "job.yaml");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("ferret|fedavg|lora"), std::string::npos) << unknown.status().message();
 }
 
 TEST(JobSpecTest, RequiredFields) {
@@ -286,8 +293,8 @@ TEST(JobSpecTest, OverridesApplyBeforeValidation) {
                              "lora.targets=[q_proj, k_proj]", "name=override run"});
   EXPECT_EQ(s.rounds, 3);
   EXPECT_DOUBLE_EQ(s.lr, 5e-5);
-  EXPECT_EQ(s.mode, FederatedMode::kLora);
-  EXPECT_EQ(s.lora_targets, (std::vector<std::string>{"q_proj", "k_proj"}));
+  EXPECT_EQ(s.mode, "lora");
+  EXPECT_EQ(s.lora.target_modules, (std::vector<std::string>{"q_proj", "k_proj"}));
   EXPECT_EQ(s.name, "override run");
   // The stored text is the file as submitted; the overrides show in the canonical form.
   EXPECT_EQ(s.source_text, kRequired + "federation:\n  rounds: 40\n");
@@ -381,7 +388,7 @@ model:
   }
   JobSpec targets = ParseOk(a, {"federation.mode=lora"});
   JobSpec swapped = targets;
-  swapped.lora_targets = {"v_proj", "q_proj"};
+  swapped.lora.target_modules = {"v_proj", "q_proj"};
   EXPECT_NE(CanonicalJobSpec(targets), CanonicalJobSpec(swapped));
   EXPECT_NE(JobSpecHash(targets), JobSpecHash(swapped));
 }
@@ -426,7 +433,7 @@ TEST(JobSpecTest, CanonicalFormRendersEveryField) {
       EXPECT_TRUE(keys.insert(key).second) << "duplicate " << key;
       const std::string section = key.substr(0, key.find('.'));
       // Keys the mode ignores cannot be set (they are at their defaults anyway).
-      if ((section == "ferret" || section == "lora") && section != FederatedModeName(original.mode)) continue;
+      if ((section == "ferret" || section == "lora") && section != original.mode) continue;
       if (key == "eval.every" && original.eval_dataset.empty()) continue;
       overrides.push_back(key + "=" + line.substr(colon + 2));
     }
@@ -445,7 +452,7 @@ TEST(JobSpecTest, ExampleJobsParse) {
     ++files;
     Result<JobSpec> spec = LoadJobSpec(entry.path().string());
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-    modes.insert(FederatedModeName(spec->mode));
+    modes.insert(spec->mode);
   }
   EXPECT_GE(files, 3);
   EXPECT_EQ(modes, (std::set<std::string>{"ferret", "fedavg", "lora"}));

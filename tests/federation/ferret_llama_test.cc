@@ -12,6 +12,7 @@
 #include "engine/text/dataset.h"
 #include "engine/text/tokenizer.h"
 #include "engine/train/trainer.h"
+#include "federation/ferret_method.h"
 #include "peft/ferret.h"
 #include "tests/common/tiny_llama.h"
 
@@ -93,8 +94,9 @@ TEST(FerretLlamaTest, ProjectAggregateApplyLowersTrainingLoss) {
     }
     std::vector<ClientCoefficients> clients;
     for (int c = 0; c < 3; ++c) clients.push_back({static_cast<uint64_t>(c), 16, &uploads[c]});
-    auto aggregate = AggregateCoefficients(clients, AggregationWeights::kEqual, round, static_cast<int>(blocks->size()),
-                                           WireDtype::kFp32);
+    auto mean = CreateWeightedMean();
+    auto aggregate = AggregateCoefficients(clients, AggregationWeights::kEqual, *mean, round,
+                                           static_cast<int>(blocks->size()), WireDtype::kFp32);
     ASSERT_TRUE(aggregate.ok()) << aggregate.status().ToString();
     ASSERT_TRUE(ApplyAggregate(options, *blocks, *aggregate, options.server_lr, (*global)->params()).ok());
     ASSERT_TRUE(ApplyAggregate(options, *blocks, *aggregate, options.server_lr, replica).ok());

@@ -1,4 +1,4 @@
-#include "tests/peft/ferret_util.h"
+#include "tests/common/ferret_util.h"
 
 #include <cstring>
 

@@ -8,8 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "federation/ferret_method.h"
 #include "peft/ferret.h"
-#include "tests/peft/ferret_util.h"
+#include "tests/common/ferret_util.h"
 
 namespace tributary {
 namespace {
@@ -181,7 +182,9 @@ TEST(ConvergenceTest, FerretReachesFedAvgLossWithinThreeTimesTheRounds) {
     std::vector<ClientCoefficients> in;
     for (int c = 0; c < kClients; ++c)
       in.push_back({static_cast<uint64_t>(c), kRowsPerClient, &ups[static_cast<size_t>(c)]});
-    auto agg = AggregateCoefficients(in, o.weights, static_cast<uint32_t>(round), L, o.wire_dtype);
+    auto mean = CreateWeightedMean();
+    auto agg =
+        AggregateCoefficients(in, AggregationWeights::kEqual, *mean, static_cast<uint32_t>(round), L, o.wire_dtype);
     ASSERT_TRUE(agg.ok());
     ASSERT_TRUE(ApplyAggregate(o, *blocks, *agg, o.server_lr, ferret).ok());
     loss = Loss(problem, ferret.data());

@@ -1,6 +1,6 @@
-// The worker's side of a round: deterministic local training, payloads per mode, the replica left
-// untouched, and ApplyCommittedRound's checks.
-#include "worker/tasklet.h"
+// The worker's side of a round: deterministic local training, payloads per method, the replica left
+// untouched, the methods' Apply checks, and the gradient-reducer seam.
+#include "federation/tasklet.h"
 
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 
 #include "engine/text/tokenizer.h"
 #include "engine/train/trainer.h"
+#include "federation/replica_state.h"
 #include "tests/common/tiny_llama.h"
 
 namespace tributary {
@@ -31,7 +32,7 @@ std::vector<SequenceRow> Rows() {
   return BuildRows(*tokenized, 16, /*pack=*/false, ByteTokenizer::kPadId);
 }
 
-JobSpec Spec(FederatedMode mode) {
+JobSpec Spec(const std::string& mode) {
   JobSpec spec;
   spec.mode = mode;
   spec.dataset = "d";
@@ -40,9 +41,16 @@ JobSpec Spec(FederatedMode mode) {
   spec.batch_size = 4;
   spec.lr = 0.1;
   spec.optimizer = "sgd";
-  spec.ferret_k = 64;
-  spec.lora_rank = 2;
+  spec.ferret.K = 64;
+  spec.lora.rank = 2;
   return spec;
+}
+
+// The job's method for a trainable state laid out like `state`.
+std::unique_ptr<FederatedMethod> Method(const JobSpec& spec, const Arena& state) {
+  auto method = CreateMethod(spec, state.table_ptr());
+  EXPECT_TRUE(method.ok()) << method.status().ToString();
+  return std::move(*method);
 }
 
 std::unique_ptr<LlamaModel> Model() {
@@ -62,21 +70,22 @@ TEST(TaskletTest, DataSeedDependsOnJobRoundAndWorker) {
 
 TEST(TaskletTest, SameInputsGiveSameBytesAndTheReplicaIsRestored) {
   const std::vector<SequenceRow> rows = Rows();
-  for (FederatedMode mode : {FederatedMode::kFerret, FederatedMode::kFedAvg}) {
-    SCOPED_TRACE(TaskletModeName(mode));
+  for (const std::string mode : {"ferret", "fedavg"}) {
+    SCOPED_TRACE(mode);
     auto model = Model();
     const uint64_t before = WeightsHash(model->params());
     TaskletInput input{Spec(mode), 1, "w0", &rows};
-    auto first = RunTasklet(input, *model);
+    auto method = Method(input.spec, model->params());
+    auto first = RunTasklet(input, *method, *model);
     ASSERT_TRUE(first.ok()) << first.status().ToString();
     EXPECT_EQ(WeightsHash(model->params()), before) << "the replica must be back at the global model";
-    auto again = RunTasklet(input, *model);
+    auto again = RunTasklet(input, *method, *model);
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(first->payload, again->payload);
     EXPECT_EQ(first->num_samples, rows.size());
     EXPECT_GT(first->train_loss, 0);
     input.round = 2;
-    auto other_round = RunTasklet(input, *model);
+    auto other_round = RunTasklet(input, *method, *model);
     ASSERT_TRUE(other_round.ok());
     EXPECT_NE(first->payload, other_round->payload) << "the data order must depend on the round";
   }
@@ -85,62 +94,66 @@ TEST(TaskletTest, SameInputsGiveSameBytesAndTheReplicaIsRestored) {
 TEST(TaskletTest, FedAvgPayloadIsTheDeltaAndApplyingItReproducesLocalTraining) {
   const std::vector<SequenceRow> rows = Rows();
   auto model = Model();
-  const JobSpec spec = Spec(FederatedMode::kFedAvg);
-  auto result = RunTasklet({spec, 1, "w0", &rows}, *model);
+  const JobSpec spec = Spec("fedavg");
+  auto method = Method(spec, model->params());
+  auto result = RunTasklet({spec, 1, "w0", &rows}, *method, *model);
   ASSERT_TRUE(result.ok());
   ASSERT_EQ(result->payload.size(), static_cast<size_t>(model->params().size()) * sizeof(float));
   // One client, weight 1, slr 1: the global model becomes (about) the client's trained model, which
   // must have a lower training loss.
   auto before = EvaluateLoss(*model, rows, 4);
-  ASSERT_TRUE(ApplyCommittedRound(spec, 1, result->payload, &model->params()).ok());
+  ASSERT_TRUE(method->Apply(result->payload, 1, &model->params()).ok());
   auto after = EvaluateLoss(*model, rows, 4);
   ASSERT_TRUE(before.ok() && after.ok());
   EXPECT_LT(after->mean_loss, before->mean_loss);
   std::vector<uint8_t> short_bytes(result->payload.begin(), result->payload.end() - 4);
-  EXPECT_FALSE(ApplyCommittedRound(spec, 1, short_bytes, &model->params()).ok());
+  EXPECT_FALSE(method->Apply(short_bytes, 1, &model->params()).ok());
 }
 
 TEST(TaskletTest, FerretAggregateMustCarryItsRound) {
   const std::vector<SequenceRow> rows = Rows();
   auto model = Model();
-  const JobSpec spec = Spec(FederatedMode::kFerret);
-  auto result = RunTasklet({spec, 3, "w0", &rows}, *model);
+  const JobSpec spec = Spec("ferret");
+  auto method = Method(spec, model->params());
+  auto result = RunTasklet({spec, 3, "w0", &rows}, *method, *model);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   const uint64_t before = WeightsHash(model->params());
-  EXPECT_FALSE(ApplyCommittedRound(spec, 4, result->payload, &model->params()).ok());
+  EXPECT_FALSE(method->Apply(result->payload, 4, &model->params()).ok());
   EXPECT_EQ(WeightsHash(model->params()), before);
-  ASSERT_TRUE(ApplyCommittedRound(spec, 3, result->payload, &model->params()).ok());
+  ASSERT_TRUE(method->Apply(result->payload, 3, &model->params()).ok());
   EXPECT_NE(WeightsHash(model->params()), before);
 }
 
 TEST(TaskletTest, LoraTrainsAdaptersOnly) {
   const std::vector<SequenceRow> rows = Rows();
   auto model = Model();
-  const JobSpec spec = Spec(FederatedMode::kLora);
-  auto adapters = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
+  const JobSpec spec = Spec("lora");
+  auto adapters = CreateJobAdapters(spec, TinyConfig());
   ASSERT_TRUE(adapters.ok());
+  auto method = Method(spec, (*adapters)->params());
   const uint64_t base = WeightsHash(model->params());
   const uint64_t adapters_before = WeightsHash((*adapters)->params());
-  auto result = RunTasklet({spec, 1, "w0", &rows}, *model, adapters->get());
+  auto result = RunTasklet({spec, 1, "w0", &rows}, *method, *model, adapters->get());
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ(WeightsHash(model->params()), base);
   EXPECT_EQ(WeightsHash((*adapters)->params()), adapters_before);
   EXPECT_EQ(model->linear_adapter(), nullptr) << "the adapters are detached again";
-  ASSERT_TRUE(ApplyCommittedRound(spec, 1, result->payload, &(*adapters)->params()).ok());
+  ASSERT_TRUE(method->Apply(result->payload, 1, &(*adapters)->params()).ok());
   EXPECT_NE(WeightsHash((*adapters)->params()), adapters_before) << "the uploaded adapters were trained";
-  EXPECT_FALSE(RunTasklet({spec, 1, "w0", &rows}, *model, nullptr).ok());
+  EXPECT_FALSE(RunTasklet({spec, 1, "w0", &rows}, *method, *model, nullptr).ok());
 }
 
 TEST(TaskletTest, LoraWithDropoutAndAccumulationIsDeterministic) {
   const std::vector<SequenceRow> rows = Rows();
   auto model = Model();
-  JobSpec spec = Spec(FederatedMode::kLora);
-  spec.lora_dropout = 0.25;
+  JobSpec spec = Spec("lora");
+  spec.lora.dropout = 0.25;
   spec.grad_accum = 2;
   auto run = [&](const JobSpec& s) {
-    auto adapters = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(s));
+    auto adapters = CreateJobAdapters(s, TinyConfig());
     EXPECT_TRUE(adapters.ok());
-    auto result = RunTasklet({s, 1, "w0", &rows}, *model, adapters->get());
+    auto method = Method(s, (*adapters)->params());
+    auto result = RunTasklet({s, 1, "w0", &rows}, *method, *model, adapters->get());
     EXPECT_TRUE(result.ok()) << result.status().ToString();
     return result.ok() ? result->payload : std::vector<uint8_t>{};
   };
@@ -148,17 +161,18 @@ TEST(TaskletTest, LoraWithDropoutAndAccumulationIsDeterministic) {
   ASSERT_FALSE(first.empty());
   EXPECT_EQ(first, run(spec));
   JobSpec no_dropout = spec;
-  no_dropout.lora_dropout = 0;
+  no_dropout.lora.dropout = 0;
   EXPECT_NE(first, run(no_dropout)) << "dropout must change the local update";
 
   // The dropout step advances with every local step and carries over to the next round: the same
   // round run on adapters that already trained one round draws other masks than on fresh ones.
-  auto used = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
-  auto fresh = LoraAdapters::Create(TinyConfig(), LoraOptionsFromSpec(spec));
+  auto used = CreateJobAdapters(spec, TinyConfig());
+  auto fresh = CreateJobAdapters(spec, TinyConfig());
   ASSERT_TRUE(used.ok() && fresh.ok());
-  ASSERT_TRUE(RunTasklet({spec, 1, "w0", &rows}, *model, used->get()).ok());
-  auto on_used = RunTasklet({spec, 2, "w0", &rows}, *model, used->get());
-  auto on_fresh = RunTasklet({spec, 2, "w0", &rows}, *model, fresh->get());
+  auto method = Method(spec, (*used)->params());
+  ASSERT_TRUE(RunTasklet({spec, 1, "w0", &rows}, *method, *model, used->get()).ok());
+  auto on_used = RunTasklet({spec, 2, "w0", &rows}, *method, *model, used->get());
+  auto on_fresh = RunTasklet({spec, 2, "w0", &rows}, *method, *model, fresh->get());
   ASSERT_TRUE(on_used.ok() && on_fresh.ok());
   EXPECT_EQ(WeightsHash((*used)->params()), WeightsHash((*fresh)->params())) << "both start round 2 alike";
   EXPECT_NE(on_used->payload, on_fresh->payload);
@@ -167,15 +181,61 @@ TEST(TaskletTest, LoraWithDropoutAndAccumulationIsDeterministic) {
 TEST(TaskletTest, ErrorsNameTheWorker) {
   auto model = Model();
   const std::vector<SequenceRow> none;
-  auto result = RunTasklet({Spec(FederatedMode::kFerret), 1, "w7", &none}, *model);
+  auto method = Method(Spec("ferret"), model->params());
+  auto result = RunTasklet({Spec("ferret"), 1, "w7", &none}, *method, *model);
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("worker 'w7'"), std::string::npos) << result.status().message();
-  JobSpec bad = Spec(FederatedMode::kFerret);
-  bad.ferret_distribution = "cauchy";
+  JobSpec bad = Spec("ferret");
+  bad.optimizer = "adagrad";
   const std::vector<SequenceRow> rows = Rows();
-  result = RunTasklet({bad, 1, "w7", &rows}, *model);
+  result = RunTasklet({bad, 1, "w7", &rows}, *method, *model);
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("worker 'w7'"), std::string::npos) << result.status().message();
+}
+
+// The gradient-reducer seam: called once per optimizer step with the step's gradients, before the
+// step. A reducer that zeroes them leaves SGD (no momentum, no weight decay) with nothing to do.
+class ZeroingReducer final : public GradientReducer {
+ public:
+  Status Reduce(Arena& grads, int64_t step) override {
+    steps.push_back(step);
+    grads.Zero();
+    return Status::OK();
+  }
+  std::vector<int64_t> steps;
+};
+
+class FailingReducer final : public GradientReducer {
+ public:
+  Status Reduce(Arena& /*grads*/, int64_t /*step*/) override { return Status::Unavailable("island peer 'w3' left"); }
+};
+
+TEST(TaskletTest, GradientReducerRunsBetweenBackwardAndEveryStep) {
+  const std::vector<SequenceRow> rows = Rows();
+  auto model = Model();
+  JobSpec spec = Spec("fedavg");
+  spec.grad_accum = 2;
+  auto method = Method(spec, model->params());
+  ZeroingReducer zeroing;
+  TaskletInput input{spec, 1, "w0", &rows, &zeroing};
+  auto reduced = RunTasklet(input, *method, *model);
+  ASSERT_TRUE(reduced.ok()) << reduced.status().ToString();
+  EXPECT_EQ(zeroing.steps, (std::vector<int64_t>{1, 2, 3})) << "once per optimizer step, not per micro-batch";
+  for (uint8_t byte : reduced->payload) ASSERT_EQ(byte, 0) << "zeroed gradients: the delta must be zero";
+  // Without a reducer the same tasklet moves the weights.
+  input.reducer = nullptr;
+  auto alone = RunTasklet(input, *method, *model);
+  ASSERT_TRUE(alone.ok());
+  EXPECT_NE(alone->payload, reduced->payload);
+  // A reducer's error ends the tasklet, naming the worker and the step; the replica is restored.
+  const uint64_t before = WeightsHash(model->params());
+  FailingReducer failing;
+  input.reducer = &failing;
+  auto failed = RunTasklet(input, *method, *model);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("worker 'w0'"), std::string::npos) << failed.status().message();
+  EXPECT_NE(failed.status().message().find("island peer 'w3' left"), std::string::npos) << failed.status().message();
+  EXPECT_EQ(WeightsHash(model->params()), before);
 }
 
 }  // namespace

@@ -1,0 +1,64 @@
+#include "federation/dense_payload.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "federation/replica_state.h"
+
+namespace tributary {
+namespace {
+
+// One client vector per dense payload, read from its bytes (no copy of the payloads).
+class DenseClientVectors final : public ClientVectors {
+ public:
+  DenseClientVectors(const std::vector<ClientPayload>& clients, int64_t dim) : clients_(clients), dim_(dim) {}
+  size_t count() const override { return clients_.size(); }
+  int64_t dim() const override { return dim_; }
+  void Read(size_t client, int64_t begin, int64_t n, float* out) const override {
+    std::memcpy(out, clients_[client].payload.data() + begin * static_cast<int64_t>(sizeof(float)),
+                static_cast<size_t>(n) * sizeof(float));
+  }
+
+ private:
+  const std::vector<ClientPayload>& clients_;
+  int64_t dim_;
+};
+
+}  // namespace
+
+Status ValidateDensePayload(std::span<const uint8_t> payload, int64_t count) {
+  const size_t expected = static_cast<size_t>(count) * sizeof(float);
+  if (payload.size() != expected)
+    return Status::InvalidArgument("payload: " + std::to_string(payload.size()) + " bytes, expected " +
+                                   std::to_string(expected) + " (" + std::to_string(count) + " fp32 values)");
+  for (int64_t i = 0; i < count; ++i) {
+    float value;
+    std::memcpy(&value, payload.data() + i * static_cast<int64_t>(sizeof(float)), sizeof(float));
+    if (!std::isfinite(value))
+      return Status::InvalidArgument("payload: element " + std::to_string(i) + " is not finite");
+  }
+  return Status::OK();
+}
+
+Result<std::vector<uint8_t>> AggregateDense(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                            Aggregator& aggregator, int64_t count) {
+  for (const ClientPayload& c : clients) {
+    if (c.payload.size() != static_cast<size_t>(count) * sizeof(float))
+      return Status::InvalidArgument("worker '" + c.worker_id + "': logged payload has " +
+                                     std::to_string(c.payload.size()) + " bytes");
+  }
+  std::vector<uint64_t> samples;
+  samples.reserve(clients.size());
+  for (const ClientPayload& c : clients) samples.push_back(c.num_samples);
+  TRIB_ASSIGN_OR_RETURN(std::vector<double> client_weights, ClientWeights(samples, weights));
+  const DenseClientVectors vectors(clients, count);
+  std::vector<float> mean(static_cast<size_t>(count));
+  TRIB_RETURN_IF_ERROR(
+      RunAggregator(aggregator, vectors, client_weights, [&mean](int64_t begin, const double* values, int64_t n) {
+        for (int64_t j = 0; j < n; ++j) mean[static_cast<size_t>(begin + j)] = static_cast<float>(values[j]);
+      }));
+  return FloatsToBytes(mean.data(), count);
+}
+
+}  // namespace tributary

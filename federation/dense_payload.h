@@ -1,0 +1,23 @@
+// What the dense methods (fedavg, lora) share: a payload is the trainable state's size in fp32
+// (padding included, arena order), validated element by element, and aggregated as one client vector
+// per upload read straight from the payload bytes.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "federation/aggregator.h"
+
+namespace tributary {
+
+// InvalidArgument "payload: ..." when the size is not count fp32 values or an element is not finite.
+Status ValidateDensePayload(std::span<const uint8_t> payload, int64_t count);
+
+// The aggregate of dense payloads of `count` values each: the aggregator's fp64 combination rounded
+// once to fp32, as little-endian bytes.
+Result<std::vector<uint8_t>> AggregateDense(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                            Aggregator& aggregator, int64_t count);
+
+}  // namespace tributary

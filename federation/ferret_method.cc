@@ -1,0 +1,173 @@
+// Ferret: clients upload K_l projection coefficients per block (peft/ferret.h); the coordinator
+// combines them in coefficient space (federation/ferret_method.h) and every replica regenerates the
+// bases and applies the aggregate.
+#include "federation/ferret_method.h"
+
+#include <algorithm>
+#include <string>
+
+#include "federation/job_spec.h"
+#include "federation/method.h"
+#include "peft/ferret.h"
+
+namespace tributary {
+namespace {
+
+// Parsed client payloads (all with the same block count) as zero-padded vectors over the supports.
+class CoefficientVectors final : public ClientVectors {
+ public:
+  CoefficientVectors(std::vector<const Payload*> payloads, size_t blocks) : payloads_(std::move(payloads)) {
+    support_.assign(blocks, 0);
+    for (const Payload* p : payloads_)
+      for (size_t l = 0; l < blocks; ++l) support_[l] = std::max(support_[l], static_cast<int64_t>(p->gamma[l].size()));
+    offset_.assign(blocks + 1, 0);
+    for (size_t l = 0; l < blocks; ++l) offset_[l + 1] = offset_[l] + support_[l];
+  }
+  size_t count() const override { return payloads_.size(); }
+  int64_t dim() const override { return offset_.back(); }
+  const std::vector<int64_t>& support() const { return support_; }
+  const std::vector<int64_t>& offset() const { return offset_; }
+
+  void Read(size_t client, int64_t begin, int64_t n, float* out) const override {
+    const int64_t end = begin + n;
+    // The block holding coordinate `begin`: the last block whose offset is <= begin.
+    size_t l = static_cast<size_t>(std::upper_bound(offset_.begin(), offset_.end(), begin) - offset_.begin()) - 1;
+    for (int64_t j = begin; j < end; ++l) {
+      const std::vector<float>& g = payloads_[client]->gamma[l];
+      const int64_t block_end = std::min(end, offset_[l + 1]);
+      for (; j < block_end; ++j) {
+        const int64_t k = j - offset_[l];
+        out[j - begin] = k < static_cast<int64_t>(g.size()) ? g[static_cast<size_t>(k)] : 0.0f;
+      }
+    }
+  }
+
+ private:
+  std::vector<const Payload*> payloads_;
+  std::vector<int64_t> support_;  // S_l
+  std::vector<int64_t> offset_;   // where block l starts in a client vector; back() = dim
+};
+
+class FerretMethod final : public FederatedMethod {
+ public:
+  FerretMethod(const FerretOptions& options, std::vector<Block> blocks)
+      : options_(options), blocks_(std::move(blocks)) {}
+
+  Result<std::vector<uint8_t>> EncodeUpdate(const Arena& w_old, const Arena& w_new, uint32_t round) const override {
+    TRIB_ASSIGN_OR_RETURN(ClientProjection projection, ProjectUpdate(options_, blocks_, w_old, w_new, round));
+    return SerializePayload(projection.payload);
+  }
+
+  Status ValidatePayload(std::span<const uint8_t> payload, uint32_t round) const override {
+    TRIB_ASSIGN_OR_RETURN(Payload parsed, Parse(payload, "payload"));
+    if (parsed.round != round) return Status::InvalidArgument("payload carries round " + std::to_string(parsed.round));
+    return Status::OK();
+  }
+
+  uint64_t MaxPayloadBytes() const override {
+    return PayloadBytes(options_.wire_dtype, std::vector<int>(blocks_.size(), options_.K));
+  }
+
+  Result<std::vector<uint8_t>> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                         Aggregator& aggregator, uint32_t round) const override {
+    std::vector<Payload> payloads;
+    payloads.reserve(clients.size());
+    for (const ClientPayload& c : clients) {
+      TRIB_ASSIGN_OR_RETURN(Payload parsed, Parse(c.payload, "worker '" + c.worker_id + "': logged payload"));
+      payloads.push_back(std::move(parsed));
+    }
+    std::vector<ClientCoefficients> coefficients;
+    for (size_t i = 0; i < clients.size(); ++i) coefficients.push_back({i, clients[i].num_samples, &payloads[i]});
+    TRIB_ASSIGN_OR_RETURN(Payload aggregate,
+                          AggregateCoefficients(coefficients, weights, aggregator, round,
+                                                static_cast<int>(blocks_.size()), options_.wire_dtype));
+    return SerializePayload(aggregate);
+  }
+
+  Status Apply(std::span<const uint8_t> aggregate, uint32_t round, Arena* state) const override {
+    const std::string context = "round " + std::to_string(round) + ": aggregate";
+    TRIB_ASSIGN_OR_RETURN(Payload payload, Parse(aggregate, context));
+    if (payload.round != round)
+      return Status::InvalidArgument(context + ": carries round " + std::to_string(payload.round));
+    return ApplyAggregate(options_, blocks_, payload, options_.server_lr, *state).WithContext(context);
+  }
+
+  std::string RoundSeedMode() const override { return SeedModeName(options_.seed_mode); }
+  uint32_t CoefficientsPerBlock() const override { return static_cast<uint32_t>(options_.K); }
+
+ private:
+  // ParsePayload against this job's L and K; errors as InvalidArgument prefixed with `what`.
+  Result<Payload> Parse(std::span<const uint8_t> bytes, const std::string& what) const {
+    auto parsed = ParsePayload(bytes, {static_cast<int>(blocks_.size()), options_.K});
+    if (!parsed.ok()) return Status::InvalidArgument(what + ": " + parsed.status().message());
+    return std::move(*parsed);
+  }
+
+  FerretOptions options_;
+  std::vector<Block> blocks_;
+};
+
+Result<std::unique_ptr<FederatedMethod>> CreateFerret(const JobSpec& spec,
+                                                      std::shared_ptr<const TensorTable> state_table) {
+  TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(FerretOptionsOf(spec), *state_table));
+  return std::unique_ptr<FederatedMethod>(new FerretMethod(FerretOptionsOf(spec), std::move(blocks)));
+}
+
+}  // namespace
+
+FerretOptions FerretOptionsOf(const JobSpec& spec) {
+  FerretOptions options = spec.ferret;
+  options.job_seed = spec.seed;
+  options.server_lr = spec.server_lr;
+  return options;
+}
+
+Result<Payload> AggregateCoefficients(const std::vector<ClientCoefficients>& clients, AggregationWeights weights,
+                                      Aggregator& aggregator, uint32_t round, int num_blocks, WireDtype out_dtype) {
+  if (clients.empty())
+    return Status::InvalidArgument("ferret aggregation of round " + std::to_string(round) + ": no clients");
+  std::vector<const ClientCoefficients*> order;
+  for (const ClientCoefficients& c : clients) order.push_back(&c);
+  std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) { return a->client_id < b->client_id; });
+  std::vector<const Payload*> payloads;
+  std::vector<uint64_t> samples;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const ClientCoefficients& c = *order[i];
+    const std::string who = "ferret aggregation: client " + std::to_string(c.client_id);
+    if (i > 0 && order[i - 1]->client_id == c.client_id) return Status::InvalidArgument(who + ": duplicate client id");
+    if (c.payload == nullptr) return Status::InvalidArgument(who + ": no payload");
+    if (c.payload->round != round)
+      return Status::InvalidArgument(who + ": payload of round " + std::to_string(c.payload->round) + ", expected " +
+                                     std::to_string(round));
+    if (c.payload->gamma.size() != static_cast<size_t>(num_blocks))
+      return Status::InvalidArgument(who + ": " + std::to_string(c.payload->gamma.size()) + " blocks, expected " +
+                                     std::to_string(num_blocks));
+    if (weights == AggregationWeights::kSamples && c.num_samples == 0)
+      return Status::InvalidArgument(who + ": num_samples 0 must be > 0");
+    payloads.push_back(c.payload);
+    samples.push_back(c.num_samples);
+  }
+  TRIB_ASSIGN_OR_RETURN(std::vector<double> client_weights, ClientWeights(samples, weights));
+  const CoefficientVectors vectors(std::move(payloads), static_cast<size_t>(num_blocks));
+  Payload out;
+  out.round = round;
+  out.dtype = out_dtype;
+  out.gamma.resize(static_cast<size_t>(num_blocks));
+  for (size_t l = 0; l < out.gamma.size(); ++l) out.gamma[l].resize(static_cast<size_t>(vectors.support()[l]));
+  TRIB_RETURN_IF_ERROR(
+      RunAggregator(aggregator, vectors, client_weights, [&](int64_t begin, const double* values, int64_t n) {
+        size_t l = 0;
+        for (int64_t j = begin; j < begin + n; ++j) {
+          while (vectors.offset()[l + 1] <= j) ++l;
+          const double v = values[j - begin];
+          out.gamma[l][static_cast<size_t>(j - vectors.offset()[l])] =
+              out_dtype == WireDtype::kFp32 ? static_cast<float>(v) : FloatFromBf16(Bf16FromDouble(v));
+        }
+      }));
+  return out;
+}
+
+extern const MethodInfo kFerretMethod;
+const MethodInfo kFerretMethod = {"ferret", "ferret_coefficients", "ferret", false, false, &CreateFerret};
+
+}  // namespace tributary

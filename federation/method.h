@@ -1,0 +1,87 @@
+// A federated method: what a worker uploads after its local steps, how the coordinator checks and
+// combines the uploads, and how every replica (the coordinator's and each worker's) applies a
+// committed round. Both daemons meet the methods only through this interface; the job spec's
+// federation.mode names one of the registered methods.
+//
+// The methods (one file each, registered in federation/methods.cc):
+//   ferret : the Ferret coefficient payload of peft/payload.h (8 + 4 L + sum_l K_l b bytes); the
+//            aggregate is the same format, applied as w -= slr * sum_{l,k} gamma_bar v (peft/ferret.h)
+//   fedavg : the dense fp32 delta w_old - w_new of the parameter arena (padding included, arena order);
+//            the aggregate is the weighted mean delta, applied as w -= slr * mean
+//   lora   : the LoRA adapter arena (fp32, arena order); the aggregate replaces the adapters
+//
+// The "trainable state" a round changes is one arena: the model parameters, or for methods that
+// train adapters the LoRA adapter parameters on a frozen base (federation/replica_state.h).
+//
+// Adding a method: one file defining its MethodInfo, plus its line in federation/methods.cc.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "base/tensor_table.h"
+#include "engine/arena.h"
+#include "federation/aggregator.h"
+
+namespace tributary {
+
+struct JobSpec;
+
+class FederatedMethod {
+ public:
+  virtual ~FederatedMethod() = default;
+
+  // Worker: the upload of `round` from the trainable state before (w_old) and after (w_new) the
+  // local steps. InvalidArgument when the update is not finite (nothing must be uploaded then).
+  virtual Result<std::vector<uint8_t>> EncodeUpdate(const Arena& w_old, const Arena& w_new, uint32_t round) const = 0;
+
+  // Coordinator: full validation of one upload's payload for `round` (InvalidArgument naming what is
+  // wrong: size, shape, round, a non-finite value).
+  virtual Status ValidatePayload(std::span<const uint8_t> payload, uint32_t round) const = 0;
+  // The largest payload a valid upload can have; for dense methods every payload has exactly this size.
+  virtual uint64_t MaxPayloadBytes() const = 0;
+
+  // Coordinator: the aggregate of `round` from validated payloads (ascending worker id) through the
+  // aggregator seam (federation/aggregator.h: weights, prepare, combine, then this method's encoding).
+  virtual Result<std::vector<uint8_t>> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                                 Aggregator& aggregator, uint32_t round) const = 0;
+
+  // Every replica: applies the committed aggregate of `round` to the trainable state. InvalidArgument
+  // when the aggregate does not fit. Bit-identical on every replica.
+  virtual Status Apply(std::span<const uint8_t> aggregate, uint32_t round, Arena* state) const = 0;
+
+  // What a committed round records as its seed mode (ferret: "per_round" / "fixed_pool"; dense
+  // methods: their name), so a rebuild knows which bases a round used.
+  virtual std::string RoundSeedMode() const = 0;
+  // Coefficients per block announced in RoundStart (ferret: K; 0 for dense methods).
+  virtual uint32_t CoefficientsPerBlock() const { return 0; }
+};
+
+struct MethodInfo {
+  const char* name;             // federation.mode
+  const char* payload_kind;     // UploadUpdate.payload_kind
+  const char* options_section;  // job spec section holding its options ("" when it has none)
+  bool trains_adapters;         // the trainable state is the LoRA adapter arena (else the model's parameters)
+  bool dense_payload;           // the payload grows with the trainable state (bulk transfer, memory limits)
+  // Builds the method for a job whose trainable state has `state_table` (validated options).
+  Result<std::unique_ptr<FederatedMethod>> (*create)(const JobSpec& spec,
+                                                     std::shared_ptr<const TensorTable> state_table);
+};
+
+// Every registered method, in registration order.
+const std::vector<const MethodInfo*>& RegisteredMethods();
+// nullptr when no method has this name.
+const MethodInfo* FindMethod(std::string_view name);
+// The method of spec.mode for a trainable state with `state_table`; InvalidArgument naming
+// federation.mode for an unknown method.
+Result<std::unique_ptr<FederatedMethod>> CreateMethod(const JobSpec& spec,
+                                                      std::shared_ptr<const TensorTable> state_table);
+// The info of spec.mode (checked: a parsed spec always names a registered method).
+const MethodInfo& MethodOf(const JobSpec& spec);
+
+}  // namespace tributary

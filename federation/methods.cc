@@ -1,0 +1,36 @@
+// The registry of federated methods: one line per method (its MethodInfo is defined in its own file).
+#include "federation/job_spec.h"
+#include "federation/method.h"
+
+namespace tributary {
+
+extern const MethodInfo kFerretMethod;  // federation/ferret_method.cc
+extern const MethodInfo kFedAvgMethod;  // federation/fedavg_method.cc
+extern const MethodInfo kLoraMethod;    // federation/lora_method.cc
+
+const std::vector<const MethodInfo*>& RegisteredMethods() {
+  static const std::vector<const MethodInfo*> methods = {&kFerretMethod, &kFedAvgMethod, &kLoraMethod};
+  return methods;
+}
+
+const MethodInfo* FindMethod(std::string_view name) {
+  for (const MethodInfo* method : RegisteredMethods())
+    if (name == method->name) return method;
+  return nullptr;
+}
+
+const MethodInfo& MethodOf(const JobSpec& spec) {
+  const MethodInfo* method = FindMethod(spec.mode);
+  TRIB_CHECK(method != nullptr);  // ParseJobSpec admits registered methods only
+  return *method;
+}
+
+Result<std::unique_ptr<FederatedMethod>> CreateMethod(const JobSpec& spec,
+                                                      std::shared_ptr<const TensorTable> state_table) {
+  const MethodInfo* method = FindMethod(spec.mode);
+  if (method == nullptr)
+    return Status::InvalidArgument("field 'federation.mode': '" + spec.mode + "' is not a federated method");
+  return method->create(spec, std::move(state_table));
+}
+
+}  // namespace tributary

@@ -59,7 +59,8 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Key("worker.insecure", T::kBool, "false", "disable CURVE (local experiments only)"));
     s->Add(Ranged("worker.threads", T::kInt, "0", "compute threads (0 = all cores)", 0, 4096));
     s->Add(Key("worker.nics", T::kStringList, "[]",
-               "NIC override as NAME:KIND:MBPS (KIND = ethernet|roce|infiniband); empty = detect from /sys"));
+               "NIC override as NAME:FABRIC:MBPS[:FABRIC_ID] (FABRIC = ethernet|roce|infiniband|other; NICs with the "
+               "same FABRIC_ID share one network); empty = detect from /sys"));
     s->Add(Ranged("worker.inline_payload_bytes", T::kInt, "4194304",
                   "uploads above this many bytes are pulled by the coordinator as bulk objects", 1024, 62914560));
 

@@ -54,10 +54,12 @@ WorkerInventory InventoryFromCapabilities(const std::string& worker_id, const v1
     if (inv.gpu_memory_bytes == 0 || bytes < inv.gpu_memory_bytes) inv.gpu_memory_bytes = bytes;
   }
   for (const v1::Nic& nic : caps.nics()) {
-    // Loopback, unknown kinds and links of unknown speed (down, virtual) do not count for placement.
+    // Unknown fabrics and links of unknown speed (down, virtual) do not count for placement.
     auto fabric = ParseNicFabric(nic.kind());
-    if (!fabric.ok() || nic.speed_mbps() == 0) continue;
-    inv.nics.push_back({nic.name(), *fabric, static_cast<int64_t>(nic.speed_mbps()), ""});
+    if (!fabric.ok()) continue;
+    NicInfo info{nic.name(), *fabric, static_cast<int64_t>(std::min<uint64_t>(nic.speed_mbps(), INT64_MAX)), true,
+                 nic.fabric_id()};
+    if (IsPlaceable(info)) inv.nics.push_back(std::move(info));
   }
   for (const v1::DatasetInfo& d : caps.datasets()) inv.datasets[d.name()] = static_cast<int64_t>(d.samples());
   return inv;

@@ -39,23 +39,6 @@ std::string FirstUnmetRequirement(const WorkerInventory& w, const JobRequirement
 
 }  // namespace
 
-const char* NicFabricName(NicFabric fabric) {
-  switch (fabric) {
-    case NicFabric::kEthernet: return "ethernet";
-    case NicFabric::kRoce: return "roce";
-    case NicFabric::kInfiniband: return "infiniband";
-  }
-  return "unknown";
-}
-
-Result<NicFabric> ParseNicFabric(std::string_view name) {
-  for (NicFabric f : {NicFabric::kEthernet, NicFabric::kRoce, NicFabric::kInfiniband}) {
-    if (name == NicFabricName(f)) return f;
-  }
-  return Status::InvalidArgument("nic fabric: unknown kind '" + std::string(name) +
-                                 "' (expected ethernet, roce or infiniband)");
-}
-
 Status ValidateInventory(const WorkerInventory& w) {
   if (w.worker_id.empty()) return Status::InvalidArgument("worker inventory: worker_id is empty");
   const std::string prefix = WorkerPrefix(w);
@@ -71,7 +54,7 @@ Status ValidateInventory(const WorkerInventory& w) {
                                    std::to_string(w.gpu_memory_bytes));
   }
   for (size_t i = 0; i < w.nics.size(); ++i) {
-    const InventoryNic& nic = w.nics[i];
+    const NicInfo& nic = w.nics[i];
     if (nic.name.empty()) return Status::InvalidArgument(prefix + "nic #" + std::to_string(i) + ": name is empty");
     if (nic.speed_mbps <= 0) {
       return Status::InvalidArgument(prefix + "nic '" + nic.name + "': speed_mbps must be > 0, got " +

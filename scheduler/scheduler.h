@@ -20,27 +20,12 @@
 #include <vector>
 
 #include "base/status.h"
+#include "scheduler/nic.h"
 
 namespace tributary {
 
 // ---------------------------------------------------------------------------------------------
 // Inventory
-
-// Fabric of a network interface. IB and RoCE NICs cannot do RDMA to each other, so the fabric (plus
-// fabric_id) defines RDMA islands.
-enum class NicFabric { kEthernet, kRoce, kInfiniband };
-
-const char* NicFabricName(NicFabric fabric);  // "ethernet" | "roce" | "infiniband"
-// InvalidArgument for other names.
-Result<NicFabric> ParseNicFabric(std::string_view name);
-
-struct InventoryNic {
-  std::string name;  // netdev or RDMA device name: "eth0", "mlx5_0"
-  NicFabric fabric = NicFabric::kEthernet;
-  int64_t speed_mbps = 0;
-  // Workers with the same non-empty fabric_id share an RDMA fabric (reserved for NIC-aware placement).
-  std::string fabric_id;
-};
 
 // What the coordinator knows about one registered worker.
 struct WorkerInventory {
@@ -48,8 +33,8 @@ struct WorkerInventory {
   int cores = 0;
   int64_t memory_bytes = 0;  // host memory
   int gpu_count = 0;
-  int64_t gpu_memory_bytes = 0;  // per GPU (the smallest when they differ); 0 without GPUs
-  std::vector<InventoryNic> nics;
+  int64_t gpu_memory_bytes = 0;             // per GPU (the smallest when they differ); 0 without GPUs
+  std::vector<NicInfo> nics;                // the placeable ones (scheduler/nic.h)
   std::map<std::string, int64_t> datasets;  // dataset name -> sample count
   bool alive = false;
   int64_t last_heartbeat_ms = 0;  // Unix time in milliseconds of the last heartbeat

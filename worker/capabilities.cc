@@ -59,24 +59,6 @@ Result<int64_t> ReadMemTotal(const std::string& procfs_root) {
 
 }  // namespace
 
-const char* NicKindName(NicKind kind) {
-  switch (kind) {
-    case NicKind::kEthernet: return "ethernet";
-    case NicKind::kRoce: return "roce";
-    case NicKind::kInfiniband: return "infiniband";
-    case NicKind::kOther: return "other";
-  }
-  return "other";
-}
-
-Result<NicKind> ParseNicKind(const std::string& name) {
-  if (name == "ethernet") return NicKind::kEthernet;
-  if (name == "roce") return NicKind::kRoce;
-  if (name == "infiniband") return NicKind::kInfiniband;
-  if (name == "other") return NicKind::kOther;
-  return Status::InvalidArgument("NIC kind '" + name + "': expected ethernet|roce|infiniband|other");
-}
-
 Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
   WorkerCapabilities caps;
   char host[256] = {0};
@@ -85,7 +67,7 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
   TRIB_ASSIGN_OR_RETURN(caps.memory_bytes, ReadMemTotal(options.procfs_root));
 
   // RDMA ports first: they decide which netdevs are RoCE.
-  std::map<std::string, NicKind> netdev_kind;
+  std::map<std::string, NicFabric> netdev_fabric;
   const fs::path ib_root = fs::path(options.sysfs_root) / "class" / "infiniband";
   std::error_code ec;
   if (fs::is_directory(ib_root, ec)) {
@@ -103,12 +85,12 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
         NicInfo nic;
         nic.name = dev.filename().string() + "/" + port.filename().string();
         const std::string layer = ReadFirstLine(port / "link_layer");
-        nic.kind = layer == "InfiniBand" ? NicKind::kInfiniband
-                   : layer == "Ethernet" ? NicKind::kRoce
-                                         : NicKind::kOther;
+        nic.fabric = layer == "InfiniBand" ? NicFabric::kInfiniband
+                     : layer == "Ethernet" ? NicFabric::kRoce
+                                           : NicFabric::kOther;
         nic.speed_mbps = ParseRdmaRateMbps(ReadFirstLine(port / "rate"));
         nic.up = ReadFirstLine(port / "state").find("ACTIVE") != std::string::npos;
-        for (const std::string& nd : netdevs) netdev_kind[nd] = nic.kind;
+        for (const std::string& nd : netdevs) netdev_fabric[nd] = nic.fabric;
         caps.nics.push_back(nic);
       }
     }
@@ -124,11 +106,12 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
       bool ok = false;
       const int64_t type = ParseLeadingInt(ReadFirstLine(iface / "type"), &ok);
       if (name == "lo" || (ok && type == 772)) continue;  // ARPHRD_LOOPBACK
-      auto rdma = netdev_kind.find(name);
-      if (rdma != netdev_kind.end() && rdma->second == NicKind::kInfiniband) continue;  // IPoIB: the port is listed
+      auto rdma = netdev_fabric.find(name);
+      if (rdma != netdev_fabric.end() && rdma->second == NicFabric::kInfiniband) continue;  // IPoIB: the port is listed
       NicInfo nic;
       nic.name = name;
-      nic.kind = rdma != netdev_kind.end() ? rdma->second : (ok && type == 1 ? NicKind::kEthernet : NicKind::kOther);
+      nic.fabric =
+          rdma != netdev_fabric.end() ? rdma->second : (ok && type == 1 ? NicFabric::kEthernet : NicFabric::kOther);
       const int64_t speed = ParseLeadingInt(ReadFirstLine(iface / "speed"), &ok);
       nic.speed_mbps = ok && speed > 0 ? speed : 0;  // virtual NICs report -1 or nothing
       nic.up = ReadFirstLine(iface / "operstate") == "up";
@@ -147,16 +130,23 @@ Status ApplyNicOverrides(const std::vector<std::string>& overrides, WorkerCapabi
     const size_t a = spec.find(':');
     const size_t b = a == std::string::npos ? a : spec.find(':', a + 1);
     if (a == std::string::npos || b == std::string::npos || a == 0)
-      return Status::InvalidArgument("NIC override '" + spec + "': expected NAME:KIND:MBPS");
+      return Status::InvalidArgument("NIC override '" + spec + "': expected NAME:FABRIC:MBPS[:FABRIC_ID]");
+    const size_t c = spec.find(':', b + 1);
     NicInfo nic;
     nic.name = spec.substr(0, a);
-    Result<NicKind> kind = ParseNicKind(spec.substr(a + 1, b - a - 1));
-    if (!kind.ok()) return kind.status().WithContext("NIC override '" + spec + "'");
-    nic.kind = *kind;
+    Result<NicFabric> fabric = ParseNicFabric(spec.substr(a + 1, b - a - 1));
+    if (!fabric.ok()) return fabric.status().WithContext("NIC override '" + spec + "'");
+    nic.fabric = *fabric;
+    const std::string mbps = spec.substr(b + 1, c == std::string::npos ? std::string::npos : c - b - 1);
     bool ok = false;
-    nic.speed_mbps = ParseLeadingInt(spec.substr(b + 1), &ok);
-    if (!ok || nic.speed_mbps <= 0 || std::to_string(nic.speed_mbps) != spec.substr(b + 1))
+    nic.speed_mbps = ParseLeadingInt(mbps, &ok);
+    if (!ok || nic.speed_mbps <= 0 || std::to_string(nic.speed_mbps) != mbps)
       return Status::InvalidArgument("NIC override '" + spec + "': MBPS must be a positive integer");
+    if (c != std::string::npos) {
+      nic.fabric_id = spec.substr(c + 1);
+      if (nic.fabric_id.empty() || nic.fabric_id.find(':') != std::string::npos)
+        return Status::InvalidArgument("NIC override '" + spec + "': FABRIC_ID must be a non-empty name without ':'");
+    }
     nic.up = true;
     nics.push_back(nic);
   }
@@ -179,7 +169,11 @@ std::string CapabilitiesToJson(const WorkerCapabilities& caps) {
   }
   j["nics"] = nlohmann::json::array();
   for (const NicInfo& n : caps.nics) {
-    j["nics"].push_back({{"name", n.name}, {"kind", NicKindName(n.kind)}, {"speed_mbps", n.speed_mbps}, {"up", n.up}});
+    j["nics"].push_back({{"name", n.name},
+                         {"fabric", NicFabricName(n.fabric)},
+                         {"speed_mbps", n.speed_mbps},
+                         {"up", n.up},
+                         {"fabric_id", n.fabric_id}});
   }
   j["datasets"] = nlohmann::json::array();
   for (const DatasetInfo& d : caps.datasets) {

@@ -8,20 +8,9 @@
 
 #include "base/status.h"
 #include "engine/device.h"
+#include "scheduler/nic.h"
 
 namespace tributary {
-
-enum class NicKind { kEthernet, kRoce, kInfiniband, kOther };
-
-const char* NicKindName(NicKind kind);  // "ethernet", "roce", "infiniband", "other"
-Result<NicKind> ParseNicKind(const std::string& name);
-
-struct NicInfo {
-  std::string name;  // netdev name (eth0) or RDMA device/port (mlx5_0/1)
-  NicKind kind = NicKind::kOther;
-  int64_t speed_mbps = 0;  // 0 when unknown (link down, virtual device)
-  bool up = false;
-};
 
 struct DatasetInfo {
   std::string name;
@@ -49,7 +38,8 @@ struct DetectOptions {
 // Ethernet -> roce (its netdev is then reported as roce, not ethernet). Memory from <procfs>/meminfo.
 Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options = {});
 
-// Replaces detected NICs with overrides of the form NAME:KIND:MBPS (e.g. "ib0:infiniband:200000").
+// Replaces detected NICs with overrides of the form NAME:FABRIC:MBPS[:FABRIC_ID] (e.g.
+// "ib0:infiniband:200000:ib-fabric-a"; FABRIC as NicFabricName; FABRIC_ID names the network).
 Status ApplyNicOverrides(const std::vector<std::string>& overrides, WorkerCapabilities* caps);
 
 // JSON for logs and `tributary worker --print-capabilities`.

@@ -41,8 +41,9 @@ v1::Capabilities ToProto(const WorkerCapabilities& caps, const std::vector<Datas
   for (const NicInfo& nic : caps.nics) {
     v1::Nic* n = out.add_nics();
     n->set_name(nic.name);
-    n->set_kind(NicKindName(nic.kind));
+    n->set_kind(NicFabricName(nic.fabric));
     n->set_speed_mbps(static_cast<uint64_t>(std::max<int64_t>(nic.speed_mbps, 0)));
+    n->set_fabric_id(nic.fabric_id);
   }
   for (const DatasetInfo& dataset : datasets) {
     v1::DatasetInfo* d = out.add_datasets();

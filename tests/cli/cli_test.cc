@@ -147,7 +147,7 @@ TEST(CliTest, WorkerPrintsCapabilities) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["memory_bytes"].get<int64_t>(), 0);
   ASSERT_EQ(j["nics"].size(), 1u);
-  EXPECT_EQ(j["nics"][0]["kind"], "infiniband");
+  EXPECT_EQ(j["nics"][0]["fabric"], "infiniband");
 }
 
 }  // namespace

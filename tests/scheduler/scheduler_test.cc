@@ -22,7 +22,7 @@ WorkerInventory Worker(const std::string& id, int64_t memory_gib = 64, int gpus 
   w.memory_bytes = memory_gib * kGiB;
   w.gpu_count = gpus;
   w.gpu_memory_bytes = gpus > 0 ? gpu_gib * kGiB : 0;
-  w.nics.push_back({"eth0", NicFabric::kEthernet, 25000, ""});
+  w.nics.push_back({"eth0", NicFabric::kEthernet, 25000, true, ""});
   w.datasets["dolly"] = 100;
   w.alive = true;
   w.last_heartbeat_ms = 1'000'000;
@@ -40,11 +40,15 @@ std::vector<std::string> Ids(int n) {
 }
 
 TEST(InventoryTest, NicFabricNamesRoundTrip) {
-  for (NicFabric f : {NicFabric::kEthernet, NicFabric::kRoce, NicFabric::kInfiniband}) {
+  for (NicFabric f : {NicFabric::kEthernet, NicFabric::kRoce, NicFabric::kInfiniband, NicFabric::kOther}) {
     auto parsed = ParseNicFabric(NicFabricName(f));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, f);
   }
+  // Only a known fabric with a known speed counts for placement.
+  EXPECT_TRUE(IsPlaceable({"ib0", NicFabric::kInfiniband, 200000, true, "ib-a"}));
+  EXPECT_FALSE(IsPlaceable({"veth0", NicFabric::kOther, 10000, true, ""}));
+  EXPECT_FALSE(IsPlaceable({"eth1", NicFabric::kEthernet, 0, false, ""}));
   auto bad = ParseNicFabric("myrinet");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("'myrinet'"), std::string::npos);
@@ -53,7 +57,7 @@ TEST(InventoryTest, NicFabricNamesRoundTrip) {
 TEST(InventoryTest, ValidateNamesWorkerAndField) {
   EXPECT_TRUE(ValidateInventory(Worker("a")).ok());
   WorkerInventory w = Worker("a");
-  w.nics.push_back({"ib0", NicFabric::kInfiniband, 0, "fabric-1"});
+  w.nics.push_back({"ib0", NicFabric::kInfiniband, 0, true, "fabric-1"});
   Status s = ValidateInventory(w);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(), "worker 'a': nic 'ib0': speed_mbps must be > 0, got 0");

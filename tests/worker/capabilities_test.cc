@@ -74,7 +74,7 @@ TEST_F(FakeSysfs, ClassifiesEthernetRoceAndInfiniband) {
 
   const NicInfo* eth = FindNic(*caps, "eth0");
   ASSERT_NE(eth, nullptr);
-  EXPECT_EQ(eth->kind, NicKind::kEthernet);
+  EXPECT_EQ(eth->fabric, NicFabric::kEthernet);
   EXPECT_EQ(eth->speed_mbps, 25000);
   EXPECT_TRUE(eth->up);
 
@@ -85,16 +85,16 @@ TEST_F(FakeSysfs, ClassifiesEthernetRoceAndInfiniband) {
 
   const NicInfo* roce_netdev = FindNic(*caps, "ens5");
   ASSERT_NE(roce_netdev, nullptr);
-  EXPECT_EQ(roce_netdev->kind, NicKind::kRoce);
+  EXPECT_EQ(roce_netdev->fabric, NicFabric::kRoce);
 
   const NicInfo* roce = FindNic(*caps, "mlx5_0/1");
   ASSERT_NE(roce, nullptr);
-  EXPECT_EQ(roce->kind, NicKind::kRoce);
+  EXPECT_EQ(roce->fabric, NicFabric::kRoce);
   EXPECT_EQ(roce->speed_mbps, 100000);
 
   const NicInfo* ib = FindNic(*caps, "mlx5_1/1");
   ASSERT_NE(ib, nullptr);
-  EXPECT_EQ(ib->kind, NicKind::kInfiniband);
+  EXPECT_EQ(ib->fabric, NicFabric::kInfiniband);
   EXPECT_EQ(ib->speed_mbps, 200000);
   EXPECT_TRUE(ib->up);
 
@@ -111,17 +111,24 @@ TEST_F(FakeSysfs, MissingMeminfoIsAnErrorNamingTheFile) {
 
 TEST(NicOverrideTest, ReplacesDetectedNics) {
   WorkerCapabilities caps;
-  caps.nics.push_back({"eth0", NicKind::kEthernet, 1000, true});
-  ASSERT_TRUE(ApplyNicOverrides({"ib0:infiniband:200000", "eth1:ethernet:25000"}, &caps).ok());
+  caps.nics.push_back({"eth0", NicFabric::kEthernet, 1000, true, ""});
+  ASSERT_TRUE(ApplyNicOverrides({"ib0:infiniband:200000:ib-a", "eth1:ethernet:25000"}, &caps).ok());
   ASSERT_EQ(caps.nics.size(), 2u);
-  EXPECT_EQ(caps.nics[0].kind, NicKind::kInfiniband);
+  EXPECT_EQ(caps.nics[0].fabric, NicFabric::kInfiniband);
   EXPECT_EQ(caps.nics[0].speed_mbps, 200000);
+  EXPECT_EQ(caps.nics[0].fabric_id, "ib-a");
+  EXPECT_TRUE(IsPlaceable(caps.nics[0]));
   EXPECT_EQ(caps.nics[1].name, "eth1");
+  EXPECT_EQ(caps.nics[1].fabric_id, "");
+  auto j = nlohmann::json::parse(CapabilitiesToJson(caps));
+  EXPECT_EQ(j["nics"][0]["fabric"], "infiniband");
+  EXPECT_EQ(j["nics"][0]["fabric_id"], "ib-a");
 }
 
 TEST(NicOverrideTest, RejectsMalformedOverrides) {
   WorkerCapabilities caps;
-  for (const char* bad : {"ib0", "ib0:infiniband", "ib0:token-ring:100", "ib0:roce:fast", ":roce:100", "x:roce:-5"}) {
+  for (const char* bad : {"ib0", "ib0:infiniband", "ib0:token-ring:100", "ib0:roce:fast", ":roce:100", "x:roce:-5",
+                          "x:roce:100:", "x:roce:100:a:b"}) {
     Status s = ApplyNicOverrides({bad}, &caps);
     EXPECT_TRUE(s.IsInvalidArgument()) << bad;
     EXPECT_NE(s.message().find(bad), std::string::npos) << s.message();

@@ -1,5 +1,7 @@
 #include "cli/cli_config.h"
 
+#include "transport/bulk.h"
+
 namespace tributary::cli {
 namespace {
 
@@ -48,8 +50,10 @@ const ConfigSchema& GlobalConfigSchema() {
                "held-out datasets as NAME=PATH (job specs name one in eval.dataset)"));
     s->Add(Ranged("coordinator.restart_grace_s", T::kFloat, "-1",
                   "wait this long after a start before planning rounds (-1: 1.5 heartbeat intervals)", -1, 3600));
-    s->Add(Ranged("coordinator.inline_payload_bytes", T::kInt, "4194304",
-                  "aggregates above this many bytes are served as bulk objects instead of inline", 1024, 62914560));
+    s->Add(Ranged("coordinator.inline_payload_bytes", T::kInt, std::to_string(transport::kDefaultInlinePayloadBytes),
+                  "aggregates above this many bytes are served as bulk objects instead of inline",
+                  static_cast<double>(transport::kMinInlinePayloadBytes),
+                  static_cast<double>(transport::kMaxInlinePayloadBytes)));
 
     s->Add(Key("worker.coordinator", T::kString, "''", "coordinator endpoint, e.g. tcp://10.0.0.1:7400"));
     s->Add(Key("worker.name", T::kString, "''", "worker id (default: hostname)"));
@@ -61,8 +65,10 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(Key("worker.nics", T::kStringList, "[]",
                "NIC override as NAME:FABRIC:MBPS[:FABRIC_ID] (FABRIC = ethernet|roce|infiniband|other; NICs with the "
                "same FABRIC_ID share one network); empty = detect from /sys"));
-    s->Add(Ranged("worker.inline_payload_bytes", T::kInt, "4194304",
-                  "uploads above this many bytes are pulled by the coordinator as bulk objects", 1024, 62914560));
+    s->Add(Ranged("worker.inline_payload_bytes", T::kInt, std::to_string(transport::kDefaultInlinePayloadBytes),
+                  "uploads above this many bytes are pulled by the coordinator as bulk objects",
+                  static_cast<double>(transport::kMinInlinePayloadBytes),
+                  static_cast<double>(transport::kMaxInlinePayloadBytes)));
 
     s->Add(Key("client.coordinator", T::kString, "''", "coordinator endpoint for CLI commands"));
     s->Add(Key("client.secret_key", T::kString, "''", "CURVE secret key file of this CLI user"));

@@ -86,9 +86,11 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
     if (!fs::is_regular_file(path))
       return Status::NotFound("coordinator.eval_data: dataset '" + name + "': " + path + ": no such file");
   }
-  if (options.inline_payload_bytes < 1024 || options.inline_payload_bytes > (uint64_t{60} << 20))
-    return Status::InvalidArgument("coordinator.inline_payload_bytes: must be 1024..62914560, got " +
-                                   std::to_string(options.inline_payload_bytes));
+  if (options.inline_payload_bytes < transport::kMinInlinePayloadBytes ||
+      options.inline_payload_bytes > transport::kMaxInlinePayloadBytes)
+    return Status::InvalidArgument(
+        "coordinator.inline_payload_bytes: must be " + std::to_string(transport::kMinInlinePayloadBytes) + ".." +
+        std::to_string(transport::kMaxInlinePayloadBytes) + ", got " + std::to_string(options.inline_payload_bytes));
   if (options.restart_grace_ms < 0) options.restart_grace_ms = options.heartbeat_interval_ms * 3 / 2;
   std::error_code ec;
   fs::create_directories(fs::path(options.data_dir) / "logs", ec);

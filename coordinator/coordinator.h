@@ -19,23 +19,24 @@
 #include <string>
 
 #include "base/status.h"
+#include "transport/bulk.h"
 #include "transport/security.h"
 
 namespace tributary {
 
 struct CoordinatorOptions {
-  std::string listen = "tcp://0.0.0.0:7400";          // ZeroMQ endpoint ("tcp://127.0.0.1:*": any free port)
-  std::string http_listen;                            // "host:port" (port 0: any free port); empty: no HTTP
-  std::string data_dir;                               // RocksDB store, job logs and exports live here
-  bool insecure = false;                              // no CURVE (logs a warning at every start)
-  transport::KeyPair keys;                            // required unless insecure
-  transport::AllowList allow_list;                    // admitted worker and client keys (required unless insecure)
-  int64_t heartbeat_interval_ms = 5000;               // told to workers at registration
-  int heartbeat_misses = 3;                           // dead after this many missed heartbeats
-  int64_t restart_grace_ms = -1;                      // -1: 1.5 heartbeat intervals
-  std::map<std::string, std::string> eval_data;       // held-out datasets: name -> path (job spec eval.dataset)
-  bool sync_writes = true;                            // synced RocksDB writes (off only for benchmarks)
-  uint64_t inline_payload_bytes = uint64_t{4} << 20;  // larger aggregates go as bulk objects (docs/protocol.md)
+  std::string listen = "tcp://0.0.0.0:7400";     // ZeroMQ endpoint ("tcp://127.0.0.1:*": any free port)
+  std::string http_listen;                       // "host:port" (port 0: any free port); empty: no HTTP
+  std::string data_dir;                          // RocksDB store, job logs and exports live here
+  bool insecure = false;                         // no CURVE (logs a warning at every start)
+  transport::KeyPair keys;                       // required unless insecure
+  transport::AllowList allow_list;               // admitted worker and client keys (required unless insecure)
+  int64_t heartbeat_interval_ms = 5000;          // told to workers at registration
+  int heartbeat_misses = 3;                      // dead after this many missed heartbeats
+  int64_t restart_grace_ms = -1;                 // -1: 1.5 heartbeat intervals
+  std::map<std::string, std::string> eval_data;  // held-out datasets: name -> path (job spec eval.dataset)
+  bool sync_writes = true;                       // synced RocksDB writes (off only for benchmarks)
+  uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;  // larger aggregates go as bulk objects
 };
 
 class Coordinator {

@@ -36,6 +36,13 @@ inline constexpr uint32_t kDefaultChunkBytes = uint32_t{1} << 20;
 inline constexpr size_t kChunkChecksumBytes = 16;
 inline constexpr size_t kObjectChecksumBytes = 32;
 
+// Payloads (uploads, aggregates) up to an inline limit travel inside the envelope; larger ones as bulk
+// objects. The limit is a daemon setting in [kMinInlinePayloadBytes, kMaxInlinePayloadBytes]: the upper
+// bound keeps an inline payload plus the rest of the envelope under kDefaultMaxControlBytes (64 MiB).
+inline constexpr uint64_t kDefaultInlinePayloadBytes = uint64_t{4} << 20;
+inline constexpr uint64_t kMinInlinePayloadBytes = 1024;
+inline constexpr uint64_t kMaxInlinePayloadBytes = uint64_t{60} << 20;
+
 // BLAKE2b-128 of a chunk (binary, 16 bytes).
 std::string ChunkChecksum(const void* data, size_t size);
 // BLAKE2b-256 of a whole buffer (binary, 32 bytes).

@@ -26,9 +26,6 @@ namespace tributary {
 // their size is bounded by memory only: the worker holds the payload, and the coordinator one buffer per
 // pending pull. This sanity limit (fp32 state of 4 Gi parameters) refuses absurd tasklets early.
 inline constexpr uint64_t kMaxDensePayloadBytes = uint64_t{16} << 30;
-// Payloads up to this size travel inline in the envelope (the message limit is 64 MiB).
-inline constexpr uint64_t kDefaultInlinePayloadBytes = uint64_t{4} << 20;
-inline constexpr uint64_t kMaxInlinePayloadBytes = uint64_t{60} << 20;
 
 class JobReplica {
  public:

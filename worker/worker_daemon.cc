@@ -86,10 +86,11 @@ Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerOptions options
   if (options.default_heartbeat_interval_ms <= 0)
     return Status::InvalidArgument("worker: heartbeat interval must be > 0 ms");
   if (options.request_timeout_ms <= 0) return Status::InvalidArgument("worker: request timeout must be > 0 ms");
-  if (options.inline_payload_bytes < 1024 || options.inline_payload_bytes > kMaxInlinePayloadBytes)
-    return Status::InvalidArgument("worker: worker.inline_payload_bytes must be 1024.." +
-                                   std::to_string(kMaxInlinePayloadBytes) + ", got " +
-                                   std::to_string(options.inline_payload_bytes));
+  if (options.inline_payload_bytes < transport::kMinInlinePayloadBytes ||
+      options.inline_payload_bytes > transport::kMaxInlinePayloadBytes)
+    return Status::InvalidArgument(
+        "worker: worker.inline_payload_bytes must be " + std::to_string(transport::kMinInlinePayloadBytes) + ".." +
+        std::to_string(transport::kMaxInlinePayloadBytes) + ", got " + std::to_string(options.inline_payload_bytes));
   if (options.capabilities.datasets.empty()) options.capabilities.datasets = options.datasets;
   if (options.threads > 0) SetNumThreads(options.threads);
 

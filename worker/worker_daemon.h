@@ -50,8 +50,8 @@ struct WorkerOptions {
   int request_timeout_ms = 10000;  // one work-connection request; Timeout/Unavailable are retried until stop
   // Dense (fedavg, lora) payloads above this are refused (a memory sanity limit).
   uint64_t max_dense_payload_bytes = kMaxDensePayloadBytes;
-  // Uploads above this go as a bulk object the coordinator pulls (<= kMaxInlinePayloadBytes).
-  uint64_t inline_payload_bytes = kDefaultInlinePayloadBytes;
+  // Uploads above this go as a bulk object the coordinator pulls (transport/bulk.h bounds it).
+  uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;
 };
 
 class WorkerDaemon {

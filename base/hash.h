@@ -18,7 +18,7 @@ namespace tributary {
 
 // SplitMix64 finaliser (Steele, Lea, Flood 2014; Vigna's constants), arithmetic mod 2^64: a
 // bijective 64-bit mixer that turns counters and seed combinations into uniform bits. Frozen: the
-// Ferret basis keys of every stored round depend on it (ferret-spec section 9).
+// Ferret basis keys of every stored round depend on it (docs/ferret.md, "Seeds").
 TRIB_HOST_DEVICE inline uint64_t SplitMix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;

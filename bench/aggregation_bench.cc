@@ -1,4 +1,4 @@
-// Coordinator-side Ferret aggregation (ferret-spec 7-8): time and resident memory to parse and aggregate
+// Coordinator-side Ferret aggregation (docs/ferret.md, "Aggregation"): time and resident memory to parse and aggregate
 // n simulated client coefficient uploads per round.
 //
 //   aggregation_bench [--params tests/peft/fixtures/datajuicer_1_3b_params.txt] [--k 200] [--reps 3]

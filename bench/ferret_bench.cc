@@ -1,4 +1,4 @@
-// Ferret projection and reconstruct-apply throughput (ferret-spec 10), side by side with the
+// Ferret projection and reconstruct-apply throughput (docs/ferret.md), side by side with the
 // reference method in PyTorch (bench/ferret_torch.py) and with the raw Philox generation rate.
 //
 //   ferret_bench [--d 100000000] [--blocks 1] [--k 8] [--k-trunc 2] [--torch-k 2] [--no-torch]

@@ -4,7 +4,7 @@
 // The coordinator writes every accepted client update and every committed round here BEFORE it
 // broadcasts anything, so a kill -9 at any moment loses nothing that a peer could have seen; the
 // model of any round is rebuilt from the latest snapshot at or before it plus the logged rounds after
-// it (ferret-spec 1, step 2 and 4; the aggregate payloads are KBs per round).
+// it (docs/architecture.md, "One federated round"; Ferret aggregates are KBs per round).
 //
 // Recovery semantics (what a caller may rely on after a crash of the process or the machine):
 //  * Every write that returned OK is durable: it went through the write-ahead log with
@@ -90,7 +90,7 @@ struct UpdateRecord {
   std::string worker_id;
   uint64_t num_samples = 0;
   double train_loss = 0.0;
-  std::string payload;  // opaque bytes (ferret-spec 8 uplink payload)
+  std::string payload;  // opaque bytes (the method's upload payload, federation/method.h)
   int64_t received_unix_ms = 0;
 };
 
@@ -112,9 +112,9 @@ struct RoundRecord {
   uint64_t job_seed = 0;
   std::string seed_mode;  // e.g. "per_round", "fixed_pool"
   std::vector<RoundParticipant> participants;
-  std::string aggregate;  // opaque bytes (ferret-spec 8 downlink payload)
+  std::string aggregate;  // opaque bytes (the method's aggregate, federation/method.h)
   RoundMetrics metrics;
-  uint64_t weights_hash = 0;  // hash of the model arena after applying this round (ferret-spec 11)
+  uint64_t weights_hash = 0;  // hash of the trainable state after applying this round (every replica checks it)
   int64_t committed_unix_ms = 0;
 };
 
@@ -126,7 +126,7 @@ struct SnapshotRecord {
   uint64_t chunk_bytes = 0;          // size of every chunk but the last
   std::vector<uint32_t> chunk_crcs;  // CRC32C of each chunk's bytes; its size is the chunk count
   std::vector<TensorEntry> tensors;  // the arena's tensor table (names, shapes, offsets)
-  uint64_t weights_hash = 0;         // caller's hash of the arena (ferret-spec 11)
+  uint64_t weights_hash = 0;         // caller's hash of the arena
   int64_t created_unix_ms = 0;
 };
 

@@ -28,6 +28,6 @@ endif()
 if(TRIBUTARY_HAVE_CUDA)
   set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no CUDA20 flags for nvcc; .cu files include C++17 headers only
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
-  # Determinism rule (ferret-spec 11): no implicit FMA contraction on the device either.
+  # Determinism (docs/ferret.md, "Determinism"): no implicit FMA contraction on the device either.
   set(CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS} --fmad=false -diag-suppress 2810")  # 2810: nvcc misreads [[nodiscard]] on classes
 endif()

@@ -1,4 +1,4 @@
-// Per-block coefficient budgets K_l (ferret-spec section 5).
+// Per-block coefficient budgets K_l (docs/ferret.md, "Allocation").
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,7 @@ namespace tributary {
 
 // Score x_l; K_l = max(floor(x_l / max_j x_j * K), 2), so the highest-scoring block gets exactly K.
 enum class Allocation {
-  kNormRatio,  // x_l = ||Delta_l|| (reference code, default)
+  kNormRatio,  // x_l = ||Delta_l|| (the Ferret authors' choice, default)
   kSqrtDNorm,  // x_l = sqrt(d_l) * ||Delta_l|| (MSE-optimal under MSE ~ (d_l / K_l) ||Delta_l||^2)
   kUniform,    // x_l = 1: every block gets K
 };

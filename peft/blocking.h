@@ -1,5 +1,5 @@
 // Ferret blocks: the units that get their own random vectors and coefficient budget K_l
-// (ferret-spec section 3).
+// (docs/ferret.md, "Blocking").
 //
 // A block is a list of arena element ranges. Arena tensors are padded to 16-element alignment,
 // so a block spanning several tensors skips the padding: element i of the block walks its
@@ -30,7 +30,7 @@ struct Block {
 };
 
 enum class BlockingRule {
-  kReference,    // reference code's _group_parameters: large tensors alone, small ones merged
+  kReference,    // large tensors alone, small ones merged up to 0.9 x the median size (Ferret authors' rule)
   kFixedChunks,  // contiguous ranges of chunk_elems parameter elements (the last one shorter)
 };
 

@@ -37,7 +37,7 @@ struct FerretOptions {
   uint64_t job_seed = 0;
   double server_lr = 1.0;  // base slr (a schedule passes the round's value to ApplyAggregate)
   // Per-(seed, block) max norm of slr-free updates gamma_k v_k, applied with reference scaling only
-  // (the reference code's clip at 10); 0 disables it.
+  // (docs/ferret.md, "Projection"); 0 disables it.
   double clip = 10.0;
   WireDtype wire_dtype = WireDtype::kFp32;
 };

@@ -1,4 +1,4 @@
-// The Ferret coefficient payload (ferret-spec section 8), little-endian:
+// The Ferret coefficient payload (docs/ferret.md, "Payload"), little-endian:
 //   header, 8 bytes : round u32 | L u16 | dtype u8 (0 = fp32, 1 = bf16) | flags u8 (0; none defined)
 //   per block l     : block id u16 (= l, ascending) | K_l u16 | gamma[K_l] in dtype
 //   bytes = 8 + 4 L + sum_l K_l * b,  b = 4 (fp32) or 2 (bf16)

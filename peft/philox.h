@@ -1,4 +1,4 @@
-// Philox4x32-10 counter-based RNG and the SplitMix64 key derivation of ferret-spec section 9.
+// Philox4x32-10 counter-based RNG and the SplitMix64 key derivation (docs/ferret.md, "Seeds").
 //
 // Header-only and free of std:: containers so the same code compiles for the CPU and (later) for
 // CUDA device code: every replica must regenerate bit-identical basis vectors. Frozen before v1:

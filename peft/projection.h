@@ -1,4 +1,4 @@
-// Client-side projection of an update onto the shared random vectors (ferret-spec sections 6, 10).
+// Client-side projection of an update onto the shared random vectors (docs/ferret.md, "Projection").
 //
 // Fused: Delta = w_old - w_new is formed tile by tile in fp32, each vector chunk is generated next to
 // it and dotted at once, so no block-sized temporary exists. Each fixed-size slice of a block keeps
@@ -24,8 +24,8 @@ struct DeltaSource {
 };
 
 enum class SeedMode {
-  kPerRound,   // fresh bases every round (paper; pairs with prefix support)
-  kFixedPool,  // one pool for all rounds (reference code): the round is left out of the key
+  kPerRound,   // fresh bases every round (pairs with prefix support)
+  kFixedPool,  // one pool of K vectors for the whole job: the round is left out of the key
 };
 const char* SeedModeName(SeedMode mode);
 Result<SeedMode> ParseSeedMode(std::string_view name);  // "per_round" | "fixed_pool"
@@ -45,8 +45,8 @@ struct BasisConfig {
 BasisStream MakeStream(const BasisConfig& basis, const Block& block, uint32_t k);
 
 enum class Scaling {
-  kUnbiased,   // gamma = <v, Delta> / (rho_l K_l): E[reconstruction] = Delta (paper eq. 8)
-  kReference,  // gamma = (d_l / K_l) <Delta, v>, plus the per-vector clip at 10 when applied (reference code)
+  kUnbiased,   // gamma = <v, Delta> / (rho_l K_l): E[reconstruction] = Delta
+  kReference,  // gamma = (d_l / K_l) <Delta, v>, plus the per-vector clip at 10 when applied (docs/ferret.md)
 };
 const char* ScalingName(Scaling scaling);
 Result<Scaling> ParseScaling(std::string_view name);

@@ -1,4 +1,4 @@
-// Shared random basis vectors v_{k,l} of Ferret (ferret-spec sections 4 and 9).
+// Shared random basis vectors v_{k,l} of Ferret (docs/ferret.md, "Bases" and "Seeds").
 //
 // Element i of vector k of block l is a pure function of (job seed, round, k, l, i): any thread,
 // tile or replica generates exactly the slice it needs and no vector is ever stored. Scale
@@ -17,7 +17,7 @@ namespace tributary {
 enum class Distribution : uint8_t {
   kRademacher = 0,   // +-1/sqrt(d); rho = 1/d; ||v|| = 1 exactly (default)
   kUniform = 1,      // U[-a, a], a = 1/sqrt(d); rho = 1/(3d)
-  kTruncNormal = 2,  // TN(0, 1; [-a, a]) by fp32 inverse CDF (paper-exact)
+  kTruncNormal = 2,  // TN(0, 1; [-a, a]) by fp32 inverse CDF (the Ferret paper's distribution)
   // v_k = e_k, the k-th standard unit vector (rho = 1/d, so the unbiased gamma_k = Delta_k when K_l = d).
   // Only for tests and diagnostics: it makes one Ferret round reproduce FedAvg exactly.
   kStandardBasis = 3,

@@ -1,4 +1,4 @@
-// Reconstruct-apply on every replica: w_l -= sum_k c_{l,k} v_{l,k} (ferret-spec sections 6, 10).
+// Reconstruct-apply on every replica: w_l -= sum_k c_{l,k} v_{l,k} (docs/ferret.md, "Reconstruct-apply").
 //
 // Fused per tile: each element accumulates c_k * v_k[i] over the support in ascending k (fp32 product,
 // then fp32 add; the build has -ffp-contract=off, so no implicit FMA), then w_i -= acc_i once. An
@@ -17,7 +17,7 @@ namespace tributary {
 // ||v_{l,k}||^2 for k = 0..count-1 (fp64, deterministic). Rademacher returns 1 (||v|| = 1 by design).
 std::vector<double> BasisNormsSquared(const Block& block, const BasisConfig& basis, int count);
 
-// The per-vector clip of the reference code: s = min(1, max_norm / (|gamma| ||v|| + 1e-8)).
+// The per-vector clip of reference scaling: s = min(1, max_norm / (|gamma| ||v|| + 1e-8)).
 double ClipFactor(double gamma, double vector_norm_sq, double max_norm);
 
 // c_k = fp32(server_lr * s_k * gamma_k) with s_k = ClipFactor(...) when max_norm > 0 (norms_sq needed

@@ -3,12 +3,13 @@
 // First policy ("random"): filter workers by capability (alive, memory, GPUs, dataset), then draw a
 // uniform sample of a fraction of the eligible ones, deterministically from (job seed, round).
 // Round deadlines come from measured tasklet durations (median + k·MAD, clamped), never from a
-// hand-tuned timeout (ecosystem.md (b)); a round closes when everyone reported, or at the deadline with
+// hand-tuned timeout (a fixed timeout is either too short for slow sites or wastes fast ones); a round
+// closes when everyone reported, or at the deadline with
 // a quorum.
 //
-// The inventory already records each NIC's fabric (Ethernet / RoCE / InfiniBand), speed and RDMA island
-// (fabric_id) so a later NIC-aware policy (Holmes: group workers by NIC type, keep DP traffic inside an
-// RDMA island) can be added as another Scheduler without changing the records.
+// The inventory records each NIC's fabric, speed and network (scheduler/nic.h) so a NIC-aware policy
+// (group workers by NIC type, keep data-parallel traffic inside an RDMA island) can be added as another
+// Scheduler without changing the records.
 #pragma once
 
 #include <cstdint>

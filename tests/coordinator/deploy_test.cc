@@ -161,7 +161,7 @@ TEST_F(DeployTest, UnitsCarryTheRequiredDirectives) {
     EXPECT_EQ(Only(unit, "Service", "ReadWritePaths"), "/var/lib/tributary");
     EXPECT_EQ(Only(unit, "Service", "PrivateTmp"), "yes");
     EXPECT_GT(std::atol(Only(unit, "Service", "LimitNOFILE").c_str()), 1024);
-    // Exit 69 ("not built yet") must not cause a restart loop.
+    // Exit 69 (a capability this build lacks) must not cause a restart loop.
     EXPECT_NE(Only(unit, "Service", "RestartPreventExitStatus").find("69"), std::string::npos);
   }
 }

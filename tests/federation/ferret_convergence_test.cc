@@ -1,4 +1,4 @@
-// Convergence smoke test (ferret-spec 16.10): a non-IID federated least-squares problem with d = 1e4
+// Convergence smoke test: a non-IID federated least-squares problem with d = 1e4
 // and 10 clients, T = 10 local minibatch SGD steps per round. Ferret (K = d/20, unbiased scaling, slr = 1)
 // must reach FedAvg's final loss within 10% in at most 3x FedAvg's rounds.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Blocking rule (ferret-spec 3) on real LLaMA parameter lists and K_l allocation (ferret-spec 5, 16.7).
+// Blocking rule on real LLaMA parameter lists and K_l allocation (docs/ferret.md, "Blocking", "Allocation").
 #include "peft/blocking.h"
 #include "tests/common/tensor_list.h"
 
@@ -179,7 +179,7 @@ TEST(AllocationTest, NormRatioFollowsTheFormulaAndTheLargestGetsK) {
     ASSERT_TRUE(k_l.ok());
     const double n_max = *std::max_element(norms.begin(), norms.end());
     for (size_t l = 0; l < norms.size(); ++l) {
-      // The reference code's evaluation order: floor(n_l / n_max * K).
+      // The Ferret authors' evaluation order: floor(n_l / n_max * K).
       const int expect = std::max(static_cast<int>(std::floor(norms[l] / n_max * K)), 2);
       EXPECT_EQ((*k_l)[l], expect) << l;
       EXPECT_LE((*k_l)[l], K);

@@ -51,7 +51,7 @@ TEST(PayloadTest, SizeFollowsTheFormulaForRandomBudgets) {
 }
 
 TEST(PayloadTest, CodeDenseBudgetIs38800Values) {
-  // K = 200 coefficients for each of L = 194 blocks: the reference code's dense K x L matrix.
+  // K = 200 coefficients for each of L = 194 blocks: a dense K x L matrix.
   const std::vector<int> k_l(194, 200);
   int values = 0;
   for (int k : k_l) values += k;

@@ -1,5 +1,5 @@
-// Philox4x32-10 known-answer vectors, SplitMix64 values and the basis element definition (ferret-spec
-// 9 and 16.1): the batched generator must equal the scalar definition everywhere, i >= 2^32 included.
+// Philox4x32-10 known-answer vectors, SplitMix64 values and the basis element definition (docs/ferret.md,
+// "Seeds"): the batched generator must equal the scalar definition everywhere, i >= 2^32 included.
 #include "peft/philox.h"
 
 #include <gtest/gtest.h>
@@ -56,7 +56,7 @@ TEST(PhiloxTest, BasisKeyPacksRoundAndSeedIndex) {
   EXPECT_NE(BasisKey(job, 7, 43).k0, key.k0);
 }
 
-// The element rules of ferret-spec 9, written out independently of the library's code paths.
+// The element rules of docs/ferret.md, "Seeds", written out independently of the library's code paths.
 float RademacherByDefinition(const BasisStream& st, uint64_t i) {
   const uint64_t j = i / 128;
   const uint32_t ctr[4] = {st.block_id, static_cast<uint32_t>(j), static_cast<uint32_t>(j >> 32), 0};

@@ -1,4 +1,4 @@
-// Client projection and reconstruct-apply (ferret-spec 6, 10, 11; acceptance 16.3, 16.4, 16.6).
+// Client projection and reconstruct-apply (docs/ferret.md, "Projection", "Reconstruct-apply", "Determinism").
 #include "peft/projection.h"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Distributions of the basis vectors: moments, rho_l and the fp32 erfinv (ferret-spec 4, 16.2).
+// Distributions of the basis vectors: moments, rho_l and the fp32 erfinv (docs/ferret.md, "Bases").
 #include "peft/random_basis.h"
 
 #include <gtest/gtest.h>

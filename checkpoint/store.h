@@ -42,7 +42,7 @@
 #include <vector>
 
 #include "base/status.h"
-#include "engine/arena.h"
+#include "base/tensor_table.h"
 
 namespace rocksdb {
 class DB;

@@ -143,6 +143,30 @@ const char* ConfigTypeName(ConfigType type) {
   return "a value";
 }
 
+ConfigKeySpec ConfigKey(std::string key, ConfigType type, std::string default_yaml, std::string help) {
+  ConfigKeySpec spec;
+  spec.key = std::move(key);
+  spec.type = type;
+  spec.default_yaml = std::move(default_yaml);
+  spec.help = std::move(help);
+  return spec;
+}
+
+ConfigKeySpec ConfigChoice(std::string key, std::string default_yaml, std::string help,
+                           std::vector<std::string> choices) {
+  ConfigKeySpec spec = ConfigKey(std::move(key), ConfigType::kString, std::move(default_yaml), std::move(help));
+  spec.choices = std::move(choices);
+  return spec;
+}
+
+ConfigKeySpec ConfigRanged(std::string key, ConfigType type, std::string default_yaml, std::string help, double min,
+                           double max) {
+  ConfigKeySpec spec = ConfigKey(std::move(key), type, std::move(default_yaml), std::move(help));
+  spec.min = min;
+  spec.max = max;
+  return spec;
+}
+
 ConfigSchema& ConfigSchema::Add(ConfigKeySpec spec) {
   TRIB_CHECK(Find(spec.key) == nullptr);
   keys_.push_back(std::move(spec));

@@ -30,6 +30,15 @@ struct ConfigKeySpec {
   double max = 1e300;
 };
 
+// Builders of schema keys, so a schema reads as one line per key.
+ConfigKeySpec ConfigKey(std::string key, ConfigType type, std::string default_yaml, std::string help);
+// A string key whose value must be one of `choices`.
+ConfigKeySpec ConfigChoice(std::string key, std::string default_yaml, std::string help,
+                           std::vector<std::string> choices);
+// A number with inclusive bounds.
+ConfigKeySpec ConfigRanged(std::string key, ConfigType type, std::string default_yaml, std::string help, double min,
+                           double max);
+
 class ConfigSchema {
  public:
   ConfigSchema& Add(ConfigKeySpec spec);

@@ -61,4 +61,18 @@ Result<std::vector<uint8_t>> AggregateDense(const std::vector<ClientPayload>& cl
   return FloatsToBytes(mean.data(), count);
 }
 
+Status DenseMethod::ValidatePayload(std::span<const uint8_t> payload, uint32_t /*round*/) const {
+  return ValidateDensePayload(payload, count_);
+}
+
+uint64_t DenseMethod::MaxPayloadBytes() const {
+  return static_cast<uint64_t>(count_) * sizeof(float);
+}
+
+Result<std::vector<uint8_t>> DenseMethod::Aggregate(const std::vector<ClientPayload>& clients,
+                                                    AggregationWeights weights, Aggregator& aggregator,
+                                                    uint32_t /*round*/) const {
+  return AggregateDense(clients, weights, aggregator, count_);
+}
+
 }  // namespace tributary

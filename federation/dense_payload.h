@@ -1,6 +1,6 @@
 // What the dense methods (fedavg, lora) share: a payload is the trainable state's size in fp32
 // (padding included, arena order), validated element by element, and aggregated as one client vector
-// per upload read straight from the payload bytes.
+// per upload read straight from the payload bytes (the weighted combination rounded once to fp32).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "federation/aggregator.h"
+#include "federation/method.h"
 
 namespace tributary {
 
@@ -19,5 +20,24 @@ Status ValidateDensePayload(std::span<const uint8_t> payload, int64_t count);
 // once to fp32, as little-endian bytes.
 Result<std::vector<uint8_t>> AggregateDense(const std::vector<ClientPayload>& clients, AggregationWeights weights,
                                             Aggregator& aggregator, int64_t count);
+
+// The validation and aggregation of a dense method; a subclass says what it uploads and how the
+// aggregate changes a replica.
+class DenseMethod : public FederatedMethod {
+ public:
+  // `count`: fp32 values of the trainable state, padding included.
+  explicit DenseMethod(int64_t count) : count_(count) {}
+
+  Status ValidatePayload(std::span<const uint8_t> payload, uint32_t round) const override;
+  uint64_t MaxPayloadBytes() const override;
+  Result<std::vector<uint8_t>> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                         Aggregator& aggregator, uint32_t round) const override;
+
+ protected:
+  int64_t count() const { return count_; }
+
+ private:
+  int64_t count_;
+};
 
 }  // namespace tributary

@@ -11,28 +11,18 @@
 namespace tributary {
 namespace {
 
-class FedAvgMethod final : public FederatedMethod {
+class FedAvgMethod final : public DenseMethod {
  public:
-  FedAvgMethod(double server_lr, int64_t count) : server_lr_(server_lr), count_(count) {}
+  FedAvgMethod(double server_lr, int64_t count) : DenseMethod(count), server_lr_(server_lr) {}
 
   Result<std::vector<uint8_t>> EncodeUpdate(const Arena& w_old, const Arena& w_new, uint32_t /*round*/) const override {
-    TRIB_CHECK(w_old.size() == count_ && w_new.size() == count_);
-    std::vector<float> delta(static_cast<size_t>(count_));
-    for (int64_t i = 0; i < count_; ++i) {
+    TRIB_CHECK(w_old.size() == count() && w_new.size() == count());
+    std::vector<float> delta(static_cast<size_t>(count()));
+    for (int64_t i = 0; i < count(); ++i) {
       delta[static_cast<size_t>(i)] = w_old.data()[i] - w_new.data()[i];
       if (!std::isfinite(delta[static_cast<size_t>(i)])) return Status::InvalidArgument("update is not finite");
     }
-    return FloatsToBytes(delta.data(), count_);
-  }
-
-  Status ValidatePayload(std::span<const uint8_t> payload, uint32_t /*round*/) const override {
-    return ValidateDensePayload(payload, count_);
-  }
-  uint64_t MaxPayloadBytes() const override { return static_cast<uint64_t>(count_) * sizeof(float); }
-
-  Result<std::vector<uint8_t>> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
-                                         Aggregator& aggregator, uint32_t /*round*/) const override {
-    return AggregateDense(clients, weights, aggregator, count_);
+    return FloatsToBytes(delta.data(), count());
   }
 
   Status Apply(std::span<const uint8_t> aggregate, uint32_t round, Arena* state) const override {
@@ -53,7 +43,6 @@ class FedAvgMethod final : public FederatedMethod {
 
  private:
   double server_lr_;
-  int64_t count_;  // fp32 values of the trainable state, padding included
 };
 
 Result<std::unique_ptr<FederatedMethod>> CreateFedAvg(const JobSpec& spec,

@@ -84,40 +84,23 @@ std::string QuoteList(const std::vector<std::string>& items) {
   return out + "]";
 }
 
-ConfigKeySpec Key(std::string key, ConfigType type, std::string default_yaml, std::string help) {
-  ConfigKeySpec k;
-  k.key = std::move(key);
-  k.type = type;
-  k.default_yaml = std::move(default_yaml);
-  k.help = std::move(help);
-  return k;
-}
-
 ConfigKeySpec Str(std::string key, const std::string& def, std::string help, std::vector<std::string> choices = {}) {
-  ConfigKeySpec k = Key(std::move(key), ConfigType::kString, Quote(def), std::move(help));
-  k.choices = std::move(choices);
-  return k;
+  return ConfigChoice(std::move(key), Quote(def), std::move(help), std::move(choices));
 }
 
 // A string key with no default: it stays unset unless the spec gives it (checked as required).
 ConfigKeySpec RequiredStr(std::string key, std::string help) {
-  return Key(std::move(key), ConfigType::kString, "", std::move(help));
+  return ConfigKey(std::move(key), ConfigType::kString, "", std::move(help));
 }
 
 ConfigKeySpec Int(std::string key, int64_t def, double min, double max, std::string help) {
-  ConfigKeySpec k = Key(std::move(key), ConfigType::kInt, std::to_string(def), std::move(help));
-  k.min = min;
-  k.max = max;
-  return k;
+  return ConfigRanged(std::move(key), ConfigType::kInt, std::to_string(def), std::move(help), min, max);
 }
 
 // Bounds of floats with an open end are checked in Validate (the schema's bounds are inclusive);
 // leaving min/max at their defaults here keeps a single message for all out-of-range values.
 ConfigKeySpec Float(std::string key, double def, std::string help, double min = -1e300, double max = 1e300) {
-  ConfigKeySpec k = Key(std::move(key), ConfigType::kFloat, FormatDouble(def), std::move(help));
-  k.min = min;
-  k.max = max;
-  return k;
+  return ConfigRanged(std::move(key), ConfigType::kFloat, FormatDouble(def), std::move(help), min, max);
 }
 
 // Every key of a job spec, in the order the canonical form lists them. Defaults come from a
@@ -165,8 +148,8 @@ ConfigSchema BuildSchema() {
   s.Add(Int("lora.rank", d.lora.rank, 1, 1024, "LoRA rank r"));
   s.Add(Float("lora.alpha", d.lora.alpha, "LoRA scale numerator (scale = alpha / rank), (0, 10000]"));
   s.Add(Float("lora.dropout", d.lora.dropout, "dropout on the LoRA input, [0, 1)"));
-  s.Add(
-      Key("lora.targets", ConfigType::kStringList, QuoteList(d.lora.target_modules), "projections that get adapters"));
+  s.Add(ConfigKey("lora.targets", ConfigType::kStringList, QuoteList(d.lora.target_modules),
+                  "projections that get adapters"));
   s.Add(Str("eval.dataset", d.eval_dataset, "held-out dataset on the coordinator (empty = none)"));
   s.Add(Int("eval.every", d.eval_every, 1, 100000, "rounds between held-out evaluations"));
   s.Add(Int("checkpoint.snapshot_every", d.snapshot_every, 1, 100000, "rounds between global-model snapshots"));

@@ -8,24 +8,14 @@
 namespace tributary {
 namespace {
 
-class LoraMethod final : public FederatedMethod {
+class LoraMethod final : public DenseMethod {
  public:
-  explicit LoraMethod(int64_t count) : count_(count) {}
+  explicit LoraMethod(int64_t count) : DenseMethod(count) {}
 
   Result<std::vector<uint8_t>> EncodeUpdate(const Arena& /*w_old*/, const Arena& w_new,
                                             uint32_t /*round*/) const override {
-    TRIB_CHECK(w_new.size() == count_);
-    return FloatsToBytes(w_new.data(), count_);
-  }
-
-  Status ValidatePayload(std::span<const uint8_t> payload, uint32_t /*round*/) const override {
-    return ValidateDensePayload(payload, count_);
-  }
-  uint64_t MaxPayloadBytes() const override { return static_cast<uint64_t>(count_) * sizeof(float); }
-
-  Result<std::vector<uint8_t>> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
-                                         Aggregator& aggregator, uint32_t /*round*/) const override {
-    return AggregateDense(clients, weights, aggregator, count_);
+    TRIB_CHECK(w_new.size() == count());
+    return FloatsToBytes(w_new.data(), count());
   }
 
   Status Apply(std::span<const uint8_t> aggregate, uint32_t round, Arena* state) const override {
@@ -33,9 +23,6 @@ class LoraMethod final : public FederatedMethod {
   }
 
   std::string RoundSeedMode() const override { return "lora"; }
-
- private:
-  int64_t count_;  // fp32 values of the adapter arena, padding included
 };
 
 Result<std::unique_ptr<FederatedMethod>> CreateLora(const JobSpec& /*spec*/,

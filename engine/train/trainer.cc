@@ -57,7 +57,7 @@ Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<Seq
       TRIB_RETURN_IF_ERROR(model.Backward(static_cast<float>(static_cast<double>(counted) / window_targets)));
     }
     stats.loss = window_targets > 0 ? loss_sum / window_targets : 0.0;
-    stats.grad_norm = ClipGradNorm(grads, options.max_grad_norm);
+    stats.grad_norm = ClipGradNorm(grads, options.max_grad_norm, &model.backend());
     if (!std::isfinite(stats.grad_norm))
       return Status::FailedPrecondition("training diverged: gradient norm is not finite at step " +
                                         std::to_string(options.first_step + step));

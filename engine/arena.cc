@@ -1,41 +1,50 @@
 #include "engine/arena.h"
 
-#include <cstdlib>
-#include <cstring>
+#include <vector>
 
 namespace tributary {
 
-void Arena::Free::operator()(float* p) const {
-  std::free(p);
-}
-
-Arena::Arena(std::shared_ptr<const TensorTable> table) : table_(std::move(table)) {
-  size_t bytes = static_cast<size_t>(table_->total_elems()) * sizeof(float);
-  size_t rounded = (bytes + 63) / 64 * 64;
-  if (rounded == 0) rounded = 64;
-  float* p = static_cast<float*>(std::aligned_alloc(64, rounded));
-  TRIB_CHECK(p != nullptr);
-  std::memset(p, 0, rounded);
-  data_.reset(p);
-}
+Arena::Arena(std::shared_ptr<const TensorTable> table, const BufferType& type)
+    : table_(std::move(table)),
+      buffer_(type, static_cast<size_t>(table_->total_elems()) * sizeof(float), BufferInit::kZeroed) {}
 
 float* Arena::tensor(const std::string& name) {
   const TensorEntry* e = table_->Find(name);
-  return e ? data_.get() + e->offset : nullptr;
+  return e ? data() + e->offset : nullptr;
 }
 
 const float* Arena::tensor(const std::string& name) const {
   const TensorEntry* e = table_->Find(name);
-  return e ? data_.get() + e->offset : nullptr;
+  return e ? data() + e->offset : nullptr;
 }
 
 void Arena::Zero() {
-  std::memset(data_.get(), 0, static_cast<size_t>(size()) * sizeof(float));
+  buffer_type().Memset(data(), 0, bytes());
 }
 
 void Arena::CopyFrom(const Arena& other) {
   TRIB_CHECK(other.size() == size());
-  std::memcpy(data_.get(), other.data(), static_cast<size_t>(size()) * sizeof(float));
+  const BufferType& to = buffer_type();
+  const BufferType& from = other.buffer_type();
+  if (&to == &from) {
+    to.Copy(data(), other.data(), bytes());
+  } else if (from.IsHost()) {
+    to.CopyFromHost(data(), other.data(), bytes());
+  } else if (to.IsHost()) {
+    from.CopyToHost(data(), other.data(), bytes());
+  } else {  // two devices: stage through the host
+    std::vector<float> staging(static_cast<size_t>(size()));
+    from.CopyToHost(staging.data(), other.data(), bytes());
+    to.CopyFromHost(data(), staging.data(), bytes());
+  }
+}
+
+void Arena::CopyToHost(float* host_dst) const {
+  buffer_type().CopyToHost(host_dst, data(), bytes());
+}
+
+void Arena::CopyFromHost(const float* host_src) {
+  buffer_type().CopyFromHost(data(), host_src, bytes());
 }
 
 }  // namespace tributary

@@ -1,16 +1,58 @@
-// The compute boundary of the LLaMA model: every numerical kernel the forward and backward pass
-// need. The model code (engine/llama_model.cc, engine/generate.cc) calls only this interface, so a
-// CUDA backend plugs in by implementing it over device pointers.
+// The compute boundary: the memory a backend computes on and every numerical kernel the model's
+// forward and backward pass, LoRA (peft/lora.cc) and the optimizers (engine/train/optimizer.cc) need.
+// Model, generation, LoRA, optimizer and trainer code call only this interface and allocate only from
+// buffer_type(), so a CUDA backend plugs in as engine/cuda/ by implementing it over device pointers.
+//
+// Memory (engine/buffer.h holds BufferType and the owning Buffer):
+//  - every pointer a kernel takes is memory of buffer_type() (arenas, activations, token ids, RoPE
+//    tables, the KV cache, LoRA scratch), except where a parameter is named host_*;
+//  - kernels and the memory operations below run in issue order; they may run asynchronously except
+//    those that return a value to the host (CrossEntropyForward, SumSquares) and CopyBackendToHost,
+//    which return with the result complete. Synchronize() waits for everything issued.
 //
 // Conventions for every kernel:
 //  - all matrices are row-major fp32; a "row" of an activation is one token;
 //  - "accumulate" outputs are added to (+=), never overwritten; other outputs are overwritten;
-//  - sizes are element counts; nothing here fails on valid sizes (the model validates inputs).
+//  - sizes are element counts; nothing here fails on valid sizes (the model validates inputs);
+//  - arena kernels take the arena's TensorTable and touch only tensor elements, never the alignment
+//    padding between tensors, so padding stays zero whatever it is fed (tests/engine/optimizer_test.cc
+//    poisons gradient padding to check this);
+//  - results are bitwise reproducible for a given thread count; element-wise kernels and SumSquares
+//    are bitwise independent of it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
+#include "base/hash.h"  // SplitMix64, the dropout mask's counter hash (host and device)
+#include "base/tensor_table.h"
+#include "engine/buffer.h"
+
 namespace tributary {
+
+// One torch.optim.AdamW step (decoupled weight decay, bias correction) at 1-based step `step`.
+struct AdamWStepArgs {
+  double lr = 0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  int64_t step = 1;
+};
+
+// One torch.optim.SGD step. first_step: the momentum buffer is initialised to d_p (torch's first step).
+struct SgdStepArgs {
+  double lr = 0;
+  double weight_decay = 0;
+  double momentum = 0;
+  double dampening = 0;
+  bool nesterov = false;
+  bool first_step = false;
+};
+
+// SumSquares reduces per slice of this many arena elements and adds the slices in order, which makes
+// the global gradient norm independent of the thread count.
+inline constexpr int64_t kSumSquaresSlice = int64_t{1} << 13;
 
 // Shape of one causal grouped-query attention call.
 //   q    [B*Tq rows, q_row_stride]   heads packed per row: head h at columns [h*D, (h+1)*D)
@@ -33,6 +75,19 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* Name() const = 0;
+
+  // ---- Memory. Allocate from buffer_type(); these move bytes in issue order with the kernels.
+  virtual const BufferType& buffer_type() const = 0;
+  virtual void Memset(void* dst, int value, size_t bytes) = 0;
+  // host_src may be reused as soon as the call returns.
+  virtual void CopyHostToBackend(void* dst, const void* host_src, size_t bytes) = 0;
+  // Complete when the call returns (waits for the kernels that write src).
+  virtual void CopyBackendToHost(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void CopyBackendToBackend(void* dst, const void* src, size_t bytes) = 0;
+  // Waits for every kernel and copy issued so far (before host code reads host-accessible memory).
+  virtual void Synchronize() = 0;
+
+  // ---- Model kernels.
 
   // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C. op(X) = X^T when trans_x; lda/ldb/ldc are
   // the row strides of A, B, C as stored. beta == 0 ignores the old contents of C (may be NaN).
@@ -93,6 +148,29 @@ class Backend {
   // logits (the model turns its logits buffer into the gradient in place). scale is dloss / count.
   virtual void CrossEntropyBackward(const float* logits, const float* lse, const int32_t* targets, const uint8_t* mask,
                                     int64_t rows, int64_t vocab, float scale, float* dlogits) = 0;
+
+  // ---- LoRA kernels (GEMMs go through Gemm; adding the input gradient through Add).
+  // out[i] = keep(i) ? x[i] * float(1 / (1 - p)) : 0 over n elements (out may alias x), with
+  // keep(i) = (SplitMix64(stream + i) >> 11) * 2^-53 >= p: PEFT's inverted dropout with a counter mask.
+  virtual void Dropout(const float* x, int64_t n, uint64_t stream, double p, float* out) = 0;
+
+  // ---- Arena kernels over the tensor elements of `layout` (padding untouched), in fp64 intermediates.
+  // AdamW: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2 (stored fp32, then re-read); params =
+  // params (1 - lr wd) - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+  virtual void AdamWStep(const TensorTable& layout, const AdamWStepArgs& args, float* params, const float* grads,
+                         float* m, float* v) = 0;
+  // SGD: d_p = g + wd p; with momentum (buf non-null) buf = first ? d_p : mu buf + (1 - dampening) d_p,
+  // d_p = nesterov ? d_p + mu buf : buf; params -= lr d_p.
+  virtual void SgdStep(const TensorTable& layout, const SgdStepArgs& args, float* params, const float* grads,
+                       float* momentum_buf) = 0;
+  // Sum of x^2 in fp64: per slice of kSumSquaresSlice arena elements, slices added in index order.
+  virtual double SumSquares(const TensorTable& layout, const float* x) = 0;
+  // x *= factor (fp32 multiply).
+  virtual void Scale(const TensorTable& layout, float* x, float factor) = 0;
+  // sum += x (fp32).
+  virtual void Accumulate(const TensorTable& layout, const float* x, float* sum) = 0;
+  // out = float(double(sum) * (1.0 / count)); then sum = 0 (a gradient accumulator's mean).
+  virtual void MeanAndClear(const TensorTable& layout, float* sum, int64_t count, float* out) = 0;
 };
 
 }  // namespace tributary

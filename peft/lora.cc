@@ -1,10 +1,10 @@
 #include "peft/lora.h"
 
-#include <cblas.h>
-
 #include <cmath>
 #include <random>
 #include <string>
+
+#include "engine/cpu/cpu_backend.h"
 
 namespace tributary {
 namespace {
@@ -15,14 +15,6 @@ constexpr int64_t kNumKinds = 7;
 
 bool IsAttention(ProjKind kind) {
   return kind == ProjKind::kQ || kind == ProjKind::kK || kind == ProjKind::kV || kind == ProjKind::kO;
-}
-
-// splitmix64 finaliser: a well-mixed 64-bit hash of a counter.
-uint64_t Mix(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
 }
 
 }  // namespace
@@ -68,17 +60,20 @@ Status LoraOptions::Validate() const {
   return Status::OK();
 }
 
-Result<std::unique_ptr<LoraAdapters>> LoraAdapters::Create(const LlamaConfig& config, const LoraOptions& options) {
+Result<std::unique_ptr<LoraAdapters>> LoraAdapters::Create(const LlamaConfig& config, const LoraOptions& options,
+                                                           std::shared_ptr<Backend> backend) {
   TRIB_RETURN_IF_ERROR(config.Validate());
   TRIB_RETURN_IF_ERROR(options.Validate());
-  std::unique_ptr<LoraAdapters> adapters(new LoraAdapters(config, options));
+  if (!backend) backend = CpuBackend::Shared();
+  std::unique_ptr<LoraAdapters> adapters(new LoraAdapters(config, options, std::move(backend)));
   adapters->InitRandom(options.seed);
   return adapters;
 }
 
-LoraAdapters::LoraAdapters(const LlamaConfig& config, const LoraOptions& options)
+LoraAdapters::LoraAdapters(const LlamaConfig& config, const LoraOptions& options, std::shared_ptr<Backend> backend)
     : config_(config),
       options_(options),
+      backend_(std::move(backend)),
       scaling_(static_cast<float>(options.Scaling())),
       table_(std::make_shared<TensorTable>()) {
   const int64_t H = config.hidden_size, I = config.intermediate_size, D = config.HeadDim();
@@ -112,14 +107,17 @@ LoraAdapters::LoraAdapters(const LlamaConfig& config, const LoraOptions& options
       modules_.push_back(std::move(m));
     }
   }
-  params_ = Arena(table_);
-  grads_ = Arena(table_);
+  params_ = Arena(table_, backend_->buffer_type());
+  grads_ = Arena(table_, backend_->buffer_type());
 }
 
 void LoraAdapters::InitRandom(uint64_t seed) {
+  // Drawn on the host (in place for host memory, else staged and copied in).
+  Arena staging;
+  Arena& host = params_.is_host() ? params_ : (staging = Arena(table_));
   std::mt19937_64 rng(seed);
   for (const Module& m : modules_) {
-    float* a = params_.tensor(m.a_index);
+    float* a = host.tensor(m.a_index);
     const int64_t n = options_.rank * m.in;
     if (options_.init == "gaussian") {
       std::normal_distribution<float> normal(0.0f, 1.0f / static_cast<float>(options_.rank));
@@ -129,8 +127,9 @@ void LoraAdapters::InitRandom(uint64_t seed) {
       std::uniform_real_distribution<float> uniform(-bound, bound);
       for (int64_t i = 0; i < n; ++i) a[i] = uniform(rng);
     }
-    for (float& b : params_.span(m.b_index)) b = 0.0f;
+    for (float& b : host.span(m.b_index)) b = 0.0f;
   }
+  if (&host != &params_) params_.CopyFrom(host);
 }
 
 int64_t LoraAdapters::FindModule(ProjKind kind, int64_t layer) const {
@@ -139,6 +138,7 @@ int64_t LoraAdapters::FindModule(ProjKind kind, int64_t layer) const {
 }
 
 void LoraAdapters::Attach(LlamaModel& model, bool train_base) {
+  TRIB_CHECK(&model.backend().buffer_type() == &backend_->buffer_type());  // one memory for model and adapters
   model.SetLinearAdapter(this);
   model.SetBaseTrainable(train_base);
 }
@@ -148,22 +148,22 @@ void LoraAdapters::Detach(LlamaModel& model) {
   model.SetBaseTrainable(true);
 }
 
-void LoraAdapters::ApplyDropoutMask(int64_t module, int64_t rows, int64_t in, float* v) const {
-  const double p = options_.dropout;
-  const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
-  // Keep when the top 53 bits of the hash, as a uniform in [0, 1), are >= p.
-  const uint64_t stream = Mix(Mix(Mix(options_.seed ^ 0x4C6F5241ull) + dropout_step_) + static_cast<uint64_t>(module));
-  for (int64_t i = 0; i < rows * in; ++i) {
-    const double u = static_cast<double>(Mix(stream + static_cast<uint64_t>(i)) >> 11) * 0x1.0p-53;
-    v[i] = u >= p ? v[i] * keep_scale : 0.0f;
-  }
+void LoraAdapters::ApplyDropoutMask(int64_t module, int64_t rows, int64_t in, const float* x, float* out) const {
+  const uint64_t stream =
+      SplitMix64(SplitMix64(SplitMix64(options_.seed ^ 0x4C6F5241ull) + dropout_step_) + static_cast<uint64_t>(module));
+  backend_->Dropout(x, rows * in, stream, options_.dropout, out);
+}
+
+float* LoraAdapters::Scratch(Buffer& buffer, int64_t floats) {
+  buffer.Reserve(backend_->buffer_type(), static_cast<size_t>(floats) * sizeof(float));
+  return buffer.as<float>();
 }
 
 const float* LoraAdapters::AdapterInput(int64_t module, const float* x, int64_t rows, int64_t in) {
   if (!training_ || options_.dropout <= 0.0) return x;
-  drop_x_.assign(x, x + rows * in);
-  ApplyDropoutMask(module, rows, in, drop_x_.data());
-  return drop_x_.data();
+  float* dropped = Scratch(drop_x_, rows * in);
+  ApplyDropoutMask(module, rows, in, x, dropped);
+  return dropped;
 }
 
 void LoraAdapters::Forward(const Linear& lin, const float* x, int64_t rows, float* y) {
@@ -171,15 +171,12 @@ void LoraAdapters::Forward(const Linear& lin, const float* x, int64_t rows, floa
   if (mi < 0) return;
   const Module& m = modules_[mi];
   TRIB_CHECK(lin.in == m.in && lin.out == m.out);
-  const int r = static_cast<int>(options_.rank), in = static_cast<int>(m.in), out = static_cast<int>(m.out);
-  const int n = static_cast<int>(rows);
+  const int64_t r = options_.rank, in = m.in, out = m.out;
   const float* xin = AdapterInput(mi, x, rows, m.in);
-  xa_.resize(static_cast<size_t>(rows * options_.rank));
+  float* xa = Scratch(xa_, rows * r);
   // xa[rows, r] = xin A^T; y += scaling * xa B^T
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.0f, xin, in, params_.tensor(m.a_index), in, 0.0f,
-              xa_.data(), r);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, r, scaling_, xa_.data(), r, params_.tensor(m.b_index), r,
-              1.0f, y, out);
+  backend_->Gemm(false, true, rows, r, in, 1.0f, xin, in, params_.tensor(m.a_index), in, 0.0f, xa, r);
+  backend_->Gemm(false, true, rows, out, r, scaling_, xa, r, params_.tensor(m.b_index), r, 1.0f, y, out);
 }
 
 void LoraAdapters::BackwardParams(const Linear& lin, const float* x, const float* dy, int64_t rows) {
@@ -188,21 +185,16 @@ void LoraAdapters::BackwardParams(const Linear& lin, const float* x, const float
   if (mi < 0) return;
   const Module& m = modules_[mi];
   TRIB_CHECK(lin.in == m.in && lin.out == m.out);
-  const int r = static_cast<int>(options_.rank), in = static_cast<int>(m.in), out = static_cast<int>(m.out);
-  const int n = static_cast<int>(rows);
+  const int64_t r = options_.rank, in = m.in, out = m.out;
   const float* xin = AdapterInput(mi, x, rows, m.in);
-  xa_.resize(static_cast<size_t>(rows * options_.rank));
-  dyb_.resize(static_cast<size_t>(rows * options_.rank));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, in, 1.0f, xin, in, params_.tensor(m.a_index), in, 0.0f,
-              xa_.data(), r);
+  float* xa = Scratch(xa_, rows * r);
+  float* dyb = Scratch(dyb_, rows * r);
+  backend_->Gemm(false, true, rows, r, in, 1.0f, xin, in, params_.tensor(m.a_index), in, 0.0f, xa, r);
   // dB[out, r] += scaling * dy^T xa
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, n, scaling_, dy, out, xa_.data(), r, 1.0f,
-              grads_.tensor(m.b_index), r);
+  backend_->Gemm(true, false, out, r, rows, scaling_, dy, out, xa, r, 1.0f, grads_.tensor(m.b_index), r);
   // dyb[rows, r] = dy B; dA[r, in] += scaling * dyb^T xin
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, r, out, 1.0f, dy, out, params_.tensor(m.b_index), r, 0.0f,
-              dyb_.data(), r);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, n, scaling_, dyb_.data(), r, xin, in, 1.0f,
-              grads_.tensor(m.a_index), in);
+  backend_->Gemm(false, false, rows, r, out, 1.0f, dy, out, params_.tensor(m.b_index), r, 0.0f, dyb, r);
+  backend_->Gemm(true, false, r, in, rows, scaling_, dyb, r, xin, in, 1.0f, grads_.tensor(m.a_index), in);
   pending_module_ = mi;
   pending_rows_ = rows;
 }
@@ -213,28 +205,29 @@ void LoraAdapters::BackwardInput(const Linear& lin, int64_t rows, float* dx) {
   TRIB_CHECK(mi == pending_module_ && rows == pending_rows_);  // BackwardParams of the same linear ran first
   pending_module_ = -1;
   const Module& m = modules_[mi];
-  const int r = static_cast<int>(options_.rank), in = static_cast<int>(m.in), n = static_cast<int>(rows);
+  const int64_t r = options_.rank, in = m.in;
   const float* a = params_.tensor(m.a_index);
+  const float* dyb = dyb_.as<float>();
   if (!training_ || options_.dropout <= 0.0) {
     // dx[rows, in] += scaling * dyb A
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, r, scaling_, dyb_.data(), r, a, in, 1.0f, dx, in);
+    backend_->Gemm(false, false, rows, in, r, scaling_, dyb, r, a, in, 1.0f, dx, in);
     return;
   }
-  dx_tmp_.resize(static_cast<size_t>(rows * m.in));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, r, scaling_, dyb_.data(), r, a, in, 0.0f,
-              dx_tmp_.data(), in);
-  ApplyDropoutMask(mi, rows, m.in, dx_tmp_.data());
-  for (int64_t i = 0; i < rows * m.in; ++i) dx[i] += dx_tmp_[i];
+  float* dx_tmp = Scratch(dx_tmp_, rows * in);
+  backend_->Gemm(false, false, rows, in, r, scaling_, dyb, r, a, in, 0.0f, dx_tmp, in);
+  ApplyDropoutMask(mi, rows, in, dx_tmp, dx_tmp);
+  backend_->Add(dx, dx_tmp, rows * in, dx);
 }
 
 void LoraAdapters::AddMerged(Arena& base_params, float sign) const {
+  TRIB_CHECK(&base_params.buffer_type() == &backend_->buffer_type());
   for (const Module& m : modules_) {
     float* w = base_params.tensor(m.base_weight);
     TRIB_CHECK(w != nullptr);  // base_params must have this model's layout
-    const int r = static_cast<int>(options_.rank), in = static_cast<int>(m.in), out = static_cast<int>(m.out);
+    const int64_t r = options_.rank, in = m.in, out = m.out;
     // W[out, in] += sign * scaling * B A
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, sign * scaling_, params_.tensor(m.b_index), r,
-                params_.tensor(m.a_index), in, 1.0f, w, in);
+    backend_->Gemm(false, false, out, in, r, sign * scaling_, params_.tensor(m.b_index), r, params_.tensor(m.a_index),
+                   in, 1.0f, w, in);
   }
 }
 

@@ -21,8 +21,11 @@
 // forward/backward pair. The mask is NOT torch's random stream (bitwise PEFT parity holds only for
 // p = 0). In eval mode (the default) dropout is the identity.
 //
-// CPU only: the hook reads host pointers and calls OpenBLAS directly (a CUDA backend needs a device
-// implementation of LinearAdapter). Not thread-safe: one model's passes run one at a time.
+// Backend: the adapters hold a Backend (engine/backend.h; the CPU backend unless Create/Load get one)
+// and run every GEMM, the dropout mask and the input-gradient add through it; params, grads and the
+// scratch buffers are memory of its buffer type. Attach checks that the model computes on the same
+// memory. Host-only paths (Save, Load's reads, InitRandom) stage through the host when the memory is
+// not host memory. Not thread-safe: one model's passes run one at a time.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +35,8 @@
 
 #include "base/status.h"
 #include "engine/arena.h"
+#include "engine/backend.h"
+#include "engine/buffer.h"
 #include "engine/model/linear_adapter.h"
 #include "engine/model/llama_config.h"
 #include "engine/model/llama_model.h"
@@ -62,8 +67,10 @@ std::string LoraTensorName(int64_t layer, ProjKind kind, bool lora_a);
 class LoraAdapters : public LinearAdapter {
  public:
   // Builds the table for `config` (validated) and initialises A randomly from options.seed, B = 0,
-  // so the adapted model equals the base exactly.
-  static Result<std::unique_ptr<LoraAdapters>> Create(const LlamaConfig& config, const LoraOptions& options);
+  // so the adapted model equals the base exactly. backend: where the adapters live and compute (null:
+  // the CPU backend); it must share its buffer type with the model they attach to.
+  static Result<std::unique_ptr<LoraAdapters>> Create(const LlamaConfig& config, const LoraOptions& options,
+                                                      std::shared_ptr<Backend> backend = nullptr);
 
   const LlamaConfig& config() const { return config_; }
   const LoraOptions& options() const { return options_; }
@@ -73,6 +80,8 @@ class LoraAdapters : public LinearAdapter {
   Arena& grads() { return grads_; }
   const Arena& grads() const { return grads_; }
   std::shared_ptr<const TensorTable> table_ptr() const { return table_; }
+  // The backend the adapters compute on (create their optimizer with it).
+  const std::shared_ptr<Backend>& backend() const { return backend_; }
   void ZeroGrad() { grads_.Zero(); }
 
   // Re-draws A (B = 0) from `seed`.
@@ -84,13 +93,15 @@ class LoraAdapters : public LinearAdapter {
   void NextDropoutStep() { ++dropout_step_; }
   void SetDropoutStep(uint64_t step) { dropout_step_ = step; }
 
-  // Attaches to / detaches from a model built from the same config; Attach also freezes the base
-  // projections (SetBaseTrainable(false)) unless train_base.
+  // Attaches to / detaches from a model built from the same config whose backend shares the adapters'
+  // buffer type (checked); Attach also freezes the base projections (SetBaseTrainable(false)) unless
+  // train_base.
   void Attach(LlamaModel& model, bool train_base = false);
   static void Detach(LlamaModel& model);
 
   // base W += scaling * B A for every targeted projection (Unmerge: -=). base_params has the
-  // BuildLlamaTensorTable(config) layout. Merge then Unmerge restores W up to fp32 rounding.
+  // BuildLlamaTensorTable(config) layout in the adapters' backend memory (checked). Merge then Unmerge
+  // restores W up to fp32 rounding.
   void MergeInto(Arena& base_params) const;
   void UnmergeFrom(Arena& base_params) const;
 
@@ -99,7 +110,8 @@ class LoraAdapters : public LinearAdapter {
   // Reads a PEFT LoRA directory for a model with `config`: adapter_config.json fixes rank, alpha,
   // dropout and targets; every tensor must be present with the shape the config implies and no other
   // tensor may be there. Errors name the file and the field or tensor.
-  static Result<std::unique_ptr<LoraAdapters>> Load(const std::string& dir, const LlamaConfig& config);
+  static Result<std::unique_ptr<LoraAdapters>> Load(const std::string& dir, const LlamaConfig& config,
+                                                    std::shared_ptr<Backend> backend = nullptr);
   // Parses adapter_config.json text into options (`source` names the file in errors).
   static Result<LoraOptions> ParseAdapterConfig(const std::string& text, const std::string& source);
   std::string AdapterConfigJson(const std::string& base_model_name_or_path) const;
@@ -122,14 +134,18 @@ class LoraAdapters : public LinearAdapter {
   int64_t FindModule(ProjKind kind, int64_t layer) const;
 
  private:
-  LoraAdapters(const LlamaConfig& config, const LoraOptions& options);
+  LoraAdapters(const LlamaConfig& config, const LoraOptions& options, std::shared_ptr<Backend> backend);
   // x itself, or x with the dropout mask applied (into drop_x_) in training mode.
   const float* AdapterInput(int64_t module, const float* x, int64_t rows, int64_t in);
-  void ApplyDropoutMask(int64_t module, int64_t rows, int64_t in, float* v) const;
+  // out[rows * in] = x with the dropout mask of (seed, dropout step, module); out may alias x.
+  void ApplyDropoutMask(int64_t module, int64_t rows, int64_t in, const float* x, float* out) const;
+  // floats of scratch (grown on demand) in the backend's memory.
+  float* Scratch(Buffer& buffer, int64_t floats);
   void AddMerged(Arena& base_params, float sign) const;
 
   LlamaConfig config_;
   LoraOptions options_;
+  std::shared_ptr<Backend> backend_;
   float scaling_ = 1.0f;
   std::shared_ptr<TensorTable> table_;
   Arena params_;
@@ -141,7 +157,7 @@ class LoraAdapters : public LinearAdapter {
   uint64_t dropout_step_ = 0;
   // Scratch: dropped input [rows, in], x A^T [rows, r], dy B kept for BackwardInput [rows, r],
   // input-gradient product [rows, in] (dropout only).
-  std::vector<float> drop_x_, xa_, dyb_, dx_tmp_;
+  Buffer drop_x_, xa_, dyb_, dx_tmp_;
   int64_t pending_module_ = -1, pending_rows_ = 0;
 };
 

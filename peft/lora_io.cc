@@ -62,13 +62,20 @@ Status LoraAdapters::Save(const std::string& dir, const std::string& base_model_
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::IOError(dir + ": cannot create directory: " + ec.message());
+  // Safetensors I/O reads host memory: stage backend memory through a host arena.
+  Arena staging;
+  if (!params_.is_host()) {
+    staging = Arena(table_);
+    staging.CopyFrom(params_);
+  }
+  const Arena& host = params_.is_host() ? params_ : staging;
   std::vector<SafetensorsWriteTensor> tensors;
   for (size_t i = 0; i < table_->size(); ++i) {
     SafetensorsWriteTensor t;
     t.name = (*table_)[i].name;
     t.dtype = SafetensorsDType::kF32;
     t.shape = (*table_)[i].shape;
-    t.f32 = params_.tensor(i);
+    t.f32 = host.tensor(i);
     tensors.push_back(std::move(t));
   }
   TRIB_RETURN_IF_ERROR(WriteSafetensors(JoinPath(dir, kWeightsFile), tensors, {{"format", "pt"}}));
@@ -125,11 +132,12 @@ Result<LoraOptions> LoraAdapters::ParseAdapterConfig(const std::string& text, co
   return o;
 }
 
-Result<std::unique_ptr<LoraAdapters>> LoraAdapters::Load(const std::string& dir, const LlamaConfig& config) {
+Result<std::unique_ptr<LoraAdapters>> LoraAdapters::Load(const std::string& dir, const LlamaConfig& config,
+                                                         std::shared_ptr<Backend> backend) {
   const std::string config_path = JoinPath(dir, kConfigFile);
   TRIB_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   TRIB_ASSIGN_OR_RETURN(LoraOptions options, ParseAdapterConfig(text, kConfigFile));
-  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapters> adapters, Create(config, options));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapters> adapters, Create(config, options, std::move(backend)));
 
   const std::string weights_path = JoinPath(dir, kWeightsFile);
   TRIB_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(weights_path));
@@ -148,12 +156,16 @@ Result<std::unique_ptr<LoraAdapters>> LoraAdapters::Load(const std::string& dir,
       return Status::InvalidArgument(std::string(kWeightsFile) + ": tensor '" + info.name + "': dtype " +
                                      SafetensorsDTypeName(info.dtype) + " is not a float type");
   }
+  // Reads land in host memory: straight into host params, else into a staging arena copied in after.
+  Arena staging;
+  Arena& host = adapters->params_.is_host() ? adapters->params_ : (staging = Arena(adapters->table_));
   for (size_t i = 0; i < table.size(); ++i) {
     if (file.Find(table[i].name) == nullptr)
       return Status::InvalidArgument(std::string(kWeightsFile) + ": tensor '" + table[i].name + "' is missing");
-    Status read = file.ReadAsFloat(table[i].name, adapters->params_.tensor(i), table[i].numel);
+    Status read = file.ReadAsFloat(table[i].name, host.tensor(i), table[i].numel);
     if (!read.ok()) return read;
   }
+  if (&host != &adapters->params_) adapters->params_.CopyFrom(host);
   return adapters;
 }
 

@@ -33,6 +33,28 @@ int64_t ChunkedRows(int64_t rows, int64_t min_rows, const std::function<void(int
 
 }  // namespace
 
+std::shared_ptr<Backend> CpuBackend::Shared() {
+  static const std::shared_ptr<Backend> shared = std::make_shared<CpuBackend>();
+  return shared;
+}
+
+// Host memory: the operations are plain memset/memcpy and complete on return (Synchronize is a no-op).
+void CpuBackend::Memset(void* dst, int value, size_t bytes) {
+  if (bytes > 0) std::memset(dst, value, bytes);
+}
+
+void CpuBackend::CopyHostToBackend(void* dst, const void* host_src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, host_src, bytes);
+}
+
+void CpuBackend::CopyBackendToHost(void* host_dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(host_dst, src, bytes);
+}
+
+void CpuBackend::CopyBackendToBackend(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0 && dst != src) std::memcpy(dst, src, bytes);
+}
+
 std::string CpuBackend::BlasCoreName() {
   const char* name = openblas_get_corename();
   return name ? name : "unknown";

@@ -1,10 +1,12 @@
-// CPU implementation of the Backend: GEMMs through OpenBLAS cblas_sgemm (threaded by OpenBLAS),
-// every other kernel threaded over rows or columns with engine/parallel.h.
+// CPU implementation of the Backend: memory is host RAM (HostBufferType(), 64-byte aligned), memory
+// operations are memset/memcpy and synchronous; GEMMs go through OpenBLAS cblas_sgemm (threaded by
+// OpenBLAS), every other kernel is threaded over rows, columns or elements with base/parallel.h.
 //
 // Determinism: every reduction runs in a fixed order for a fixed thread count (per-chunk partials
 // summed in chunk order), so two runs with the same inputs and NumThreads() give the same bits.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "engine/backend.h"
@@ -13,12 +15,22 @@ namespace tributary {
 
 class CpuBackend final : public Backend {
  public:
+  // A process-wide instance (the backend is stateless): the default wherever a backend is optional.
+  static std::shared_ptr<Backend> Shared();
+
   const char* Name() const override { return "cpu"; }
 
   // OpenBLAS's runtime kernel choice (openblas_get_corename), for logs and benchmark reports.
   static std::string BlasCoreName();
   // Threads OpenBLAS uses (its own pool, configured by OpenBLAS itself).
   static int BlasThreads();
+
+  const BufferType& buffer_type() const override { return HostBufferType(); }
+  void Memset(void* dst, int value, size_t bytes) override;
+  void CopyHostToBackend(void* dst, const void* host_src, size_t bytes) override;
+  void CopyBackendToHost(void* host_dst, const void* src, size_t bytes) override;
+  void CopyBackendToBackend(void* dst, const void* src, size_t bytes) override;
+  void Synchronize() override {}
 
   void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float beta, float* c, int64_t ldc) override;
@@ -46,6 +58,16 @@ class CpuBackend final : public Backend {
                              int64_t vocab, float* lse, float* loss) override;
   void CrossEntropyBackward(const float* logits, const float* lse, const int32_t* targets, const uint8_t* mask,
                             int64_t rows, int64_t vocab, float scale, float* dlogits) override;
+
+  void Dropout(const float* x, int64_t n, uint64_t stream, double p, float* out) override;
+  void AdamWStep(const TensorTable& layout, const AdamWStepArgs& args, float* params, const float* grads, float* m,
+                 float* v) override;
+  void SgdStep(const TensorTable& layout, const SgdStepArgs& args, float* params, const float* grads,
+               float* momentum_buf) override;
+  double SumSquares(const TensorTable& layout, const float* x) override;
+  void Scale(const TensorTable& layout, float* x, float factor) override;
+  void Accumulate(const TensorTable& layout, const float* x, float* sum) override;
+  void MeanAndClear(const TensorTable& layout, float* sum, int64_t count, float* out) override;
 };
 
 }  // namespace tributary

@@ -234,6 +234,7 @@ std::string LlamaConfigToJson(const LlamaConfig& c, const std::string& torch_dty
 
 Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena* params,
                         std::vector<std::string>* skipped) {
+  TRIB_CHECK(params->is_host());  // safetensors reads land in host memory
   const TensorTable& table = params->table();
   // Shard files (in a stable order) and, for sharded checkpoints, the names the index promises each holds.
   std::map<std::string, std::vector<std::string>> files;
@@ -349,6 +350,7 @@ Status SaveModelDir(const std::string& dir, const LlamaConfig& config, const Are
   TRIB_RETURN_IF_ERROR(config.Validate());
   if (config.model_type == "qwen2" && !config.attention_bias)
     return Status::InvalidArgument("model config: qwen2 models always have attention_bias=true");
+  TRIB_CHECK(params.is_host());  // safetensors writes read host memory
   const auto expected = BuildLlamaTensorTable(config);
   const TensorTable& table = params.table();
   if (table.size() != expected->size())

@@ -41,7 +41,8 @@ struct LoadedModel {
 // Reads dir/config.json and the weights into a fresh arena.
 Result<LoadedModel> LoadModelDir(const std::string& dir);
 // Reads the weights of `dir` into `params` (whose table must be BuildLlamaTensorTable(config)'s layout).
-// `skipped` (optional) receives the names of ignored tensors.
+// `skipped` (optional) receives the names of ignored tensors. Host arenas only (checked): for a model
+// on another backend, load into a host Arena and CopyFrom it.
 Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena* params,
                         std::vector<std::string>* skipped = nullptr);
 
@@ -57,7 +58,7 @@ struct SaveModelOptions {
 };
 
 // Creates `dir` if needed and writes config.json + weights (+ tokenizer files) in HF layout, each file
-// atomically. A tied model stores no lm_head.weight (as HF does).
+// atomically. A tied model stores no lm_head.weight (as HF does). params: a host arena (checked).
 Status SaveModelDir(const std::string& dir, const LlamaConfig& config, const Arena& params,
                     const SaveModelOptions& options = {});
 

@@ -8,20 +8,70 @@
 
 namespace tributary {
 
-Result<KvCache> CreateKvCache(const LlamaConfig& config, int64_t batch, int64_t capacity) {
+Result<KvCache> CreateKvCache(const LlamaConfig& config, int64_t batch, int64_t capacity, const BufferType* type) {
   if (batch < 1 || capacity < 1) return Status::InvalidArgument("KV cache: batch and capacity must be >= 1");
   if (capacity > config.max_position_embeddings)
     return Status::InvalidArgument("KV cache capacity " + std::to_string(capacity) +
                                    " exceeds max_position_embeddings " +
                                    std::to_string(config.max_position_embeddings));
+  const BufferType& memory = type != nullptr ? *type : HostBufferType();
   KvCache cache;
   cache.batch = batch;
   cache.capacity = capacity;
   const size_t per_layer = static_cast<size_t>(batch * capacity * config.num_key_value_heads * config.HeadDim());
-  cache.k.assign(static_cast<size_t>(config.num_hidden_layers), std::vector<float>(per_layer, 0.0f));
-  cache.v.assign(static_cast<size_t>(config.num_hidden_layers), std::vector<float>(per_layer, 0.0f));
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+    cache.k.emplace_back(memory, per_layer * sizeof(float));
+    cache.v.emplace_back(memory, per_layer * sizeof(float));
+  }
   return cache;
 }
+
+namespace {
+
+int64_t Align16(int64_t n) {
+  return (n + 15) / 16 * 16;
+}
+
+// One ForwardCached call's activations, carved from cache.scratch (every buffer is written before it
+// is read, so the scratch needs no clearing).
+struct CachedActs {
+  float *x, *ln, *proj, *rstd, *q, *k, *v, *attn, *gate, *up, *probs, *logits;
+  int32_t *tokens, *positions;
+};
+
+CachedActs CarveScratch(const LlamaConfig& c, const BufferType& memory, KvCache& cache, int64_t n) {
+  const int64_t N = cache.batch * n, H = c.hidden_size, I = c.intermediate_size, D = c.HeadDim();
+  const int64_t Q = c.num_attention_heads * D, K = c.num_key_value_heads * D;
+  // Probabilities sized for the full capacity, so decoding one token at a time never regrows.
+  const int64_t P = cache.batch * c.num_attention_heads * n * cache.capacity;
+  const int64_t floats = Align16(N * H) * 3 + Align16(N) * 3 + Align16(N * Q) * 2 + Align16(N * K) * 2 +
+                         Align16(N * I) * 2 + Align16(P) + Align16(N * c.vocab_size);
+  cache.scratch.Reserve(memory, static_cast<size_t>(floats) * sizeof(float));
+  float* cursor = cache.scratch.as<float>();
+  auto take = [&](int64_t count) {
+    float* p = cursor;
+    cursor += Align16(count);
+    return p;
+  };
+  CachedActs a;
+  a.x = take(N * H);
+  a.ln = take(N * H);
+  a.proj = take(N * H);
+  a.rstd = take(N);
+  a.q = take(N * Q);
+  a.k = take(N * K);
+  a.v = take(N * K);
+  a.attn = take(N * Q);
+  a.gate = take(N * I);
+  a.up = take(N * I);
+  a.probs = take(P);
+  a.logits = take(N * c.vocab_size);
+  a.tokens = reinterpret_cast<int32_t*>(take(N));  // int32 and float have the same size
+  a.positions = reinterpret_cast<int32_t*>(take(N));
+  return a;
+}
+
+}  // namespace
 
 Status ForwardCached(LlamaModel& model, KvCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits) {
   const LlamaConfig& c = model.config();
@@ -32,44 +82,50 @@ Status ForwardCached(LlamaModel& model, KvCache& cache, const int32_t* tokens, i
                                    std::to_string(cache.capacity));
   TRIB_RETURN_IF_ERROR(model.ValidateTokens(tokens, N, "tokens"));
   Backend& be = model.backend();
+  TRIB_CHECK(cache.k.empty() || cache.k[0].type() == &be.buffer_type());  // the cache is the backend's memory
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.HeadDim();
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads, Q = NH * D, K = NKV * D;
   const float eps = static_cast<float>(c.rms_norm_eps);
   model.EnsureRope(total);
 
+  const CachedActs a = CarveScratch(c, be.buffer_type(), cache, n);
   std::vector<int32_t> positions(static_cast<size_t>(N));
   for (int64_t r = 0; r < N; ++r) positions[r] = static_cast<int32_t>(start + r % n);
-  std::vector<float> x(N * H), ln(N * H), proj(N * H), rstd(N), q(N * Q), k(N * K), v(N * K), attn(N * Q);
-  std::vector<float> gate(N * I), up(N * I), probs(B * NH * n * total);
+  be.CopyHostToBackend(a.positions, positions.data(), positions.size() * sizeof(int32_t));
+  be.CopyHostToBackend(a.tokens, tokens, static_cast<size_t>(N) * sizeof(int32_t));
   AttentionShape shape{B, n, total, NH, NKV, D, Q, K, cache.capacity * K};
 
-  be.EmbeddingForward(tokens, N, model.params().tensor(size_t{0}), H, x.data());
+  be.EmbeddingForward(a.tokens, N, model.params().tensor(size_t{0}), H, a.x);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LlamaLayerTensors p = model.LayerTensors(model.params(), l);
-    be.RmsNormForward(x.data(), p.input_norm, N, H, eps, ln.data(), rstd.data());
-    model.LinearForward(model.MakeLinear(ProjKind::kQ, l, false), ln.data(), N, q.data());
-    model.LinearForward(model.MakeLinear(ProjKind::kK, l, false), ln.data(), N, k.data());
-    model.LinearForward(model.MakeLinear(ProjKind::kV, l, false), ln.data(), N, v.data());
-    be.RopeForward(q.data(), N, Q, NH, D, positions.data(), model.rope_cos(), model.rope_sin());
-    be.RopeForward(k.data(), N, K, NKV, D, positions.data(), model.rope_cos(), model.rope_sin());
+    float* cache_k = cache.k[l].as<float>();
+    float* cache_v = cache.v[l].as<float>();
+    be.RmsNormForward(a.x, p.input_norm, N, H, eps, a.ln, a.rstd);
+    model.LinearForward(model.MakeLinear(ProjKind::kQ, l, false), a.ln, N, a.q);
+    model.LinearForward(model.MakeLinear(ProjKind::kK, l, false), a.ln, N, a.k);
+    model.LinearForward(model.MakeLinear(ProjKind::kV, l, false), a.ln, N, a.v);
+    be.RopeForward(a.q, N, Q, NH, D, a.positions, model.rope_cos(), model.rope_sin());
+    be.RopeForward(a.k, N, K, NKV, D, a.positions, model.rope_cos(), model.rope_sin());
     for (int64_t b = 0; b < B; ++b) {
-      const size_t dst = static_cast<size_t>((b * cache.capacity + start) * K);
-      std::memcpy(cache.k[l].data() + dst, k.data() + b * n * K, sizeof(float) * n * K);
-      std::memcpy(cache.v[l].data() + dst, v.data() + b * n * K, sizeof(float) * n * K);
+      const int64_t dst = (b * cache.capacity + start) * K;
+      const size_t bytes = sizeof(float) * static_cast<size_t>(n * K);
+      be.CopyBackendToBackend(cache_k + dst, a.k + b * n * K, bytes);
+      be.CopyBackendToBackend(cache_v + dst, a.v + b * n * K, bytes);
     }
-    be.AttentionForward(shape, q.data(), cache.k[l].data(), cache.v[l].data(), probs.data(), attn.data());
-    model.LinearForward(model.MakeLinear(ProjKind::kO, l, false), attn.data(), N, proj.data());
-    be.Add(x.data(), proj.data(), N * H, x.data());
-    be.RmsNormForward(x.data(), p.post_norm, N, H, eps, ln.data(), rstd.data());
-    model.LinearForward(model.MakeLinear(ProjKind::kGate, l, false), ln.data(), N, gate.data());
-    model.LinearForward(model.MakeLinear(ProjKind::kUp, l, false), ln.data(), N, up.data());
-    be.SwiGluForward(gate.data(), up.data(), N * I, gate.data());
-    model.LinearForward(model.MakeLinear(ProjKind::kDown, l, false), gate.data(), N, proj.data());
-    be.Add(x.data(), proj.data(), N * H, x.data());
+    be.AttentionForward(shape, a.q, cache_k, cache_v, a.probs, a.attn);
+    model.LinearForward(model.MakeLinear(ProjKind::kO, l, false), a.attn, N, a.proj);
+    be.Add(a.x, a.proj, N * H, a.x);
+    be.RmsNormForward(a.x, p.post_norm, N, H, eps, a.ln, a.rstd);
+    model.LinearForward(model.MakeLinear(ProjKind::kGate, l, false), a.ln, N, a.gate);
+    model.LinearForward(model.MakeLinear(ProjKind::kUp, l, false), a.ln, N, a.up);
+    be.SwiGluForward(a.gate, a.up, N * I, a.gate);
+    model.LinearForward(model.MakeLinear(ProjKind::kDown, l, false), a.gate, N, a.proj);
+    be.Add(a.x, a.proj, N * H, a.x);
   }
-  be.RmsNormForward(x.data(), model.params().tensor("model.norm.weight"), N, H, eps, ln.data(), rstd.data());
+  be.RmsNormForward(a.x, model.params().tensor("model.norm.weight"), N, H, eps, a.ln, a.rstd);
+  model.LinearForward(model.MakeLinear(ProjKind::kLmHead, -1, false), a.ln, N, a.logits);
   logits->resize(static_cast<size_t>(N * c.vocab_size));
-  model.LinearForward(model.MakeLinear(ProjKind::kLmHead, -1, false), ln.data(), N, logits->data());
+  be.CopyBackendToHost(logits->data(), a.logits, logits->size() * sizeof(float));
   cache.length = total;
   return Status::OK();
 }
@@ -111,7 +167,7 @@ Result<std::vector<int32_t>> Generate(LlamaModel& model, const std::vector<int32
                                    std::to_string(options.max_new_tokens) + ") exceeds max_position_embeddings " +
                                    std::to_string(c.max_position_embeddings));
   const int64_t eos = options.eos_token_id == -2 ? c.eos_token_id : options.eos_token_id;
-  TRIB_ASSIGN_OR_RETURN(KvCache cache, CreateKvCache(c, 1, capacity));
+  TRIB_ASSIGN_OR_RETURN(KvCache cache, CreateKvCache(c, 1, capacity, &model.backend().buffer_type()));
   std::mt19937_64 rng(options.seed);
   std::vector<float> logits;
   std::vector<int32_t> out;

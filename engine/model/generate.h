@@ -3,7 +3,8 @@
 //
 // The cached forward runs the same Backend kernels and LinearForward calls as the training forward,
 // with attention over [cache, new tokens] (AttentionShape with q_len < kv_len), so its logits equal
-// the full forward's (tests/engine/generate_test.cc checks this).
+// the full forward's (tests/engine/generate_test.cc checks this). The cache and the per-call scratch
+// are memory of the model's backend; only the logits come back to the host (for sampling).
 #pragma once
 
 #include <cstdint>
@@ -15,19 +16,24 @@
 
 namespace tributary {
 
-// Keys (after RoPE) and values of every layer: per layer [batch, capacity, n_kv_heads * head_dim].
+// Keys (after RoPE) and values of every layer: per layer [batch, capacity, n_kv_heads * head_dim], in
+// the memory of a buffer type (that of the model's backend), zero-initialised.
 struct KvCache {
   int64_t batch = 0;
-  int64_t capacity = 0;                  // positions the cache can hold
-  int64_t length = 0;                    // positions filled so far (the next token's position)
-  std::vector<std::vector<float>> k, v;  // [layer]
+  int64_t capacity = 0;      // positions the cache can hold
+  int64_t length = 0;        // positions filled so far (the next token's position)
+  std::vector<Buffer> k, v;  // [layer]
+  Buffer scratch;            // ForwardCached's activations and ids, grown on demand and reused
 };
 
-// capacity must be within max_position_embeddings.
-Result<KvCache> CreateKvCache(const LlamaConfig& config, int64_t batch, int64_t capacity);
+// capacity must be within max_position_embeddings. type: the model backend's buffer type (null: host,
+// which suits the CPU backend).
+Result<KvCache> CreateKvCache(const LlamaConfig& config, int64_t batch, int64_t capacity,
+                              const BufferType* type = nullptr);
 
-// Runs tokens [batch, n] at positions cache.length .. cache.length + n - 1, appends their keys and
-// values to the cache and writes logits [batch * n, vocab] to *logits.
+// Runs tokens [batch, n] (host ids) at positions cache.length .. cache.length + n - 1, appends their
+// keys and values to the cache and copies logits [batch * n, vocab] to the host vector *logits. The
+// cache must live in the model backend's memory (checked).
 Status ForwardCached(LlamaModel& model, KvCache& cache, const int32_t* tokens, int64_t n, std::vector<float>* logits);
 
 struct GenerateOptions {

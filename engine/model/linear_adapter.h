@@ -10,7 +10,9 @@
 //   2. BackwardInput runs AFTER the base dx was written: dx += the adapter's input gradient.
 // Both phases of one linear run back to back, so an adapter may keep phase-1 state for phase 2 only.
 //
-// Pointers are host fp32 (row-major, one token per row), as for the CPU backend.
+// Pointers are fp32 (row-major, one token per row) in the memory of the model's backend
+// (LlamaModel::backend(), engine/backend.h); an adapter computes through that backend (or one with the
+// same buffer type), never by dereferencing them on the host.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,6 @@
 #include "engine/model/llama_model.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <numbers>
 #include <random>
 #include <string>
@@ -66,40 +64,62 @@ LlamaModel::LlamaModel(const LlamaConfig& config, std::shared_ptr<Backend> backe
     : config_(config),
       backend_(std::move(backend)),
       table_(BuildLlamaTensorTable(config)),
-      params_(table_),
-      grads_(table_) {
-  const char* head = config_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  for (size_t i = 0; i < table_->size(); ++i)
-    if ((*table_)[i].name == head) lm_head_index_ = i;
+      params_(table_, backend_->buffer_type()),
+      grads_(table_, backend_->buffer_type()) {
+  const int64_t head = table_->IndexOf(config_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const int64_t norm = table_->IndexOf("model.norm.weight");
+  TRIB_CHECK(head >= 0 && norm >= 0);
+  lm_head_index_ = static_cast<size_t>(head);
+  norm_index_ = static_cast<size_t>(norm);
+  auto offset = [&](const std::string& name) {
+    const TensorEntry* e = table_->Find(name);
+    return e ? e->offset : int64_t{-1};
+  };
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    layer_offsets_.push_back({offset(p + "input_layernorm.weight"), offset(p + "self_attn.q_proj.weight"),
+                              offset(p + "self_attn.q_proj.bias"), offset(p + "self_attn.k_proj.weight"),
+                              offset(p + "self_attn.k_proj.bias"), offset(p + "self_attn.v_proj.weight"),
+                              offset(p + "self_attn.v_proj.bias"), offset(p + "self_attn.o_proj.weight"),
+                              offset(p + "post_attention_layernorm.weight"), offset(p + "mlp.gate_proj.weight"),
+                              offset(p + "mlp.up_proj.weight"), offset(p + "mlp.down_proj.weight")});
+  }
 }
 
 void LlamaModel::InitRandom(uint64_t seed, float stddev) {
+  // Drawn on the host (in place for host memory, else staged and copied in).
+  Arena staging;
+  Arena& host = params_.is_host() ? params_ : (staging = Arena(table_));
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.0f, stddev);
   for (size_t i = 0; i < table_->size(); ++i) {
     const TensorEntry& e = (*table_)[i];
-    float* p = params_.tensor(i);
+    float* p = host.tensor(i);
     const bool is_norm = e.name.find("norm.weight") != std::string::npos;
     const bool is_bias = e.name.size() > 5 && e.name.compare(e.name.size() - 5, 5, ".bias") == 0;
     for (int64_t j = 0; j < e.numel; ++j) p[j] = is_norm ? 1.0f : is_bias ? 0.0f : normal(rng);
   }
+  if (&host != &params_) params_.CopyFrom(host);
 }
 
 LlamaLayerTensors LlamaModel::LayerTensors(Arena& arena, int64_t layer) const {
-  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  TRIB_CHECK(arena.size() == table_->total_elems());
+  const LayerOffsets& o = layer_offsets_[static_cast<size_t>(layer)];
+  float* base = arena.data();
+  auto at = [base](int64_t offset) { return offset >= 0 ? base + offset : nullptr; };
   LlamaLayerTensors t;
-  t.input_norm = arena.tensor(p + "input_layernorm.weight");
-  t.q = arena.tensor(p + "self_attn.q_proj.weight");
-  t.q_bias = arena.tensor(p + "self_attn.q_proj.bias");
-  t.k = arena.tensor(p + "self_attn.k_proj.weight");
-  t.k_bias = arena.tensor(p + "self_attn.k_proj.bias");
-  t.v = arena.tensor(p + "self_attn.v_proj.weight");
-  t.v_bias = arena.tensor(p + "self_attn.v_proj.bias");
-  t.o = arena.tensor(p + "self_attn.o_proj.weight");
-  t.post_norm = arena.tensor(p + "post_attention_layernorm.weight");
-  t.gate = arena.tensor(p + "mlp.gate_proj.weight");
-  t.up = arena.tensor(p + "mlp.up_proj.weight");
-  t.down = arena.tensor(p + "mlp.down_proj.weight");
+  t.input_norm = at(o.input_norm);
+  t.q = at(o.q);
+  t.q_bias = at(o.q_bias);
+  t.k = at(o.k);
+  t.k_bias = at(o.k_bias);
+  t.v = at(o.v);
+  t.v_bias = at(o.v_bias);
+  t.o = at(o.o);
+  t.post_norm = at(o.post_norm);
+  t.gate = at(o.gate);
+  t.up = at(o.up);
+  t.down = at(o.down);
   return t;
 }
 
@@ -152,7 +172,13 @@ void LlamaModel::LinearBackward(const Linear& lin, const float* x, const float* 
 
 void LlamaModel::EnsureRope(int64_t num_positions) {
   if (num_positions <= rope_positions_) return;
-  BuildRopeTables(config_, num_positions, &rope_cos_, &rope_sin_);
+  std::vector<float> cos, sin;
+  BuildRopeTables(config_, num_positions, &cos, &sin);
+  const size_t table_bytes = cos.size() * sizeof(float);
+  rope_ = Buffer();  // free first so the peak never holds both tables
+  rope_ = Buffer(backend_->buffer_type(), 2 * table_bytes, BufferInit::kUninitialized);
+  backend_->CopyHostToBackend(rope_.as<float>(), cos.data(), table_bytes);
+  backend_->CopyHostToBackend(rope_.as<float>() + cos.size(), sin.data(), table_bytes);
   rope_positions_ = num_positions;
 }
 
@@ -170,10 +196,8 @@ int64_t LlamaModel::ActivationFloats(const LlamaConfig& c, int64_t B, int64_t T)
 void LlamaModel::EnsureActivations(int64_t B, int64_t T) {
   const int64_t need = ActivationFloats(config_, B, T);
   if (need > act_capacity_) {
-    act_.reset();  // free first so the peak never holds both buffers
-    float* p = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(need) * sizeof(float)));
-    TRIB_CHECK(p != nullptr);
-    act_ = std::unique_ptr<float, void (*)(void*)>(p, std::free);
+    act_ = Buffer();  // free first so the peak never holds both buffers
+    act_ = Buffer(backend_->buffer_type(), static_cast<size_t>(need) * sizeof(float), BufferInit::kUninitialized);
     act_capacity_ = need;
   }
   B_ = B;
@@ -181,7 +205,7 @@ void LlamaModel::EnsureActivations(int64_t B, int64_t T) {
   const int64_t N = B * T, H = config_.hidden_size, I = config_.intermediate_size, D = config_.HeadDim();
   const int64_t Q = config_.num_attention_heads * D, K = config_.num_key_value_heads * D;
   const int64_t P = B * config_.num_attention_heads * T * T;
-  float* cursor = act_.get();
+  float* cursor = act_.as<float>();
   auto take = [&](int64_t n) {
     float* p = cursor;
     cursor += Align16(n);
@@ -216,7 +240,46 @@ void LlamaModel::EnsureActivations(int64_t B, int64_t T) {
   scratch_dk_ = take(N * K);
   scratch_dv_ = take(N * K);
   scratch_dprobs_ = take(P);
-  TRIB_CHECK(cursor - act_.get() == need);
+  TRIB_CHECK(cursor - act_.as<float>() == need);
+}
+
+void LlamaModel::CopyInputs(const int32_t* tokens, const int32_t* targets, const uint8_t* loss_mask, int64_t B,
+                            int64_t T) {
+  const int64_t N = B * T;
+  const size_t ids = static_cast<size_t>(Align16(N)) * sizeof(int32_t);
+  const size_t need = 3 * ids + static_cast<size_t>(Align16(N));
+  if (inputs_.data() == nullptr || inputs_.bytes() < need) {
+    inputs_ = Buffer(backend_->buffer_type(), need, BufferInit::kUninitialized);
+    positions_shape_[0] = positions_shape_[1] = 0;
+  }
+  char* base = inputs_.as<char>();
+  tokens_ = reinterpret_cast<int32_t*>(base);
+  positions_ = reinterpret_cast<int32_t*>(base + ids);
+  targets_ = reinterpret_cast<int32_t*>(base + 2 * ids);
+  mask_ = reinterpret_cast<uint8_t*>(base + 3 * ids);
+  const size_t n = static_cast<size_t>(N);
+  backend_->CopyHostToBackend(tokens_, tokens, n * sizeof(int32_t));
+  if (positions_shape_[0] != B || positions_shape_[1] != T) {
+    std::vector<int32_t> positions(n);
+    for (int64_t i = 0; i < N; ++i) positions[i] = static_cast<int32_t>(i % T);
+    backend_->CopyHostToBackend(positions_, positions.data(), n * sizeof(int32_t));
+    positions_shape_[0] = B;
+    positions_shape_[1] = T;
+  }
+  has_mask_ = loss_mask != nullptr;
+  if (!targets) return;
+  // Masked targets may hold anything (e.g. -100); give the kernel a valid index.
+  host_targets_.assign(targets, targets + N);
+  for (int64_t i = 0; i < N; ++i)
+    if (has_mask_ && loss_mask[i] == 0) host_targets_[i] = 0;
+  backend_->CopyHostToBackend(targets_, host_targets_.data(), n * sizeof(int32_t));
+  if (has_mask_) backend_->CopyHostToBackend(mask_, loss_mask, n);
+}
+
+void LlamaModel::ReadLogits(int64_t first_row, int64_t rows, float* host_dst) const {
+  TRIB_CHECK(first_row >= 0 && rows >= 0 && first_row + rows <= B_ * T_);
+  const int64_t V = config_.vocab_size;
+  backend_->CopyBackendToHost(host_dst, logits_ + first_row * V, static_cast<size_t>(rows * V) * sizeof(float));
 }
 
 Status LlamaModel::ValidateTokens(const int32_t* tokens, int64_t n, const char* what) const {
@@ -246,9 +309,7 @@ Status LlamaModel::Forward(const int32_t* tokens, const uint8_t* loss_mask, cons
   }
   EnsureActivations(B, T);
   EnsureRope(T);
-  tokens_.assign(tokens, tokens + N);
-  positions_.resize(static_cast<size_t>(N));
-  for (int64_t i = 0; i < N; ++i) positions_[i] = static_cast<int32_t>(i % T);
+  CopyInputs(tokens, targets, loss_mask, B, T);
 
   Backend& be = *backend_;
   const LlamaConfig& c = config_;
@@ -257,7 +318,7 @@ Status LlamaModel::Forward(const int32_t* tokens, const uint8_t* loss_mask, cons
   const float eps = static_cast<float>(c.rms_norm_eps);
   AttentionShape shape{B, T, T, NH, NKV, D, NH * D, NKV * D, T * NKV * D};
 
-  be.EmbeddingForward(tokens, N, params_.tensor(size_t{0}), H, layer_acts_[0].x);
+  be.EmbeddingForward(tokens_, N, params_.tensor(size_t{0}), H, layer_acts_[0].x);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     LayerActs& a = layer_acts_[l];
     const LlamaLayerTensors p = LayerTensors(params_, l);
@@ -266,8 +327,8 @@ Status LlamaModel::Forward(const int32_t* tokens, const uint8_t* loss_mask, cons
     LinearForward(MakeLinear(ProjKind::kQ, l, false), a.ln1, N, a.q);
     LinearForward(MakeLinear(ProjKind::kK, l, false), a.ln1, N, a.k);
     LinearForward(MakeLinear(ProjKind::kV, l, false), a.ln1, N, a.v);
-    be.RopeForward(a.q, N, NH * D, NH, D, positions_.data(), rope_cos(), rope_sin());
-    be.RopeForward(a.k, N, NKV * D, NKV, D, positions_.data(), rope_cos(), rope_sin());
+    be.RopeForward(a.q, N, NH * D, NH, D, positions_, rope_cos(), rope_sin());
+    be.RopeForward(a.k, N, NKV * D, NKV, D, positions_, rope_cos(), rope_sin());
     be.AttentionForward(shape, a.q, a.k, a.v, a.probs, a.attn);
     LinearForward(MakeLinear(ProjKind::kO, l, false), a.attn, N, scratch_h_);
     be.Add(a.x, scratch_h_, N * H, a.xmid);
@@ -278,7 +339,7 @@ Status LlamaModel::Forward(const int32_t* tokens, const uint8_t* loss_mask, cons
     LinearForward(MakeLinear(ProjKind::kDown, l, false), scratch_mlp_, N, scratch_h_);
     be.Add(a.xmid, scratch_h_, N * H, x_next);
   }
-  be.RmsNormForward(x_final_, params_.tensor("model.norm.weight"), N, H, eps, ln_final_, rstd_final_);
+  be.RmsNormForward(x_final_, params_.tensor(norm_index_), N, H, eps, ln_final_, rstd_final_);
   LinearForward(MakeLinear(ProjKind::kLmHead, -1, false), ln_final_, N, logits_);
 
   loss_tokens_ = 0;
@@ -286,15 +347,9 @@ Status LlamaModel::Forward(const int32_t* tokens, const uint8_t* loss_mask, cons
     if (loss_out) *loss_out = 0.0f;
     return Status::OK();
   }
-  targets_.assign(targets, targets + N);
-  has_mask_ = loss_mask != nullptr;
-  if (has_mask_) mask_.assign(loss_mask, loss_mask + N);
-  for (int64_t i = 0; i < N; ++i) loss_tokens_ += (!has_mask_ || mask_[i] != 0) ? 1 : 0;
-  // Masked targets may hold anything (e.g. -100); give the kernel a valid index.
-  for (int64_t i = 0; i < N; ++i)
-    if (has_mask_ && mask_[i] == 0) targets_[i] = 0;
-  const double total = be.CrossEntropyForward(logits_, targets_.data(), has_mask_ ? mask_.data() : nullptr, N,
-                                              c.vocab_size, lse_, row_loss_);
+  for (int64_t i = 0; i < N; ++i) loss_tokens_ += (!has_mask_ || loss_mask[i] != 0) ? 1 : 0;
+  const double total =
+      be.CrossEntropyForward(logits_, targets_, has_mask_ ? mask_ : nullptr, N, c.vocab_size, lse_, row_loss_);
   if (loss_out) *loss_out = loss_tokens_ > 0 ? static_cast<float>(total / static_cast<double>(loss_tokens_)) : 0.0f;
   backward_ready_ = true;
   return Status::OK();
@@ -312,16 +367,15 @@ Status LlamaModel::Backward(float loss_scale) {
   const int64_t B = B_, T = T_, N = B * T, H = c.hidden_size, I = c.intermediate_size, D = c.HeadDim();
   const int64_t NH = c.num_attention_heads, NKV = c.num_key_value_heads;
   AttentionShape shape{B, T, T, NH, NKV, D, NH * D, NKV * D, T * NKV * D};
-  const uint8_t* mask = has_mask_ ? mask_.data() : nullptr;
+  const uint8_t* mask = has_mask_ ? mask_ : nullptr;
   float* dres = scratch_h_;
   float* dln = scratch_dln_;
 
   const float scale = static_cast<float>(static_cast<double>(loss_scale) / static_cast<double>(loss_tokens_));
-  be.CrossEntropyBackward(logits_, lse_, targets_.data(), mask, N, c.vocab_size, scale, logits_);
+  be.CrossEntropyBackward(logits_, lse_, targets_, mask, N, c.vocab_size, scale, logits_);
   LinearBackward(MakeLinear(ProjKind::kLmHead, -1, true), ln_final_, logits_, N, dln);
-  std::memset(dres, 0, sizeof(float) * static_cast<size_t>(N * H));
-  be.RmsNormBackward(dln, x_final_, params_.tensor("model.norm.weight"), rstd_final_, N, H, dres,
-                     grads_.tensor("model.norm.weight"));
+  be.Memset(dres, 0, sizeof(float) * static_cast<size_t>(N * H));
+  be.RmsNormBackward(dln, x_final_, params_.tensor(norm_index_), rstd_final_, N, H, dres, grads_.tensor(norm_index_));
 
   for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) {
     LayerActs& a = layer_acts_[l];
@@ -338,14 +392,14 @@ Status LlamaModel::Backward(float loss_scale) {
     LinearBackward(MakeLinear(ProjKind::kO, l, true), a.attn, dres, N, scratch_dq_);
     be.AttentionBackward(shape, a.q, a.k, a.v, a.probs, scratch_dq_, scratch_dprobs_, scratch_dq_, scratch_dk_,
                          scratch_dv_);
-    be.RopeBackward(scratch_dq_, N, NH * D, NH, D, positions_.data(), rope_cos(), rope_sin());
-    be.RopeBackward(scratch_dk_, N, NKV * D, NKV, D, positions_.data(), rope_cos(), rope_sin());
+    be.RopeBackward(scratch_dq_, N, NH * D, NH, D, positions_, rope_cos(), rope_sin());
+    be.RopeBackward(scratch_dk_, N, NKV * D, NKV, D, positions_, rope_cos(), rope_sin());
     LinearBackward(MakeLinear(ProjKind::kQ, l, true), a.ln1, scratch_dq_, N, dln, 0.0f);
     LinearBackward(MakeLinear(ProjKind::kK, l, true), a.ln1, scratch_dk_, N, dln, 1.0f);
     LinearBackward(MakeLinear(ProjKind::kV, l, true), a.ln1, scratch_dv_, N, dln, 1.0f);
     be.RmsNormBackward(dln, a.x, p.input_norm, a.rstd1, N, H, dres, g.input_norm);
   }
-  be.EmbeddingBackward(tokens_.data(), N, dres, H, grads_.tensor(size_t{0}));
+  be.EmbeddingBackward(tokens_, N, dres, H, grads_.tensor(size_t{0}));
   return Status::OK();
 }
 

@@ -1,7 +1,10 @@
 // A decoder-only LLaMA transformer (HF LlamaForCausalLM; Qwen2ForCausalLM when attention_bias) with an
 // explicit fp32 forward and backward pass over flat arenas, computed through a Backend.
 //
-// Memory. Parameters and gradients are two Arenas with the BuildLlamaTensorTable layout. Activations
+// Memory. Everything the kernels touch is memory of the backend's buffer type (engine/buffer.h):
+// parameters and gradients are two Arenas with the BuildLlamaTensorTable layout; the caller's token
+// ids, targets and loss mask are copied in through the backend at each Forward, next to the row
+// positions; the RoPE tables are built on the host once and copied in. Activations
 // live in ONE flat buffer sized for (B, T) and reallocated only when a call needs more. With
 // N = B*T tokens, H hidden, Q = n_heads*head_dim, K = n_kv_heads*head_dim, I intermediate, V vocab,
 // L layers, NH heads, the buffer holds (in floats):
@@ -20,6 +23,9 @@
 //
 // LoRA hook: every projection (q, k, v, o, gate, up, down, lm_head) runs through LinearForward and
 // LinearBackward, the one place where an adapter adds its low-rank term.
+//
+// Tensor lookup: the element offsets of every layer's tensors are resolved once in the constructor, so
+// LayerTensors and MakeLinear on the hot path are pointer arithmetic, not name lookups.
 #pragma once
 
 #include <cstdint>
@@ -73,7 +79,8 @@ struct LlamaLayerTensors {
 class LlamaModel {
  public:
   // Validates the config; parameters start at zero (call InitRandom or load weights into params()).
-  // backend null: a CpuBackend.
+  // backend null: a CpuBackend. params() and grads() live in the backend's memory, so host-only
+  // loaders (engine/io/model_dir.h) need a backend whose buffer type is host memory.
   static Result<std::unique_ptr<LlamaModel>> Create(const LlamaConfig& config,
                                                     std::shared_ptr<Backend> backend = nullptr);
 
@@ -87,7 +94,8 @@ class LlamaModel {
   // HF-style init: linears and embeddings ~ N(0, stddev), norm weights 1, biases 0. Deterministic.
   void InitRandom(uint64_t seed, float stddev = 0.02f);
 
-  // tokens, targets [B, T] row-major; loss_mask [B, T] (null: every token counts). loss_out receives
+  // tokens, targets [B, T] row-major HOST arrays (copied to the backend); loss_mask [B, T] (null: every
+  // token counts). loss_out receives
   // the mean cross-entropy over counted tokens (0 when none count). targets null: logits only (no
   // loss, no backward). Errors: out-of-range ids, T > max_position_embeddings, B or T < 1.
   Status Forward(const int32_t* tokens, const uint8_t* loss_mask, const int32_t* targets, int64_t B, int64_t T,
@@ -109,15 +117,19 @@ class LlamaModel {
   void SetBaseTrainable(bool trainable) { base_trainable_ = trainable; }
   bool base_trainable() const { return base_trainable_; }
 
-  // [B*T, V] logits of the last Forward (valid until Backward, which overwrites them).
+  // [B*T, V] logits of the last Forward (valid until Backward, which overwrites them), in the
+  // backend's memory: host code may read them directly only when backend().buffer_type().IsHost();
+  // ReadLogits copies them to the host on any backend.
   const float* Logits() const { return logits_; }
+  // Copies logits rows [first_row, first_row + rows) of the last Forward into host_dst [rows, V].
+  void ReadLogits(int64_t first_row, int64_t rows, float* host_dst) const;
   // Tokens counted in the last loss.
   int64_t LastLossTokens() const { return loss_tokens_; }
 
   static int64_t ActivationFloats(const LlamaConfig& config, int64_t B, int64_t T);
   int64_t ActivationBytes() const { return act_capacity_ * static_cast<int64_t>(sizeof(float)); }
 
-  // Per-layer tensors in an arena with this model's table.
+  // Per-layer tensors in an arena with this model's table (offsets precomputed; absent biases null).
   LlamaLayerTensors LayerTensors(Arena& arena, int64_t layer) const;
   Linear MakeLinear(ProjKind kind, int64_t layer, bool with_grads);
   // y[rows, out] = beta * y + x W^T (+ bias).
@@ -127,10 +139,10 @@ class LlamaModel {
   void LinearBackward(const Linear& lin, const float* x, const float* dy, int64_t rows, float* dx,
                       float dx_beta = 0.0f);
 
-  // RoPE tables covering positions [0, num_positions) (grown on demand).
+  // RoPE tables covering positions [0, num_positions) (grown on demand), in the backend's memory.
   void EnsureRope(int64_t num_positions);
-  const float* rope_cos() const { return rope_cos_.data(); }
-  const float* rope_sin() const { return rope_sin_.data(); }
+  const float* rope_cos() const { return rope_.as<float>(); }
+  const float* rope_sin() const { return rope_.as<float>() + rope_positions_ * (config_.HeadDim() / 2); }
 
   // Input validation shared with generation: ids in [0, vocab), T within max_position_embeddings.
   Status ValidateTokens(const int32_t* tokens, int64_t n, const char* what) const;
@@ -138,9 +150,15 @@ class LlamaModel {
  private:
   LlamaModel(const LlamaConfig& config, std::shared_ptr<Backend> backend);
   void EnsureActivations(int64_t B, int64_t T);
+  // Copies the host inputs of a Forward into inputs_ (positions only when the shape changed).
+  void CopyInputs(const int32_t* tokens, const int32_t* targets, const uint8_t* loss_mask, int64_t B, int64_t T);
 
   struct LayerActs {
     float *x, *rstd1, *ln1, *q, *k, *v, *probs, *attn, *xmid, *rstd2, *ln2, *gate, *up;
+  };
+  // Element offsets of one layer's tensors in an arena with table_ (-1: absent).
+  struct LayerOffsets {
+    int64_t input_norm, q, q_bias, k, k_bias, v, v_bias, o, post_norm, gate, up, down;
   };
 
   LlamaConfig config_;
@@ -149,9 +167,11 @@ class LlamaModel {
   Arena params_;
   Arena grads_;
   size_t lm_head_index_ = 0;  // the embedding when tied
+  size_t norm_index_ = 0;     // model.norm.weight
+  std::vector<LayerOffsets> layer_offsets_;
 
   // Activation buffer and its carve-up for the current (B, T).
-  std::unique_ptr<float, void (*)(void*)> act_{nullptr, nullptr};
+  Buffer act_;
   int64_t act_capacity_ = 0;
   int64_t B_ = 0, T_ = 0;
   std::vector<LayerActs> layer_acts_;
@@ -160,13 +180,17 @@ class LlamaModel {
   float *scratch_h_ = nullptr, *scratch_dln_ = nullptr, *scratch_mlp_ = nullptr, *scratch_dq_ = nullptr;
   float *scratch_dk_ = nullptr, *scratch_dv_ = nullptr, *scratch_dprobs_ = nullptr;
 
-  std::vector<int32_t> tokens_, targets_, positions_;
-  std::vector<uint8_t> mask_;
+  // Backend copies of the last Forward's inputs: tokens, positions, targets [B*T] and the mask.
+  Buffer inputs_;
+  int32_t *tokens_ = nullptr, *positions_ = nullptr, *targets_ = nullptr;
+  uint8_t* mask_ = nullptr;
+  int64_t positions_shape_[2] = {0, 0};  // (B, T) that positions_ holds
+  std::vector<int32_t> host_targets_;    // staging: masked targets replaced by 0
   bool has_mask_ = false;
   bool backward_ready_ = false;
   int64_t loss_tokens_ = 0;
 
-  std::vector<float> rope_cos_, rope_sin_;
+  Buffer rope_;  // cos [rope_positions_, D/2] then sin [rope_positions_, D/2]
   int64_t rope_positions_ = 0;
 
   LinearAdapter* adapter_ = nullptr;  // LoRA hook

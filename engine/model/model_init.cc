@@ -36,6 +36,7 @@ void FillNormal(uint64_t seed, uint64_t stream_key, float stddev, float* dst, in
 }
 
 Status InitRandomModel(const LlamaConfig& config, uint64_t seed, Arena* params, double initializer_range) {
+  TRIB_CHECK(params->is_host());  // filled by host code
   TRIB_RETURN_IF_ERROR(config.Validate());
   const auto expected = BuildLlamaTensorTable(config);
   const TensorTable& table = params->table();

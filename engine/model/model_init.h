@@ -17,7 +17,7 @@ namespace tributary {
 
 constexpr double kDefaultInitializerRange = 0.02;
 
-// Fills `params` (laid out by BuildLlamaTensorTable(config)) with fresh weights.
+// Fills `params` (laid out by BuildLlamaTensorTable(config), a host arena: checked) with fresh weights.
 Status InitRandomModel(const LlamaConfig& config, uint64_t seed, Arena* params,
                        double initializer_range = kDefaultInitializerRange);
 

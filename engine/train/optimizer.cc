@@ -8,39 +8,23 @@
 #include <string>
 #include <vector>
 
-#include "base/parallel.h"
+#include "engine/cpu/cpu_backend.h"
 
 namespace tributary {
 namespace {
 
-// Element-wise kernels are memory bound; chunks below this run inline.
-constexpr int64_t kMinChunk = 1 << 14;
-// ClipGradNorm reduces per slice of this many arena elements, then sums the slices in order.
-constexpr int64_t kNormSlice = 1 << 13;
-
-// Calls fn(lo, hi) for every maximal run of tensor elements (never padding) inside [begin, end).
-void ForEachTensorRun(const TensorTable& table, int64_t begin, int64_t end,
-                      const std::function<void(int64_t, int64_t)>& fn) {
-  const auto& entries = table.entries();
-  // Entries are laid out in order, so their end offsets are sorted too.
-  auto it = std::upper_bound(entries.begin(), entries.end(), begin,
-                             [](int64_t v, const TensorEntry& e) { return v < e.offset + e.numel; });
-  for (; it != entries.end() && it->offset < end; ++it) {
-    const int64_t lo = std::max(begin, it->offset);
-    const int64_t hi = std::min(end, it->offset + it->numel);
-    if (lo < hi) fn(lo, hi);
-  }
-}
-
-// One threaded loop over the tensor elements of an arena layout.
-void ParallelOverTensors(const TensorTable& table, const std::function<void(int64_t, int64_t)>& fn) {
-  ParallelFor(0, table.total_elems(), kMinChunk,
-              [&](int64_t begin, int64_t end) { ForEachTensorRun(table, begin, end, fn); });
-}
-
 void CheckSameLayout(const Arena& a, const Arena& b) {
   TRIB_CHECK(a.size() == b.size());
   TRIB_CHECK(a.table().size() == b.table().size());
+}
+
+// The arena is memory the backend computes on (engine/buffer.h: buffer types compare by identity).
+void CheckOnBackend(const Arena& arena, const Backend& backend) {
+  TRIB_CHECK(&arena.buffer_type() == &backend.buffer_type());
+}
+
+Backend& OrCpu(Backend* backend) {
+  return backend != nullptr ? *backend : *CpuBackend::Shared();
 }
 
 std::string FormatNumber(double v) {
@@ -55,36 +39,28 @@ Status OutOfRange(const std::string& field, const std::string& expected, double 
 
 class AdamW final : public Optimizer {
  public:
-  AdamW(const OptimizerOptions& options, const std::shared_ptr<const TensorTable>& table)
-      : options_(options), m_(table), v_(table) {}
+  AdamW(const OptimizerOptions& options, const std::shared_ptr<const TensorTable>& table,
+        std::shared_ptr<Backend> backend)
+      : options_(options),
+        backend_(std::move(backend)),
+        m_(table, backend_->buffer_type()),
+        v_(table, backend_->buffer_type()) {}
 
   void Step(Arena& params, const Arena& grads, double lr) override {
     CheckSameLayout(params, grads);
     CheckSameLayout(params, m_);
+    CheckOnBackend(params, *backend_);
+    CheckOnBackend(grads, *backend_);
     TRIB_CHECK(std::isfinite(lr) && lr >= 0);
     ++steps_;
-    const double t = static_cast<double>(steps_);
-    const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
-    const double decay = 1.0 - lr * options_.weight_decay;
-    const double bias_c1 = 1.0 - std::pow(beta1, t);
-    const double bias_c2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
-    const double step_size = lr / bias_c1;
-    float* p = params.data();
-    const float* g = grads.data();
-    float* m = m_.data();
-    float* v = v_.data();
-    ParallelOverTensors(params.table(), [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        const double gi = g[i];
-        const double mi = beta1 * m[i] + (1.0 - beta1) * gi;
-        const double vi = beta2 * v[i] + (1.0 - beta2) * gi * gi;
-        m[i] = static_cast<float>(mi);
-        v[i] = static_cast<float>(vi);
-        const double denom = std::sqrt(static_cast<double>(v[i])) / bias_c2_sqrt + eps;
-        const double pi = static_cast<double>(p[i]) * decay;
-        p[i] = static_cast<float>(pi - step_size * static_cast<double>(m[i]) / denom);
-      }
-    });
+    AdamWStepArgs args;
+    args.lr = lr;
+    args.beta1 = options_.beta1;
+    args.beta2 = options_.beta2;
+    args.eps = options_.eps;
+    args.weight_decay = options_.weight_decay;
+    args.step = steps_;
+    backend_->AdamWStep(params.table(), args, params.data(), grads.data(), m_.data(), v_.data());
   }
 
   void Reset() override {
@@ -102,41 +78,34 @@ class AdamW final : public Optimizer {
 
  private:
   OptimizerOptions options_;
+  std::shared_ptr<Backend> backend_;
   Arena m_, v_;
   int64_t steps_ = 0;
 };
 
 class Sgd final : public Optimizer {
  public:
-  Sgd(const OptimizerOptions& options, std::shared_ptr<const TensorTable> table) : options_(options) {
-    if (options_.momentum > 0) momentum_buffer_ = Arena(std::move(table));
+  Sgd(const OptimizerOptions& options, std::shared_ptr<const TensorTable> table, std::shared_ptr<Backend> backend)
+      : options_(options), backend_(std::move(backend)) {
+    if (options_.momentum > 0) momentum_buffer_ = Arena(std::move(table), backend_->buffer_type());
   }
 
   void Step(Arena& params, const Arena& grads, double lr) override {
     CheckSameLayout(params, grads);
+    CheckOnBackend(params, *backend_);
+    CheckOnBackend(grads, *backend_);
     TRIB_CHECK(std::isfinite(lr) && lr >= 0);
-    const double wd = options_.weight_decay;
-    const double momentum = options_.momentum;
-    const double damp = 1.0 - options_.dampening;
-    const bool nesterov = options_.nesterov;
+    SgdStepArgs args;
+    args.lr = lr;
+    args.weight_decay = options_.weight_decay;
+    args.momentum = options_.momentum;
+    args.dampening = options_.dampening;
+    args.nesterov = options_.nesterov;
     // torch initialises the buffer to d_p on its first step (no dampening applied).
-    const bool first = steps_ == 0;
-    float* p = params.data();
-    const float* g = grads.data();
-    float* buf = momentum > 0 ? momentum_buffer_.data() : nullptr;
+    args.first_step = steps_ == 0;
+    float* buf = options_.momentum > 0 ? momentum_buffer_.data() : nullptr;
     if (buf) CheckSameLayout(params, momentum_buffer_);
-    ParallelOverTensors(params.table(), [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        const double pi = p[i];
-        double d_p = static_cast<double>(g[i]) + wd * pi;
-        if (buf) {
-          const double b = first ? d_p : momentum * static_cast<double>(buf[i]) + damp * d_p;
-          buf[i] = static_cast<float>(b);
-          d_p = nesterov ? d_p + momentum * static_cast<double>(buf[i]) : static_cast<double>(buf[i]);
-        }
-        p[i] = static_cast<float>(pi - lr * d_p);
-      }
-    });
+    backend_->SgdStep(params.table(), args, params.data(), grads.data(), buf);
     ++steps_;
   }
 
@@ -154,6 +123,7 @@ class Sgd final : public Optimizer {
 
  private:
   OptimizerOptions options_;
+  std::shared_ptr<Backend> backend_;
   Arena momentum_buffer_;
   int64_t steps_ = 0;
 };
@@ -183,75 +153,52 @@ Status ValidateOptimizer(const OptimizerOptions& o) {
 }  // namespace
 
 Result<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerOptions& options,
-                                                   std::shared_ptr<const TensorTable> table) {
+                                                   std::shared_ptr<const TensorTable> table,
+                                                   std::shared_ptr<Backend> backend) {
   TRIB_CHECK(table != nullptr);
   TRIB_RETURN_IF_ERROR(ValidateOptimizer(options));
+  if (!backend) backend = CpuBackend::Shared();
   std::unique_ptr<Optimizer> optimizer;
   if (options.type == "adamw") {
-    optimizer = std::make_unique<AdamW>(options, std::move(table));
+    optimizer = std::make_unique<AdamW>(options, std::move(table), std::move(backend));
   } else {
-    optimizer = std::make_unique<Sgd>(options, std::move(table));
+    optimizer = std::make_unique<Sgd>(options, std::move(table), std::move(backend));
   }
   return optimizer;
 }
 
-double ClipGradNorm(Arena& grads, double max_norm) {
-  const TensorTable& table = grads.table();
-  const int64_t total = table.total_elems();
-  const int64_t num_slices = (total + kNormSlice - 1) / kNormSlice;
-  std::vector<double> partial(static_cast<size_t>(num_slices), 0.0);
-  const float* g = grads.data();
-  ParallelFor(0, num_slices, 1, [&](int64_t first_slice, int64_t last_slice) {
-    for (int64_t s = first_slice; s < last_slice; ++s) {
-      double sum = 0.0;
-      ForEachTensorRun(table, s * kNormSlice, std::min(total, (s + 1) * kNormSlice), [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) sum += static_cast<double>(g[i]) * static_cast<double>(g[i]);
-      });
-      partial[static_cast<size_t>(s)] = sum;
-    }
-  });
-  double sum_sq = 0.0;
-  for (double s : partial) sum_sq += s;  // fixed order: thread-count independent
-  const double norm = std::sqrt(sum_sq);
+double ClipGradNorm(Arena& grads, double max_norm, Backend* backend) {
+  Backend& be = OrCpu(backend);
+  CheckOnBackend(grads, be);
+  const double norm = std::sqrt(be.SumSquares(grads.table(), grads.data()));
   if (max_norm > 0 && std::isfinite(norm)) {
     const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) ScaleArena(grads, coef);
+    if (coef < 1.0) ScaleArena(grads, coef, &be);
   }
   return norm;
 }
 
-void ScaleArena(Arena& arena, double factor) {
-  const float f = static_cast<float>(factor);
-  float* x = arena.data();
-  ParallelOverTensors(arena.table(), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) x[i] *= f;
-  });
+void ScaleArena(Arena& arena, double factor, Backend* backend) {
+  Backend& be = OrCpu(backend);
+  CheckOnBackend(arena, be);
+  be.Scale(arena.table(), arena.data(), static_cast<float>(factor));
 }
 
-GradAccumulator::GradAccumulator(std::shared_ptr<const TensorTable> table) : sum_(std::move(table)) {}
+GradAccumulator::GradAccumulator(std::shared_ptr<const TensorTable> table, std::shared_ptr<Backend> backend)
+    : backend_(backend ? std::move(backend) : CpuBackend::Shared()), sum_(std::move(table), backend_->buffer_type()) {}
 
 void GradAccumulator::Add(const Arena& micro_grads) {
   CheckSameLayout(sum_, micro_grads);
-  float* s = sum_.data();
-  const float* g = micro_grads.data();
-  ParallelOverTensors(sum_.table(), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) s[i] += g[i];
-  });
+  CheckOnBackend(micro_grads, *backend_);
+  backend_->Accumulate(sum_.table(), micro_grads.data(), sum_.data());
   ++count_;
 }
 
 void GradAccumulator::TakeMean(Arena& grads) {
   TRIB_CHECK(count_ > 0);
   CheckSameLayout(sum_, grads);
-  const double inv = 1.0 / static_cast<double>(count_);
-  float* s = sum_.data();
-  float* out = grads.data();
-  ParallelOverTensors(sum_.table(), [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      out[i] = static_cast<float>(static_cast<double>(s[i]) * inv);
-      s[i] = 0.0f;
-    }
-  });
+  CheckOnBackend(grads, *backend_);
+  backend_->MeanAndClear(sum_.table(), sum_.data(), count_, grads.data());
   count_ = 0;
 }
 

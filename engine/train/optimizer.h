@@ -1,10 +1,17 @@
-// Optimizers over flat arenas: one loop over the whole parameter buffer, threaded.
-// Semantics match torch.optim.SGD and torch.optim.AdamW (decoupled weight decay, bias correction).
+// Optimizers over flat arenas: one backend kernel over the whole parameter buffer (threaded on the
+// CPU backend). Semantics match torch.optim.SGD and torch.optim.AdamW (decoupled weight decay, bias
+// correction).
+//
+// Every kernel runs on a Backend (engine/backend.h): an optimizer's state arenas come from its
+// backend's buffer type, and the arenas passed to Step, ClipGradNorm, ScaleArena and GradAccumulator
+// must be memory of that backend (checked). A null backend means the CPU backend, so host arenas work
+// as before; the trainer passes the model's backend.
 //
 // Kernels touch only the elements of each tensor (offset .. offset + numel), never the alignment
-// padding between tensors, so padding stays exactly as the arena allocated it (zero).
+// padding between tensors, so padding stays exactly as the arena allocated it (zero) even when the
+// gradient padding holds garbage.
 // Updates are element-wise, hence bitwise independent of the thread count; ClipGradNorm sums
-// fixed-size slices in index order, so its result is thread-count independent too.
+// fixed-size slices in index order (Backend::SumSquares), so its result is thread-count independent too.
 //
 // Gradient accumulation over n micro-batches: LlamaModel::Backward(loss_scale) accumulates (+=) into
 // the grads arena, so the caller zeroes grads (ZeroGrad) at the start of a window and passes loss_scale
@@ -19,6 +26,7 @@
 
 #include "base/status.h"
 #include "engine/arena.h"
+#include "engine/backend.h"
 
 namespace tributary {
 
@@ -51,23 +59,26 @@ class Optimizer {
   virtual int num_states() const = 0;
 };
 
-// InvalidArgument naming the field for unknown types or out-of-range hyper-parameters.
+// InvalidArgument naming the field for unknown types or out-of-range hyper-parameters. The state
+// arenas live in backend's memory and Step runs there (null: CpuBackend::Shared()).
 Result<std::unique_ptr<Optimizer>> CreateOptimizer(const OptimizerOptions& options,
-                                                   std::shared_ptr<const TensorTable> table);
+                                                   std::shared_ptr<const TensorTable> table,
+                                                   std::shared_ptr<Backend> backend = nullptr);
 
 // Scales grads in place so that their global L2 norm is at most max_norm (torch clip_grad_norm_);
 // returns the norm before clipping (fp64 accumulation). max_norm <= 0 only measures.
 // A non-finite norm leaves grads unchanged (unlike torch, which would fill them with NaN): the
-// caller should skip that step.
-double ClipGradNorm(Arena& grads, double max_norm);
+// caller should skip that step. backend: the one whose memory holds grads (null: the CPU backend).
+double ClipGradNorm(Arena& grads, double max_norm, Backend* backend = nullptr);
 
-// arena *= factor over tensor elements (padding untouched).
-void ScaleArena(Arena& arena, double factor);
+// arena *= factor over tensor elements (padding untouched), as an fp32 multiply by float(factor).
+void ScaleArena(Arena& arena, double factor, Backend* backend = nullptr);
 
-// Sums micro-batch gradients for accumulation when the backward pass overwrites grads.
+// Sums micro-batch gradients for accumulation when the backward pass overwrites grads. The sum arena
+// lives in backend's memory (null: the CPU backend).
 class GradAccumulator {
  public:
-  explicit GradAccumulator(std::shared_ptr<const TensorTable> table);
+  explicit GradAccumulator(std::shared_ptr<const TensorTable> table, std::shared_ptr<Backend> backend = nullptr);
   // sum += micro_grads (fp32 sum; same table layout, checked).
   void Add(const Arena& micro_grads);
   int64_t count() const { return count_; }
@@ -75,6 +86,7 @@ class GradAccumulator {
   void TakeMean(Arena& grads);
 
  private:
+  std::shared_ptr<Backend> backend_;
   Arena sum_;
   int64_t count_ = 0;
 };

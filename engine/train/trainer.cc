@@ -61,7 +61,7 @@ Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<Seq
       TRIB_RETURN_IF_ERROR(
           options.reducer->Reduce(grads, step)
               .WithContext("reducing the gradients of step " + std::to_string(options.first_step + step)));
-    stats.grad_norm = ClipGradNorm(grads, options.max_grad_norm);
+    stats.grad_norm = ClipGradNorm(grads, options.max_grad_norm, &model.backend());
     if (!std::isfinite(stats.grad_norm))
       return Status::FailedPrecondition("training diverged: gradient norm is not finite at step " +
                                         std::to_string(options.first_step + step));

@@ -22,6 +22,7 @@ namespace tributary {
 // params/grads. Set both to train something that keeps its parameters outside the model, e.g.
 // adapters attached as the model's LinearAdapter with the base frozen; the optimizer must have been
 // created for params' table. Every step zeroes the model's grads and, when distinct, these grads.
+// All arenas and the optimizer live on the model's backend (clipping runs there; checked).
 struct TrainTarget {
   Arena* params = nullptr;
   Arena* grads = nullptr;
@@ -34,6 +35,7 @@ class GradientReducer {
  public:
   virtual ~GradientReducer() = default;
   // Replaces `grads` by the reduced gradients of step `step` (1-based within the TrainSteps call).
+  // `grads` lives in the model backend's memory (engine/arena.h: host or device).
   virtual Status Reduce(Arena& grads, int64_t step) = 0;
 };
 

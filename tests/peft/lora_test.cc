@@ -21,10 +21,12 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "engine/cpu/cpu_backend.h"
 #include "engine/io/model_dir.h"
 #include "engine/io/safetensors.h"
 #include "engine/model/llama_model.h"
 #include "engine/train/optimizer.h"
+#include "tests/engine/fake_device.h"
 
 namespace tributary {
 namespace {
@@ -359,6 +361,105 @@ TEST(LoraAdaptersTest, MergedModelMatchesAdaptersAndUnmergeRestoresTheBase) {
 
   adapters->UnmergeFrom(model->params());
   for (int64_t i = 0; i < base.size(); ++i) ASSERT_NEAR(model->params().data()[i], base.data()[i], 1e-6) << i;
+}
+
+// The mask is the counter hash documented in peft/lora.h (stream of seed, dropout step and module;
+// Backend::Dropout per element) and the products are the backend's GEMMs: rebuilt here step by step.
+TEST(LoraAdaptersTest, DropoutForwardIsTheDocumentedMaskThroughTheBackend) {
+  const LlamaConfig c = TinyConfig();
+  LoraOptions o;
+  o.rank = 3;
+  o.dropout = 0.3;
+  o.seed = 77;
+  o.target_modules = {"v_proj"};
+  auto adapters = MakeAdapters(c, o);
+  RandomizeB(*adapters, 5, 0.5f);
+  adapters->SetTraining(true);
+  adapters->SetDropoutStep(5);
+  const int64_t mi = adapters->FindModule(ProjKind::kV, 1);
+  ASSERT_GE(mi, 0);
+  const LoraAdapters::Module& m = adapters->modules()[mi];
+  Linear lin;
+  lin.kind = ProjKind::kV;
+  lin.layer = 1;
+  lin.in = m.in;
+  lin.out = m.out;
+  const int64_t rows = 6, r = o.rank;
+  std::vector<float> x(static_cast<size_t>(rows * m.in));
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : x) v = normal(rng);
+  std::vector<float> y(static_cast<size_t>(rows * m.out), 0.0f), want = y;
+  adapters->Forward(lin, x.data(), rows, y.data());
+
+  const uint64_t stream = SplitMix64(SplitMix64(SplitMix64(77 ^ 0x4C6F5241ull) + 5) + static_cast<uint64_t>(mi));
+  const float keep = static_cast<float>(1.0 / (1.0 - 0.3));
+  std::vector<float> dropped = x, xa(static_cast<size_t>(rows * r));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double u = static_cast<double>(SplitMix64(stream + i) >> 11) * 0x1.0p-53;
+    dropped[i] = u >= 0.3 ? x[i] * keep : 0.0f;
+  }
+  CpuBackend be;
+  be.Gemm(false, true, rows, r, m.in, 1.0f, dropped.data(), m.in, adapters->params().tensor(m.a_index), m.in, 0.0f,
+          xa.data(), r);
+  be.Gemm(false, true, rows, m.out, r, adapters->scaling(), xa.data(), r, adapters->params().tensor(m.b_index), r, 1.0f,
+          want.data(), m.out);
+  EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * sizeof(float)), 0);
+}
+
+// Adapters and model on non-host memory (tests/engine/fake_device.h): dropout training through the
+// adapters' backend, merge and the PEFT save / load staging give exactly the CPU backend's bits.
+TEST(LoraAdaptersTest, TrainingMergeAndIoOnNonHostMemoryMatchTheCpuBackend) {
+  const LlamaConfig c = TinyConfig();
+  LoraOptions o;
+  o.rank = 4;
+  o.dropout = 0.2;
+  o.target_modules = kAllModules;
+  const int64_t B = 2, T = 8;
+  const std::vector<int32_t> tokens = RandomIds(B * T, c.vocab_size, 41), targets = RandomIds(B * T, c.vocab_size, 42);
+  std::vector<std::vector<float>> adapter_params, merged_logits;
+  const std::string dir = TempDir("fake_device");
+  for (std::shared_ptr<Backend> backend : {CpuBackend::Shared(), std::shared_ptr<Backend>(new FakeDeviceBackend)}) {
+    auto model = LlamaModel::Create(c, backend);
+    ASSERT_TRUE(model.ok());
+    (*model)->InitRandom(40, 0.2f);
+    auto created = LoraAdapters::Create(c, o, backend);
+    ASSERT_TRUE(created.ok());
+    LoraAdapters& adapters = **created;
+    EXPECT_EQ(adapters.backend(), backend);
+    EXPECT_EQ(&adapters.params().buffer_type(), &backend->buffer_type());
+    adapters.Attach(**model);
+    adapters.SetTraining(true);
+    auto opt = CreateOptimizer(OptimizerOptions{}, adapters.table_ptr(), adapters.backend());
+    ASSERT_TRUE(opt.ok());
+    for (int step = 0; step < 3; ++step) {
+      float loss = 0.0f;
+      ASSERT_TRUE((*model)->Forward(tokens.data(), nullptr, targets.data(), B, T, &loss).ok());
+      (*model)->ZeroGrad();
+      adapters.ZeroGrad();
+      ASSERT_TRUE((*model)->Backward().ok());
+      (*opt)->Step(adapters.params(), adapters.grads(), 1e-2);
+      adapters.NextDropoutStep();
+    }
+    ASSERT_TRUE(adapters.Save(dir).ok());
+    auto loaded = LoraAdapters::Load(dir, c, backend);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    std::vector<float> saved(static_cast<size_t>(adapters.params().size())), reread(saved.size());
+    adapters.params().CopyToHost(saved.data());
+    (*loaded)->params().CopyToHost(reread.data());
+    EXPECT_EQ(std::memcmp(saved.data(), reread.data(), saved.size() * sizeof(float)), 0);
+    adapter_params.push_back(saved);
+    LoraAdapters::Detach(**model);
+    adapters.MergeInto((*model)->params());
+    ASSERT_TRUE((*model)->ForwardLogits(tokens.data(), B, T).ok());
+    merged_logits.emplace_back(static_cast<size_t>(B * T * c.vocab_size));
+    (*model)->ReadLogits(0, B * T, merged_logits.back().data());
+  }
+  std::filesystem::remove_all(dir);
+  for (auto* pair : {&adapter_params, &merged_logits}) {
+    ASSERT_EQ((*pair)[0].size(), (*pair)[1].size());
+    EXPECT_EQ(std::memcmp((*pair)[0].data(), (*pair)[1].data(), (*pair)[0].size() * sizeof(float)), 0);
+  }
 }
 
 TEST(LoraIoTest, SaveLoadRoundTripIsExact) {

@@ -7,10 +7,14 @@
 //
 // Control vs bulk (heartbeats must never wait behind a transfer): bulk data moves in chunks that
 // the receiver pulls with a bounded window (transport/bulk.h), one message per chunk, so on a
-// shared socket a control message waits behind at most `window` chunks. Daemons go further and
-// use a SEPARATE socket pair for bulk: the coordinator binds one Server for control and one for
-// bulk (two ports), and a worker connects one Client to each. Heartbeats then never share a TCP
-// stream (or a ZeroMQ queue) with bulk chunks.
+// shared connection a control message waits behind at most `window` chunks. There is no separate
+// bulk port: the coordinator binds one Server on one endpoint, and a bulk transfer travels on the
+// connection of the request it belongs to. A worker connects two Clients to that endpoint
+// (docs/protocol.md): a control connection (Register, Heartbeat, pushed RoundStart/RoundCommitted)
+// and a work connection carrying catch-up, uploads and every bulk transfer (the snapshots and
+// aggregates it fetches, the upload payloads the coordinator pulls from it), so its heartbeats never
+// share a TCP connection with bulk chunks. The Server's ROUTER socket fair-queues incoming messages
+// across connections.
 //
 // Reconnects: a Client reconnects by itself with exponential backoff (ZMQ_RECONNECT_IVL doubling
 // up to ZMQ_RECONNECT_IVL_MAX); messages sent while disconnected are queued and delivered after
@@ -26,7 +30,7 @@
 //   ServerOptions options;
 //   options.keys = LoadKeyPair("/etc/tributary/coordinator").value();
 //   options.allow_list = LoadAllowList("/etc/tributary/workers.allow").value();
-//   auto server = Server::Bind("tcp://0.0.0.0:7500", options);       // control
+//   auto server = Server::Bind("tcp://0.0.0.0:7500", options);
 //   while (running) {
 //     Result<Incoming> in = (*server)->Receive(100);
 //     if (!in.ok()) continue;                    // Timeout, or a rejected message (already logged)

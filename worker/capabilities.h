@@ -1,5 +1,6 @@
 // What a worker can do, as reported to the coordinator at registration: cores, memory, GPUs,
-// NICs (the scheduler's first placement criterion, after Holmes) and local datasets.
+// NICs (fabric, speed and RDMA island, kept in the scheduler's inventory for NIC-aware placement:
+// scheduler/nic.h) and local datasets.
 #pragma once
 
 #include <cstdint>

@@ -30,9 +30,8 @@ using transport::Incoming;
 
 constexpr char kDataset[] = "letters";
 constexpr uint32_t kHeartbeatMs = 100;
-constexpr int kWaitMs = 20000;
-constexpr int64_t kSeqLen = 64;  // a prompt plus its response fits a row: the loss is not all masked  // generous: a
-                                 // failure, not a timing assertion
+constexpr int kWaitMs = 20000;   // generous: a failure, not a timing assertion
+constexpr int64_t kSeqLen = 64;  // a prompt plus its response fits a row: the loss is not all masked
 
 class TempDir {
  public:
@@ -103,7 +102,7 @@ struct World {
     spec.lr = 0.1;
     spec.optimizer = "sgd";
     spec.ferret.K = 64;
-    spec.eval_dataset = "heldout";  // EffectiveJobSpecYaml of a spec without one does not parse (see report)
+    spec.eval_dataset = "heldout";  // as a job with evaluation has; only the coordinator reads it
     auto parsed = ParseJobSpec(EffectiveJobSpecYaml(spec), "test spec");
     EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
     return *parsed;

@@ -1,0 +1,103 @@
+#include "worker/compute_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "federation/job_spec.h"
+
+namespace tributary {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::chrono::milliseconds kQueueWait{200};  // the loop checks the stop flag at least this often
+
+}  // namespace
+
+ComputeLoop::ComputeLoop(const WorkerOptions& options, WorkQueue* queue, StatusBoard* board, ReplicaSync* sync,
+                         Uploader* uploader, std::function<bool()> stopping)
+    : options_(options),
+      name_("worker '" + options.worker_id + "'"),
+      peer_("coordinator " + options.coordinator),
+      queue_(queue),
+      board_(board),
+      sync_(sync),
+      uploader_(uploader),
+      stopping_(std::move(stopping)) {}
+
+void ComputeLoop::Run() {
+  while (!stopping_()) {
+    std::optional<WorkItem> item = queue_->Pop(kQueueWait);
+    if (!item) continue;
+    Handle(*item);
+    queue_->Done();
+    board_->SetActivity("idle", "", 0);
+  }
+}
+
+void ComputeLoop::Handle(const WorkItem& item) {
+  const std::string& job = item.is_start ? item.start.job_id() : item.committed.job_id();
+  const uint64_t round = item.is_start ? item.start.round() : item.committed.round();
+  const char* what = item.is_start ? "RoundStart" : "RoundCommitted";
+  const Status status = item.is_start ? HandleRoundStart(item.start) : HandleRoundCommitted(item.committed);
+  if (status.ok()) return;
+  if (stopping_()) {
+    spdlog::info("{}: {}: {} interrupted by the stop: {}", name_, JobRound(job, round), what, status.message());
+  } else {
+    spdlog::error("{}: {}: {}: {}", name_, JobRound(job, round), what, status.message());
+  }
+}
+
+Status ComputeLoop::HandleRoundStart(const v1::RoundStart& start) {
+  const std::string& job = start.job_id();
+  const uint64_t round = start.round();
+  if (round == 0 || start.committed_round() + 1 != round)
+    return Status::InvalidArgument(peer_ + " sent committed_round " + std::to_string(start.committed_round()) +
+                                   " (must be round - 1); ignored");
+  if (uploader_->HasUpload(job, round)) {
+    spdlog::info("{}: {}: repeated RoundStart: sending the same upload again", name_, JobRound(job, round));
+    board_->SetActivity("uploading", job, round);
+    return uploader_->Send(job);
+  }
+  TRIB_ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(start.job_spec_yaml(), "job " + job + " spec"));
+  board_->SetActivity("syncing", job, round);
+  TRIB_ASSIGN_OR_RETURN(JobReplica * existing, sync_->Ensure(job, spec));
+  if (existing->round() > start.committed_round()) {
+    spdlog::warn("{}: {}: stale RoundStart: the replica already reflects round {}; ignored", name_,
+                 JobRound(job, round), existing->round());
+    return Status::OK();
+  }
+  // Sync; a replica whose hash disagrees is rebuilt once from the base model by catch-up.
+  TRIB_ASSIGN_OR_RETURN(JobReplica * replica, sync_->SyncTo(job, spec, start.committed_round(), start.weights_hash()));
+  if (replica->method_info().dense_payload && replica->state_bytes() > options_.max_dense_payload_bytes)
+    return Status::FailedPrecondition("refusing the tasklet: the " + spec.mode + " payload would be " +
+                                      std::to_string(replica->state_bytes()) + " bytes, above this worker's " +
+                                      std::to_string(options_.max_dense_payload_bytes) +
+                                      " byte limit (use mode ferret or fewer trainable parameters)");
+  return TrainAndUpload(*replica, round);
+}
+
+Status ComputeLoop::TrainAndUpload(JobReplica& replica, uint64_t round) {
+  const std::string& job = replica.job_id();
+  board_->SetActivity("training", job, round);
+  const auto started = Clock::now();
+  Result<TaskletResult> result = replica.RunRound(round, options_.worker_id);
+  if (!result.ok()) return result.status().WithContext("tasklet failed");
+  const double train_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  spdlog::info("{}: {}: trained {} steps on {} rows in {:.2f} s (loss {:.4f}, payload {} bytes)", name_,
+               JobRound(job, round), result->local_steps, result->num_samples, train_seconds, result->train_loss,
+               result->payload.size());
+  TRIB_RETURN_IF_ERROR(uploader_->Prepare(replica, round, *result, train_seconds));
+  board_->SetActivity("uploading", job, round);
+  return uploader_->Send(job);
+}
+
+Status ComputeLoop::HandleRoundCommitted(const v1::RoundCommitted& committed) {
+  Status status = sync_->OnRoundCommitted(committed);
+  uploader_->ForgetCommitted(committed.job_id(), committed.round());
+  if (committed.job_finished()) sync_->FinishJob(committed.job_id());
+  return status;
+}
+
+}  // namespace tributary

@@ -1,0 +1,188 @@
+#include "worker/control_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "federation/method.h"
+
+namespace tributary {
+namespace {
+
+using transport::Envelope;
+using transport::Message;
+
+constexpr int kControlPollMs = 100;  // the loop checks the stop flag at least this often
+constexpr int64_t kMinRegisterRetryMs = 1000;
+
+v1::Capabilities ToProto(const WorkerCapabilities& caps, const std::vector<DatasetInfo>& datasets,
+                         const std::string& software_version) {
+  v1::Capabilities out;
+  out.set_cpu_cores(static_cast<uint32_t>(std::max(caps.cores, 0)));
+  out.set_memory_bytes(static_cast<uint64_t>(std::max<int64_t>(caps.memory_bytes, 0)));
+  for (const GpuInfo& gpu : caps.gpus) {
+    v1::Gpu* g = out.add_gpus();
+    g->set_name(gpu.name);
+    g->set_memory_bytes(static_cast<uint64_t>(std::max<int64_t>(gpu.total_memory_bytes, 0)));
+    g->set_compute_capability(std::to_string(gpu.compute_capability_major) + "." +
+                              std::to_string(gpu.compute_capability_minor));
+  }
+  for (const NicInfo& nic : caps.nics) {
+    v1::Nic* n = out.add_nics();
+    n->set_name(nic.name);
+    n->set_kind(NicFabricName(nic.fabric));
+    n->set_speed_mbps(static_cast<uint64_t>(std::max<int64_t>(nic.speed_mbps, 0)));
+    n->set_fabric_id(nic.fabric_id);
+  }
+  for (const DatasetInfo& dataset : datasets) {
+    v1::DatasetInfo* d = out.add_datasets();
+    d->set_name(dataset.name);
+    d->set_samples(static_cast<uint64_t>(std::max<int64_t>(dataset.samples, 0)));
+  }
+  out.set_software_version(software_version);
+  for (const MethodInfo* method : RegisteredMethods()) out.add_modes(method->name);
+  return out;
+}
+
+int64_t MsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+ControlLoop::ControlLoop(const WorkerOptions& options, transport::Client* control, WorkQueue* queue,
+                         const StatusBoard* board, std::function<bool()> stopping)
+    : options_(options),
+      name_("worker '" + options.worker_id + "'"),
+      peer_("coordinator " + options.coordinator),
+      control_(control),
+      queue_(queue),
+      board_(board),
+      stopping_(std::move(stopping)),
+      heartbeat_interval_ms_(options.default_heartbeat_interval_ms) {}
+
+Status ControlLoop::Run() {
+  next_register_ = Clock::now();
+  next_heartbeat_ = Clock::now();
+  last_ack_ = Clock::now();
+  while (!stopping_()) {
+    const auto now = Clock::now();
+    if (!registered_ && now >= next_register_) {
+      SendRegister();
+      next_register_ = now + std::chrono::milliseconds(std::max(heartbeat_interval_ms_, kMinRegisterRetryMs));
+    }
+    if (registered_ && now >= next_heartbeat_) {
+      SendHeartbeat();
+      next_heartbeat_ = now + std::chrono::milliseconds(heartbeat_interval_ms_);
+    }
+    if (registered_ && MsSince(last_ack_) > heartbeat_miss_limit_ * heartbeat_interval_ms_) {
+      spdlog::warn("{}: no HeartbeatAck from {} for {} intervals: registering again", name_, peer_,
+                   heartbeat_miss_limit_);
+      registered_ = false;
+      next_register_ = now;
+      continue;
+    }
+    const auto next_due = registered_ ? next_heartbeat_ : next_register_;
+    const int64_t until_due = std::chrono::duration_cast<std::chrono::milliseconds>(next_due - now).count();
+    const int wait_ms = static_cast<int>(std::clamp<int64_t>(until_due, 1, kControlPollMs));
+    Result<Message> received = control_->Receive(wait_ms);
+    if (!received.ok()) {
+      if (received.status().code() != StatusCode::kTimeout && !stopping_())
+        spdlog::warn("{}: control connection: {}", name_, received.status().message());
+      continue;
+    }
+    TRIB_RETURN_IF_ERROR(Handle(received->envelope));
+  }
+  return Status::OK();
+}
+
+Status ControlLoop::Handle(const Envelope& envelope) {
+  switch (envelope.body_case()) {
+    case Envelope::kRegisterAck:
+      if (envelope.in_reply_to() != register_message_id_) return Status::OK();  // answers an older Register
+      return HandleRegisterAck(envelope.register_ack());
+    case Envelope::kHeartbeatAck: last_ack_ = Clock::now(); return Status::OK();
+    case Envelope::kError: HandleError(envelope); return Status::OK();
+    case Envelope::kRoundStart: {
+      const v1::RoundStart& start = envelope.round_start();
+      spdlog::info("{}: {}: RoundStart from {}", name_, JobRound(start.job_id(), start.round()), peer_);
+      queue_->PushStart(start);
+      return Status::OK();
+    }
+    case Envelope::kRoundCommitted: {
+      const v1::RoundCommitted& committed = envelope.round_committed();
+      spdlog::debug("{}: {}: RoundCommitted from {}", name_, JobRound(committed.job_id(), committed.round()), peer_);
+      queue_->PushCommitted(committed);
+      return Status::OK();
+    }
+    default:
+      spdlog::debug("{}: ignoring '{}' on the control connection", name_, transport::BodyName(envelope.body_case()));
+      return Status::OK();
+  }
+}
+
+Status ControlLoop::HandleRegisterAck(const v1::RegisterAck& ack) {
+  if (!ack.accepted())
+    return Status::PermissionDenied(peer_ + " refused the registration of worker '" + options_.worker_id +
+                                    "': " + ack.reason());
+  if (ack.heartbeat_interval_ms() > 0) heartbeat_interval_ms_ = ack.heartbeat_interval_ms();
+  if (ack.heartbeat_miss_limit() > 0) heartbeat_miss_limit_ = ack.heartbeat_miss_limit();
+  registered_ = true;
+  last_ack_ = Clock::now();
+  next_heartbeat_ = last_ack_;
+  spdlog::info("{} registered with {} (coordinator id '{}', heartbeat every {} ms)", name_, peer_, ack.coordinator_id(),
+               heartbeat_interval_ms_);
+  return Status::OK();
+}
+
+void ControlLoop::HandleError(const Envelope& envelope) {
+  const Status error = transport::StatusFromError(envelope.error(), peer_);
+  if (envelope.in_reply_to() == register_message_id_ && !registered_) {
+    spdlog::warn("{}: registration failed: {}; retrying", name_, error.message());
+  } else if (error.code() == StatusCode::kNotFound && envelope.in_reply_to() < register_message_id_) {
+    // Answers a heartbeat queued before the latest Register (message ids increase): already handled.
+    spdlog::debug("{}: {} (for an earlier heartbeat)", name_, error.message());
+  } else if (error.code() == StatusCode::kNotFound) {
+    spdlog::info("{}: {}: registering again", name_, error.message());
+    registered_ = false;
+    next_register_ = Clock::now();
+  } else {
+    spdlog::warn("{}: {}", name_, error.message());
+  }
+}
+
+void ControlLoop::SendRegister() {
+  Envelope envelope = transport::NewEnvelope(options_.worker_id);
+  v1::Register* reg = envelope.mutable_register_worker();
+  reg->set_worker_id(options_.worker_id);
+  reg->set_hostname(options_.capabilities.hostname);
+  *reg->mutable_capabilities() = ToProto(options_.capabilities, options_.datasets, options_.software_version);
+  for (const ReplicaReport& replica : board_->Snapshot().replicas)
+    (*reg->mutable_applied_rounds())[replica.job_id] = replica.round;
+  register_message_id_ = envelope.message_id();
+  Status sent = control_->Send(envelope);
+  if (!sent.ok()) spdlog::warn("{}: sending Register to {}: {}", name_, peer_, sent.message());
+}
+
+void ControlLoop::SendHeartbeat() {
+  Envelope envelope = transport::NewEnvelope(options_.worker_id);
+  v1::Heartbeat* heartbeat = envelope.mutable_heartbeat();
+  heartbeat->set_worker_id(options_.worker_id);
+  heartbeat->set_sequence(++heartbeat_sequence_);
+  const PublishedStatus status = board_->Snapshot();
+  heartbeat->set_state(status.state);
+  heartbeat->set_job_id(status.job_id);
+  heartbeat->set_round(status.round);
+  heartbeat->set_progress(status.state == "uploading" ? 1.0 : 0.0);
+  for (const ReplicaReport& replica : status.replicas) {
+    v1::ReplicaState* state = heartbeat->add_replicas();
+    state->set_worker_id(options_.worker_id);
+    state->set_job_id(replica.job_id);
+    state->set_round(replica.round);
+    state->set_weights_hash(replica.weights_hash);
+  }
+  Status sent = control_->Send(envelope);
+  if (!sent.ok()) spdlog::warn("{}: sending Heartbeat to {}: {}", name_, peer_, sent.message());
+}
+
+}  // namespace tributary

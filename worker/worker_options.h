@@ -1,0 +1,34 @@
+// The worker daemon's settings (`tributary worker` builds them from the config and flags), shared by
+// the daemon's components (worker/worker_daemon.h draws how they fit together).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "transport/bulk.h"
+#include "transport/security.h"
+#include "worker/capabilities.h"
+#include "worker/replica.h"
+
+namespace tributary {
+
+struct WorkerOptions {
+  std::string worker_id;                         // required
+  std::string coordinator;                       // tcp://HOST:PORT
+  bool insecure = false;                         // no CURVE (logs a warning at every start)
+  transport::KeyPair keys;                       // worker key pair (required unless insecure)
+  std::string coordinator_public_key;            // Z85 (required unless insecure)
+  std::vector<DatasetInfo> datasets;             // name, path, samples (already counted by the caller)
+  WorkerCapabilities capabilities;               // as detected (an empty datasets field is filled from `datasets`)
+  int threads = 0;                               // compute threads (0 = all cores) -> SetNumThreads
+  int64_t default_heartbeat_interval_ms = 5000;  // until the RegisterAck says otherwise
+  std::string software_version;                  // reported in the capabilities
+  int request_timeout_ms = 10000;  // one work-connection request; Timeout/Unavailable are retried until stop
+  // Dense (fedavg, lora) payloads above this are refused (a memory sanity limit).
+  uint64_t max_dense_payload_bytes = kMaxDensePayloadBytes;
+  // Uploads above this go as a bulk object the coordinator pulls (transport/bulk.h bounds it).
+  uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;
+};
+
+}  // namespace tributary

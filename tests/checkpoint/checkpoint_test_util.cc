@@ -9,22 +9,6 @@
 
 namespace tributary::checkpoint::testutil {
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/tributary_checkpoint_XXXXXX";
-  char* dir = mkdtemp(tmpl);
-  if (dir == nullptr) {
-    ADD_FAILURE() << "mkdtemp failed";
-    return;
-  }
-  path_ = dir;
-}
-
-TempDir::~TempDir() {
-  if (path_.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 void WithRawDb(const std::string& path,
                const std::function<void(rocksdb::DB*, std::map<std::string, rocksdb::ColumnFamilyHandle*>&)>& fn) {
   rocksdb::DBOptions options;

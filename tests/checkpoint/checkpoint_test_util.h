@@ -12,23 +12,11 @@
 #include <rocksdb/db.h>
 
 #include "checkpoint/store.h"
+#include "tests/common/temp_dir.h"
 
 namespace tributary::checkpoint::testutil {
 
-// mkdtemp under /tmp; removed (recursively) on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  // A path inside the directory (not created).
-  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using tributary::testutil::TempDir;
 
 // Opens the store at `path` directly with RocksDB (every column family) and calls `fn` with the DB and
 // the handles by family name. Fails the current test on errors. The store must be closed.

@@ -50,21 +50,4 @@ ProcessResult RunTributary(const std::vector<std::string>& args) {
   return result;
 }
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/tributary-test-XXXXXX";
-  char* p = mkdtemp(tmpl);
-  if (p == nullptr) std::abort();
-  path_ = p;
-}
-
-TempDir::~TempDir() {
-  std::filesystem::remove_all(path_);
-}
-
-std::string TempDir::Write(const std::string& name, const std::string& text) const {
-  const std::string p = path_ + "/" + name;
-  std::ofstream(p) << text;
-  return p;
-}
-
 }  // namespace tributary::testutil

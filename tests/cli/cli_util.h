@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/temp_dir.h"
+
 namespace tributary::testutil {
 
 struct ProcessResult {
@@ -16,15 +18,5 @@ struct ProcessResult {
 ProcessResult RunTributary(const std::vector<std::string>& args);
 
 // A fresh temporary directory, removed by the destructor.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& text) const;
-
- private:
-  std::string path_;
-};
 
 }  // namespace tributary::testutil

@@ -1,6 +1,7 @@
 // Whole-model checks of LlamaModel on tiny configs: finite differences for a random sample of
 // parameters, gradient accumulation over micro-batches, loss-mask semantics and input validation.
 #include "engine/model/llama_model.h"
+#include "tests/common/tiny_llama.h"
 
 #include <cmath>
 #include <random>
@@ -13,14 +14,7 @@ namespace tributary {
 namespace {
 
 LlamaConfig TinyConfig(bool tied, bool bias) {
-  LlamaConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
+  LlamaConfig c = testutil::MicroLlama();
   c.tie_word_embeddings = tied;
   c.attention_bias = bias;
   if (bias) c.rope_scaling = {"llama3", 4.0, 1.0, 4.0, 4};  // short original context so scaling bites

@@ -12,6 +12,7 @@
 #include "base/parallel.h"
 #include "engine/model/model_init.h"
 #include "engine/text/tokenizer.h"
+#include "tests/common/tiny_llama.h"
 
 namespace tributary {
 namespace {
@@ -37,15 +38,7 @@ class ModelDirTest : public ::testing::Test {
 };
 
 LlamaConfig TinyConfig() {
-  LlamaConfig c;
-  c.vocab_size = 300;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  return c;
+  return testutil::MicroLlama(/*vocab_size=*/300, /*max_positions=*/64);
 }
 
 // Fills every tensor with distinct values derived from its index so mix-ups are visible.

@@ -13,6 +13,7 @@
 #include "engine/io/model_dir.h"
 #include "engine/model/linear_adapter.h"
 #include "engine/text/tokenizer.h"
+#include "tests/common/temp_dir.h"
 #include "tests/common/tiny_llama.h"
 
 namespace tributary {
@@ -128,9 +129,8 @@ TEST(TrainerTest, SavedModelReloadsWithIdenticalLogits) {
   const int64_t n = batch.batch_size * batch.seq_len * model->config().vocab_size;
   std::vector<float> expected(model->Logits(), model->Logits() + n);
 
-  char tmpl[] = "/tmp/tributary-trainer-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  const testutil::TempDir temp("tributary-trainer");
+  const std::string dir = temp.path();
   ByteTokenizer tok;
   SaveModelOptions save;
   save.tokenizer = &tok;
@@ -142,7 +142,6 @@ TEST(TrainerTest, SavedModelReloadsWithIdenticalLogits) {
   (*reloaded)->params().CopyFrom(loaded->params);
   ASSERT_TRUE((*reloaded)->ForwardLogits(batch.tokens.data(), batch.batch_size, batch.seq_len).ok());
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ((*reloaded)->Logits()[i], expected[i]) << "logit " << i;
-  std::filesystem::remove_all(dir);
 }
 
 // A LoRA-like adapter that keeps its parameters outside the model: a learned bias on the lm_head

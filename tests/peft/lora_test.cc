@@ -26,6 +26,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/model/llama_model.h"
 #include "engine/train/optimizer.h"
+#include "tests/common/tiny_llama.h"
 #include "tests/engine/fake_device.h"
 
 namespace tributary {
@@ -35,15 +36,7 @@ const std::vector<std::string> kAllModules = {"q_proj",    "k_proj",  "v_proj", 
                                               "gate_proj", "up_proj", "down_proj"};
 
 LlamaConfig TinyConfig() {
-  LlamaConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 16;
-  return c;
+  return testutil::MicroLlama();
 }
 
 std::unique_ptr<LlamaModel> MakeModel(const LlamaConfig& c, uint64_t seed, float stddev) {

@@ -18,21 +18,6 @@ namespace tributary::system_test {
 
 namespace fs = std::filesystem;
 
-TestDir::TestDir() {
-  std::string tmpl = (fs::temp_directory_path() / "tributary_system_test.XXXXXX").string();
-  EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-  path_ = tmpl;
-}
-
-TestDir::~TestDir() {
-  if (testing::Test::HasFailure()) {
-    std::fprintf(stderr, "test failed: logs kept in %s\n", path_.c_str());
-    return;
-  }
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 TestCluster::TestCluster(const std::string& dir, ClusterOptions options) : dir_(dir) {
   base_model_ = (fs::path(dir) / "base-model").string();
   Status written = WriteRandomModelDir(base_model_, cli::DemoModelConfig(), 0);

@@ -7,19 +7,15 @@
 #include <vector>
 
 #include "cli/local_cluster.h"
+#include "tests/common/temp_dir.h"
 #include "transport/channel.h"
 
 namespace tributary::system_test {
 
-// A fresh temp directory removed by the destructor (kept when the test failed, for its logs).
-class TestDir {
+// A test directory kept (and its path printed) when the test failed, so the daemons' logs can be read.
+class TestDir : public testutil::TempDir {
  public:
-  TestDir();
-  ~TestDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TestDir() : TempDir("tributary_system_test", /*keep_on_failure=*/true) {}
 };
 
 struct ClusterOptions {

@@ -181,15 +181,4 @@ bool LogCapture::WaitFor(const std::string& text, int timeout_ms) const {
   return true;
 }
 
-TempDir::TempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "trib-transport-XXXXXX").string();
-  char* made = mkdtemp(pattern.data());
-  path_ = made != nullptr ? std::string(made) : std::string();
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-}
-
 }  // namespace tributary::transport::testing

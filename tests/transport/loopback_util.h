@@ -8,6 +8,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "tests/common/temp_dir.h"
 #include "transport/channel.h"
 #include "transport/message.h"
 #include "transport/security.h"
@@ -56,14 +57,7 @@ class LogCapture {
 };
 
 // A unique temporary directory, removed with its content at destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
 
- private:
-  std::string path_;
-};
+using testutil::TempDir;
 
 }  // namespace tributary::transport::testing

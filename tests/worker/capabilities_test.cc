@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/common/temp_dir.h"
+
 namespace tributary {
 namespace {
 namespace fs = std::filesystem;
@@ -21,9 +23,7 @@ void WriteFile(const fs::path& path, const std::string& text) {
 class FakeSysfs : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/tributary-sysfs-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
+    root_ = dir_.path();
     const fs::path net = root_ / "sys/class/net";
     WriteFile(net / "lo/type", "772\n");
     WriteFile(net / "eth0/type", "1\n");
@@ -52,7 +52,6 @@ class FakeSysfs : public ::testing::Test {
     options_.procfs_root = (root_ / "proc").string();
     options_.query_gpus = false;
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   const NicInfo* FindNic(const WorkerCapabilities& caps, const std::string& name) {
     for (const auto& n : caps.nics)
@@ -60,6 +59,7 @@ class FakeSysfs : public ::testing::Test {
     return nullptr;
   }
 
+  testutil::TempDir dir_{"tributary-sysfs"};
   fs::path root_;
   DetectOptions options_;
 };

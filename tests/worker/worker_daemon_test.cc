@@ -19,12 +19,14 @@
 #include "federation/tasklet.h"
 #include "peft/ferret.h"
 #include "tests/common/federation_util.h"
+#include "tests/common/temp_dir.h"
 #include "tests/common/tiny_llama.h"
 #include "transport/bulk.h"
 
 namespace tributary {
 namespace {
 
+using testutil::TempDir;
 using transport::Envelope;
 using transport::Incoming;
 
@@ -32,23 +34,6 @@ constexpr char kDataset[] = "letters";
 constexpr uint32_t kHeartbeatMs = 100;
 constexpr int kWaitMs = 20000;   // generous: a failure, not a timing assertion
 constexpr int64_t kSeqLen = 64;  // a prompt plus its response fits a row: the loss is not all masked
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "worker_daemon_test.XXXXXX").string();
-    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The job's world: a tiny base model directory, a jsonl dataset, the spec, and an in-process oracle
 // replica (model + rows built independently of the daemon, with the byte tokenizer).

@@ -196,7 +196,7 @@ Status RunStatus(JobFlags& f, CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(auto client, ConnectFromFlags(f, ctx));
   TRIB_ASSIGN_OR_RETURN(v1::GetJobReply reply, client->GetJob(f.job));
   if (f.format == "json") {
-    PrintJsonOk("status", GetJobReplyJson(reply));
+    PrintJsonOk("status", JobDetailJson(reply));
   } else {
     PrintStatusText(reply);
   }

@@ -1,6 +1,7 @@
 // The CLI's side of the coordinator job API (docs/protocol.md, "CLI <-> coordinator"): the
 // connection profile (endpoint + CURVE keys from flags over config), one request/reply client, the
-// `--format json` envelope shared by every job command, and JSON/text renderings of job messages.
+// `--format json` envelope shared by every job command, and text renderings of job messages (the JSON
+// rendering of a job and FormatLoss are the coordinator's, coordinator/job_view.h).
 //
 // Profiles: a profile IS a config file holding `client.*` keys (`tributary --config prod.yaml status
 // J`); without --config, job commands load $XDG_CONFIG_HOME/tributary/client.yaml (or
@@ -21,6 +22,7 @@
 #include "base/config.h"
 #include "base/status.h"
 #include "cli/exit_codes.h"
+#include "coordinator/job_view.h"
 #include "transport/bulk.h"
 #include "transport/channel.h"
 
@@ -93,16 +95,10 @@ void PrintJsonError(const std::string& command, int exit_code, const std::string
 // Error code names for a Status: CONNECTION_FAILED, NOT_FOUND, INVALID_ARGUMENT, ...
 std::string JsonErrorCode(const Status& status);
 
-// JSON renderings (numbers stay numbers; NaN losses become null).
-nlohmann::json JobStatusJson(const v1::JobStatus& job);
-nlohmann::json GetJobReplyJson(const v1::GetJobReply& reply);
-
 // "1.5 MB", "312 B" (decimal units).
 std::string FormatBytes(uint64_t bytes);
 // "2026-11-28 18:00:05" (UTC) or "-" for 0.
 std::string FormatUnixMs(int64_t unix_ms);
-// "2.3456" or "-" for NaN.
-std::string FormatLoss(double loss);
 // "[########------------]  40%".
 std::string ProgressBar(uint64_t done, uint64_t total, int width);
 // Whether stdout is a terminal (live progress is drawn only then).

@@ -23,6 +23,9 @@ using transport::Envelope;
 using transport::Message;
 
 constexpr const char* kSender = "cli";
+// How every connection failure of this client begins (IsConnectionFailure); errors the coordinator
+// answered begin with "peer '...' answered:" (transport::StatusFromError).
+constexpr const char* kCannotReach = "cannot reach coordinator ";
 
 // "%g" without trailing noise: 10 -> "10", 0.5 -> "0.5".
 std::string FormatSeconds(double seconds) {
@@ -168,11 +171,11 @@ Status CoordinatorClient::ConnectionFailure(const std::string& detail) const {
   if (!answered_ && client_->handshake_failures() > 0) {
     hint = "the coordinator refused the CURVE handshake: is this client's public key " + profile_.keys.public_key +
            " in its allowed_keys, and is client.coordinator_key the coordinator's public key?";
-    return Status::PermissionDenied("cannot reach coordinator " + profile_.endpoint + ": " + hint);
+    return Status::PermissionDenied(kCannotReach + profile_.endpoint + ": " + hint);
   }
   hint = profile_.insecure ? "is it running, and started with --insecure?"
                            : "is it running? is this client's public key in its allowed_keys?";
-  return Status::PermissionDenied("cannot reach coordinator " + profile_.endpoint + ": " + detail + " (" + hint + ")");
+  return Status::Unavailable(kCannotReach + profile_.endpoint + ": " + detail + " (" + hint + ")");
 }
 
 Result<Message> CoordinatorClient::Call(Envelope request, Envelope::BodyCase expected) {
@@ -291,8 +294,13 @@ JobOutcome OutcomeOfState(const std::string& state) {
   return JobOutcome::kRunning;
 }
 
+bool IsConnectionFailure(const Status& status) {
+  return (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kPermissionDenied) &&
+         status.message().rfind(kCannotReach, 0) == 0;
+}
+
 std::string JsonErrorCode(const Status& status) {
-  if (status.code() == StatusCode::kPermissionDenied) return "CONNECTION_FAILED";
+  if (IsConnectionFailure(status) || status.code() == StatusCode::kPermissionDenied) return "CONNECTION_FAILED";
   return UpperSnake(StatusCodeName(status.code()));
 }
 

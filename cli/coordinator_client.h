@@ -8,8 +8,10 @@
 // ~/.config/tributary/client.yaml) when it exists. Relative key paths in a config file are relative
 // to that file's directory. Flags (--coordinator, --key, --coordinator-key, --insecure) win.
 //
-// Failures to reach the coordinator (no reply within client.request_timeout_s, a refused CURVE
-// handshake) are PermissionDenied statuses, which the CLI maps to exit code 2 (cli/exit_codes.h).
+// Failures to reach the coordinator are "cannot reach coordinator ..." statuses: Unavailable when it
+// does not answer within client.request_timeout_s, PermissionDenied when it refused this client's
+// CURVE handshake (IsConnectionFailure tells them from errors the coordinator answered). Job commands
+// exit 2 for both (docs/cli.md, "Exit codes").
 #pragma once
 
 #include <cstdint>
@@ -55,7 +57,7 @@ struct ConnectionProfile {
 Result<ConnectionProfile> ResolveConnectionProfile(const Config& config, const ConnectionFlags& flags);
 
 // One request at a time to the coordinator; every call returns the expected reply body or a Status
-// (server errors keep their code; connection failures are PermissionDenied, see above).
+// (server errors keep their code; connection failures are Unavailable or PermissionDenied, see above).
 class CoordinatorClient {
  public:
   static Result<std::unique_ptr<CoordinatorClient>> Connect(const ConnectionProfile& profile);
@@ -81,6 +83,10 @@ class CoordinatorClient {
   std::unique_ptr<transport::Client> client_;
   bool answered_ = false;  // the coordinator answered a request of this client
 };
+
+// Whether `status` is this client's failure to reach the coordinator (no reply, refused handshake)
+// rather than an error the coordinator answered.
+bool IsConnectionFailure(const Status& status);
 
 // Job states (docs/protocol.md): PENDING, RUNNING, FINISHED:COMPLETED|FAILED|STOPPED.
 enum class JobOutcome { kRunning, kCompleted, kFailed, kStopped };

@@ -49,10 +49,6 @@ constexpr uint32_t kLogPageLines = 1000;
 // consecutive unanswered requests (each waiting client.request_timeout_s) are retried.
 constexpr int kPollRetries = 3;
 
-bool IsConnectionFailure(const Status& s) {
-  return s.code() == StatusCode::kPermissionDenied;
-}
-
 Result<std::unique_ptr<CoordinatorClient>> ConnectFromFlags(const JobFlags& f, const CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(ConnectionProfile profile, ResolveConnectionProfile(ctx.config, f.connection));
   return CoordinatorClient::Connect(profile);
@@ -196,7 +192,7 @@ Status RunStatus(JobFlags& f, CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(auto client, ConnectFromFlags(f, ctx));
   TRIB_ASSIGN_OR_RETURN(v1::GetJobReply reply, client->GetJob(f.job));
   if (f.format == "json") {
-    PrintJsonOk("status", GetJobReplyJson(reply));
+    PrintJsonOk("status", JobDetailJson(reply));
   } else {
     PrintStatusText(reply);
   }
@@ -400,6 +396,10 @@ using JobRunner = Status (*)(JobFlags&, CommandContext&);
 CommandHandler JsonAware(std::shared_ptr<JobFlags> f, std::string name, JobRunner run) {
   return [f, name, run](CommandContext& ctx) -> Status {
     Status s = run(*f, ctx);
+    // A coordinator that does not answer (Unavailable) exits 2 like a refused key (PermissionDenied),
+    // not 69 as other Unavailable failures do: docs/cli.md, "Exit codes".
+    if (!s.ok() && s.code() == StatusCode::kUnavailable && IsConnectionFailure(s) && ctx.exit_code_override < 0)
+      ctx.exit_code_override = kExitConnection;
     if (!s.ok() && f->format == "json" && !f->json_printed) {
       const int code = ctx.exit_code_override >= 0 ? ctx.exit_code_override : ExitCodeForStatus(s);
       PrintJsonError(name, code, JsonErrorCode(s), s.message());

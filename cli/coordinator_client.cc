@@ -23,6 +23,9 @@ using transport::Envelope;
 using transport::Message;
 
 constexpr const char* kSender = "cli";
+// How every connection failure of this client begins (IsConnectionFailure); errors the coordinator
+// answered begin with "peer '...' answered:" (transport::StatusFromError).
+constexpr const char* kCannotReach = "cannot reach coordinator ";
 
 // "%g" without trailing noise: 10 -> "10", 0.5 -> "0.5".
 std::string FormatSeconds(double seconds) {
@@ -168,11 +171,11 @@ Status CoordinatorClient::ConnectionFailure(const std::string& detail) const {
   if (!answered_ && client_->handshake_failures() > 0) {
     hint = "the coordinator refused the CURVE handshake: is this client's public key " + profile_.keys.public_key +
            " in its allowed_keys, and is client.coordinator_key the coordinator's public key?";
-    return Status::PermissionDenied("cannot reach coordinator " + profile_.endpoint + ": " + hint);
+    return Status::PermissionDenied(kCannotReach + profile_.endpoint + ": " + hint);
   }
   hint = profile_.insecure ? "is it running, and started with --insecure?"
                            : "is it running? is this client's public key in its allowed_keys?";
-  return Status::PermissionDenied("cannot reach coordinator " + profile_.endpoint + ": " + detail + " (" + hint + ")");
+  return Status::Unavailable(kCannotReach + profile_.endpoint + ": " + detail + " (" + hint + ")");
 }
 
 Result<Message> CoordinatorClient::Call(Envelope request, Envelope::BodyCase expected) {
@@ -291,8 +294,13 @@ JobOutcome OutcomeOfState(const std::string& state) {
   return JobOutcome::kRunning;
 }
 
+bool IsConnectionFailure(const Status& status) {
+  return (status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kPermissionDenied) &&
+         status.message().rfind(kCannotReach, 0) == 0;
+}
+
 std::string JsonErrorCode(const Status& status) {
-  if (status.code() == StatusCode::kPermissionDenied) return "CONNECTION_FAILED";
+  if (IsConnectionFailure(status) || status.code() == StatusCode::kPermissionDenied) return "CONNECTION_FAILED";
   return UpperSnake(StatusCodeName(status.code()));
 }
 
@@ -313,55 +321,6 @@ void PrintJsonError(const std::string& command, int exit_code, const std::string
   if (!data.is_null()) envelope["data"] = data;
   std::printf("%s\n", envelope.dump().c_str());
   std::fflush(stdout);
-}
-
-nlohmann::json JobStatusJson(const v1::JobStatus& job) {
-  return {{"job_id", job.job_id()},
-          {"name", job.name()},
-          {"state", job.state()},
-          {"mode", job.mode()},
-          {"round", job.round()},
-          {"total_rounds", job.total_rounds()},
-          {"participants", job.participants()},
-          {"loss", job.loss()},
-          {"heldout_loss", job.heldout_loss()},
-          {"bytes_up", job.bytes_up()},
-          {"bytes_down", job.bytes_down()},
-          {"last_round_bytes_up", job.last_round_bytes_up()},
-          {"last_round_bytes_down", job.last_round_bytes_down()},
-          {"dense_state_bytes", job.dense_state_bytes()},
-          {"created_unix_ms", job.created_unix_ms()},
-          {"updated_unix_ms", job.updated_unix_ms()},
-          {"error", job.error()},
-          {"submit_token", job.submit_token()}};
-}
-
-nlohmann::json GetJobReplyJson(const v1::GetJobReply& reply) {
-  nlohmann::json rounds = nlohmann::json::array();
-  for (const v1::RoundSummary& r : reply.rounds()) {
-    rounds.push_back({{"round", r.round()},
-                      {"participants", r.participants()},
-                      {"train_loss", r.train_loss()},
-                      {"heldout_loss", r.heldout_loss()},
-                      {"bytes_up", r.bytes_up()},
-                      {"bytes_down", r.bytes_down()},
-                      {"committed_unix_ms", r.committed_unix_ms()},
-                      {"weights_hash", r.weights_hash()}});
-  }
-  nlohmann::json replicas = nlohmann::json::array();
-  for (const v1::ReplicaState& r : reply.replicas()) {
-    replicas.push_back({{"worker_id", r.worker_id()},
-                        {"job_id", r.job_id()},
-                        {"round", r.round()},
-                        {"weights_hash", r.weights_hash()}});
-  }
-  nlohmann::json workers = nlohmann::json::array();
-  for (const std::string& w : reply.workers()) workers.push_back(w);
-  return {{"job", JobStatusJson(reply.job())},
-          {"workers", workers},
-          {"rounds", rounds},
-          {"replicas", replicas},
-          {"spec_yaml", reply.spec_yaml()}};
 }
 
 std::string FormatBytes(uint64_t bytes) {
@@ -388,13 +347,6 @@ std::string FormatUnixMs(int64_t unix_ms) {
   gmtime_r(&seconds, &tm);
   char buffer[32];
   std::strftime(buffer, sizeof(buffer), "%Y-%m-%d %H:%M:%S", &tm);
-  return buffer;
-}
-
-std::string FormatLoss(double loss) {
-  if (!std::isfinite(loss)) return "-";
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.4f", loss);
   return buffer;
 }
 

@@ -1,14 +1,17 @@
 // The CLI's side of the coordinator job API (docs/protocol.md, "CLI <-> coordinator"): the
 // connection profile (endpoint + CURVE keys from flags over config), one request/reply client, the
-// `--format json` envelope shared by every job command, and JSON/text renderings of job messages.
+// `--format json` envelope shared by every job command, and text renderings of job messages (the JSON
+// rendering of a job and FormatLoss are the coordinator's, coordinator/job_view.h).
 //
 // Profiles: a profile IS a config file holding `client.*` keys (`tributary --config prod.yaml status
 // J`); without --config, job commands load $XDG_CONFIG_HOME/tributary/client.yaml (or
 // ~/.config/tributary/client.yaml) when it exists. Relative key paths in a config file are relative
 // to that file's directory. Flags (--coordinator, --key, --coordinator-key, --insecure) win.
 //
-// Failures to reach the coordinator (no reply within client.request_timeout_s, a refused CURVE
-// handshake) are PermissionDenied statuses, which the CLI maps to exit code 2 (cli/exit_codes.h).
+// Failures to reach the coordinator are "cannot reach coordinator ..." statuses: Unavailable when it
+// does not answer within client.request_timeout_s, PermissionDenied when it refused this client's
+// CURVE handshake (IsConnectionFailure tells them from errors the coordinator answered). Job commands
+// exit 2 for both (docs/cli.md, "Exit codes").
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include "base/config.h"
 #include "base/status.h"
 #include "cli/exit_codes.h"
+#include "coordinator/job_view.h"
 #include "transport/bulk.h"
 #include "transport/channel.h"
 
@@ -53,7 +57,7 @@ struct ConnectionProfile {
 Result<ConnectionProfile> ResolveConnectionProfile(const Config& config, const ConnectionFlags& flags);
 
 // One request at a time to the coordinator; every call returns the expected reply body or a Status
-// (server errors keep their code; connection failures are PermissionDenied, see above).
+// (server errors keep their code; connection failures are Unavailable or PermissionDenied, see above).
 class CoordinatorClient {
  public:
   static Result<std::unique_ptr<CoordinatorClient>> Connect(const ConnectionProfile& profile);
@@ -80,6 +84,10 @@ class CoordinatorClient {
   bool answered_ = false;  // the coordinator answered a request of this client
 };
 
+// Whether `status` is this client's failure to reach the coordinator (no reply, refused handshake)
+// rather than an error the coordinator answered.
+bool IsConnectionFailure(const Status& status);
+
 // Job states (docs/protocol.md): PENDING, RUNNING, FINISHED:COMPLETED|FAILED|STOPPED.
 enum class JobOutcome { kRunning, kCompleted, kFailed, kStopped };
 JobOutcome OutcomeOfState(const std::string& state);
@@ -93,16 +101,10 @@ void PrintJsonError(const std::string& command, int exit_code, const std::string
 // Error code names for a Status: CONNECTION_FAILED, NOT_FOUND, INVALID_ARGUMENT, ...
 std::string JsonErrorCode(const Status& status);
 
-// JSON renderings (numbers stay numbers; NaN losses become null).
-nlohmann::json JobStatusJson(const v1::JobStatus& job);
-nlohmann::json GetJobReplyJson(const v1::GetJobReply& reply);
-
 // "1.5 MB", "312 B" (decimal units).
 std::string FormatBytes(uint64_t bytes);
 // "2026-11-28 18:00:05" (UTC) or "-" for 0.
 std::string FormatUnixMs(int64_t unix_ms);
-// "2.3456" or "-" for NaN.
-std::string FormatLoss(double loss);
 // "[########------------]  40%".
 std::string ProgressBar(uint64_t done, uint64_t total, int width);
 // Whether stdout is a terminal (live progress is drawn only then).

@@ -1,16 +1,15 @@
-// The coordinator daemon's socket loop, worker registry and HTTP view (see coordinator.h).
+// The coordinator daemon's socket loop: dispatch to the components (coordinator_internal.h), the worker
+// messages (Register, Heartbeat, CatchUpRequest), the tick, and the HTTP view (see coordinator.h).
 #include "coordinator/coordinator.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cinttypes>
-#include <cstdio>
 #include <filesystem>
-#include <random>
 
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/job_view.h"
 
 namespace tributary {
 
@@ -26,7 +25,6 @@ int64_t UnixMillis() {
 namespace {
 
 constexpr int kPollMs = 20;
-constexpr int64_t kBulkObjectLifetimeMs = 10 * 60 * 1000;
 
 Status ParseHostPort(const std::string& text, std::string* host, int* port) {
   const size_t colon = text.rfind(':');
@@ -43,26 +41,20 @@ Status ParseHostPort(const std::string& text, std::string* host, int* port) {
   return Status::OK();
 }
 
-WorkerInventory InventoryFromCapabilities(const std::string& worker_id, const v1::Capabilities& caps) {
-  WorkerInventory inv;
-  inv.worker_id = worker_id;
-  inv.cores = static_cast<int>(caps.cpu_cores());
-  inv.memory_bytes = static_cast<int64_t>(caps.memory_bytes());
-  inv.gpu_count = caps.gpus_size();
-  for (const v1::Gpu& gpu : caps.gpus()) {
-    const auto bytes = static_cast<int64_t>(gpu.memory_bytes());
-    if (inv.gpu_memory_bytes == 0 || bytes < inv.gpu_memory_bytes) inv.gpu_memory_bytes = bytes;
+Status ValidateOptions(const CoordinatorOptions& options) {
+  if (options.data_dir.empty()) return Status::InvalidArgument("coordinator.data_dir: must be set");
+  if (options.heartbeat_interval_ms <= 0 || options.heartbeat_misses < 1)
+    return Status::InvalidArgument("coordinator.heartbeat_interval_s / heartbeat_misses: must be positive");
+  for (const auto& [name, path] : options.eval_data) {
+    if (!fs::is_regular_file(path))
+      return Status::NotFound("coordinator.eval_data: dataset '" + name + "': " + path + ": no such file");
   }
-  for (const v1::Nic& nic : caps.nics()) {
-    // Unknown fabrics and links of unknown speed (down, virtual) do not count for placement.
-    auto fabric = ParseNicFabric(nic.kind());
-    if (!fabric.ok()) continue;
-    NicInfo info{nic.name(), *fabric, static_cast<int64_t>(std::min<uint64_t>(nic.speed_mbps(), INT64_MAX)), true,
-                 nic.fabric_id()};
-    if (IsPlaceable(info)) inv.nics.push_back(std::move(info));
-  }
-  for (const v1::DatasetInfo& d : caps.datasets()) inv.datasets[d.name()] = static_cast<int64_t>(d.samples());
-  return inv;
+  if (options.inline_payload_bytes < transport::kMinInlinePayloadBytes ||
+      options.inline_payload_bytes > transport::kMaxInlinePayloadBytes)
+    return Status::InvalidArgument(
+        "coordinator.inline_payload_bytes: must be " + std::to_string(transport::kMinInlinePayloadBytes) + ".." +
+        std::to_string(transport::kMaxInlinePayloadBytes) + ", got " + std::to_string(options.inline_payload_bytes));
+  return Status::OK();
 }
 
 }  // namespace
@@ -79,18 +71,7 @@ int Coordinator::http_port() const {
 }
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions options) {
-  if (options.data_dir.empty()) return Status::InvalidArgument("coordinator.data_dir: must be set");
-  if (options.heartbeat_interval_ms <= 0 || options.heartbeat_misses < 1)
-    return Status::InvalidArgument("coordinator.heartbeat_interval_s / heartbeat_misses: must be positive");
-  for (const auto& [name, path] : options.eval_data) {
-    if (!fs::is_regular_file(path))
-      return Status::NotFound("coordinator.eval_data: dataset '" + name + "': " + path + ": no such file");
-  }
-  if (options.inline_payload_bytes < transport::kMinInlinePayloadBytes ||
-      options.inline_payload_bytes > transport::kMaxInlinePayloadBytes)
-    return Status::InvalidArgument(
-        "coordinator.inline_payload_bytes: must be " + std::to_string(transport::kMinInlinePayloadBytes) + ".." +
-        std::to_string(transport::kMaxInlinePayloadBytes) + ", got " + std::to_string(options.inline_payload_bytes));
+  TRIB_RETURN_IF_ERROR(ValidateOptions(options));
   if (options.restart_grace_ms < 0) options.restart_grace_ms = options.heartbeat_interval_ms * 3 / 2;
   std::error_code ec;
   fs::create_directories(fs::path(options.data_dir) / "logs", ec);
@@ -119,34 +100,16 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
   if (!server.ok()) return server.status().WithContext("coordinator.listen");
   impl->server = std::move(*server);
 
+  Impl* raw = impl.get();
+  impl->workers = std::make_unique<WorkerRegistry>(
+      impl->store.get(),
+      WorkerRegistryOptions{options.insecure, options.heartbeat_interval_ms, options.heartbeat_misses});
+  impl->uploads = std::make_unique<UploadIntake>(impl->server.get(), impl->workers.get(), &impl->metrics,
+                                                 [raw](const std::string& job_id) { return raw->FindJob(job_id); });
   TRIB_RETURN_IF_ERROR(impl->LoadJobs());
   impl->PublishView();
 
-  if (!options.http_listen.empty()) {
-    std::string http_host;
-    int http_port = 0;
-    TRIB_RETURN_IF_ERROR(ParseHostPort(options.http_listen, &http_host, &http_port));
-    Impl* raw = impl.get();
-    HttpCallbacks callbacks;
-    callbacks.not_ready = [raw] {
-      std::lock_guard<std::mutex> lock(raw->view_mu);
-      return raw->not_ready;
-    };
-    callbacks.metrics_text = [raw] { return raw->metrics.RenderText(); };
-    callbacks.list_jobs = [raw]() -> Result<nlohmann::json> {
-      std::lock_guard<std::mutex> lock(raw->view_mu);
-      return raw->jobs_view;
-    };
-    callbacks.get_job = [raw](const std::string& job_id) -> Result<nlohmann::json> {
-      std::lock_guard<std::mutex> lock(raw->view_mu);
-      for (const auto& job : raw->jobs_view) {
-        if (job.value("job_id", "") == job_id) return job;
-      }
-      return Status::NotFound("job '" + job_id + "' not found");
-    };
-    impl->http = std::make_unique<HttpServer>(std::move(callbacks));
-    TRIB_RETURN_IF_ERROR(impl->http->Start(http_host, http_port).WithContext("coordinator.http_listen"));
-  }
+  if (!options.http_listen.empty()) TRIB_RETURN_IF_ERROR(impl->StartHttp());
   spdlog::info("coordinator {}: listening on {} ({}), store {}, {} job(s) loaded", impl->coordinator_id,
                impl->server->endpoint(), options.insecure ? "INSECURE" : "CURVE", impl->store->path(),
                impl->jobs.size());
@@ -166,29 +129,86 @@ Status Coordinator::Run(const std::atomic<bool>* stop) {
     const int64_t now_ms = UnixMillis();
     if (now_ms - last_tick_ms >= kPollMs) {
       last_tick_ms = now_ms;
-      s.MarkDeadWorkers(now_ms);
-      s.TickJobs(now_ms);
-      s.ExpireBulkObjects(now_ms);
-      s.TickPulls(now_ms);
+      s.Tick(now_ms);
     }
+    s.PublishViewIfChanged();
   }
   spdlog::info("coordinator {}: stopping", s.coordinator_id);
   if (s.http) s.http->Stop();
   return Status::OK();
 }
 
+Status Coordinator::Impl::StartHttp() {
+  std::string http_host;
+  int http_port = 0;
+  TRIB_RETURN_IF_ERROR(ParseHostPort(options.http_listen, &http_host, &http_port));
+  Impl* raw = this;
+  HttpCallbacks callbacks;
+  callbacks.not_ready = [raw] {
+    std::lock_guard<std::mutex> lock(raw->view_mu);
+    return raw->not_ready;
+  };
+  callbacks.metrics_text = [raw] { return raw->metrics.RenderText(); };
+  callbacks.list_jobs = [raw]() -> Result<nlohmann::json> {
+    std::lock_guard<std::mutex> lock(raw->view_mu);
+    return raw->jobs_view;
+  };
+  callbacks.get_job = [raw](const std::string& job_id) -> Result<nlohmann::json> {
+    std::lock_guard<std::mutex> lock(raw->view_mu);
+    auto it = raw->job_details.find(job_id);
+    if (it == raw->job_details.end()) return Status::NotFound("job '" + job_id + "' not found");
+    return it->second;
+  };
+  http = std::make_unique<HttpServer>(std::move(callbacks));
+  return http->Start(http_host, http_port).WithContext("coordinator.http_listen");
+}
+
+JobServices Coordinator::Impl::Services() {
+  JobServices services;
+  services.options = &options;
+  services.store = store.get();
+  services.server = server.get();
+  services.workers = workers.get();
+  services.bulk = &bulk;
+  services.metrics = &metrics;
+  return services;
+}
+
+Status Coordinator::Impl::LoadJobs() {
+  TRIB_ASSIGN_OR_RETURN(std::vector<checkpoint::JobRecord> records, store->ListJobs());
+  for (const checkpoint::JobRecord& record : records) {
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<JobRunner> job, JobRunner::Load(Services(), record));
+    jobs[record.job_id] = std::move(job);
+  }
+  return Status::OK();
+}
+
+JobRunner* Coordinator::Impl::FindJob(const std::string& job_id) {
+  auto it = jobs.find(job_id);
+  return it == jobs.end() ? nullptr : it->second.get();
+}
+
+void Coordinator::Impl::Tick(int64_t now_ms) {
+  metrics.SetWorkersAlive(workers->MarkDead(now_ms));
+  // After a start, rounds wait for the workers that were connected before to re-register (coordinator.h).
+  const bool may_plan = now_ms >= started_ms + options.restart_grace_ms;
+  for (auto& [id, job] : jobs) job->Tick(now_ms, may_plan);
+  bulk.Expire(now_ms);
+  uploads->Tick(now_ms);
+}
+
 void Coordinator::Impl::Handle(Incoming& in) {
   switch (in.message.envelope.body_case()) {
     case Envelope::kRegisterWorker: return HandleRegister(in);
     case Envelope::kHeartbeat: return HandleHeartbeat(in);
-    case Envelope::kUploadUpdate: return HandleUpload(in);
+    case Envelope::kUploadUpdate: return uploads->OnUpload(in, UnixMillis());
     case Envelope::kCatchUpRequest: return HandleCatchUp(in);
     case Envelope::kBulkRequest: {
       Status served = bulk.Serve(*server, in);
       if (!served.ok()) spdlog::warn("coordinator: bulk request from {}: {}", in.peer.Describe(), served.ToString());
       return;
     }
-    case Envelope::kBulkChunkHeader: return HandleBulkChunk(in);
+    case Envelope::kBulkChunkHeader: return uploads->OnBulkChunk(in, UnixMillis());
     case Envelope::kSubmitJob: return HandleSubmit(in);
     case Envelope::kListJobs: return HandleListJobs(in);
     case Envelope::kGetJob: return HandleGetJob(in);
@@ -214,144 +234,60 @@ void Coordinator::Impl::ReplyError(const Incoming& request, const Status& status
 }
 
 void Coordinator::Impl::HandleRegister(const Incoming& in) {
-  const v1::Register& reg = in.message.envelope.register_worker();
   Envelope reply = transport::NewEnvelope("coordinator");
   v1::RegisterAck* ack = reply.mutable_register_ack();
   ack->set_coordinator_id(coordinator_id);
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(options.heartbeat_interval_ms));
   ack->set_heartbeat_miss_limit(static_cast<uint32_t>(options.heartbeat_misses));
-  auto refuse = [&](const std::string& reason) {
-    spdlog::warn("coordinator: registration refused from {}: {}", in.peer.Describe(), reason);
-    ack->set_accepted(false);
-    ack->set_reason(reason);
-    Reply(in, std::move(reply));
-  };
-  const std::string& id = reg.worker_id();
-  if (id.empty() || id.size() > checkpoint::kMaxIdBytes || id.find('\0') != std::string::npos)
-    return refuse("worker_id must be 1.." + std::to_string(checkpoint::kMaxIdBytes) + " bytes without NUL");
-  // A worker id belongs to the key that first registered it (unless the coordinator is insecure).
-  if (!options.insecure) {
-    auto stored = store->GetWorker(id);
-    if (stored.ok() && !stored->public_key.empty() && stored->public_key != in.peer.public_key)
-      return refuse("worker id '" + id + "' is registered with another key");
+  auto registered = workers->Register(in.message.envelope.register_worker(), in.peer, UnixMillis());
+  ack->set_accepted(registered.ok());
+  if (!registered.ok()) {
+    spdlog::warn("coordinator: registration refused from {}: {}", in.peer.Describe(), registered.status().message());
+    ack->set_reason(registered.status().message());
   }
-  WorkerInventory inventory = InventoryFromCapabilities(id, reg.capabilities());
-  Status valid = ValidateInventory(inventory);
-  if (!valid.ok()) return refuse(valid.message());
-
-  checkpoint::WorkerRecord record;
-  record.worker_id = id;
-  record.public_key = in.peer.public_key;
-  record.capabilities = reg.capabilities().SerializeAsString();
-  record.last_seen_unix_ms = UnixMillis();
-  Status put = store->PutWorker(record);
-  if (!put.ok()) return refuse("coordinator store: " + put.message());
-
-  WorkerEntry& worker = workers[id];
-  const bool known = !worker.worker_id.empty();
-  worker.worker_id = id;
-  worker.routing_id = in.peer.routing_id;
-  worker.public_key = in.peer.public_key;
-  worker.hostname = reg.hostname();
-  worker.peer = in.peer.Describe();
-  inventory.alive = true;
-  inventory.last_heartbeat_ms = record.last_seen_unix_ms;
-  worker.inventory = inventory;
-  worker.declared_dead = false;
-  std::string datasets;
-  for (const auto& [name, samples] : inventory.datasets)
-    datasets += (datasets.empty() ? "" : ", ") + name + "=" + std::to_string(samples);
-  spdlog::info("coordinator: worker '{}' {} from {} ({} cores, {:.1f} GiB, datasets: {})", id,
-               known ? "re-registered" : "registered", in.peer.Describe(), inventory.cores,
-               static_cast<double>(inventory.memory_bytes) / (1 << 30), datasets.empty() ? "none" : datasets);
-  ack->set_accepted(true);
   Reply(in, std::move(reply));
-  PublishView();
-}
-
-Result<WorkerEntry*> Coordinator::Impl::AuthorizedWorker(const std::string& worker_id,
-                                                         const transport::PeerInfo& peer) {
-  auto it = workers.find(worker_id);
-  if (it == workers.end()) return Status::NotFound("worker '" + worker_id + "' is not registered");
-  if (!options.insecure && it->second.public_key != peer.public_key)
-    return Status::PermissionDenied("worker '" + worker_id + "' is registered with another key than " +
-                                    peer.Describe());
-  return &it->second;
 }
 
 void Coordinator::Impl::HandleHeartbeat(const Incoming& in) {
   const v1::Heartbeat& hb = in.message.envelope.heartbeat();
-  auto worker = AuthorizedWorker(hb.worker_id(), in.peer);
+  auto worker = workers->Heartbeat(hb, in.peer, UnixMillis());
   if (!worker.ok()) return ReplyError(in, worker.status());
-  WorkerEntry& w = **worker;
-  if (w.declared_dead) spdlog::info("coordinator: worker '{}' is alive again", w.worker_id);
-  w.declared_dead = false;
-  w.inventory.alive = true;
-  w.inventory.last_heartbeat_ms = UnixMillis();
-  w.routing_id = in.peer.routing_id;
-  w.state = hb.state();
-  w.replicas.assign(hb.replicas().begin(), hb.replicas().end());
   Envelope reply = transport::NewEnvelope("coordinator");
   reply.mutable_heartbeat_ack()->set_sequence(hb.sequence());
-  reply.mutable_heartbeat_ack()->set_coordinator_time_ms(w.inventory.last_heartbeat_ms);
+  reply.mutable_heartbeat_ack()->set_coordinator_time_ms((*worker)->inventory.last_heartbeat_ms);
   Reply(in, std::move(reply));
 }
 
-void Coordinator::Impl::MarkDeadWorkers(int64_t now_ms) {
-  const int64_t timeout = options.heartbeat_interval_ms * options.heartbeat_misses;
-  int64_t alive = 0;
-  for (auto& [id, w] : workers) {
-    if (w.inventory.alive && now_ms - w.inventory.last_heartbeat_ms > timeout) {
-      w.inventory.alive = false;
-      w.declared_dead = true;
-      spdlog::warn("coordinator: worker '{}' declared dead: no heartbeat for {} ms ({} missed)", id,
-                   now_ms - w.inventory.last_heartbeat_ms, options.heartbeat_misses);
-    }
-    if (w.inventory.alive) ++alive;
-  }
-  metrics.SetWorkersAlive(alive);
+void Coordinator::Impl::HandleCatchUp(const Incoming& in) {
+  const v1::CatchUpRequest& req = in.message.envelope.catch_up_request();
+  auto worker = workers->Authorize(req.worker_id(), in.peer);
+  if (!worker.ok()) return ReplyError(in, worker.status());
+  JobRunner* job = FindJob(req.job_id());
+  if (job == nullptr) return ReplyError(in, Status::NotFound("unknown job '" + req.job_id() + "'"));
+  auto caught_up = job->CatchUp(req, UnixMillis());
+  if (!caught_up.ok()) return ReplyError(in, caught_up.status());
+  Envelope reply = transport::NewEnvelope("coordinator");
+  *reply.mutable_catch_up_reply() = std::move(*caught_up);
+  Reply(in, std::move(reply));
 }
 
-std::vector<WorkerInventory> Coordinator::Impl::AliveInventory() const {
-  std::vector<WorkerInventory> out;
-  for (const auto& [id, w] : workers) {
-    if (w.inventory.alive) out.push_back(w.inventory);
-  }
-  return out;
-}
-
-void Coordinator::Impl::ExpireBulkObjects(int64_t now_ms) {
-  for (auto it = bulk_expiry_ms.begin(); it != bulk_expiry_ms.end();) {
-    if (it->second <= now_ms) {
-      bulk.RemoveObject(it->first);
-      it = bulk_expiry_ms.erase(it);
-    } else {
-      ++it;
-    }
-  }
+void Coordinator::Impl::PublishViewIfChanged() {
+  uint64_t version = workers->version() + jobs.size();
+  for (const auto& [id, job] : jobs) version += job->version();
+  if (version == published_version) return;
+  published_version = version;
+  PublishView();
 }
 
 void Coordinator::Impl::PublishView() {
   nlohmann::json view = nlohmann::json::array();
+  std::map<std::string, nlohmann::json> details;
   JobCounts counts;
   for (const auto& [id, job] : jobs) {
-    const v1::JobStatus st = StatusOf(*job);
-    view.push_back(
-        {{"job_id", st.job_id()},
-         {"name", st.name()},
-         {"mode", st.mode()},
-         {"state", st.state()},
-         {"round", st.round()},
-         {"total_rounds", st.total_rounds()},
-         {"participants", st.participants()},
-         {"train_loss", st.loss()},
-         {"heldout_loss", std::isnan(st.heldout_loss()) ? nlohmann::json() : nlohmann::json(st.heldout_loss())},
-         {"bytes_up", st.bytes_up()},
-         {"bytes_down", st.bytes_down()},
-         {"created_unix_ms", st.created_unix_ms()},
-         {"updated_unix_ms", st.updated_unix_ms()},
-         {"error", st.error()}});
-    switch (job->record.state) {
+    const v1::GetJobReply detail = job->Detail(workers->ReplicasOf(id));
+    view.push_back(JobStatusJson(detail.job()));
+    details[id] = JobDetailJson(detail);
+    switch (job->record().state) {
       case checkpoint::JobState::kPending: ++counts.pending; break;
       case checkpoint::JobState::kRunning: ++counts.running; break;
       case checkpoint::JobState::kCompleted: ++counts.completed; break;
@@ -362,6 +298,7 @@ void Coordinator::Impl::PublishView() {
   metrics.SetJobCounts(counts);
   std::lock_guard<std::mutex> lock(view_mu);
   jobs_view = std::move(view);
+  job_details = std::move(details);
   not_ready.clear();
   if (!store) not_ready.push_back("job store not open");
 }

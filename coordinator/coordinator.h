@@ -3,10 +3,14 @@
 // default; docs/protocol.md) and an optional HTTP endpoint (health, metrics, JSON job view).
 //
 // One thread owns the socket, the store and every job (Run); HTTP callbacks read a view the loop
-// publishes. Durability comes from the checkpoint store: every accepted upload and every committed
-// round is written (synced) before anything is broadcast, so a coordinator killed at any moment is
-// restarted with Create on the same data_dir and resumes every running job from its last committed
-// round (RoundDriver::Resume), keeping the accepted uploads of the open round.
+// publishes. Inside, the loop dispatches to components that own their state (coordinator_internal.h):
+// WorkerRegistry (worker_registry.h), UploadIntake (upload_intake.h), BulkObjects (bulk_objects.h),
+// one JobRunner per job (job_runner.h), rendered by JobView (job_view.h).
+//
+// Durability comes from the checkpoint store: every accepted upload and every committed round is
+// written (synced) before anything is broadcast, so a coordinator killed at any moment is restarted
+// with Create on the same data_dir and resumes every running job from its last committed round
+// (RoundDriver::Resume), keeping the accepted uploads of the open round.
 //
 // After a start the coordinator waits `restart_grace_ms` before it plans rounds, so that workers that
 // were connected before a restart re-register first and a resumed round sees the same inventory.

@@ -167,18 +167,36 @@ Status RoundDriver::ValidatePayload(const Upload& upload) const {
   return Status::OK();
 }
 
+Result<UploadOutcome> RoundDriver::CheckUpload(const std::string& worker_id, uint64_t round,
+                                               uint64_t payload_size) const {
+  const std::string context = Context(worker_id, static_cast<uint32_t>(round));
+  if (round >= 1 && round <= last_committed_) return UploadOutcome::kLate;
+  if (!round_open_ && round == last_committed_ + 1)
+    return Status::Unavailable(context + ": round " + std::to_string(round) + " is not open yet");
+  if (!round_open_ || round != current_.round)
+    return Status::InvalidArgument(context + ": wrong round (open round: " +
+                                   (round_open_ ? std::to_string(current_.round) : std::string("none")) + ")");
+  if (!std::binary_search(current_.participants.begin(), current_.participants.end(), worker_id))
+    return Status::InvalidArgument(context + ": not a participant of this round");
+  if (reported_.count(worker_id) > 0) return UploadOutcome::kDuplicate;
+  const uint64_t max_bytes = method_->MaxPayloadBytes();
+  if (MethodOf(spec_).dense_payload && payload_size != max_bytes)
+    return Status::InvalidArgument(context + ": payload of " + std::to_string(payload_size) + " bytes, expected " +
+                                   std::to_string(max_bytes) + " (4 bytes per trainable parameter)");
+  if (payload_size > max_bytes)
+    return Status::InvalidArgument(context + ": payload of " + std::to_string(payload_size) + " bytes, more than the " +
+                                   std::to_string(max_bytes) + " bytes a " + spec_.mode + " upload can have");
+  return UploadOutcome::kAccepted;
+}
+
 Result<UploadOutcome> RoundDriver::AcceptUpload(const Upload& upload) {
   const std::string context = Context(upload.worker_id, upload.round);
   if (upload.job_id != job_id_)
     return Status::InvalidArgument("job '" + upload.job_id + "': round " + std::to_string(upload.round) + ": worker '" +
                                    upload.worker_id + "': unknown job");
-  if (upload.round >= 1 && upload.round <= last_committed_) return UploadOutcome::kLate;
-  if (!round_open_ || upload.round != current_.round)
-    return Status::InvalidArgument(context + ": wrong round (open round: " +
-                                   (round_open_ ? std::to_string(current_.round) : std::string("none")) + ")");
-  if (!std::binary_search(current_.participants.begin(), current_.participants.end(), upload.worker_id))
-    return Status::InvalidArgument(context + ": not a participant of this round");
-  if (reported_.count(upload.worker_id) > 0) return UploadOutcome::kDuplicate;
+  TRIB_ASSIGN_OR_RETURN(const UploadOutcome checked,
+                        CheckUpload(upload.worker_id, upload.round, upload.payload.size()));
+  if (checked != UploadOutcome::kAccepted) return checked;
   if (spec_.aggregation_weights == AggregationWeights::kSamples && upload.num_samples == 0)
     return Status::InvalidArgument(context + ": num_samples is 0 under samples weighting");
   if (!std::isfinite(upload.train_loss)) return Status::InvalidArgument(context + ": train loss is not finite");

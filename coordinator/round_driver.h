@@ -110,9 +110,18 @@ class RoundDriver {
   // FailedPrecondition when the job is finished, a round is already open, or too few workers are eligible.
   Result<RoundStart> StartRound(const std::vector<WorkerInventory>& inventory, int64_t now_ms);
 
-  // Validates and logs one upload. Errors (InvalidArgument, naming the worker): unknown job, wrong
-  // round, not a participant, payload that does not parse / has the wrong shape / is not finite,
-  // zero samples under samples weighting. Duplicates and late uploads are no-ops reported as such.
+  // The checks of an upload that need no payload, so a caller can refuse an upload before it receives
+  // a large payload (a bulk pull): kLate when `round` is committed, kDuplicate when this worker's upload
+  // of the open round is logged, kAccepted when the payload may be taken (AcceptUpload still validates
+  // it). Errors naming the worker: Unavailable when `round` is the next one but not open yet (the
+  // worker may send it again later); InvalidArgument for another round, a worker that is not a
+  // participant, or a payload_size above the method's MaxPayloadBytes() (or, for dense methods, not
+  // exactly that size). AcceptUpload runs these same checks first.
+  Result<UploadOutcome> CheckUpload(const std::string& worker_id, uint64_t round, uint64_t payload_size) const;
+
+  // Validates and logs one upload: CheckUpload, then (InvalidArgument, naming the worker) unknown job,
+  // payload that does not parse / has the wrong shape / is not finite, zero samples under samples
+  // weighting. Duplicates and late uploads are no-ops reported as such.
   Result<UploadOutcome> AcceptUpload(const Upload& upload);
 
   // kOpen while waiting; kComplete / kQuorumReached when CloseRound may run; kQuorumMissed when the

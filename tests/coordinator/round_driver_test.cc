@@ -410,3 +410,45 @@ TEST(RoundDriverTest, LoraJobTrainsAdaptersOnly) {
 
 }  // namespace
 }  // namespace tributary
+
+namespace tributary {
+namespace {
+
+using namespace round_sim;  // NOLINT(google-build-using-namespace)
+
+TEST(RoundDriverTest, CheckUploadIsAcceptUploadWithoutThePayload) {
+  const JobSpec spec = TinyJobSpec("fedavg", 42, 3);
+  Job job;
+  StartJob(job, spec);
+  const uint64_t dense = job.driver->method().MaxPayloadBytes();
+  EXPECT_EQ(dense, static_cast<uint64_t>(job.driver->global().size()) * sizeof(float));
+  auto not_open = job.driver->CheckUpload("w1", 1, dense);
+  EXPECT_EQ(not_open.status().code(), StatusCode::kUnavailable) << "the next round, not open yet: retry later";
+  ASSERT_TRUE(job.driver->StartRound(Inventory(job.workers), 10'000).ok());
+  auto ok = job.driver->CheckUpload("w1", 1, dense);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(*ok, UploadOutcome::kAccepted);
+  for (uint64_t size : {dense - 4, dense + 4}) {
+    auto wrong_size = job.driver->CheckUpload("w1", 1, size);
+    EXPECT_EQ(wrong_size.status().code(), StatusCode::kInvalidArgument) << size;
+    EXPECT_NE(wrong_size.status().message().find("worker 'w1'"), std::string::npos) << wrong_size.status().message();
+  }
+  EXPECT_EQ(job.driver->CheckUpload("w1", 2, dense).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(job.driver->CheckUpload("w9", 1, dense).status().code(), StatusCode::kInvalidArgument);
+  // The same checks run first in AcceptUpload: a short dense payload is refused before it is parsed.
+  Upload upload = MakeUpload(*job.driver, job.workers[1], 1);
+  upload.payload.resize(upload.payload.size() - 4);
+  auto refused = job.driver->AcceptUpload(upload);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("4 bytes per trainable parameter"), std::string::npos)
+      << refused.status().message();
+  upload = MakeUpload(*job.driver, job.workers[1], 1);
+  ASSERT_TRUE(job.driver->AcceptUpload(upload).ok());
+  EXPECT_EQ(*job.driver->CheckUpload("w1", 1, dense), UploadOutcome::kDuplicate);
+  for (int w : {0, 2, 3}) ASSERT_TRUE(job.driver->AcceptUpload(MakeUpload(*job.driver, job.workers[w], 1)).ok());
+  ASSERT_TRUE(job.driver->CloseRound(20'000).ok());
+  EXPECT_EQ(*job.driver->CheckUpload("w1", 1, dense), UploadOutcome::kLate);
+}
+
+}  // namespace
+}  // namespace tributary

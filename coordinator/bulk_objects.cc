@@ -1,0 +1,34 @@
+#include "coordinator/bulk_objects.h"
+
+namespace tributary {
+
+Status BulkObjects::Offer(const std::string& object_id, std::shared_ptr<transport::BulkSource> source, int64_t now_ms) {
+  TRIB_RETURN_IF_ERROR(sender_.AddObject(object_id, std::move(source)));
+  expiry_ms_[object_id] = now_ms + kBulkObjectLifetimeMs;
+  return Status::OK();
+}
+
+Status BulkObjects::OfferBytesOnce(const std::string& object_id, std::shared_ptr<const std::string> bytes,
+                                   int64_t now_ms) {
+  if (Renew(object_id, now_ms)) return Status::OK();
+  return Offer(object_id, std::make_shared<transport::MemorySource>(std::move(bytes)), now_ms);
+}
+
+bool BulkObjects::Renew(const std::string& object_id, int64_t now_ms) {
+  if (!sender_.HasObject(object_id)) return false;
+  expiry_ms_[object_id] = now_ms + kBulkObjectLifetimeMs;
+  return true;
+}
+
+void BulkObjects::Expire(int64_t now_ms) {
+  for (auto it = expiry_ms_.begin(); it != expiry_ms_.end();) {
+    if (it->second <= now_ms) {
+      sender_.RemoveObject(it->first);
+      it = expiry_ms_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace tributary

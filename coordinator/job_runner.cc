@@ -1,0 +1,523 @@
+#include "coordinator/job_runner.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+
+#include "base/hash.h"
+#include "coordinator/job_view.h"
+#include "federation/method.h"
+
+namespace tributary {
+
+namespace fs = std::filesystem;
+using transport::Envelope;
+
+namespace {
+
+constexpr uint64_t kCatchUpReplyBytes = uint64_t{32} << 20;
+constexpr int64_t kReplanIntervalMs = 1000;
+
+}  // namespace
+
+// ---- lifecycle ----
+
+Result<std::unique_ptr<JobRunner>> JobRunner::Submit(const JobServices& services, const std::string& job_id,
+                                                     const JobSpec& spec, const std::string& submit_token) {
+  std::unique_ptr<JobRunner> job(new JobRunner(services, job_id));
+  job->spec_ = spec;
+  job->record_.job_id = job_id;
+  job->record_.submit_token = submit_token;
+  job->record_.spec_yaml = spec.source_text;
+  TRIB_RETURN_IF_ERROR(job->Start(/*resume=*/false));
+  job->OpenLog().IgnoreError();  // logged; the job runs without its log file
+  job->Log("submitted: " + spec.mode + " job '" + spec.name + "', " + std::to_string(spec.rounds) +
+           " round(s), dataset '" + spec.dataset + "', base model " + spec.base_model + ", initial weights hash " +
+           job->weights_hash_);
+  return job;
+}
+
+Result<std::unique_ptr<JobRunner>> JobRunner::Load(const JobServices& services, const checkpoint::JobRecord& record) {
+  std::unique_ptr<JobRunner> job(new JobRunner(services, record.job_id));
+  job->record_ = record;
+  job->OpenLog().IgnoreError();
+  auto spec = ParseJobSpec(record.spec_yaml, "job '" + record.job_id + "' stored spec");
+  if (spec.ok()) job->spec_ = *spec;
+  TRIB_RETURN_IF_ERROR(job->LoadRoundSummaries());
+  if (record.state != checkpoint::JobState::kRunning && record.state != checkpoint::JobState::kPending) return job;
+  if (!spec.ok()) {
+    job->Fail(spec.status());
+    return job;
+  }
+  Status started = job->Start(/*resume=*/true);
+  if (!started.ok()) {
+    job->Fail(started.WithContext("resuming after a restart"));
+    return job;
+  }
+  job->Log("resumed after a coordinator restart at committed round " +
+           std::to_string(job->driver_->last_committed_round()) + " with " +
+           std::to_string(job->driver_->reported().size()) + " accepted upload(s) of the open round");
+  return job;
+}
+
+Status JobRunner::OpenLog() {
+  auto log = JobLog::Open((fs::path(services_.options->data_dir) / "logs" / (job_id_ + ".log")).string());
+  if (!log.ok()) {
+    spdlog::warn("job {}: {}", job_id_, log.status().ToString());
+    return log.status();
+  }
+  log_ = std::move(*log);
+  return Status::OK();
+}
+
+Status JobRunner::LoadRoundSummaries() {
+  checkpoint::CheckpointStore& store = *services_.store;
+  if (record_.current_round > 0) {
+    TRIB_ASSIGN_OR_RETURN(std::vector<checkpoint::RoundRecord> rounds,
+                          store.ListRounds(job_id_, 1, record_.current_round));
+    for (const checkpoint::RoundRecord& r : rounds) {
+      v1::RoundSummary summary;
+      summary.set_round(r.round);
+      summary.set_participants(static_cast<uint32_t>(r.participants.size()));
+      auto updates = store.ListUpdates(job_id_, r.round);
+      double loss_sum = 0;
+      if (updates.ok() && !updates->empty()) {
+        for (const auto& u : *updates) loss_sum += u.train_loss;
+        summary.set_train_loss(loss_sum / static_cast<double>(updates->size()));
+      } else {
+        summary.set_train_loss(std::numeric_limits<double>::quiet_NaN());
+      }
+      summary.set_heldout_loss(r.metrics.heldout_loss);
+      summary.set_bytes_up(r.metrics.bytes_up);
+      summary.set_bytes_down(r.metrics.bytes_down);
+      summary.set_committed_unix_ms(r.committed_unix_ms);
+      summary.set_weights_hash(HashHex(r.weights_hash));
+      weights_hash_ = summary.weights_hash();
+      rounds_.push_back(std::move(summary));
+    }
+  }
+  auto initial = store.GetSnapshotInfo(job_id_, 0);
+  if (initial.ok()) dense_state_bytes_ = static_cast<uint64_t>(initial->total_elems) * sizeof(float);
+  return Status::OK();
+}
+
+Status JobRunner::Start(bool resume) {
+  TRIB_ASSIGN_OR_RETURN(model_, JobModel::Load(spec_));
+  if (!spec_.eval_dataset.empty()) {
+    auto it = services_.options->eval_data.find(spec_.eval_dataset);
+    if (it == services_.options->eval_data.end())
+      return Status::InvalidArgument("field 'eval.dataset': '" + spec_.eval_dataset +
+                                     "' is not a held-out dataset of this coordinator (coordinator.eval_data)");
+    TRIB_RETURN_IF_ERROR(model_->LoadEvalRows(it->second).WithContext("field 'eval.dataset'"));
+  }
+  if (resume) {
+    TRIB_ASSIGN_OR_RETURN(driver_, RoundDriver::Resume(services_.store, job_id_, spec_));
+  } else {
+    TRIB_ASSIGN_OR_RETURN(driver_, RoundDriver::Create(services_.store, job_id_, spec_, model_->initial_state(),
+                                                       UnixMillis(), record_.submit_token));
+    TRIB_ASSIGN_OR_RETURN(record_, services_.store->GetJob(job_id_));
+  }
+  driver_->SetMinWorkerMemory(model_->MinWorkerMemoryBytes());
+  if (model_->has_eval_rows()) {
+    JobModel* model = model_.get();
+    driver_->SetEvaluator([model](const Arena& state) { return model->Evaluate(state); });
+  }
+  weights_hash_ = HashHex(driver_->global_hash());
+  dense_state_bytes_ = static_cast<uint64_t>(model_->initial_state().size()) * sizeof(float);
+  ++version_;
+  return Status::OK();
+}
+
+void JobRunner::Log(const std::string& line, bool warn) {
+  if (log_) log_->Append(line);
+  if (warn) {
+    spdlog::warn("job {}: {}", job_id_, line);
+  } else {
+    spdlog::info("job {}: {}", job_id_, line);
+  }
+}
+
+void JobRunner::RefreshRecord() {
+  auto record = services_.store->GetJob(job_id_);
+  if (record.ok()) record_ = *record;
+  ++version_;
+}
+
+void JobRunner::Release() {
+  driver_.reset();
+  model_.reset();
+  ++version_;
+}
+
+void JobRunner::Fail(const Status& status) {
+  Log("job failed: " + status.ToString(), /*warn=*/true);
+  Status updated =
+      services_.store->UpdateJobState(job_id_, checkpoint::JobState::kFailed, status.ToString(), UnixMillis());
+  if (!updated.ok()) spdlog::error("job {}: recording the failure: {}", job_id_, updated.ToString());
+  RefreshRecord();
+  record_.state = checkpoint::JobState::kFailed;
+  record_.failure_reason = status.ToString();
+  Release();
+}
+
+Status JobRunner::Stop(const std::string& reason, int64_t now_ms) {
+  if (checkpoint::IsFinished(record_.state))
+    return Status::FailedPrecondition("job '" + job_id_ + "' is already " + checkpoint::JobStateName(record_.state));
+  TRIB_RETURN_IF_ERROR(services_.store->UpdateJobState(job_id_, checkpoint::JobState::kStopped, reason, now_ms));
+  RefreshRecord();
+  Release();
+  Log("job stopped at committed round " + std::to_string(record_.current_round) + ": " + reason);
+  return Status::OK();
+}
+
+// ---- views ----
+
+v1::JobStatus JobRunner::Describe() const {
+  v1::JobStatus st;
+  st.set_job_id(job_id_);
+  st.set_name(spec_.name);
+  st.set_mode(spec_.mode);
+  st.set_state(checkpoint::JobStateName(record_.state));
+  st.set_round(record_.current_round);
+  st.set_total_rounds(static_cast<uint64_t>(spec_.rounds));
+  st.set_heldout_loss(std::numeric_limits<double>::quiet_NaN());
+  if (!rounds_.empty()) {
+    const v1::RoundSummary& last = rounds_.back();
+    st.set_participants(last.participants());
+    st.set_loss(last.train_loss());
+    st.set_last_round_bytes_up(last.bytes_up());
+    st.set_last_round_bytes_down(last.bytes_down());
+    for (auto it = rounds_.rbegin(); it != rounds_.rend(); ++it) {
+      if (!std::isnan(it->heldout_loss())) {
+        st.set_heldout_loss(it->heldout_loss());
+        break;
+      }
+    }
+  } else {
+    st.set_loss(std::numeric_limits<double>::quiet_NaN());
+  }
+  uint64_t bytes_up = 0, bytes_down = 0;
+  for (const v1::RoundSummary& r : rounds_) {
+    bytes_up += r.bytes_up();
+    bytes_down += r.bytes_down();
+  }
+  st.set_bytes_up(bytes_up);
+  st.set_bytes_down(bytes_down);
+  st.set_created_unix_ms(record_.created_unix_ms);
+  st.set_updated_unix_ms(record_.updated_unix_ms);
+  st.set_error(record_.failure_reason);
+  st.set_dense_state_bytes(dense_state_bytes_);
+  st.set_submit_token(record_.submit_token);
+  return st;
+}
+
+v1::GetJobReply JobRunner::Detail(std::vector<v1::ReplicaState> replicas) const {
+  v1::GetJobReply out;
+  *out.mutable_job() = Describe();
+  out.set_spec_yaml(record_.spec_yaml);
+  if (driver_ && driver_->round_open()) {
+    for (const std::string& p : driver_->current().participants) out.add_workers(p);
+  }
+  for (const v1::RoundSummary& r : rounds_) *out.add_rounds() = r;
+  for (v1::ReplicaState& r : replicas) *out.add_replicas() = std::move(r);
+  return out;
+}
+
+Result<LogPage> JobRunner::ReadLog(uint64_t from_line, uint32_t max_lines) const {
+  if (!log_) return Status::Unavailable("job '" + job_id_ + "': its log file is not open");
+  return log_->Read(from_line, max_lines);
+}
+
+// ---- rounds ----
+
+void JobRunner::Tick(int64_t now_ms, bool may_plan) {
+  if (!driver_) return;
+  RoundDriver& driver = *driver_;
+  if (!driver.round_open() && (!may_plan || now_ms < next_plan_ms_ || !OpenRound(now_ms))) return;
+  SendRoundStarts();
+  switch (driver.ReadyToClose(now_ms)) {
+    case RoundCloseState::kOpen: return;
+    case RoundCloseState::kComplete:
+    case RoundCloseState::kQuorumReached: return CloseRound(now_ms);
+    case RoundCloseState::kQuorumMissed:
+      Log("round " + std::to_string(driver.current().round) + ": deadline passed with " +
+              std::to_string(driver.reported().size()) + " of " + std::to_string(driver.current().participants.size()) +
+              " uploads, below the quorum; re-planning the round",
+          /*warn=*/true);
+      driver.AbandonRound();
+      next_plan_ms_ = now_ms;
+      return;
+  }
+}
+
+bool JobRunner::OpenRound(int64_t now_ms) {
+  auto start = driver_->StartRound(services_.workers->AliveInventory(), now_ms);
+  if (!start.ok()) {
+    next_plan_ms_ = now_ms + kReplanIntervalMs;
+    if (start.status().message() != last_plan_error_) {
+      last_plan_error_ = start.status().message();
+      Log("waiting for workers: " + start.status().message(), /*warn=*/true);
+    }
+    return false;
+  }
+  last_plan_error_.clear();
+  round_start_sent_.clear();
+  round_opened_ms_ = now_ms;
+  slowest_train_seconds_ = 0;
+  ++version_;
+  std::string names;
+  for (const std::string& p : start->participants) names += (names.empty() ? "" : ", ") + p;
+  Log("round " + std::to_string(start->round) + " opened: " + std::to_string(start->participants.size()) +
+      " participant(s) [" + names + "], deadline in " + std::to_string((start->deadline_ms - now_ms + 500) / 1000) +
+      " s");
+  return true;
+}
+
+void JobRunner::SendRoundStarts() {
+  // Participants that have not reported and have not got RoundStart on their current connection (a
+  // worker that re-registered after a restart has a new routing id).
+  const std::vector<std::string> reported = driver_->reported();
+  for (const std::string& p : driver_->current().participants) {
+    if (std::binary_search(reported.begin(), reported.end(), p)) continue;
+    const WorkerEntry* w = services_.workers->Find(p);
+    if (w == nullptr || !w->inventory.alive) continue;
+    auto sent = round_start_sent_.find(p);
+    if (sent != round_start_sent_.end() && sent->second == w->routing_id) continue;
+    SendRoundStart(*w);
+  }
+}
+
+void JobRunner::SendRoundStart(const WorkerEntry& worker) {
+  const RoundStart& round = driver_->current();
+  Envelope env = transport::NewEnvelope("coordinator");
+  v1::RoundStart* start = env.mutable_round_start();
+  start->set_job_id(job_id_);
+  start->set_round(round.round);
+  start->set_mode(spec_.mode);
+  start->set_server_lr(spec_.server_lr);
+  start->set_deadline_unix_ms(round.deadline_ms);
+  start->set_committed_round(round.round - 1);
+  start->set_seed(spec_.seed);
+  start->set_local_steps(static_cast<uint32_t>(spec_.local_steps));
+  start->set_num_coefficients(driver_->method().CoefficientsPerBlock());
+  start->set_weights_hash(weights_hash_);
+  start->set_job_spec_yaml(record_.spec_yaml);
+  Status sent = services_.server->Send(worker.routing_id, env);
+  if (!sent.ok()) {
+    spdlog::debug("job {}: RoundStart to '{}': {}", job_id_, worker.worker_id, sent.ToString());
+    return;
+  }
+  round_start_sent_[worker.worker_id] = worker.routing_id;
+}
+
+void JobRunner::CloseRoundIfComplete(int64_t now_ms) {
+  if (driver_ && driver_->ReadyToClose(now_ms) == RoundCloseState::kComplete) CloseRound(now_ms);
+}
+
+void JobRunner::CloseRound(int64_t now_ms) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t selected = driver_->current().participants.size();
+  auto committed = driver_->CloseRound(now_ms);
+  if (!committed.ok()) return Fail(committed.status());
+  const double close_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const CommittedRound& c = *committed;
+  services_.metrics->OnRoundCommitted(job_id_, static_cast<double>(now_ms - round_opened_ms_) / 1000.0, close_s,
+                                      c.bytes_up, c.bytes_down);
+  weights_hash_ = HashHex(c.weights_hash);
+  v1::RoundSummary summary;
+  summary.set_round(c.round);
+  summary.set_participants(static_cast<uint32_t>(c.participants.size()));
+  summary.set_train_loss(c.mean_train_loss);
+  summary.set_heldout_loss(c.heldout_loss);
+  summary.set_bytes_up(c.bytes_up);
+  summary.set_bytes_down(c.bytes_down);
+  summary.set_committed_unix_ms(UnixMillis());  // after aggregation, commit and apply
+  summary.set_weights_hash(weights_hash_);
+  summary.set_opened_unix_ms(round_opened_ms_);
+  summary.set_slowest_train_seconds(slowest_train_seconds_);
+  rounds_.push_back(summary);
+
+  // Durable: broadcast to every alive worker (participants apply it; others keep warm replicas).
+  Broadcast(c, now_ms);
+  const uint64_t per_client = c.participants.empty() ? 0 : c.bytes_up / c.participants.size();
+  const uint64_t inline_limit = services_.options->inline_payload_bytes;
+  Log("round " + std::to_string(c.round) + " committed: " + std::to_string(c.participants.size()) + " of " +
+      std::to_string(selected) + " participant(s), train loss " + FormatLoss(c.mean_train_loss) + ", held-out loss " +
+      FormatLoss(c.heldout_loss) + ", up " + std::to_string(c.bytes_up) + " B (" + std::to_string(per_client) +
+      " B per client), down " + std::to_string(c.bytes_down) + " B, aggregation+commit " +
+      std::to_string(static_cast<int64_t>(close_s * 1000)) + " ms, weights hash " + weights_hash_ +
+      (bytes_pulled_ > 0 ? ", " + std::to_string(bytes_pulled_) + " B pulled as bulk so far" : std::string()) +
+      (c.aggregate.size() > inline_limit ? ", aggregate served as a bulk object" : ""));
+  RefreshRecord();
+  if (c.job_finished) {
+    Log(std::string("job finished: ") + checkpoint::JobStateName(record_.state) + " after " + std::to_string(c.round) +
+        " round(s), final weights hash " + weights_hash_);
+    Release();
+  }
+}
+
+void JobRunner::Broadcast(const CommittedRound& c, int64_t now_ms) {
+  Envelope env = transport::NewEnvelope("coordinator");
+  v1::RoundCommitted* rc = env.mutable_round_committed();
+  rc->set_job_id(job_id_);
+  rc->set_round(c.round);
+  rc->set_participants(static_cast<uint32_t>(c.participants.size()));
+  rc->set_mean_loss(c.mean_train_loss);
+  rc->set_aggregate_size(c.aggregate.size());
+  rc->set_aggregate_checksum(transport::ObjectChecksum(c.aggregate.data(), c.aggregate.size()));
+  bool aggregate_inline = c.aggregate.size() <= services_.options->inline_payload_bytes;
+  if (!aggregate_inline) {
+    std::string object_id;
+    Status served =
+        OfferAggregate(c.round, std::string(reinterpret_cast<const char*>(c.aggregate.data()), c.aggregate.size()),
+                       now_ms, &object_id);
+    if (served.ok()) {
+      rc->set_aggregate_object_id(object_id);
+    } else {
+      // Workers then get the round by catch-up (which tries the bulk object again).
+      spdlog::warn("job {}: round {}: serving the aggregate as a bulk object: {}", job_id_, c.round, served.ToString());
+      aggregate_inline = true;
+    }
+  }
+  if (aggregate_inline) rc->set_aggregate(c.aggregate.data(), c.aggregate.size());
+  rc->set_weights_hash(weights_hash_);
+  rc->set_job_finished(c.job_finished);
+  for (const WorkerEntry* w : services_.workers->Alive()) {
+    Status sent = services_.server->Send(w->routing_id, env);
+    if (!sent.ok()) spdlog::debug("job {}: RoundCommitted to '{}': {}", job_id_, w->worker_id, sent.ToString());
+  }
+}
+
+Status JobRunner::OfferAggregate(uint64_t round, std::string bytes, int64_t now_ms, std::string* object_id) {
+  *object_id = "aggregate/" + job_id_ + "/" + std::to_string(round);
+  return services_.bulk->OfferBytesOnce(*object_id, std::make_shared<const std::string>(std::move(bytes)), now_ms);
+}
+
+// ---- uploads ----
+
+Result<UploadOutcome> JobRunner::CheckUpload(const std::string& worker_id, uint64_t round,
+                                             uint64_t payload_size) const {
+  if (!driver_) return Status::FailedPrecondition(std::string("job is ") + checkpoint::JobStateName(record_.state));
+  return driver_->CheckUpload(worker_id, round, payload_size);
+}
+
+Result<UploadOutcome> JobRunner::AcceptUpload(const v1::UploadUpdate& u, const std::string& payload, bool pulled,
+                                              int64_t now_ms) {
+  if (!driver_) return Status::FailedPrecondition(std::string("job is ") + checkpoint::JobStateName(record_.state));
+  Upload upload;
+  upload.job_id = u.job_id();
+  upload.worker_id = u.worker_id();
+  upload.round = static_cast<uint32_t>(u.round());
+  upload.payload.assign(payload.begin(), payload.end());
+  upload.num_samples = u.num_samples();
+  upload.train_loss = u.loss();
+  upload.received_ms = now_ms;
+  TRIB_ASSIGN_OR_RETURN(const UploadOutcome outcome, driver_->AcceptUpload(upload));
+  if (outcome == UploadOutcome::kAccepted) {
+    slowest_train_seconds_ = std::max(slowest_train_seconds_, u.train_seconds());
+    if (pulled) bytes_pulled_ += payload.size();
+    Log("round " + std::to_string(u.round()) + ": upload from '" + u.worker_id() + "' accepted (" +
+        std::to_string(u.num_samples()) + " samples, train loss " + FormatLoss(u.loss()) + ", " +
+        std::to_string(payload.size()) + " B" + (pulled ? " pulled as a bulk object" : "") + ")");
+  }
+  return outcome;
+}
+
+// ---- catch-up and exports ----
+
+Result<v1::CatchUpReply> JobRunner::CatchUp(const v1::CatchUpRequest& req, int64_t now_ms) {
+  const uint32_t last = record_.current_round;
+  const uint32_t to = (req.to_round() == 0 || req.to_round() > last) ? last : static_cast<uint32_t>(req.to_round());
+  TRIB_ASSIGN_OR_RETURN(CatchUpPlan plan, PlanCatchUp(services_.store, job_id_, spec_.snapshot_every,
+                                                      static_cast<uint32_t>(req.from_round()), to, kCatchUpReplyBytes));
+  v1::CatchUpReply out;
+  out.set_job_id(job_id_);
+  out.set_spec_yaml(record_.spec_yaml);
+  out.set_state(checkpoint::JobStateName(record_.state));
+  out.set_last_committed_round(last);
+  if (plan.use_snapshot) TRIB_RETURN_IF_ERROR(OfferSnapshot(plan.snapshot_round, now_ms, &out));
+  for (const checkpoint::RoundRecord& r : plan.rounds) {
+    v1::CommittedAggregate* agg = out.add_rounds();
+    agg->set_round(r.round);
+    if (r.aggregate.size() > services_.options->inline_payload_bytes) {
+      std::string object_id;
+      TRIB_RETURN_IF_ERROR(OfferAggregate(r.round, r.aggregate, now_ms, &object_id));
+      agg->set_aggregate_object_id(object_id);
+      agg->set_aggregate_size(r.aggregate.size());
+      agg->set_aggregate_checksum(services_.bulk->ChecksumOf(object_id));
+    } else {
+      agg->set_aggregate(r.aggregate);
+    }
+    agg->set_weights_hash(HashHex(r.weights_hash));
+  }
+  spdlog::info("job {}: catch-up for worker '{}' from round {} to {}: {}{} round(s)", job_id_, req.worker_id(),
+               req.from_round(), to,
+               plan.use_snapshot ? "snapshot of round " + std::to_string(plan.snapshot_round) + " + " : "",
+               plan.rounds.size());
+  return out;
+}
+
+Status JobRunner::OfferSnapshot(uint32_t round, int64_t now_ms, v1::CatchUpReply* reply) {
+  checkpoint::CheckpointStore& store = *services_.store;
+  const std::string object_id = "snapshot/" + job_id_ + "/" + std::to_string(round);
+  TRIB_ASSIGN_OR_RETURN(checkpoint::SnapshotRecord info, store.GetSnapshotInfo(job_id_, round));
+  if (!services_.bulk->Renew(object_id, now_ms)) {
+    TRIB_ASSIGN_OR_RETURN(auto table, store.SnapshotTable(job_id_, round));
+    auto bytes = std::make_shared<std::string>(static_cast<size_t>(table->total_elems()) * sizeof(float), '\0');
+    TRIB_RETURN_IF_ERROR(store.LoadSnapshot(job_id_, round, *table, reinterpret_cast<float*>(bytes->data())));
+    TRIB_RETURN_IF_ERROR(
+        services_.bulk->Offer(object_id, std::make_shared<transport::MemorySource>(std::move(bytes)), now_ms));
+  }
+  reply->set_snapshot_object_id(object_id);
+  reply->set_snapshot_round(round);
+  reply->set_snapshot_size(static_cast<uint64_t>(info.total_elems) * sizeof(float));
+  reply->set_snapshot_checksum(services_.bulk->ChecksumOf(object_id));
+  reply->set_snapshot_weights_hash(HashHex(info.weights_hash));
+  return Status::OK();
+}
+
+Result<std::string> JobRunner::Export(uint64_t requested_round, const std::string& format, uint32_t* exported_round) {
+  const uint32_t last = record_.current_round;
+  if (requested_round > last)
+    return Status::InvalidArgument("job '" + job_id_ + "': round " + std::to_string(requested_round) +
+                                   " is not committed (last committed: " + std::to_string(last) + ")");
+  const uint32_t round = requested_round == 0 ? last : static_cast<uint32_t>(requested_round);
+  if (format != "safetensors" && format != "peft")
+    return Status::InvalidArgument("format '" + format + "': expected safetensors or peft");
+  if (format == "peft" && !MethodOf(spec_).trains_adapters)
+    return Status::FailedPrecondition("job '" + job_id_ + "' is a " + spec_.mode +
+                                      " job: --format peft needs a job that trains adapters (use safetensors)");
+  *exported_round = round;
+  const fs::path dir =
+      fs::path(services_.options->data_dir) / "exports" / job_id_ / ("round-" + std::to_string(round) + "-" + format);
+  if (fs::exists(dir / ".complete")) return dir.string();
+  std::unique_ptr<JobModel> loaded;
+  JobModel* model = model_.get();
+  if (model == nullptr) {
+    TRIB_ASSIGN_OR_RETURN(loaded, JobModel::Load(spec_));
+    model = loaded.get();
+  }
+  Arena rebuilt;
+  const Arena* state = nullptr;
+  if (driver_ && driver_->last_committed_round() == round) {
+    state = &driver_->global();
+  } else {
+    rebuilt = model->NewState();
+    TRIB_RETURN_IF_ERROR(RebuildTrainableState(services_.store, job_id_, spec_, round, &rebuilt));
+    state = &rebuilt;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  TRIB_RETURN_IF_ERROR(model->Export(*state, format, dir.string()));
+  FILE* marker = std::fopen((dir / ".complete").c_str(), "w");
+  if (marker != nullptr) std::fclose(marker);
+  Log("exported round " + std::to_string(round) + " as " + format + " to " + dir.string());
+  return dir.string();
+}
+
+}  // namespace tributary

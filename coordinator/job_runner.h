@@ -1,0 +1,160 @@
+// JobRunner: one job on the coordinator. It owns the job's spec, its cached record (the store is the
+// truth), its RoundDriver and JobModel while it runs, its log and its committed round summaries, and
+// drives its rounds from the coordinator's loop: open a round, (re)send RoundStart, take uploads,
+// close the round (commit, then broadcast RoundCommitted), re-plan a round that missed its quorum,
+// answer catch-up requests, stop, fail, export.
+//
+// Not thread-safe: the coordinator's loop thread owns every runner (coordinator.h).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "checkpoint/store.h"
+#include "coordinator/bulk_objects.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/job_log.h"
+#include "coordinator/job_model.h"
+#include "coordinator/metrics.h"
+#include "coordinator/round_driver.h"
+#include "coordinator/worker_registry.h"
+#include "federation/job_spec.h"
+#include "transport/channel.h"
+
+namespace tributary {
+
+// Unix time in milliseconds (system clock; defined in coordinator.cc).
+int64_t UnixMillis();
+
+// What a runner uses and does not own (all outlive it).
+struct JobServices {
+  const CoordinatorOptions* options = nullptr;  // data_dir, eval_data, inline_payload_bytes
+  checkpoint::CheckpointStore* store = nullptr;
+  transport::Server* server = nullptr;  // RoundStart and RoundCommitted pushes
+  const WorkerRegistry* workers = nullptr;
+  BulkObjects* bulk = nullptr;  // aggregates above the inline limit, catch-up snapshots
+  CoordinatorMetrics* metrics = nullptr;
+};
+
+class JobRunner {
+ public:
+  // A new job: builds its model (and held-out rows), then its round driver, which stores the job
+  // record (RUNNING) and the round-0 snapshot; opens the job log and logs the submission. Errors from
+  // the model, the eval dataset (not one of coordinator.eval_data), the driver or the store
+  // (AlreadyExists for a taken id or submit token); nothing is left running then.
+  static Result<std::unique_ptr<JobRunner>> Submit(const JobServices& services, const std::string& job_id,
+                                                   const JobSpec& spec, const std::string& submit_token);
+
+  // A stored job, when the coordinator starts: its log, spec and committed round summaries. A RUNNING or
+  // PENDING job is resumed (RoundDriver::Resume keeps the open round's accepted uploads) or, when that
+  // fails (spec, model, store), recorded as FAILED with the reason. Errors only when the store cannot
+  // be read.
+  static Result<std::unique_ptr<JobRunner>> Load(const JobServices& services, const checkpoint::JobRecord& record);
+
+  JobRunner(const JobRunner&) = delete;
+  JobRunner& operator=(const JobRunner&) = delete;
+
+  const std::string& job_id() const { return job_id_; }
+  const JobSpec& spec() const { return spec_; }
+  const checkpoint::JobRecord& record() const { return record_; }
+  // Whether rounds run (false once the job finished, failed or was stopped).
+  bool running() const { return driver_ != nullptr; }
+  // Grows whenever what Describe / Detail return may have changed, so a view is rebuilt only then.
+  uint64_t version() const { return version_; }
+
+  // The job as the CLI and the HTTP view show it (totals summed from the round summaries).
+  v1::JobStatus Describe() const;
+  // The job in detail: Describe, the spec, the open round's participants, the committed rounds and
+  // the given replicas (WorkerRegistry::ReplicasOf).
+  v1::GetJobReply Detail(std::vector<v1::ReplicaState> replicas) const;
+
+  // One step of the round loop. With no round open and `may_plan` (false during the restart grace),
+  // opens the next round (while too few workers are eligible: retries every second, logging each new
+  // reason once). Then (re)sends RoundStart to the participants that have not reported and did not
+  // get it on their current connection, and closes the round when every participant reported, or
+  // at the deadline with a quorum; at the deadline below the quorum the round is re-planned. A round
+  // that cannot be committed fails the job.
+  void Tick(int64_t now_ms, bool may_plan);
+
+  // The payload-free checks of an upload (RoundDriver::CheckUpload): kAccepted when its payload may be
+  // taken. FailedPrecondition "job is <state>" when the job no longer runs; otherwise the driver's
+  // outcomes and errors (Unavailable: the round is not open yet).
+  Result<UploadOutcome> CheckUpload(const std::string& worker_id, uint64_t round, uint64_t payload_size) const;
+
+  // Validates and logs an upload with its payload (inline, or `pulled` as a bulk object), as of
+  // now_ms: the outcomes and errors of CheckUpload and RoundDriver::AcceptUpload. An accepted upload
+  // is logged in the job log; call CloseRoundIfComplete after answering the worker.
+  Result<UploadOutcome> AcceptUpload(const v1::UploadUpdate& upload, const std::string& payload, bool pulled,
+                                     int64_t now_ms);
+
+  // Closes the open round now when every participant reported (rather than at the next Tick).
+  void CloseRoundIfComplete(int64_t now_ms);
+
+  // What a worker's replica at request.from_round() must apply to reach request.to_round() (0 or past
+  // the last committed round: the last one), capped per reply (docs/protocol.md): inline aggregates,
+  // or bulk objects (offered as of now_ms) for aggregates above the inline limit and for a snapshot.
+  Result<v1::CatchUpReply> CatchUp(const v1::CatchUpRequest& request, int64_t now_ms);
+
+  // Stops a job that has not finished: records FINISHED:STOPPED with `reason` (the open round is
+  // abandoned) and logs it. FailedPrecondition when the job already finished; store errors.
+  Status Stop(const std::string& reason, int64_t now_ms);
+
+  // Lines from_line.. of the job log (at most max_lines). Unavailable when the log file is not open.
+  Result<LogPage> ReadLog(uint64_t from_line, uint32_t max_lines) const;
+
+  // Exports committed `round` (0: the last) as `format` ("safetensors" or "peft") into
+  // <data_dir>/exports/<job>/round-<r>-<format>/, once (a finished export is reused); returns that
+  // directory and sets *exported_round. InvalidArgument for a round that is not committed or an unknown
+  // format, FailedPrecondition for peft of a job that trains no adapters; model and store errors.
+  Result<std::string> Export(uint64_t round, const std::string& format, uint32_t* exported_round);
+
+ private:
+  JobRunner(const JobServices& services, std::string job_id) : services_(services), job_id_(std::move(job_id)) {}
+
+  // Builds the model and the driver (`resume`: RoundDriver::Resume, else Create).
+  Status Start(bool resume);
+  // Reads the committed rounds' summaries and the dense state size from the store.
+  Status LoadRoundSummaries();
+  Status OpenLog();
+  void Log(const std::string& line, bool warn = false);
+  void Fail(const Status& status);
+  // Frees the driver and the model (the job finished, failed or was stopped).
+  void Release();
+  void RefreshRecord();
+
+  bool OpenRound(int64_t now_ms);
+  void SendRoundStarts();
+  void SendRoundStart(const WorkerEntry& worker);
+  void CloseRound(int64_t now_ms);
+  // RoundCommitted of `committed` to every alive worker.
+  void Broadcast(const CommittedRound& committed, int64_t now_ms);
+  // Serves an aggregate as bulk object "aggregate/<job>/<round>".
+  Status OfferAggregate(uint64_t round, std::string bytes, int64_t now_ms, std::string* object_id);
+  // Serves a snapshot as bulk object "snapshot/<job>/<round>" and describes it in `reply`.
+  Status OfferSnapshot(uint32_t round, int64_t now_ms, v1::CatchUpReply* reply);
+
+  JobServices services_;
+  std::string job_id_;
+  JobSpec spec_;
+  checkpoint::JobRecord record_;
+  std::unique_ptr<RoundDriver> driver_;  // while running
+  std::unique_ptr<JobModel> model_;      // while running (evaluation, exports)
+  std::unique_ptr<JobLog> log_;
+  std::vector<v1::RoundSummary> rounds_;  // committed rounds, in order
+  uint64_t dense_state_bytes_ = 0;
+  uint64_t bytes_pulled_ = 0;  // upload payloads pulled as bulk objects (all rounds)
+  std::string weights_hash_;   // of the last committed round's state
+  uint64_t version_ = 1;
+  // The open round: to whom RoundStart went (worker -> routing id it was sent to).
+  std::map<std::string, std::string> round_start_sent_;
+  int64_t round_opened_ms_ = 0;
+  double slowest_train_seconds_ = 0;  // of the open round's accepted uploads
+  std::string last_plan_error_;       // logged once per change
+  int64_t next_plan_ms_ = 0;
+};
+
+}  // namespace tributary

@@ -1,0 +1,73 @@
+#include "coordinator/job_view.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace tributary {
+namespace {
+
+nlohmann::json LossJson(double loss) {
+  return std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json();
+}
+
+}  // namespace
+
+std::string FormatLoss(double loss) {
+  if (!std::isfinite(loss)) return "-";
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.4f", loss);
+  return buffer;
+}
+
+nlohmann::json JobStatusJson(const v1::JobStatus& job) {
+  return {{"job_id", job.job_id()},
+          {"name", job.name()},
+          {"state", job.state()},
+          {"mode", job.mode()},
+          {"round", job.round()},
+          {"total_rounds", job.total_rounds()},
+          {"participants", job.participants()},
+          {"train_loss", LossJson(job.loss())},
+          {"heldout_loss", LossJson(job.heldout_loss())},
+          {"bytes_up", job.bytes_up()},
+          {"bytes_down", job.bytes_down()},
+          {"last_round_bytes_up", job.last_round_bytes_up()},
+          {"last_round_bytes_down", job.last_round_bytes_down()},
+          {"dense_state_bytes", job.dense_state_bytes()},
+          {"created_unix_ms", job.created_unix_ms()},
+          {"updated_unix_ms", job.updated_unix_ms()},
+          {"error", job.error()},
+          {"submit_token", job.submit_token()}};
+}
+
+nlohmann::json RoundSummaryJson(const v1::RoundSummary& round) {
+  return {{"round", round.round()},
+          {"participants", round.participants()},
+          {"train_loss", LossJson(round.train_loss())},
+          {"heldout_loss", LossJson(round.heldout_loss())},
+          {"bytes_up", round.bytes_up()},
+          {"bytes_down", round.bytes_down()},
+          {"committed_unix_ms", round.committed_unix_ms()},
+          {"weights_hash", round.weights_hash()}};
+}
+
+nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {
+  nlohmann::json rounds = nlohmann::json::array();
+  for (const v1::RoundSummary& r : reply.rounds()) rounds.push_back(RoundSummaryJson(r));
+  nlohmann::json replicas = nlohmann::json::array();
+  for (const v1::ReplicaState& r : reply.replicas()) {
+    replicas.push_back({{"worker_id", r.worker_id()},
+                        {"job_id", r.job_id()},
+                        {"round", r.round()},
+                        {"weights_hash", r.weights_hash()}});
+  }
+  nlohmann::json workers = nlohmann::json::array();
+  for (const std::string& w : reply.workers()) workers.push_back(w);
+  return {{"job", JobStatusJson(reply.job())},
+          {"workers", workers},
+          {"rounds", rounds},
+          {"replicas", replicas},
+          {"spec_yaml", reply.spec_yaml()}};
+}
+
+}  // namespace tributary

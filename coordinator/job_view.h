@@ -1,0 +1,32 @@
+// JobView: the one JSON rendering of a job's state and its committed rounds, shared by the
+// coordinator's HTTP view (/api/jobs, /api/jobs/<id>) and the CLI's `--format json` (docs/cli.md lists
+// the keys), and the one way a loss is printed in logs and tables. Numbers stay numbers; a loss that
+// was not measured (NaN) is null. Built from the wire messages, so the CLI renders what the
+// coordinator sent exactly as the coordinator renders its own state.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "transport/message.h"
+
+namespace tributary {
+
+// "2.3456", or "-" for a loss that was not measured (NaN or infinite).
+std::string FormatLoss(double loss);
+
+// A job object: job_id, name, state, mode, round, total_rounds, participants, train_loss,
+// heldout_loss, bytes_up, bytes_down, last_round_bytes_up, last_round_bytes_down, dense_state_bytes,
+// created_unix_ms, updated_unix_ms, error, submit_token.
+nlohmann::json JobStatusJson(const v1::JobStatus& job);
+
+// A committed round: round, participants, train_loss, heldout_loss, bytes_up, bytes_down,
+// committed_unix_ms, weights_hash.
+nlohmann::json RoundSummaryJson(const v1::RoundSummary& round);
+
+// A job in detail: job (a job object), workers (the open round's participants), rounds, replicas
+// (worker_id, job_id, round, weights_hash) and spec_yaml.
+nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
+
+}  // namespace tributary

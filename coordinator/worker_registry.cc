@@ -1,0 +1,181 @@
+#include "coordinator/worker_registry.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "scheduler/nic.h"
+
+namespace tributary {
+
+WorkerInventory InventoryFromCapabilities(const std::string& worker_id, const v1::Capabilities& caps) {
+  WorkerInventory inv;
+  inv.worker_id = worker_id;
+  inv.cores = static_cast<int>(caps.cpu_cores());
+  inv.memory_bytes = static_cast<int64_t>(caps.memory_bytes());
+  inv.gpu_count = caps.gpus_size();
+  for (const v1::Gpu& gpu : caps.gpus()) {
+    const auto bytes = static_cast<int64_t>(gpu.memory_bytes());
+    if (inv.gpu_memory_bytes == 0 || bytes < inv.gpu_memory_bytes) inv.gpu_memory_bytes = bytes;
+  }
+  for (const v1::Nic& nic : caps.nics()) {
+    // Unknown fabrics and links of unknown speed (down, virtual) do not count for placement.
+    auto fabric = ParseNicFabric(nic.kind());
+    if (!fabric.ok()) continue;
+    NicInfo info{nic.name(), *fabric, static_cast<int64_t>(std::min<uint64_t>(nic.speed_mbps(), INT64_MAX)), true,
+                 nic.fabric_id()};
+    if (IsPlaceable(info)) inv.nics.push_back(std::move(info));
+  }
+  for (const v1::DatasetInfo& d : caps.datasets()) inv.datasets[d.name()] = static_cast<int64_t>(d.samples());
+  return inv;
+}
+
+namespace {
+
+// "eth0 ethernet 10000 Mb/s fabric rack-1, ib0 ..." or "none", for the registration log line.
+std::string DescribeNics(const std::vector<NicInfo>& nics) {
+  std::string out;
+  for (const NicInfo& nic : nics) {
+    out += (out.empty() ? "" : ", ") + nic.name + " " + NicFabricName(nic.fabric) + " " +
+           std::to_string(nic.speed_mbps) + " Mb/s";
+    if (!nic.fabric_id.empty()) out += " fabric " + nic.fabric_id;
+  }
+  return out.empty() ? "none" : out;
+}
+
+bool SameReplicas(const std::vector<v1::ReplicaState>& a,
+                  const google::protobuf::RepeatedPtrField<v1::ReplicaState>& b) {
+  if (a.size() != static_cast<size_t>(b.size())) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].SerializeAsString() != b[static_cast<int>(i)].SerializeAsString()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+WorkerRegistry::WorkerRegistry(checkpoint::CheckpointStore* store, WorkerRegistryOptions options)
+    : store_(store), options_(options) {}
+
+Result<const WorkerEntry*> WorkerRegistry::Register(const v1::Register& reg, const transport::PeerInfo& peer,
+                                                    int64_t now_ms) {
+  const std::string& id = reg.worker_id();
+  if (id.empty() || id.size() > checkpoint::kMaxIdBytes || id.find('\0') != std::string::npos)
+    return Status::InvalidArgument("worker_id must be 1.." + std::to_string(checkpoint::kMaxIdBytes) +
+                                   " bytes without NUL");
+  // A worker id belongs to the key that first registered it (unless the coordinator is insecure).
+  if (!options_.insecure) {
+    auto stored = store_->GetWorker(id);
+    if (stored.ok() && !stored->public_key.empty() && stored->public_key != peer.public_key)
+      return Status::PermissionDenied("worker id '" + id + "' is registered with another key");
+  }
+  WorkerInventory inventory = InventoryFromCapabilities(id, reg.capabilities());
+  TRIB_RETURN_IF_ERROR(ValidateInventory(inventory));
+
+  checkpoint::WorkerRecord record;
+  record.worker_id = id;
+  record.public_key = peer.public_key;
+  record.capabilities = reg.capabilities().SerializeAsString();
+  record.last_seen_unix_ms = now_ms;
+  Status put = store_->PutWorker(record);
+  if (!put.ok()) return Status(put.code(), "coordinator store: " + put.message());
+
+  WorkerEntry& worker = workers_[id];
+  const bool known = !worker.worker_id.empty();
+  worker.worker_id = id;
+  worker.routing_id = peer.routing_id;
+  worker.public_key = peer.public_key;
+  worker.hostname = reg.hostname();
+  worker.peer = peer.Describe();
+  inventory.alive = true;
+  inventory.last_heartbeat_ms = now_ms;
+  worker.inventory = inventory;
+  worker.declared_dead = false;
+  ++version_;
+  std::string datasets;
+  for (const auto& [name, samples] : inventory.datasets)
+    datasets += (datasets.empty() ? "" : ", ") + name + "=" + std::to_string(samples);
+  spdlog::info("coordinator: worker '{}' {} from {} ({} cores, {:.1f} GiB, datasets: {}, NICs: {})", id,
+               known ? "re-registered" : "registered", peer.Describe(), inventory.cores,
+               static_cast<double>(inventory.memory_bytes) / (1 << 30), datasets.empty() ? "none" : datasets,
+               DescribeNics(inventory.nics));
+  return &worker;
+}
+
+Result<const WorkerEntry*> WorkerRegistry::Heartbeat(const v1::Heartbeat& heartbeat, const transport::PeerInfo& peer,
+                                                     int64_t now_ms) {
+  TRIB_RETURN_IF_ERROR(Authorize(heartbeat.worker_id(), peer).status());
+  WorkerEntry& w = workers_.at(heartbeat.worker_id());
+  if (w.declared_dead) spdlog::info("coordinator: worker '{}' is alive again", w.worker_id);
+  w.declared_dead = false;
+  w.inventory.alive = true;
+  w.inventory.last_heartbeat_ms = now_ms;
+  w.routing_id = peer.routing_id;
+  w.state = heartbeat.state();
+  if (!SameReplicas(w.replicas, heartbeat.replicas())) {
+    w.replicas.assign(heartbeat.replicas().begin(), heartbeat.replicas().end());
+    ++version_;
+  }
+  return &w;
+}
+
+Result<const WorkerEntry*> WorkerRegistry::Authorize(const std::string& worker_id,
+                                                     const transport::PeerInfo& peer) const {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return Status::NotFound("worker '" + worker_id + "' is not registered");
+  if (!options_.insecure && it->second.public_key != peer.public_key)
+    return Status::PermissionDenied("worker '" + worker_id + "' is registered with another key than " +
+                                    peer.Describe());
+  return &it->second;
+}
+
+int64_t WorkerRegistry::MarkDead(int64_t now_ms) {
+  const int64_t timeout = options_.heartbeat_interval_ms * options_.heartbeat_misses;
+  int64_t alive = 0;
+  for (auto& [id, w] : workers_) {
+    if (w.inventory.alive && now_ms - w.inventory.last_heartbeat_ms > timeout) {
+      w.inventory.alive = false;
+      w.declared_dead = true;
+      spdlog::warn("coordinator: worker '{}' declared dead: no heartbeat for {} ms ({} missed)", id,
+                   now_ms - w.inventory.last_heartbeat_ms, options_.heartbeat_misses);
+    }
+    if (w.inventory.alive) ++alive;
+  }
+  return alive;
+}
+
+const WorkerEntry* WorkerRegistry::Find(const std::string& worker_id) const {
+  auto it = workers_.find(worker_id);
+  return it == workers_.end() ? nullptr : &it->second;
+}
+
+std::vector<WorkerInventory> WorkerRegistry::AliveInventory() const {
+  std::vector<WorkerInventory> out;
+  for (const auto& [id, w] : workers_) {
+    if (w.inventory.alive) out.push_back(w.inventory);
+  }
+  return out;
+}
+
+std::vector<const WorkerEntry*> WorkerRegistry::Alive() const {
+  std::vector<const WorkerEntry*> out;
+  for (const auto& [id, w] : workers_) {
+    if (w.inventory.alive) out.push_back(&w);
+  }
+  return out;
+}
+
+std::vector<v1::ReplicaState> WorkerRegistry::ReplicasOf(const std::string& job_id) const {
+  std::vector<v1::ReplicaState> out;
+  for (const auto& [id, w] : workers_) {
+    for (const v1::ReplicaState& replica : w.replicas) {
+      if (replica.job_id() != job_id) continue;
+      out.push_back(replica);
+      out.back().set_worker_id(id);
+    }
+  }
+  return out;
+}
+
+}  // namespace tributary

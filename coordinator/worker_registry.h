@@ -1,0 +1,89 @@
+// WorkerRegistry: the workers the coordinator knows (docs/protocol.md, "Worker <-> coordinator"):
+// registration (a worker id belongs to the CURVE key that first registered it, kept in the store),
+// the inventory each worker's capabilities make (scheduler/nic.h's NIC vocabulary, fabric_id kept),
+// heartbeats, liveness, and the replicas each worker reports. Not thread-safe: the coordinator's loop
+// thread owns it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "checkpoint/store.h"
+#include "scheduler/scheduler.h"
+#include "transport/channel.h"
+
+namespace tributary {
+
+struct WorkerEntry {
+  std::string worker_id;
+  std::string routing_id;  // of the control connection (pushes go there)
+  std::string public_key;  // CURVE key it registered with ("" when insecure)
+  std::string hostname;
+  std::string peer;  // PeerInfo::Describe, for logs
+  WorkerInventory inventory;
+  std::string state;  // from the last heartbeat
+  std::vector<v1::ReplicaState> replicas;
+  bool declared_dead = false;
+};
+
+struct WorkerRegistryOptions {
+  bool insecure = false;  // any key may use any worker id
+  int64_t heartbeat_interval_ms = 5000;
+  int heartbeat_misses = 3;  // dead after this many missed heartbeats
+};
+
+// The scheduler's inventory of a worker from its reported capabilities: NICs of an unknown fabric or
+// speed (down, virtual) are left out, the others keep their fabric_id; datasets by name.
+WorkerInventory InventoryFromCapabilities(const std::string& worker_id, const v1::Capabilities& caps);
+
+class WorkerRegistry {
+ public:
+  // `store` (not owned) keeps each worker id's key across restarts.
+  WorkerRegistry(checkpoint::CheckpointStore* store, WorkerRegistryOptions options);
+  WorkerRegistry(const WorkerRegistry&) = delete;
+  WorkerRegistry& operator=(const WorkerRegistry&) = delete;
+
+  // Registers, or re-registers, the worker of a Register message sent by `peer`: its id must be
+  // 1..kMaxIdBytes bytes without NUL and (unless insecure) belong to peer's key or to no key yet, and
+  // its capabilities must make a valid inventory. The worker is alive from now_ms and pushes go to
+  // peer's routing id. The error message is the RegisterAck's reason: InvalidArgument,
+  // PermissionDenied (another key), or the store's error.
+  Result<const WorkerEntry*> Register(const v1::Register& reg, const transport::PeerInfo& peer, int64_t now_ms);
+
+  // A Heartbeat of an authorized worker (errors as Authorize): alive again as of now_ms, its state and
+  // the replicas it reports; pushes go to the heartbeat's connection from now on.
+  Result<const WorkerEntry*> Heartbeat(const v1::Heartbeat& heartbeat, const transport::PeerInfo& peer, int64_t now_ms);
+
+  // The registered worker a request claims to come from, checked against the sender's key: NotFound
+  // when it is not registered (it should register again), PermissionDenied when it registered with
+  // another key (unless insecure).
+  Result<const WorkerEntry*> Authorize(const std::string& worker_id, const transport::PeerInfo& peer) const;
+
+  // Declares the alive workers without a heartbeat for heartbeat_misses intervals dead (logged once).
+  // Returns how many workers are alive.
+  int64_t MarkDead(int64_t now_ms);
+
+  // nullptr when the worker is not registered.
+  const WorkerEntry* Find(const std::string& worker_id) const;
+  // The inventories of the alive workers (ascending worker id), for round planning.
+  std::vector<WorkerInventory> AliveInventory() const;
+  // The alive workers (ascending worker id), for broadcasts.
+  std::vector<const WorkerEntry*> Alive() const;
+  // The replicas of `job_id` the workers reported in their last heartbeats (worker_id set).
+  std::vector<v1::ReplicaState> ReplicasOf(const std::string& job_id) const;
+
+  // Grows whenever what ReplicasOf returns may have changed (a registration, a heartbeat with other
+  // replicas), so a view of it is rebuilt only then.
+  uint64_t version() const { return version_; }
+
+ private:
+  checkpoint::CheckpointStore* store_;
+  WorkerRegistryOptions options_;
+  std::map<std::string, WorkerEntry> workers_;
+  uint64_t version_ = 0;
+};
+
+}  // namespace tributary

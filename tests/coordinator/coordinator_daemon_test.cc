@@ -1,0 +1,685 @@
+// The coordinator daemon in-process (Coordinator::Create + Run on a thread, CURVE on loopback, a real
+// RocksDB store in a temp dir) against workers played by hand with transport::Clients: registration
+// with NICs, heartbeats with replicas, a real round whose uploads are computed in-process with the
+// federation tasklet (one inline, one pulled as a bulk object), the committed aggregate and weights
+// hash checked against an in-process replica, and the uploads the coordinator must refuse.
+#include "coordinator/coordinator.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "base/hash.h"
+#include "coordinator/worker_registry.h"
+#include "engine/io/model_dir.h"
+#include "engine/text/tokenizer.h"
+#include "federation/aggregator.h"
+#include "federation/method.h"
+#include "federation/replica_state.h"
+#include "federation/tasklet.h"
+#include "tests/common/federation_util.h"
+#include "tests/common/tiny_llama.h"
+#include "transport/bulk.h"
+#include "transport/channel.h"
+
+namespace tributary {
+namespace {
+
+namespace fs = std::filesystem;
+using transport::Envelope;
+using transport::Message;
+
+constexpr char kDataset[] = "letters";
+constexpr int64_t kSeqLen = 64;
+constexpr int kWaitMs = 30000;  // generous: a failure, not a timing assertion
+constexpr auto kHeartbeatEvery = std::chrono::milliseconds(300);
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "coordinator_daemon_test.XXXXXX").string();
+    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Every log line, for checks of what the coordinator logged.
+class CapturingSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  bool Contains(const std::string& text) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const std::string& line : lines_) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    lines_.emplace_back(msg.payload.data(), msg.payload.size());
+  }
+  void flush_() override {}
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+// The job's world: a tiny base model directory, a jsonl dataset (also the held-out set), the spec,
+// and the rows an in-process replica trains on (built like the worker builds them).
+struct World {
+  TempDir dir;
+  std::string model_dir = dir.path() + "/model";
+  std::string data_path = dir.path() + "/letters.jsonl";
+  LlamaConfig config = testutil::TinyByteLlama(kSeqLen);
+  std::unique_ptr<LlamaModel> base;
+  std::vector<SequenceRow> rows;
+  int64_t num_examples = 0;
+
+  World() {
+    auto model = LlamaModel::Create(config);
+    EXPECT_TRUE(model.ok());
+    base = std::move(*model);
+    base->InitRandom(11);
+    ByteTokenizer tokenizer;
+    SaveModelOptions save;
+    save.tokenizer = &tokenizer;
+    EXPECT_TRUE(SaveModelDir(model_dir, config, base->params(), save).ok());
+    std::ofstream out(data_path);
+    const char* const words[] = {"abc", "xyz", "mno", "qrs", "hello", "world"};
+    for (int i = 0; i < 18; ++i) {
+      out << R"({"instruction": "repeat )" << words[i % 6] << R"(", "output": ")" << words[(i + 1) % 6] << " "
+          << words[i % 6] << "\"}\n";
+      ++num_examples;
+    }
+    out.close();
+    auto examples = LoadExamples(data_path);
+    EXPECT_TRUE(examples.ok());
+    auto tokenized = TokenizeExamples(*examples, tokenizer, TokenizeOptions{});
+    EXPECT_TRUE(tokenized.ok());
+    rows = BuildRows(*tokenized, kSeqLen, /*pack=*/true, ByteTokenizer::kPadId);
+  }
+
+  JobSpec Spec() const {
+    const std::string yaml = "name: daemon test\nmodel:\n  base: " + model_dir + "\ndata:\n  dataset: " + kDataset +
+                             "\n  seq_len: " + std::to_string(kSeqLen) +
+                             "\nfederation:\n  mode: ferret\n  rounds: 2\n  seed: 9\n  min_clients: 2\n  quorum: 1.0\n"
+                             "  deadline_floor_s: 300\n  deadline_ceiling_s: 600\n"
+                             "train:\n  local_steps: 2\n  batch_size: 4\n  lr: 0.1\n  optimizer: sgd\n"
+                             "ferret:\n  k: 64\neval:\n  dataset: heldout\n  every: 1\n";
+    auto spec = ParseJobSpec(yaml, "test spec");
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return *spec;
+  }
+
+  std::unique_ptr<LlamaModel> Replica() const {
+    auto model = LlamaModel::Create(config);
+    EXPECT_TRUE(model.ok());
+    (*model)->params().CopyFrom(base->params());
+    return std::move(*model);
+  }
+};
+
+struct Keys {
+  transport::KeyPair coordinator = transport::GenerateKeyPair().value();
+  transport::KeyPair w1 = transport::GenerateKeyPair().value();
+  transport::KeyPair w2 = transport::GenerateKeyPair().value();
+  transport::KeyPair stranger = transport::GenerateKeyPair().value();  // admitted, but owns no worker id
+  transport::KeyPair cli = transport::GenerateKeyPair().value();
+
+  transport::AllowList AllowList() const {
+    auto list = transport::AllowList::Parse(w1.public_key + " w1\n" + w2.public_key + " w2\n" + stranger.public_key +
+                                                " stranger\n" + cli.public_key + " cli\n",
+                                            "test.allow");
+    EXPECT_TRUE(list.ok()) << list.status().ToString();
+    return *list;
+  }
+};
+
+// Coordinator::Create + Run on its own thread; stopped and joined on destruction.
+class RunningCoordinator {
+ public:
+  explicit RunningCoordinator(CoordinatorOptions options) {
+    auto coordinator = Coordinator::Create(std::move(options));
+    EXPECT_TRUE(coordinator.ok()) << coordinator.status().ToString();
+    if (!coordinator.ok()) return;
+    coordinator_ = std::move(*coordinator);
+    thread_ = std::thread([this] { result_ = coordinator_->Run(&stop_); });
+  }
+  ~RunningCoordinator() { Stop().IgnoreError(); }
+  Status Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return result_;
+  }
+  bool ok() const { return coordinator_ != nullptr; }
+  const std::string& endpoint() const { return coordinator_->endpoint(); }
+  int http_port() const { return coordinator_->http_port(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<Coordinator> coordinator_;
+  std::thread thread_;
+  Status result_;
+};
+
+std::unique_ptr<transport::Client> Connect(const std::string& endpoint, const Keys& keys,
+                                           const transport::KeyPair& mine) {
+  transport::ClientOptions options;
+  options.name = "test";
+  options.keys = mine;
+  options.server_public_key = keys.coordinator.public_key;
+  auto client = transport::Client::Connect(endpoint, options);
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() ? std::move(*client) : nullptr;
+}
+
+// A worker played by hand on one connection: it heartbeats while it waits, serves BulkRequests for
+// the uploads it offers as bulk objects, and keeps every other message for the test.
+class ScriptedWorker {
+ public:
+  ScriptedWorker(const std::string& endpoint, const Keys& keys, const transport::KeyPair& mine, std::string worker_id)
+      : worker_id_(std::move(worker_id)), client_(Connect(endpoint, keys, mine)) {}
+
+  const std::string& worker_id() const { return worker_id_; }
+  bool registered = false;
+  std::vector<v1::ReplicaState> replicas;  // reported in heartbeats
+  int bulk_requests_served = 0;
+  transport::BulkSender bulk{"test-worker"};
+
+  v1::RegisterAck Register(const v1::Capabilities& capabilities) {
+    Envelope request = transport::NewEnvelope(worker_id_);
+    v1::Register* reg = request.mutable_register_worker();
+    reg->set_worker_id(worker_id_);
+    reg->set_hostname("test-host");
+    *reg->mutable_capabilities() = capabilities;
+    std::optional<Message> reply = Call(request);
+    if (!reply || !reply->envelope.has_register_ack()) {
+      ADD_FAILURE() << worker_id_ << ": no RegisterAck";
+      return {};
+    }
+    registered = reply->envelope.register_ack().accepted();
+    return reply->envelope.register_ack();
+  }
+
+  // Sends `request` and waits for the message answering it.
+  std::optional<Message> Call(const Envelope& request) {
+    if (!client_->Send(request).ok()) return std::nullopt;
+    const uint64_t id = request.message_id();
+    return WaitFor([id](const Message& m) { return m.envelope.in_reply_to() == id; });
+  }
+
+  // Waits for a message satisfying `match` (earlier unmatched messages first).
+  std::optional<Message> WaitFor(const std::function<bool(const Message&)>& match, int timeout_ms = kWaitMs) {
+    Message m;
+    if (Poll(match, timeout_ms, &m)) return m;
+    ADD_FAILURE() << worker_id_ << ": the expected message did not arrive";
+    return std::nullopt;
+  }
+
+  // Heartbeats and serves bulk requests for `ms`, keeping what arrives.
+  void Idle(int ms) {
+    Poll([](const Message&) { return false; }, ms, nullptr);
+  }
+
+  std::optional<Message> WaitForBody(Envelope::BodyCase body) {
+    return WaitFor([body](const Message& m) { return m.envelope.body_case() == body; });
+  }
+
+  // Heartbeats (with the replicas) when one is due.
+  void Pump() {
+    if (!registered || std::chrono::steady_clock::now() < next_heartbeat_) return;
+    next_heartbeat_ = std::chrono::steady_clock::now() + kHeartbeatEvery;
+    Envelope hb = transport::NewEnvelope(worker_id_);
+    hb.mutable_heartbeat()->set_worker_id(worker_id_);
+    hb.mutable_heartbeat()->set_state("idle");
+    hb.mutable_heartbeat()->set_sequence(++sequence_);
+    for (const v1::ReplicaState& r : replicas) *hb.mutable_heartbeat()->add_replicas() = r;
+    EXPECT_TRUE(client_->Send(hb).ok());
+  }
+
+  // Sends an upload and returns its UploadAck.
+  v1::UploadAck Upload(const v1::UploadUpdate& upload) {
+    Envelope request = transport::NewEnvelope(worker_id_);
+    *request.mutable_upload_update() = upload;
+    std::optional<Message> reply = Call(request);
+    if (!reply || !reply->envelope.has_upload_ack()) {
+      ADD_FAILURE() << worker_id_ << ": no UploadAck for round " << upload.round() << " of " << upload.job_id();
+      return {};
+    }
+    return reply->envelope.upload_ack();
+  }
+
+ private:
+  // Whether a message satisfying `match` arrived within timeout_ms (moved to *out).
+  bool Poll(const std::function<bool(const Message&)>& match, int timeout_ms, Message* out) {
+    for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
+      if (match(*it)) {
+        *out = std::move(*it);
+        inbox_.erase(it);
+        return true;
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      Pump();
+      auto in = client_->Receive(50);
+      if (!in.ok()) continue;
+      if (in->envelope.has_bulk_request()) {
+        ++bulk_requests_served;
+        EXPECT_TRUE(bulk.Serve(*client_, *in).ok());
+        continue;
+      }
+      if (in->envelope.has_heartbeat_ack()) continue;
+      if (match(*in)) {
+        *out = std::move(*in);
+        return true;
+      }
+      inbox_.push_back(std::move(*in));
+    }
+    return false;
+  }
+
+  std::string worker_id_;
+  std::unique_ptr<transport::Client> client_;
+  std::deque<Message> inbox_;
+  uint64_t sequence_ = 0;
+  std::chrono::steady_clock::time_point next_heartbeat_;
+};
+
+v1::Capabilities WorkerCapabilities(int64_t samples, const std::string& fabric_id) {
+  v1::Capabilities caps;
+  caps.set_cpu_cores(2);
+  caps.set_memory_bytes(uint64_t{8} << 30);
+  v1::Nic* nic = caps.add_nics();
+  nic->set_name("eth0");
+  nic->set_kind("ethernet");
+  nic->set_speed_mbps(10000);
+  nic->set_fabric_id(fabric_id);
+  v1::Nic* virt = caps.add_nics();  // not placeable: left out of the inventory
+  virt->set_name("docker0");
+  virt->set_kind("other");
+  v1::DatasetInfo* data = caps.add_datasets();
+  data->set_name(kDataset);
+  data->set_samples(static_cast<uint64_t>(samples));
+  return caps;
+}
+
+std::string Bytes(const std::vector<uint8_t>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+// The UploadUpdate of a tasklet result, inline.
+v1::UploadUpdate InlineUpload(const std::string& job_id, uint64_t round, const std::string& worker_id,
+                              const TaskletResult& result) {
+  v1::UploadUpdate u;
+  u.set_job_id(job_id);
+  u.set_round(round);
+  u.set_worker_id(worker_id);
+  u.set_num_samples(result.num_samples);
+  u.set_loss(result.train_loss);
+  u.set_payload_kind("ferret_coefficients");
+  u.set_payload(Bytes(result.payload));
+  u.set_payload_size(result.payload.size());
+  u.set_payload_checksum(transport::ObjectChecksum(result.payload.data(), result.payload.size()));
+  u.set_train_seconds(0.5);
+  return u;
+}
+
+// The same upload announced as a bulk object the coordinator pulls from the worker.
+v1::UploadUpdate BulkUpload(ScriptedWorker& worker, const v1::UploadUpdate& inline_upload) {
+  v1::UploadUpdate u = inline_upload;
+  const std::string object_id = "upload/" + u.job_id() + "/" + std::to_string(u.round()) + "/" + worker.worker_id();
+  EXPECT_TRUE(worker.bulk
+                  .AddObject(object_id, std::make_shared<transport::MemorySource>(
+                                            std::make_shared<const std::string>(inline_upload.payload())))
+                  .ok());
+  u.clear_payload();
+  u.set_payload_object_id(object_id);
+  return u;
+}
+
+Result<Message> Ask(transport::Client& cli, const Envelope& request) {
+  return cli.Request(request, kWaitMs);
+}
+
+// The aggregate the coordinator must commit for `uploads` (ascending worker id), computed in-process;
+// applies it to `replica` (whose weights hash is then the round's).
+std::vector<uint8_t> ExpectedRound(const JobSpec& spec, uint32_t round,
+                                   const std::vector<std::pair<std::string, TaskletResult>>& uploads,
+                                   LlamaModel& replica) {
+  auto method = CreateMethod(spec, replica.params().table_ptr());
+  EXPECT_TRUE(method.ok());
+  std::vector<ClientPayload> clients;
+  clients.reserve(uploads.size());
+  for (const auto& [worker, result] : uploads)
+    clients.push_back({worker, result.num_samples, {result.payload.data(), result.payload.size()}});
+  auto aggregator = CreateWeightedMean();
+  auto aggregate = (*method)->Aggregate(clients, spec.aggregation_weights, *aggregator, round);
+  EXPECT_TRUE(aggregate.ok()) << aggregate.status().ToString();
+  EXPECT_TRUE((*method)->Apply(*aggregate, round, &replica.params()).ok());
+  return *aggregate;
+}
+
+TaskletResult Train(const JobSpec& spec, uint32_t round, const std::string& worker, const World& world,
+                    LlamaModel& replica) {
+  TaskletInput input{spec, round, worker, &world.rows};
+  auto result = testutil::RunModelTasklet(input, replica);
+  EXPECT_TRUE(result.ok()) << result.status().ToString();
+  return result.ok() ? *result : TaskletResult{};
+}
+
+class CoordinatorDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sink_ = std::make_shared<CapturingSink>();
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  void TearDown() override {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+
+  CoordinatorOptions Options(const World& world, const TempDir& data) const {
+    CoordinatorOptions options;
+    options.listen = "tcp://127.0.0.1:*";
+    options.http_listen = "127.0.0.1:0";
+    options.data_dir = data.path();
+    options.keys = keys_.coordinator;
+    options.allow_list = keys_.AllowList();
+    options.heartbeat_interval_ms = 1000;
+    options.heartbeat_misses = 10;
+    options.restart_grace_ms = 0;
+    options.eval_data = {{"heldout", world.data_path}};
+    return options;
+  }
+
+  Keys keys_;
+  std::shared_ptr<CapturingSink> sink_;
+};
+
+TEST_F(CoordinatorDaemonTest, RunsRoundsWithScriptedWorkersAndRefusesBadUploads) {
+  World world;
+  TempDir data;
+  const JobSpec spec = world.Spec();
+  RunningCoordinator coordinator(Options(world, data));
+  ASSERT_TRUE(coordinator.ok());
+
+  // Registration: the NIC's fabric_id reaches the inventory (the registration log line shows the
+  // placeable NICs of the inventory; docker0 is not one).
+  ScriptedWorker w1(coordinator.endpoint(), keys_, keys_.w1, "w1");
+  ScriptedWorker w2(coordinator.endpoint(), keys_, keys_.w2, "w2");
+  v1::RegisterAck ack1 = w1.Register(WorkerCapabilities(world.num_examples, "rack-7"));
+  ASSERT_TRUE(ack1.accepted()) << ack1.reason();
+  EXPECT_EQ(ack1.heartbeat_interval_ms(), 1000u);
+  EXPECT_EQ(ack1.heartbeat_miss_limit(), 10u);
+  ASSERT_TRUE(w2.Register(WorkerCapabilities(world.num_examples, "rack-8")).accepted());
+  EXPECT_TRUE(sink_->Contains("worker 'w1' registered"));
+  EXPECT_TRUE(sink_->Contains("NICs: eth0 ethernet 10000 Mb/s fabric rack-7)"));
+  EXPECT_TRUE(sink_->Contains("NICs: eth0 ethernet 10000 Mb/s fabric rack-8)"));
+  // The stranger's key may not take w1's id.
+  ScriptedWorker impostor(coordinator.endpoint(), keys_, keys_.stranger, "w1");
+  v1::RegisterAck refused = impostor.Register(WorkerCapabilities(world.num_examples, ""));
+  EXPECT_FALSE(refused.accepted());
+  EXPECT_NE(refused.reason().find("registered with another key"), std::string::npos) << refused.reason();
+
+  // A CLI client submits the job; both workers get RoundStart for round 1 at the base model's hash.
+  auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
+  Envelope submit = transport::NewEnvelope("cli");
+  submit.mutable_submit_job()->set_spec_yaml(EffectiveJobSpecYaml(spec));
+  auto submitted = Ask(*cli, submit);
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  const std::string job_id = submitted->envelope.submit_job_reply().job_id();
+  ASSERT_FALSE(job_id.empty());
+  auto replica = world.Replica();
+  const std::string base_hash = HashHex(WeightsHash(replica->params()));
+  for (ScriptedWorker* w : {&w1, &w2}) {
+    auto start = w->WaitForBody(Envelope::kRoundStart);
+    ASSERT_TRUE(start.has_value());
+    const v1::RoundStart& s = start->envelope.round_start();
+    EXPECT_EQ(s.job_id(), job_id);
+    EXPECT_EQ(s.round(), 1u);
+    EXPECT_EQ(s.committed_round(), 0u);
+    EXPECT_EQ(s.mode(), "ferret");
+    EXPECT_EQ(s.weights_hash(), base_hash) << w->worker_id();
+  }
+
+  // Round 1, computed in-process from the same replica and rows as the workers would.
+  const TaskletResult r1 = Train(spec, 1, "w1", world, *replica);
+  const TaskletResult r2 = Train(spec, 1, "w2", world, *replica);
+  ASSERT_FALSE(r1.payload.empty());
+  const v1::UploadUpdate u1 = InlineUpload(job_id, 1, "w1", r1);
+  const v1::UploadUpdate u2 = InlineUpload(job_id, 1, "w2", r2);
+
+  // Refused, each with a reason: an unregistered worker (retry: it may not have re-registered yet),
+  // a worker id claimed with another key, a round that is not open, an unknown job, a bulk payload
+  // larger than any ferret upload (refused before anything is pulled).
+  v1::UploadUpdate ghost = u1;
+  ghost.set_worker_id("ghost");
+  v1::UploadAck a = w1.Upload(ghost);
+  EXPECT_FALSE(a.accepted());
+  EXPECT_TRUE(a.retry());
+  EXPECT_NE(a.reason().find("worker 'ghost' is not registered"), std::string::npos) << a.reason();
+  a = impostor.Upload(u1);
+  EXPECT_FALSE(a.accepted());
+  EXPECT_FALSE(a.retry());
+  EXPECT_NE(a.reason().find("registered with another key"), std::string::npos) << a.reason();
+  v1::UploadUpdate wrong_round = u1;
+  wrong_round.set_round(2);
+  a = w1.Upload(wrong_round);
+  EXPECT_FALSE(a.accepted());
+  EXPECT_FALSE(a.retry());
+  EXPECT_NE(a.reason().find("wrong round (open round: 1)"), std::string::npos) << a.reason();
+  v1::UploadUpdate other_job = u1;
+  other_job.set_job_id("job-nope");
+  a = w1.Upload(other_job);
+  EXPECT_FALSE(a.accepted());
+  EXPECT_NE(a.reason().find("unknown job 'job-nope'"), std::string::npos) << a.reason();
+  v1::UploadUpdate oversized = BulkUpload(w2, u2);
+  const uint64_t max_bytes = (*CreateMethod(spec, replica->params().table_ptr()))->MaxPayloadBytes();
+  oversized.set_payload_size(max_bytes + 1);
+  a = w2.Upload(oversized);
+  EXPECT_FALSE(a.accepted());
+  EXPECT_FALSE(a.retry());
+  EXPECT_NE(a.reason().find("more than the " + std::to_string(max_bytes) + " bytes"), std::string::npos) << a.reason();
+  EXPECT_EQ(w2.bulk_requests_served, 0) << "the precheck refuses before pulling";
+
+  // w1 inline: accepted; again: a duplicate. w2 as a bulk object: pulled, accepted; that closes the round.
+  a = w1.Upload(u1);
+  EXPECT_TRUE(a.accepted()) << a.reason();
+  EXPECT_EQ(a.round(), 1u);
+  a = w1.Upload(u1);
+  EXPECT_FALSE(a.accepted());
+  EXPECT_TRUE(a.duplicate());
+  EXPECT_EQ(a.reason(), "duplicate");
+  a = w2.Upload(BulkUpload(w2, u2));
+  EXPECT_TRUE(a.accepted()) << a.reason();
+  EXPECT_GT(w2.bulk_requests_served, 0) << "the payload was pulled";
+
+  // RoundCommitted to both: the weighted mean of the two uploads, and the hash an in-process replica
+  // reaches by applying it.
+  const std::vector<uint8_t> aggregate1 = ExpectedRound(spec, 1, {{"w1", r1}, {"w2", r2}}, *replica);
+  const std::string hash1 = HashHex(WeightsHash(replica->params()));
+  ASSERT_NE(hash1, base_hash);
+  for (ScriptedWorker* w : {&w1, &w2}) {
+    auto committed = w->WaitForBody(Envelope::kRoundCommitted);
+    ASSERT_TRUE(committed.has_value());
+    const v1::RoundCommitted& rc = committed->envelope.round_committed();
+    EXPECT_EQ(rc.job_id(), job_id);
+    EXPECT_EQ(rc.round(), 1u);
+    EXPECT_EQ(rc.participants(), 2u);
+    EXPECT_EQ(rc.aggregate(), Bytes(aggregate1));
+    EXPECT_EQ(rc.weights_hash(), hash1) << w->worker_id();
+    EXPECT_FALSE(rc.job_finished());
+    w->replicas = {};
+    v1::ReplicaState state;
+    state.set_job_id(job_id);
+    state.set_round(1);
+    state.set_weights_hash(rc.weights_hash());
+    w->replicas.push_back(state);
+  }
+  // Round 1 is committed: its upload is late now.
+  a = w1.Upload(u1);
+  EXPECT_FALSE(a.accepted());
+  EXPECT_TRUE(a.late());
+  EXPECT_EQ(a.reason(), "late");
+
+  // Round 2 finishes the job.
+  for (ScriptedWorker* w : {&w1, &w2}) {
+    auto start = w->WaitFor(
+        [](const Message& m) { return m.envelope.has_round_start() && m.envelope.round_start().round() == 2; });
+    ASSERT_TRUE(start.has_value());
+    EXPECT_EQ(start->envelope.round_start().weights_hash(), hash1);
+  }
+  const TaskletResult s1 = Train(spec, 2, "w1", world, *replica);
+  const TaskletResult s2 = Train(spec, 2, "w2", world, *replica);
+  EXPECT_TRUE(w1.Upload(InlineUpload(job_id, 2, "w1", s1)).accepted());
+  EXPECT_TRUE(w2.Upload(InlineUpload(job_id, 2, "w2", s2)).accepted());
+  ExpectedRound(spec, 2, {{"w1", s1}, {"w2", s2}}, *replica);
+  const std::string hash2 = HashHex(WeightsHash(replica->params()));
+  auto committed2 = w1.WaitFor(
+      [](const Message& m) { return m.envelope.has_round_committed() && m.envelope.round_committed().round() == 2; });
+  ASSERT_TRUE(committed2.has_value());
+  EXPECT_EQ(committed2->envelope.round_committed().weights_hash(), hash2);
+  EXPECT_TRUE(committed2->envelope.round_committed().job_finished());
+  // An upload for a finished job is late, naming the job's state.
+  a = w2.Upload(InlineUpload(job_id, 3, "w2", s2));
+  EXPECT_FALSE(a.accepted());
+  EXPECT_TRUE(a.late());
+  EXPECT_NE(a.reason().find("FINISHED:COMPLETED"), std::string::npos) << a.reason();
+
+  // GetJob: both rounds with their hashes, and the replicas the workers reported in heartbeats.
+  v1::GetJobReply job;
+  for (int i = 0; i < 100; ++i) {
+    Envelope get = transport::NewEnvelope("cli");
+    get.mutable_get_job()->set_job_id(job_id);
+    auto reply = Ask(*cli, get);
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    job = reply->envelope.get_job_reply();
+    if (job.replicas_size() == 2) break;
+    w1.Idle(100);  // heartbeats go on
+    w2.Idle(100);
+  }
+  EXPECT_EQ(job.job().state(), "FINISHED:COMPLETED");
+  ASSERT_EQ(job.rounds_size(), 2);
+  EXPECT_EQ(job.rounds(0).weights_hash(), hash1);
+  EXPECT_EQ(job.rounds(1).weights_hash(), hash2);
+  EXPECT_DOUBLE_EQ(job.rounds(0).train_loss(), (r1.train_loss + r2.train_loss) / 2);
+  ASSERT_EQ(job.replicas_size(), 2);
+  EXPECT_EQ(job.replicas(0).worker_id(), "w1");
+  EXPECT_EQ(job.replicas(0).weights_hash(), hash1);
+
+  // The HTTP view renders the same job with the same keys as the CLI's --format json (JobView).
+  httplib::Client http("127.0.0.1", coordinator.http_port());
+  auto list = http.Get("/api/jobs");
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->status, 200);
+  const auto jobs = nlohmann::json::parse(list->body);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0]["job_id"], job_id);
+  EXPECT_EQ(jobs[0]["state"], "FINISHED:COMPLETED");
+  EXPECT_TRUE(jobs[0]["train_loss"].is_number());
+  EXPECT_FALSE(jobs[0].contains("loss"));
+  nlohmann::json d;
+  for (int i = 0; i < 100 && d["replicas"].size() != 2; ++i) {  // the view follows the loop closely
+    auto detail = http.Get("/api/jobs/" + job_id);
+    ASSERT_TRUE(detail);
+    ASSERT_EQ(detail->status, 200);
+    d = nlohmann::json::parse(detail->body);
+    if (d["replicas"].size() != 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(d["job"]["round"], 2);
+  EXPECT_EQ(d["job"]["train_loss"], jobs[0]["train_loss"]);
+  ASSERT_EQ(d["rounds"].size(), 2u);
+  EXPECT_EQ(d["rounds"][1]["weights_hash"], hash2);
+  EXPECT_EQ(d["replicas"].size(), 2u);
+  EXPECT_TRUE(coordinator.Stop().ok());
+}
+
+// The registry on its own: the inventory a Register makes, key binding, liveness and replicas.
+TEST(WorkerRegistryTest, CarriesFabricIdsBindsIdsToKeysAndTracksLiveness) {
+  TempDir dir;
+  auto store = checkpoint::CheckpointStore::Open(dir.path() + "/store");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  WorkerRegistry registry(store->get(), WorkerRegistryOptions{/*insecure=*/false, 1000, 3});
+  transport::PeerInfo alice{"route-a", "KEY-A", "alice", "10.0.0.1"};
+  transport::PeerInfo mallory{"route-m", "KEY-M", "mallory", "10.0.0.2"};
+
+  v1::Register reg;
+  reg.set_worker_id("w1");
+  *reg.mutable_capabilities() = WorkerCapabilities(18, "rack-7");
+  v1::Nic* ib = reg.mutable_capabilities()->add_nics();
+  ib->set_name("mlx5_0/1");
+  ib->set_kind("infiniband");
+  ib->set_speed_mbps(200000);
+  ib->set_fabric_id("ib-island-2");
+  auto entry = registry.Register(reg, alice, 1000);
+  ASSERT_TRUE(entry.ok()) << entry.status().ToString();
+  const WorkerInventory& inv = (*entry)->inventory;
+  ASSERT_EQ(inv.nics.size(), 2u) << "docker0 (fabric 'other') is not placeable";
+  EXPECT_EQ(inv.nics[0].name, "eth0");
+  EXPECT_EQ(inv.nics[0].fabric, NicFabric::kEthernet);
+  EXPECT_EQ(inv.nics[0].fabric_id, "rack-7");
+  EXPECT_EQ(inv.nics[1].fabric, NicFabric::kInfiniband);
+  EXPECT_EQ(inv.nics[1].fabric_id, "ib-island-2");
+  EXPECT_EQ(inv.datasets.at(kDataset), 18);
+  EXPECT_TRUE(inv.alive);
+  ASSERT_EQ(registry.AliveInventory().size(), 1u);
+  EXPECT_EQ(registry.AliveInventory()[0].nics[0].fabric_id, "rack-7");
+
+  // The id belongs to alice's key, also for a registry built later on the same store.
+  EXPECT_EQ(registry.Register(reg, mallory, 1100).status().code(), StatusCode::kPermissionDenied);
+  WorkerRegistry restarted(store->get(), WorkerRegistryOptions{/*insecure=*/false, 1000, 3});
+  EXPECT_EQ(restarted.Register(reg, mallory, 1100).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(registry.Authorize("w1", mallory).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(registry.Authorize("w9", alice).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(registry.Authorize("w1", alice).ok());
+  v1::Register bad = reg;
+  bad.set_worker_id("");
+  EXPECT_EQ(registry.Register(bad, alice, 1100).status().code(), StatusCode::kInvalidArgument);
+
+  // Heartbeats carry replicas; silence for heartbeat_misses intervals is death, a heartbeat revives.
+  v1::Heartbeat hb;
+  hb.set_worker_id("w1");
+  v1::ReplicaState* replica = hb.add_replicas();
+  replica->set_job_id("job-1");
+  replica->set_round(4);
+  replica->set_weights_hash("00000000000000ab");
+  const uint64_t version = registry.version();
+  ASSERT_TRUE(registry.Heartbeat(hb, alice, 2000).ok());
+  EXPECT_GT(registry.version(), version);
+  ASSERT_EQ(registry.ReplicasOf("job-1").size(), 1u);
+  EXPECT_EQ(registry.ReplicasOf("job-1")[0].worker_id(), "w1");
+  EXPECT_TRUE(registry.ReplicasOf("job-2").empty());
+  EXPECT_EQ(registry.Heartbeat(hb, mallory, 2100).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(registry.MarkDead(4000), 1);
+  EXPECT_EQ(registry.MarkDead(5001), 0);
+  EXPECT_TRUE(registry.AliveInventory().empty());
+  ASSERT_TRUE(registry.Heartbeat(hb, alice, 5100).ok());
+  EXPECT_EQ(registry.MarkDead(5200), 1);
+}
+
+}  // namespace
+}  // namespace tributary

@@ -23,11 +23,12 @@ enum class StatusCode : int {
   kAlreadyExists = 3,
   kIOError = 4,      // file system or socket failure
   kCorruption = 5,   // stored or received data fails a checksum or structural check
-  kUnavailable = 6,  // a capability that is not built (exit 69) or a peer that is not reachable
+  kUnavailable = 6,  // a peer that is not reachable or not ready yet (retry later)
   kTimeout = 7,
   kPermissionDenied = 8,  // authentication / authorization
   kFailedPrecondition = 9,
-  kInternal = 10,  // a bug
+  kInternal = 10,       // a bug
+  kUnimplemented = 11,  // a command, mode or capability this build lacks (the CLI exits 69)
 };
 
 // Human-readable name of a code ("InvalidArgument").
@@ -49,6 +50,7 @@ class [[nodiscard]] Status {
   static Status PermissionDenied(std::string msg) { return {StatusCode::kPermissionDenied, std::move(msg)}; }
   static Status FailedPrecondition(std::string msg) { return {StatusCode::kFailedPrecondition, std::move(msg)}; }
   static Status Internal(std::string msg) { return {StatusCode::kInternal, std::move(msg)}; }
+  static Status Unimplemented(std::string msg) { return {StatusCode::kUnimplemented, std::move(msg)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -153,7 +153,7 @@ Status FromRocksStatus(const rocksdb::Status& status, std::string_view what) {
   if (status.IsCorruption()) return Status::Corruption(std::move(msg));
   if (status.IsInvalidArgument()) return Status::InvalidArgument(std::move(msg));
   if (status.IsTimedOut()) return Status::Timeout(std::move(msg));
-  if (status.IsNotSupported()) return Status::Unavailable(std::move(msg));
+  if (status.IsNotSupported()) return Status::Unimplemented(std::move(msg));
   if (status.IsBusy() || status.IsTryAgain()) return Status::Unavailable(std::move(msg));
   return Status::IOError(std::move(msg));
 }

@@ -396,10 +396,6 @@ using JobRunner = Status (*)(JobFlags&, CommandContext&);
 CommandHandler JsonAware(std::shared_ptr<JobFlags> f, std::string name, JobRunner run) {
   return [f, name, run](CommandContext& ctx) -> Status {
     Status s = run(*f, ctx);
-    // A coordinator that does not answer (Unavailable) exits 2 like a refused key (PermissionDenied),
-    // not 69 as other Unavailable failures do: docs/cli.md, "Exit codes".
-    if (!s.ok() && s.code() == StatusCode::kUnavailable && IsConnectionFailure(s) && ctx.exit_code_override < 0)
-      ctx.exit_code_override = kExitConnection;
     if (!s.ok() && f->format == "json" && !f->json_printed) {
       const int code = ctx.exit_code_override >= 0 ? ctx.exit_code_override : ExitCodeForStatus(s);
       PrintJsonError(name, code, JsonErrorCode(s), s.message());

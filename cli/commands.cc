@@ -3,7 +3,7 @@
 namespace tributary::cli {
 
 Status NotBuiltYet(const std::string& what_is_missing) {
-  return Status::Unavailable("not built yet: " + what_is_missing);
+  return Status::Unimplemented("not built yet: " + what_is_missing);
 }
 
 void RegisterCommands(CLI::App& app, CommandRegistry& registry) {

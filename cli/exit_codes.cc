@@ -9,7 +9,8 @@ int ExitCodeForStatus(const Status& status) {
     case StatusCode::kNotFound:
     case StatusCode::kAlreadyExists:
     case StatusCode::kFailedPrecondition: return kExitInvalidArgs;
-    case StatusCode::kUnavailable: return kExitUnavailable;
+    case StatusCode::kUnimplemented: return kExitUnavailable;
+    case StatusCode::kUnavailable:
     case StatusCode::kPermissionDenied: return kExitConnection;
     case StatusCode::kTimeout: return kExitTimeout;
     case StatusCode::kIOError:

@@ -285,8 +285,13 @@ void Coordinator::Impl::PublishView() {
   JobCounts counts;
   for (const auto& [id, job] : jobs) {
     const v1::GetJobReply detail = job->Detail(workers->ReplicasOf(id));
-    view.push_back(JobStatusJson(detail.job()));
-    details[id] = JobDetailJson(detail);
+    // HTTP is not authenticated: a job's submit token (the client's idempotency key) stays off it.
+    nlohmann::json summary = JobStatusJson(detail.job());
+    summary.erase("submit_token");
+    nlohmann::json full = JobDetailJson(detail);
+    full["job"].erase("submit_token");
+    view.push_back(std::move(summary));
+    details[id] = std::move(full);
     switch (job->record().state) {
       case checkpoint::JobState::kPending: ++counts.pending; break;
       case checkpoint::JobState::kRunning: ++counts.running; break;

@@ -108,7 +108,7 @@ Envelope ErrorEnvelope(std::string_view sender, uint64_t request_id, const Statu
 Status StatusFromError(const v1::Error& error, std::string_view peer) {
   StatusCode code = StatusCode::kInternal;
   if (error.code() >= static_cast<uint32_t>(StatusCode::kInvalidArgument) &&
-      error.code() <= static_cast<uint32_t>(StatusCode::kInternal)) {
+      error.code() <= static_cast<uint32_t>(StatusCode::kUnimplemented)) {
     code = static_cast<StatusCode>(error.code());
   }
   return Status(code, "peer '" + std::string(peer) + "' answered: " + error.message());

@@ -110,7 +110,7 @@ bool IsValidZ85Key(std::string_view key) {
 }
 
 Result<KeyPair> GenerateKeyPair() {
-  if (!zmq_has("curve")) return Status::Unavailable("libzmq was built without CURVE support");
+  if (!zmq_has("curve")) return Status::Unimplemented("libzmq was built without CURVE support");
   char public_key[kZ85KeyChars + 1];
   char secret_key[kZ85KeyChars + 1];
   if (zmq_curve_keypair(public_key, secret_key) != 0) {

@@ -178,6 +178,8 @@ TEST_F(ClientCommandsTest, UnreachableCoordinatorExits2WithOneLine) {
     EXPECT_EQ(
         CountOccurrences(r.err, "cannot reach coordinator " + endpoint + ": no reply within 0.3 s (is it running"), 1)
         << r.err;
+    EXPECT_NE(r.err.find("tributary: error: " + args[0] + ": cannot reach coordinator"), std::string::npos)
+        << "the documented error line (docs/cli.md): " << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   // JSON mode: the same failure as one envelope on stdout, with the process's exit code.

@@ -33,6 +33,7 @@
 #include "federation/replica_state.h"
 #include "federation/tasklet.h"
 #include "tests/common/federation_util.h"
+#include "tests/common/temp_dir.h"
 #include "tests/common/tiny_llama.h"
 #include "transport/bulk.h"
 #include "transport/channel.h"
@@ -41,6 +42,7 @@ namespace tributary {
 namespace {
 
 namespace fs = std::filesystem;
+using testutil::TempDir;
 using transport::Envelope;
 using transport::Message;
 
@@ -48,23 +50,6 @@ constexpr char kDataset[] = "letters";
 constexpr int64_t kSeqLen = 64;
 constexpr int kWaitMs = 30000;  // generous: a failure, not a timing assertion
 constexpr auto kHeartbeatEvery = std::chrono::milliseconds(300);
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "coordinator_daemon_test.XXXXXX").string();
-    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Every log line, for checks of what the coordinator logged.
 class CapturingSink : public spdlog::sinks::base_sink<std::mutex> {
@@ -602,6 +587,7 @@ TEST_F(CoordinatorDaemonTest, RunsRoundsWithScriptedWorkersAndRefusesBadUploads)
   EXPECT_EQ(jobs[0]["state"], "FINISHED:COMPLETED");
   EXPECT_TRUE(jobs[0]["train_loss"].is_number());
   EXPECT_FALSE(jobs[0].contains("loss"));
+  EXPECT_FALSE(jobs[0].contains("submit_token")) << "HTTP is not authenticated";
   nlohmann::json d;
   for (int i = 0; i < 100 && d["replicas"].size() != 2; ++i) {  // the view follows the loop closely
     auto detail = http.Get("/api/jobs/" + job_id);
@@ -615,6 +601,7 @@ TEST_F(CoordinatorDaemonTest, RunsRoundsWithScriptedWorkersAndRefusesBadUploads)
   ASSERT_EQ(d["rounds"].size(), 2u);
   EXPECT_EQ(d["rounds"][1]["weights_hash"], hash2);
   EXPECT_EQ(d["replicas"].size(), 2u);
+  EXPECT_FALSE(d["job"].contains("submit_token"));
   EXPECT_TRUE(coordinator.Stop().ok());
 }
 

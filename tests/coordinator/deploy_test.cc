@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/temp_dir.h"
+
 namespace tributary {
 namespace {
 
@@ -80,13 +82,7 @@ class DeployTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(fs::exists(kSystemdDir)) << "run the test from the repository root (cwd: " << fs::current_path() << ")";
-    char dir_template[] = "/tmp/tributary_deploy_test_XXXXXX";
-    ASSERT_NE(mkdtemp(dir_template), nullptr);
-    temp_dir_ = dir_template;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    if (!temp_dir_.empty()) fs::remove_all(temp_dir_, ignored);
+    temp_dir_ = temp_.path();
   }
 
   // `systemd-analyze verify` on a copy of the unit whose ExecStart binary is /bin/true (the
@@ -110,6 +106,8 @@ class DeployTest : public ::testing::Test {
     if (rc != 0) diagnostics += "exit status " + std::to_string(rc) + ": " + output;
     return diagnostics;
   }
+
+  tributary::testutil::TempDir temp_{"tributary_deploy_test"};
 
   fs::path temp_dir_;
 };

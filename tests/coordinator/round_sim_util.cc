@@ -52,18 +52,6 @@ std::vector<SequenceRow> HeldOutRows() {
   return RowsOf(texts);
 }
 
-TempDir::TempDir() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "round_driver_test.XXXXXX").string();
-  char* made = mkdtemp(tmpl.data());
-  EXPECT_NE(made, nullptr);
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 JobSpec TinyJobSpec(const std::string& mode, uint64_t seed, int64_t rounds) {
   JobSpec spec;
   spec.name = "tiny";

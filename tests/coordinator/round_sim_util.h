@@ -16,27 +16,19 @@
 #include "federation/method.h"
 #include "peft/lora.h"
 #include "scheduler/scheduler.h"
+#include "tests/common/temp_dir.h"
 
 namespace tributary::round_sim {
 
 inline constexpr char kDataset[] = "letters";
 inline constexpr int kNumWorkers = 4;
 
+using testutil::TempDir;
+
 LlamaConfig TinyConfig();
 // Worker w's rows (non-IID: one pattern per worker); held-out rows of all four patterns.
 std::vector<SequenceRow> WorkerRows(int worker);
 std::vector<SequenceRow> HeldOutRows();
-
-// A fresh temp directory removed by the destructor.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A ferret job over the tiny model (tests change the mode and fields they need).
 JobSpec TinyJobSpec(const std::string& mode, uint64_t seed, int64_t rounds);

@@ -19,7 +19,7 @@
 
 namespace tributary {
 
-struct Linear;  // engine/llama_model.h
+struct Linear;  // engine/model/llama_model.h
 
 class LinearAdapter {
  public:

@@ -62,7 +62,7 @@ TEST(MetricsTest, RougeLTextNormalizedWords) {
 }
 
 // The expected values below were worked out by hand from the rouge 1.0.1 algorithm (documented in
-// engine/metrics.h) and agree with the package's own output.
+// engine/text/metrics.h) and agree with the package's own output.
 TEST(MetricsTest, Rouge101CaseSensitiveWordSets) {
   // hyp sentences: ["The cat sat on the mat"] (the trailing "" after '.' is dropped);
   // hyp word set {The, cat, sat, on, the, mat}: n = 6. ref word set {the, cat, is, on, mat}: m = 5.

@@ -393,7 +393,7 @@ model:
   EXPECT_NE(JobSpecHash(targets), JobSpecHash(swapped));
 }
 
-// 64-bit FNV-1a written out independently of engine/hash.h.
+// 64-bit FNV-1a written out independently of base/hash.h.
 uint64_t ReferenceFnv1a(const std::string& text) {
   uint64_t h = 14695981039346656037ull;
   for (unsigned char c : text) {

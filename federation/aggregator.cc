@@ -13,16 +13,8 @@ class WeightedMean final : public Aggregator {
   void CombineRange(const ClientVectors& clients, const std::vector<double>& weights, int64_t begin, int64_t n,
                     double* out) override {
     std::fill(out, out + n, 0.0);
-    values_.resize(static_cast<size_t>(n));
-    for (size_t c = 0; c < clients.count(); ++c) {
-      clients.Read(c, begin, n, values_.data());
-      const double w = weights[c];
-      for (int64_t j = 0; j < n; ++j) out[j] += w * static_cast<double>(values_[static_cast<size_t>(j)]);
-    }
+    for (size_t c = 0; c < clients.count(); ++c) clients.AddWeighted(c, begin, n, weights[c], out);
   }
-
- private:
-  std::vector<float> values_;  // one client's chunk
 };
 
 }  // namespace
@@ -52,6 +44,13 @@ Result<std::vector<double>> ClientWeights(const std::vector<uint64_t>& num_sampl
     out.push_back(weights == AggregationWeights::kEqual ? 1.0 / static_cast<double>(num_samples.size())
                                                         : static_cast<double>(samples) / total_samples);
   return out;
+}
+
+void ClientVectors::AddWeighted(size_t client, int64_t begin, int64_t n, double weight, double* sum) const {
+  thread_local std::vector<float> values;  // one client's range
+  values.resize(static_cast<size_t>(n));
+  Read(client, begin, n, values.data());
+  for (int64_t j = 0; j < n; ++j) sum[j] += weight * static_cast<double>(values[static_cast<size_t>(j)]);
 }
 
 Status Aggregator::Prepare(const ClientVectors& /*clients*/, const std::vector<double>& /*weights*/) {

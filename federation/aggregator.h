@@ -60,6 +60,10 @@ class ClientVectors {
   virtual int64_t dim() const = 0;
   // out[j] = value of coordinate begin + j of client `client`, for j < n (begin + n <= dim()).
   virtual void Read(size_t client, int64_t begin, int64_t n, float* out) const = 0;
+  // sum[j] += weight * value of coordinate begin + j (fp64 product and sum), for j < n. The default reads
+  // the range; vectors that know where their zeros are (padded coefficient prefixes) skip them, which is
+  // bit-identical because adding +0.0 to a sum that started at +0.0 changes nothing.
+  virtual void AddWeighted(size_t client, int64_t begin, int64_t n, double weight, double* sum) const;
 };
 
 class Aggregator {

@@ -28,10 +28,21 @@ class CoefficientVectors final : public ClientVectors {
   const std::vector<int64_t>& support() const { return support_; }
   const std::vector<int64_t>& offset() const { return offset_; }
 
+  void AddWeighted(size_t client, int64_t begin, int64_t n, double weight, double* sum) const override {
+    const int64_t end = begin + n;
+    for (size_t l = BlockAt(begin); l + 1 < offset_.size() && offset_[l] < end; ++l) {
+      const std::vector<float>& g = payloads_[client]->gamma[l];
+      // Only the client's own prefix of the block: the padding is zeros.
+      const int64_t lo = std::max(begin, offset_[l]);
+      const int64_t hi = std::min(end, offset_[l] + static_cast<int64_t>(g.size()));
+      for (int64_t j = lo; j < hi; ++j)
+        sum[j - begin] += weight * static_cast<double>(g[static_cast<size_t>(j - offset_[l])]);
+    }
+  }
+
   void Read(size_t client, int64_t begin, int64_t n, float* out) const override {
     const int64_t end = begin + n;
-    // The block holding coordinate `begin`: the last block whose offset is <= begin.
-    size_t l = static_cast<size_t>(std::upper_bound(offset_.begin(), offset_.end(), begin) - offset_.begin()) - 1;
+    size_t l = BlockAt(begin);
     for (int64_t j = begin; j < end; ++l) {
       const std::vector<float>& g = payloads_[client]->gamma[l];
       const int64_t block_end = std::min(end, offset_[l + 1]);
@@ -43,6 +54,11 @@ class CoefficientVectors final : public ClientVectors {
   }
 
  private:
+  // The block holding coordinate `j`: the last block whose offset is <= j.
+  size_t BlockAt(int64_t j) const {
+    return static_cast<size_t>(std::upper_bound(offset_.begin(), offset_.end(), j) - offset_.begin()) - 1;
+  }
+
   std::vector<const Payload*> payloads_;
   std::vector<int64_t> support_;  // S_l
   std::vector<int64_t> offset_;   // where block l starts in a client vector; back() = dim

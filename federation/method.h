@@ -13,7 +13,9 @@
 // The "trainable state" a round changes is one arena: the model parameters, or for methods that
 // train adapters the LoRA adapter parameters on a frozen base (federation/replica_state.h).
 //
-// Adding a method: one file defining its MethodInfo, plus its line in federation/methods.cc.
+// Adding a method: one file defining its MethodInfo, and its registration in federation/methods.cc (the
+// MethodInfo's declaration and its entry in the list). Nothing else names the methods: the job spec's
+// choices, the options sections it admits and the modes a worker reports all come from the registry.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// The registry of federated methods: one line per method (its MethodInfo is defined in its own file).
+// The registry of federated methods: each method's MethodInfo is defined in its own file and registered
+// here, once in the declarations and once in the list (the list's order is the order users see).
 #include "federation/job_spec.h"
 #include "federation/method.h"
 

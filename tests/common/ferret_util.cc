@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "base/hash.h"
+
 namespace tributary::ferret_test {
 
 std::shared_ptr<TensorTable> MakeTable(const std::vector<int64_t>& sizes) {
@@ -40,13 +42,7 @@ std::vector<double> Reconstruct(const FerretOptions& options, const std::vector<
 }
 
 uint64_t HashArena(const Arena& arena) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  const auto* p = reinterpret_cast<const unsigned char*>(arena.data());
-  for (size_t i = 0; i < static_cast<size_t>(arena.size()) * sizeof(float); ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
+  return Fnv1a64(arena.data(), static_cast<size_t>(arena.size()) * sizeof(float));
 }
 
 }  // namespace tributary::ferret_test

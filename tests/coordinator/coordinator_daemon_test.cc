@@ -32,6 +32,7 @@
 #include "federation/method.h"
 #include "federation/replica_state.h"
 #include "federation/tasklet.h"
+#include "tests/common/daemon_world.h"
 #include "tests/common/federation_util.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/tiny_llama.h"
@@ -72,40 +73,9 @@ class CapturingSink : public spdlog::sinks::base_sink<std::mutex> {
   std::vector<std::string> lines_;
 };
 
-// The job's world: a tiny base model directory, a jsonl dataset (also the held-out set), the spec,
-// and the rows an in-process replica trains on (built like the worker builds them).
-struct World {
-  TempDir dir;
-  std::string model_dir = dir.path() + "/model";
-  std::string data_path = dir.path() + "/letters.jsonl";
-  LlamaConfig config = testutil::TinyByteLlama(kSeqLen);
-  std::unique_ptr<LlamaModel> base;
-  std::vector<SequenceRow> rows;
-  int64_t num_examples = 0;
-
-  World() {
-    auto model = LlamaModel::Create(config);
-    EXPECT_TRUE(model.ok());
-    base = std::move(*model);
-    base->InitRandom(11);
-    ByteTokenizer tokenizer;
-    SaveModelOptions save;
-    save.tokenizer = &tokenizer;
-    EXPECT_TRUE(SaveModelDir(model_dir, config, base->params(), save).ok());
-    std::ofstream out(data_path);
-    const char* const words[] = {"abc", "xyz", "mno", "qrs", "hello", "world"};
-    for (int i = 0; i < 18; ++i) {
-      out << R"({"instruction": "repeat )" << words[i % 6] << R"(", "output": ")" << words[(i + 1) % 6] << " "
-          << words[i % 6] << "\"}\n";
-      ++num_examples;
-    }
-    out.close();
-    auto examples = LoadExamples(data_path);
-    EXPECT_TRUE(examples.ok());
-    auto tokenized = TokenizeExamples(*examples, tokenizer, TokenizeOptions{});
-    EXPECT_TRUE(tokenized.ok());
-    rows = BuildRows(*tokenized, kSeqLen, /*pack=*/true, ByteTokenizer::kPadId);
-  }
+// The job's world (tests/common/daemon_world.h; the dataset is also the held-out set) and its spec.
+struct World : testutil::DaemonWorld {
+  World() : DaemonWorld(kSeqLen) {}
 
   JobSpec Spec() const {
     const std::string yaml = "name: daemon test\nmodel:\n  base: " + model_dir + "\ndata:\n  dataset: " + kDataset +
@@ -117,13 +87,6 @@ struct World {
     auto spec = ParseJobSpec(yaml, "test spec");
     EXPECT_TRUE(spec.ok()) << spec.status().ToString();
     return *spec;
-  }
-
-  std::unique_ptr<LlamaModel> Replica() const {
-    auto model = LlamaModel::Create(config);
-    EXPECT_TRUE(model.ok());
-    (*model)->params().CopyFrom(base->params());
-    return std::move(*model);
   }
 };
 

@@ -18,6 +18,7 @@
 #include "federation/replica_state.h"
 #include "federation/tasklet.h"
 #include "peft/ferret.h"
+#include "tests/common/daemon_world.h"
 #include "tests/common/federation_util.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/tiny_llama.h"
@@ -35,42 +36,9 @@ constexpr uint32_t kHeartbeatMs = 100;
 constexpr int kWaitMs = 20000;   // generous: a failure, not a timing assertion
 constexpr int64_t kSeqLen = 64;  // a prompt plus its response fits a row: the loss is not all masked
 
-// The job's world: a tiny base model directory, a jsonl dataset, the spec, and an in-process oracle
-// replica (model + rows built independently of the daemon, with the byte tokenizer).
-struct World {
-  TempDir dir;
-  std::string model_dir;
-  std::string data_path;
-  LlamaConfig config = testutil::TinyByteLlama(64);
-  std::unique_ptr<LlamaModel> base;
-  std::vector<SequenceRow> rows;
-  int64_t num_examples = 0;
-
-  World() {
-    model_dir = dir.path() + "/model";
-    data_path = dir.path() + "/letters.jsonl";
-    auto model = LlamaModel::Create(config);
-    EXPECT_TRUE(model.ok());
-    base = std::move(*model);
-    base->InitRandom(11);
-    ByteTokenizer tokenizer;
-    SaveModelOptions save;
-    save.tokenizer = &tokenizer;
-    EXPECT_TRUE(SaveModelDir(model_dir, config, base->params(), save).ok());
-    std::ofstream out(data_path);
-    const char* const words[] = {"abc", "xyz", "mno", "qrs", "hello", "world"};
-    for (int i = 0; i < 18; ++i) {
-      out << R"({"instruction": "repeat )" << words[i % 6] << R"(", "output": ")" << words[(i + 1) % 6] << " "
-          << words[i % 6] << "\"}\n";
-      ++num_examples;
-    }
-    out.close();
-    auto examples = LoadExamples(data_path);
-    EXPECT_TRUE(examples.ok());
-    auto tokenized = TokenizeExamples(*examples, tokenizer, TokenizeOptions{});
-    EXPECT_TRUE(tokenized.ok());
-    rows = BuildRows(*tokenized, kSeqLen, /*pack=*/true, ByteTokenizer::kPadId);
-  }
+// The job's world (tests/common/daemon_world.h) and its spec.
+struct World : testutil::DaemonWorld {
+  World() : DaemonWorld(kSeqLen) {}
 
   // The spec as the coordinator sends it (YAML) and as the worker parses it.
   JobSpec Spec(const std::string& mode) const {
@@ -91,14 +59,6 @@ struct World {
     auto parsed = ParseJobSpec(EffectiveJobSpecYaml(spec), "test spec");
     EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
     return *parsed;
-  }
-
-  // A replica of the base model.
-  std::unique_ptr<LlamaModel> Replica() const {
-    auto model = LlamaModel::Create(config);
-    EXPECT_TRUE(model.ok());
-    (*model)->params().CopyFrom(base->params());
-    return std::move(*model);
   }
 };
 

@@ -30,7 +30,8 @@ add_library(tributary_dep_rocksdb INTERFACE)
 target_include_directories(tributary_dep_rocksdb SYSTEM INTERFACE ${ROCKSDB_INCLUDE_DIR})
 target_link_libraries(tributary_dep_rocksdb INTERFACE ${ROCKSDB_LIBRARY})
 
-# gloo: Debian ships libgloo.so and headers (TCP + ibverbs transports, no CUDA).
+# gloo: Debian ships libgloo.so and headers (TCP + ibverbs transports, no CUDA). Found now, linked by the
+# cluster-mode island all-reduce when it lands (docs/architecture.md, "Where the next pieces go").
 find_path(GLOO_INCLUDE_DIR gloo/allreduce.h REQUIRED)
 find_library(GLOO_LIBRARY gloo REQUIRED)
 add_library(tributary_dep_gloo INTERFACE)

@@ -196,7 +196,7 @@ Row RunOne(const Args& args, WireDtype dtype, int64_t params, int num_blocks, in
   std::vector<ClientCoefficients> clients(uploads);
   for (int i = 0; i < uploads; ++i) clients[i] = {ids[i], static_cast<uint64_t>(num_samples[i]), &parsed[i]};
 
-  std::unique_ptr<Aggregator> mean = CreateWeightedMean();
+  std::unique_ptr<Aggregation> mean = Aggregation::Create({}).value();
   std::vector<double> aggregate_times;
   long aggregate_peak_kb = 0;
   size_t aggregate_bytes = 0;

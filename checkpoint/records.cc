@@ -358,8 +358,10 @@ class Reader {
   std::string problem_;
 };
 
-// Verifies version, kind and checksum; on success `fields` is the part between header and checksum.
-Status OpenEnvelope(std::string_view value, RecordKind kind, std::string_view what, std::string_view* fields) {
+// Verifies version, kind and checksum; on success `fields` is the part between header and checksum and
+// *format_version (when given) the version the value was written at.
+Status OpenEnvelope(std::string_view value, RecordKind kind, std::string_view what, std::string_view* fields,
+                    uint8_t* format_version = nullptr) {
   if (value.size() < 6) {
     return Status::Corruption(std::string(what) + ": value of " + std::to_string(value.size()) +
                               " bytes is too short for a record");
@@ -374,10 +376,12 @@ Status OpenEnvelope(std::string_view value, RecordKind kind, std::string_view wh
     return Status::Corruption(std::string(what) + buf);
   }
   auto version = static_cast<uint8_t>(value[0]);
-  if (version != kFormatVersion) {
+  if (version < kOldestFormatVersion || version > kFormatVersion) {
     return Status::Corruption(std::string(what) + ": unknown value format version " + std::to_string(version) +
-                              " (this build reads " + std::to_string(kFormatVersion) + ")");
+                              " (this build reads " + std::to_string(kOldestFormatVersion) + ".." +
+                              std::to_string(kFormatVersion) + ")");
   }
+  if (format_version != nullptr) *format_version = version;
   auto stored_kind = static_cast<uint8_t>(value[1]);
   if (stored_kind != static_cast<uint8_t>(kind)) {
     return Status::Corruption(std::string(what) + ": value holds a " + KindName(stored_kind) + " record, expected a " +
@@ -471,6 +475,9 @@ std::string EncodeRound(const RoundRecord& round) {
   for (const auto& p : round.participants) {
     w.Bytes(p.worker_id);
     w.F64(p.weight);
+    w.F64(p.anomaly_score);
+    w.F64(p.clip_scale);
+    w.U8(p.excluded ? 1 : 0);
   }
   w.Bytes(round.aggregate);
   w.F64(round.metrics.heldout_loss);
@@ -483,19 +490,26 @@ std::string EncodeRound(const RoundRecord& round) {
 
 Status DecodeRound(std::string_view value, std::string_view what, RoundRecord* round) {
   std::string_view fields;
-  TRIB_RETURN_IF_ERROR(OpenEnvelope(value, RecordKind::kRound, what, &fields));
+  uint8_t version = 0;
+  TRIB_RETURN_IF_ERROR(OpenEnvelope(value, RecordKind::kRound, what, &fields, &version));
   Reader r(fields, what);
   round->job_id = r.Bytes();
   round->round = r.U32();
   round->job_seed = r.U64();
   round->seed_mode = r.Bytes();
-  uint32_t n = r.Count(4 + 8);
+  const bool reports = version >= 2;
+  uint32_t n = r.Count(reports ? 4 + 8 + 8 + 8 + 1 : 4 + 8);
   round->participants.clear();
   round->participants.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
     RoundParticipant p;
     p.worker_id = r.Bytes();
     p.weight = r.F64();
+    if (reports) {
+      p.anomaly_score = r.F64();
+      p.clip_scale = r.F64();
+      p.excluded = r.U8() != 0;
+    }
     round->participants.push_back(std::move(p));
   }
   round->aggregate = r.Bytes();

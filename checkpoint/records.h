@@ -29,7 +29,11 @@ class Status;
 
 namespace tributary::checkpoint::internal {
 
-inline constexpr uint8_t kFormatVersion = 1;
+// Value format versions: every record is written at kFormatVersion and read at any version from
+// kOldestFormatVersion on. Version 2 added each round participant's aggregation report (anomaly score,
+// clip scale, excluded); a version-1 round reads with those unknown.
+inline constexpr uint8_t kFormatVersion = 2;
+inline constexpr uint8_t kOldestFormatVersion = 1;
 
 enum class RecordKind : uint8_t {
   kSchema = 1,

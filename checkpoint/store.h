@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -97,6 +98,11 @@ struct UpdateRecord {
 struct RoundParticipant {
   std::string worker_id;
   double weight = 0.0;  // aggregation weight
+  // What the round's aggregation learned about this client (federation/aggregator.h); rounds stored
+  // before these existed read as NaN, 1 and false.
+  double anomaly_score = std::numeric_limits<double>::quiet_NaN();  // distance to the aggregate / median
+  double clip_scale = 1.0;                                          // 1: not clipped
+  bool excluded = false;                                            // left out by the rule (Krum)
 };
 
 struct RoundMetrics {

@@ -72,7 +72,7 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(checkpoint::CheckpointS
   driver->global_ = Arena(initial.table_ptr());
   driver->global_.CopyFrom(initial);
   TRIB_ASSIGN_OR_RETURN(driver->method_, CreateMethod(spec, initial.table_ptr()));
-  driver->aggregator_ = CreateWeightedMean();
+  TRIB_ASSIGN_OR_RETURN(driver->aggregation_, Aggregation::Create(spec.aggregation));
 
   checkpoint::JobRecord job;
   job.job_id = job_id;
@@ -100,7 +100,7 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
   // Latest snapshot, then replay every committed round after it, checking each logged hash.
   TRIB_RETURN_IF_ERROR(RebuildTrainableState(store, job_id, spec, driver->last_committed_, &driver->global_));
   TRIB_ASSIGN_OR_RETURN(driver->method_, CreateMethod(spec, driver->global_.table_ptr()));
-  driver->aggregator_ = CreateWeightedMean();
+  TRIB_ASSIGN_OR_RETURN(driver->aggregation_, Aggregation::Create(spec.aggregation));
   // Tasklet durations are not stored as such; the recent rounds' upload times relative to the previous
   // commit (when the next round opens, within milliseconds) rebuild the deadline history, so a restarted
   // coordinator does not fall back to the initial deadline.
@@ -238,11 +238,18 @@ Result<std::vector<uint8_t>> RoundDriver::Aggregate(const std::vector<UpdateReco
     samples.push_back(u.num_samples);
   }
   TRIB_ASSIGN_OR_RETURN(std::vector<double> weights, ClientWeights(samples, spec_.aggregation_weights));
-  for (size_t i = 0; i < updates.size(); ++i) participants->push_back({updates[i].worker_id, weights[i]});
-  auto aggregate = method_->Aggregate(clients, spec_.aggregation_weights, *aggregator_, current_.round);
+  auto aggregate = method_->Aggregate(clients, spec_.aggregation_weights, *aggregation_, global_, current_.round);
   if (!aggregate.ok())
     return aggregate.status().WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));
-  return aggregate;
+  const AggregationReport& report = aggregate->report;
+  for (size_t i = 0; i < updates.size(); ++i) {
+    RoundParticipant p{updates[i].worker_id, weights[i]};
+    p.anomaly_score = report.anomaly_scores[i];
+    p.clip_scale = report.clip_scales[i];
+    p.excluded = report.excluded[i];
+    participants->push_back(std::move(p));
+  }
+  return std::move(aggregate->bytes);
 }
 
 Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {

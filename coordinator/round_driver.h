@@ -161,7 +161,7 @@ class RoundDriver {
   RoundDeadline deadline_;
   Evaluator evaluator_;
   std::unique_ptr<FederatedMethod> method_;
-  std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<Aggregation> aggregation_;
   int64_t min_worker_memory_ = 0;
 };
 

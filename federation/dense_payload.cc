@@ -12,16 +12,22 @@ namespace {
 // One client vector per dense payload, read from its bytes (no copy of the payloads).
 class DenseClientVectors final : public ClientVectors {
  public:
-  DenseClientVectors(const std::vector<ClientPayload>& clients, int64_t dim) : clients_(clients), dim_(dim) {}
+  DenseClientVectors(const std::vector<ClientPayload>& clients, const float* reference, int64_t dim)
+      : clients_(clients), reference_(reference), dim_(dim) {}
   size_t count() const override { return clients_.size(); }
   int64_t dim() const override { return dim_; }
   void Read(size_t client, int64_t begin, int64_t n, float* out) const override {
     std::memcpy(out, clients_[client].payload.data() + begin * static_cast<int64_t>(sizeof(float)),
                 static_cast<size_t>(n) * sizeof(float));
   }
+  void ReadReference(int64_t begin, int64_t n, float* out) const override {
+    if (reference_ == nullptr) return ClientVectors::ReadReference(begin, n, out);
+    std::memcpy(out, reference_ + begin, static_cast<size_t>(n) * sizeof(float));
+  }
 
  private:
   const std::vector<ClientPayload>& clients_;
+  const float* reference_;  // null: zero
   int64_t dim_;
 };
 
@@ -41,8 +47,8 @@ Status ValidateDensePayload(std::span<const uint8_t> payload, int64_t count) {
   return Status::OK();
 }
 
-Result<std::vector<uint8_t>> AggregateDense(const std::vector<ClientPayload>& clients, AggregationWeights weights,
-                                            Aggregator& aggregator, int64_t count) {
+Result<MethodAggregate> AggregateDense(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                       Aggregation& aggregation, const float* reference, int64_t count) {
   for (const ClientPayload& c : clients) {
     if (c.payload.size() != static_cast<size_t>(count) * sizeof(float))
       return Status::InvalidArgument("worker '" + c.worker_id + "': logged payload has " +
@@ -52,13 +58,15 @@ Result<std::vector<uint8_t>> AggregateDense(const std::vector<ClientPayload>& cl
   samples.reserve(clients.size());
   for (const ClientPayload& c : clients) samples.push_back(c.num_samples);
   TRIB_ASSIGN_OR_RETURN(std::vector<double> client_weights, ClientWeights(samples, weights));
-  const DenseClientVectors vectors(clients, count);
-  std::vector<float> mean(static_cast<size_t>(count));
-  TRIB_RETURN_IF_ERROR(
-      RunAggregator(aggregator, vectors, client_weights, [&mean](int64_t begin, const double* values, int64_t n) {
-        for (int64_t j = 0; j < n; ++j) mean[static_cast<size_t>(begin + j)] = static_cast<float>(values[j]);
+  const DenseClientVectors vectors(clients, reference, count);
+  std::vector<float> combined(static_cast<size_t>(count));
+  MethodAggregate out;
+  TRIB_ASSIGN_OR_RETURN(
+      out.report, aggregation.Run(vectors, client_weights, [&combined](int64_t begin, const double* values, int64_t n) {
+        for (int64_t j = 0; j < n; ++j) combined[static_cast<size_t>(begin + j)] = static_cast<float>(values[j]);
       }));
-  return FloatsToBytes(mean.data(), count);
+  out.bytes = FloatsToBytes(combined.data(), count);
+  return out;
 }
 
 Status DenseMethod::ValidatePayload(std::span<const uint8_t> payload, uint32_t /*round*/) const {
@@ -69,10 +77,11 @@ uint64_t DenseMethod::MaxPayloadBytes() const {
   return static_cast<uint64_t>(count_) * sizeof(float);
 }
 
-Result<std::vector<uint8_t>> DenseMethod::Aggregate(const std::vector<ClientPayload>& clients,
-                                                    AggregationWeights weights, Aggregator& aggregator,
-                                                    uint32_t /*round*/) const {
-  return AggregateDense(clients, weights, aggregator, count_);
+Result<MethodAggregate> DenseMethod::Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                               Aggregation& aggregation, const Arena& global,
+                                               uint32_t /*round*/) const {
+  TRIB_CHECK(global.size() == count_ && global.is_host());
+  return AggregateDense(clients, weights, aggregation, payload_is_state_ ? global.data() : nullptr, count_);
 }
 
 }  // namespace tributary

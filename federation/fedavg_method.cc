@@ -13,7 +13,8 @@ namespace {
 
 class FedAvgMethod final : public DenseMethod {
  public:
-  FedAvgMethod(double server_lr, int64_t count) : DenseMethod(count), server_lr_(server_lr) {}
+  FedAvgMethod(double server_lr, int64_t count)
+      : DenseMethod(count, /*payload_is_state=*/false), server_lr_(server_lr) {}
 
   Result<std::vector<uint8_t>> EncodeUpdate(const Arena& w_old, const Arena& w_new, uint32_t /*round*/) const override {
     TRIB_CHECK(w_old.size() == count() && w_new.size() == count());

@@ -40,6 +40,32 @@ class CoefficientVectors final : public ClientVectors {
     }
   }
 
+  // The padding of a client's block is zeros: its share of the distance is the center's squares there,
+  // read from prefix sums, so a client costs its own coefficients plus one term per block.
+  void AddSquaredDistance(size_t client, int64_t begin, int64_t n, const double* center,
+                          double* squared) const override {
+    const int64_t end = begin + n;
+    if (center != squares_of_ || begin != squares_begin_ || n != squares_n_) {
+      prefix_squares_.assign(static_cast<size_t>(n) + 1, 0.0);
+      for (int64_t j = 0; j < n; ++j)
+        prefix_squares_[static_cast<size_t>(j) + 1] = prefix_squares_[static_cast<size_t>(j)] + center[j] * center[j];
+      squares_of_ = center, squares_begin_ = begin, squares_n_ = n;
+    }
+    double acc = 0.0;
+    for (size_t l = BlockAt(begin); l + 1 < offset_.size() && offset_[l] < end; ++l) {
+      const std::vector<float>& g = payloads_[client]->gamma[l];
+      const int64_t lo = std::max(begin, offset_[l]);
+      const int64_t own = std::min(end, std::max(lo, offset_[l] + static_cast<int64_t>(g.size())));
+      for (int64_t j = lo; j < own; ++j) {
+        const double d = static_cast<double>(g[static_cast<size_t>(j - offset_[l])]) - center[j - begin];
+        acc += d * d;
+      }
+      const int64_t hi = std::min(end, offset_[l + 1]);
+      acc += prefix_squares_[static_cast<size_t>(hi - begin)] - prefix_squares_[static_cast<size_t>(own - begin)];
+    }
+    *squared += acc;
+  }
+
   void Read(size_t client, int64_t begin, int64_t n, float* out) const override {
     const int64_t end = begin + n;
     size_t l = BlockAt(begin);
@@ -60,6 +86,10 @@ class CoefficientVectors final : public ClientVectors {
   }
 
   std::vector<const Payload*> payloads_;
+  // AddSquaredDistance's prefix sums of center^2 for the last center it saw.
+  mutable std::vector<double> prefix_squares_;
+  mutable const double* squares_of_ = nullptr;
+  mutable int64_t squares_begin_ = -1, squares_n_ = -1;
   std::vector<int64_t> support_;  // S_l
   std::vector<int64_t> offset_;   // where block l starts in a client vector; back() = dim
 };
@@ -84,8 +114,8 @@ class FerretMethod final : public FederatedMethod {
     return PayloadBytes(options_.wire_dtype, std::vector<int>(blocks_.size(), options_.K));
   }
 
-  Result<std::vector<uint8_t>> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
-                                         Aggregator& aggregator, uint32_t round) const override {
+  Result<MethodAggregate> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                    Aggregation& aggregation, const Arena& /*global*/, uint32_t round) const override {
     std::vector<Payload> payloads;
     payloads.reserve(clients.size());
     for (const ClientPayload& c : clients) {
@@ -94,10 +124,12 @@ class FerretMethod final : public FederatedMethod {
     }
     std::vector<ClientCoefficients> coefficients;
     for (size_t i = 0; i < clients.size(); ++i) coefficients.push_back({i, clients[i].num_samples, &payloads[i]});
+    MethodAggregate out;
     TRIB_ASSIGN_OR_RETURN(Payload aggregate,
-                          AggregateCoefficients(coefficients, weights, aggregator, round,
-                                                static_cast<int>(blocks_.size()), options_.wire_dtype));
-    return SerializePayload(aggregate);
+                          AggregateCoefficients(coefficients, weights, aggregation, round,
+                                                static_cast<int>(blocks_.size()), options_.wire_dtype, &out.report));
+    TRIB_ASSIGN_OR_RETURN(out.bytes, SerializePayload(aggregate));
+    return out;
   }
 
   Status Apply(std::span<const uint8_t> aggregate, uint32_t round, Arena* state) const override {
@@ -139,7 +171,8 @@ FerretOptions FerretOptionsOf(const JobSpec& spec) {
 }
 
 Result<Payload> AggregateCoefficients(const std::vector<ClientCoefficients>& clients, AggregationWeights weights,
-                                      Aggregator& aggregator, uint32_t round, int num_blocks, WireDtype out_dtype) {
+                                      Aggregation& aggregation, uint32_t round, int num_blocks, WireDtype out_dtype,
+                                      AggregationReport* report) {
   if (clients.empty())
     return Status::InvalidArgument("ferret aggregation of round " + std::to_string(round) + ": no clients");
   std::vector<const ClientCoefficients*> order;
@@ -170,16 +203,18 @@ Result<Payload> AggregateCoefficients(const std::vector<ClientCoefficients>& cli
   out.dtype = out_dtype;
   out.gamma.resize(static_cast<size_t>(num_blocks));
   for (size_t l = 0; l < out.gamma.size(); ++l) out.gamma[l].resize(static_cast<size_t>(vectors.support()[l]));
-  TRIB_RETURN_IF_ERROR(
-      RunAggregator(aggregator, vectors, client_weights, [&](int64_t begin, const double* values, int64_t n) {
-        size_t l = 0;
-        for (int64_t j = begin; j < begin + n; ++j) {
-          while (vectors.offset()[l + 1] <= j) ++l;
-          const double v = values[j - begin];
-          out.gamma[l][static_cast<size_t>(j - vectors.offset()[l])] =
-              out_dtype == WireDtype::kFp32 ? static_cast<float>(v) : FloatFromBf16(Bf16FromDouble(v));
-        }
-      }));
+  TRIB_ASSIGN_OR_RETURN(AggregationReport learned,
+                        aggregation.Run(vectors, client_weights, [&](int64_t begin, const double* values, int64_t n) {
+                          size_t l = 0;
+                          for (int64_t j = begin; j < begin + n; ++j) {
+                            while (vectors.offset()[l + 1] <= j) ++l;
+                            const double v = values[j - begin];
+                            out.gamma[l][static_cast<size_t>(j - vectors.offset()[l])] =
+                                out_dtype == WireDtype::kFp32 ? static_cast<float>(v)
+                                                              : FloatFromBf16(Bf16FromDouble(v));
+                          }
+                        }));
+  if (report != nullptr) *report = std::move(learned);
   return out;
 }
 

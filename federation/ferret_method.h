@@ -28,11 +28,13 @@ struct ClientCoefficients {
   const Payload* payload = nullptr;
 };
 
-// The aggregate of `round`: the aggregator's combination of the clients' padded coefficient vectors
+// The aggregate of `round`: the aggregation's combination of the clients' padded coefficient vectors
 // (ascending client id), rounded once from fp64 to `out_dtype`; block l keeps the support S_l. All
 // payloads must carry `round` and `num_blocks` blocks and client ids must be distinct: InvalidArgument
-// naming the client otherwise (or when there is none).
+// naming the client otherwise (or when there is none). `report` (optional) receives what the
+// aggregation learned about the clients, in ascending client id.
 Result<Payload> AggregateCoefficients(const std::vector<ClientCoefficients>& clients, AggregationWeights weights,
-                                      Aggregator& aggregator, uint32_t round, int num_blocks, WireDtype out_dtype);
+                                      Aggregation& aggregation, uint32_t round, int num_blocks, WireDtype out_dtype,
+                                      AggregationReport* report = nullptr);
 
 }  // namespace tributary

@@ -150,6 +150,16 @@ ConfigSchema BuildSchema() {
   s.Add(Float("lora.dropout", d.lora.dropout, "dropout on the LoRA input, [0, 1)"));
   s.Add(ConfigKey("lora.targets", ConfigType::kStringList, QuoteList(d.lora.target_modules),
                   "projections that get adapters"));
+  s.Add(Str("aggregation.rule", AggregationRuleName(d.aggregation.rule),
+            "how the clients' updates are combined (robust rules resist Byzantine clients)",
+            {"mean", "median", "trimmed_mean", "krum", "multi_krum"}));
+  s.Add(Float("aggregation.trim_fraction", d.aggregation.trim_fraction,
+              "trimmed_mean: share of clients cut at each end per coordinate, [0, 0.5)"));
+  s.Add(Int("aggregation.byzantine", d.aggregation.byzantine, 0, 100000,
+            "krum, multi_krum: Byzantine clients tolerated (a round needs more than 2f + 2)"));
+  s.Add(Int("aggregation.select", d.aggregation.select, 0, 1000000, "multi_krum: clients averaged (0 = n - f)"));
+  s.Add(Float("aggregation.clip_norm", d.aggregation.clip_norm,
+              "per-client L2 clipping of each update before combining (0 = off)", 0, 1e30));
   s.Add(Str("eval.dataset", d.eval_dataset, "held-out dataset on the coordinator (empty = none)"));
   s.Add(Int("eval.every", d.eval_every, 1, 100000, "rounds between held-out evaluations"));
   s.Add(Int("checkpoint.snapshot_every", d.snapshot_every, 1, 100000, "rounds between global-model snapshots"));
@@ -220,6 +230,37 @@ class Validator {
   const Config& config_;
   const std::string& source_;
 };
+
+// Whether the aggregation rule uses `key` (the others must stay unset).
+bool AggregationKeyApplies(const AggregationOptions& a, const std::string& key) {
+  if (key == "aggregation.trim_fraction") return a.rule == AggregationRule::kTrimmedMean;
+  if (key == "aggregation.byzantine") return a.rule == AggregationRule::kKrum || a.rule == AggregationRule::kMultiKrum;
+  if (key == "aggregation.select") return a.rule == AggregationRule::kMultiKrum;
+  return true;
+}
+
+Status ValidateAggregation(const Validator& v, const Config& config, const JobSpec& spec) {
+  const AggregationOptions& a = spec.aggregation;
+  const std::string rule = AggregationRuleName(a.rule);
+  for (const char* key : {"aggregation.trim_fraction", "aggregation.byzantine", "aggregation.select"})
+    if (v.IsSet(key) && !AggregationKeyApplies(a, key))
+      return v.FieldError(key, "set at " + config.Origin(key) + ", but aggregation.rule " + rule + " does not use it");
+  TRIB_RETURN_IF_ERROR(v.CheckRange("aggregation.trim_fraction", a.trim_fraction, 0, false, 0.5, true));
+  if ((a.rule == AggregationRule::kMedian || a.rule == AggregationRule::kTrimmedMean) &&
+      spec.aggregation_weights == AggregationWeights::kSamples && v.IsSet("federation.aggregation_weights"))
+    return v.FieldError("federation.aggregation_weights", "aggregation.rule " + rule + " is unweighted, got " +
+                                                              v.Describe("federation.aggregation_weights", "samples") +
+                                                              " (set equal or leave it unset)");
+  if ((a.rule == AggregationRule::kKrum || a.rule == AggregationRule::kMultiKrum) &&
+      spec.min_clients <= 2 * a.byzantine + 2)
+    return v.FieldError(
+        "federation.min_clients",
+        "aggregation.rule " + rule + " needs more than 2f + 2 = " + std::to_string(2 * a.byzantine + 2) +
+            " clients per round, got " + v.Describe("federation.min_clients", std::to_string(spec.min_clients)));
+  Status valid = ValidateAggregationOptions(a);
+  if (!valid.ok()) return v.FieldError("aggregation", valid.message());
+  return Status::OK();
+}
 
 Status Validate(const Config& config, const std::string& source, const JobSpec& spec) {
   const Validator v(config, source);
@@ -303,6 +344,8 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
     if (!valid.ok()) return v.FieldError("lora", valid.message());
   }
 
+  TRIB_RETURN_IF_ERROR(ValidateAggregation(v, config, spec));
+
   // Eval.
   if (spec.eval_dataset.empty() && v.IsSet("eval.every"))
     return v.FieldError("eval.every", "set at " + config.Origin("eval.every") + ", but eval.dataset is empty");
@@ -364,6 +407,11 @@ JobSpec SpecFromConfig(const Config& c) {
   s.server_lr = c.GetFloat("train.server_lr");
   s.ferret = FerretFromConfig(c);
   s.lora = LoraFromConfig(c);
+  s.aggregation.rule = ParseChecked(ParseAggregationRule(c.GetString("aggregation.rule")));
+  s.aggregation.trim_fraction = c.GetFloat("aggregation.trim_fraction");
+  s.aggregation.byzantine = c.GetInt("aggregation.byzantine");
+  s.aggregation.select = c.GetInt("aggregation.select");
+  s.aggregation.clip_norm = c.GetFloat("aggregation.clip_norm");
   s.eval_dataset = c.GetString("eval.dataset");
   s.eval_every = c.GetInt("eval.every");
   s.snapshot_every = c.GetInt("checkpoint.snapshot_every");
@@ -425,6 +473,11 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("lora.alpha", FormatDouble(s.lora.alpha));
   line("lora.dropout", FormatDouble(s.lora.dropout));
   line("lora.targets", QuoteList(s.lora.target_modules));
+  line("aggregation.rule", Quote(AggregationRuleName(s.aggregation.rule)));
+  line("aggregation.trim_fraction", FormatDouble(s.aggregation.trim_fraction));
+  line("aggregation.byzantine", std::to_string(s.aggregation.byzantine));
+  line("aggregation.select", std::to_string(s.aggregation.select));
+  line("aggregation.clip_norm", FormatDouble(s.aggregation.clip_norm));
   line("eval.dataset", Quote(s.eval_dataset));
   line("eval.every", std::to_string(s.eval_every));
   line("checkpoint.snapshot_every", std::to_string(s.snapshot_every));
@@ -462,8 +515,9 @@ std::string EffectiveJobSpecYaml(const JobSpec& spec) {
     if (this_section != MethodOf(spec).options_section &&
         std::find(sections.begin(), sections.end(), this_section) != sections.end())
       continue;
-    // Likewise eval.every only counts with an eval dataset.
+    // Likewise eval.every only counts with an eval dataset, and an aggregation key with its rule.
     if (key == "eval.every" && spec.eval_dataset.empty()) continue;
+    if (this_section == "aggregation" && !AggregationKeyApplies(spec.aggregation, key)) continue;
     if (this_section != section) {
       section = this_section;
       out << section << ":\n";

@@ -34,6 +34,8 @@ struct JobSpec {
   double deadline_ceiling_s = 3600;
   uint64_t seed = 0;  // job seed: data order, client sampling, Ferret bases
   AggregationWeights aggregation_weights = AggregationWeights::kSamples;
+  // aggregation: the combination rule, its parameters and per-client clipping (federation/aggregator.h)
+  AggregationOptions aggregation;
   // train (each client's local round)
   int64_t local_steps = 10;
   int64_t batch_size = 4;

@@ -10,7 +10,7 @@ namespace {
 
 class LoraMethod final : public DenseMethod {
  public:
-  explicit LoraMethod(int64_t count) : DenseMethod(count) {}
+  explicit LoraMethod(int64_t count) : DenseMethod(count, /*payload_is_state=*/true) {}
 
   Result<std::vector<uint8_t>> EncodeUpdate(const Arena& /*w_old*/, const Arena& w_new,
                                             uint32_t /*round*/) const override {

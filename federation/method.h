@@ -34,6 +34,12 @@ namespace tributary {
 
 struct JobSpec;
 
+// A round's aggregate and what the aggregation learned about its clients.
+struct MethodAggregate {
+  std::vector<uint8_t> bytes;  // the method's aggregate payload
+  AggregationReport report;    // per client, in the order given
+};
+
 class FederatedMethod {
  public:
   virtual ~FederatedMethod() = default;
@@ -49,9 +55,11 @@ class FederatedMethod {
   virtual uint64_t MaxPayloadBytes() const = 0;
 
   // Coordinator: the aggregate of `round` from validated payloads (ascending worker id) through the
-  // aggregator seam (federation/aggregator.h: weights, prepare, combine, then this method's encoding).
-  virtual Result<std::vector<uint8_t>> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
-                                                 Aggregator& aggregator, uint32_t round) const = 0;
+  // aggregator seam (federation/aggregator.h: weights, clip, prepare, combine, then this method's
+  // encoding, then scores). `global` is the trainable state the round started from: the reference
+  // point of methods whose payloads are states rather than deltas.
+  virtual Result<MethodAggregate> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
+                                            Aggregation& aggregation, const Arena& global, uint32_t round) const = 0;
 
   // Every replica: applies the committed aggregate of `round` to the trainable state. InvalidArgument
   // when the aggregate does not fit. Bit-identical on every replica.

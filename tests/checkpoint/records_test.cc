@@ -110,6 +110,71 @@ TEST(RecordsTest, RoundRoundTripsIncludingNaNLoss) {
   EXPECT_EQ(back.committed_unix_ms, r.committed_unix_ms);
 }
 
+TEST(RecordsTest, RoundKeepsEachParticipantsAggregationReport) {
+  RoundRecord r = SampleRound("j", 4);
+  r.participants[0].anomaly_score = 0.9;
+  r.participants[1].anomaly_score = 37.5;
+  r.participants[1].clip_scale = 0.125;
+  r.participants[1].excluded = true;
+  RoundRecord back;
+  ASSERT_TRUE(DecodeRound(EncodeRound(r), "t", &back).ok());
+  EXPECT_EQ(back.participants[0].anomaly_score, 0.9);
+  EXPECT_EQ(back.participants[1].anomaly_score, 37.5);
+  EXPECT_EQ(back.participants[1].clip_scale, 0.125);
+  EXPECT_TRUE(back.participants[1].excluded);
+  EXPECT_FALSE(back.participants[0].excluded);
+  EXPECT_TRUE(std::isnan(back.participants[2].anomaly_score)) << "not scored";
+}
+
+// A round written before the report existed (value format 1: worker id and weight per participant)
+// still reads, with the report's fields unknown; a newer format than this build knows is refused.
+TEST(RecordsTest, FormatOneRoundsStillReadAndNewerFormatsAreRefused) {
+  auto encode_v1 = [](uint8_t version) {
+    std::string v;
+    v.push_back(static_cast<char>(version));
+    v.push_back(static_cast<char>(RecordKind::kRound));
+    auto raw = [&v](const void* p, size_t n) { v.append(static_cast<const char*>(p), n); };
+    auto bytes = [&](const std::string& b) {
+      const uint32_t n = static_cast<uint32_t>(b.size());
+      raw(&n, 4);
+      v.append(b);
+    };
+    const uint32_t round = 3, participants = 1;
+    const uint64_t seed = 42, up = 10, down = 20, hash = 77;
+    const double weight = 1.0, loss = 2.5;
+    const int64_t committed = 1700000000000;
+    bytes("j");
+    raw(&round, 4);
+    raw(&seed, 8);
+    bytes("per_round");
+    raw(&participants, 4);
+    bytes("w1");
+    raw(&weight, 8);
+    bytes("aggregate");
+    raw(&loss, 8);
+    raw(&up, 8);
+    raw(&down, 8);
+    raw(&hash, 8);
+    raw(&committed, 8);
+    const uint32_t crc = Crc32c(v.data(), v.size());
+    raw(&crc, 4);
+    return v;
+  };
+  RoundRecord old;
+  ASSERT_TRUE(DecodeRound(encode_v1(1), "t", &old).ok());
+  ASSERT_EQ(old.participants.size(), 1u);
+  EXPECT_EQ(old.participants[0].worker_id, "w1");
+  EXPECT_EQ(old.participants[0].weight, 1.0);
+  EXPECT_TRUE(std::isnan(old.participants[0].anomaly_score));
+  EXPECT_EQ(old.participants[0].clip_scale, 1.0);
+  EXPECT_FALSE(old.participants[0].excluded);
+  EXPECT_EQ(old.aggregate, "aggregate");
+  EXPECT_EQ(old.weights_hash, 77u);
+  Status newer = DecodeRound(encode_v1(kFormatVersion + 1), "t", &old);
+  EXPECT_TRUE(newer.IsCorruption());
+  EXPECT_NE(newer.message().find("unknown value format version"), std::string::npos) << newer.message();
+}
+
 TEST(RecordsTest, ManifestWorkerTokenAndSchemaRoundTrip) {
   SnapshotRecord m;
   m.job_id = "j";

@@ -324,11 +324,12 @@ std::vector<uint8_t> ExpectedRound(const JobSpec& spec, uint32_t round,
   clients.reserve(uploads.size());
   for (const auto& [worker, result] : uploads)
     clients.push_back({worker, result.num_samples, {result.payload.data(), result.payload.size()}});
-  auto aggregator = CreateWeightedMean();
-  auto aggregate = (*method)->Aggregate(clients, spec.aggregation_weights, *aggregator, round);
+  auto aggregation = Aggregation::Create(spec.aggregation);
+  EXPECT_TRUE(aggregation.ok());
+  auto aggregate = (*method)->Aggregate(clients, spec.aggregation_weights, **aggregation, replica.params(), round);
   EXPECT_TRUE(aggregate.ok()) << aggregate.status().ToString();
-  EXPECT_TRUE((*method)->Apply(*aggregate, round, &replica.params()).ok());
-  return *aggregate;
+  EXPECT_TRUE((*method)->Apply(aggregate->bytes, round, &replica.params()).ok());
+  return aggregate->bytes;
 }
 
 TaskletResult Train(const JobSpec& spec, uint32_t round, const std::string& worker, const World& world,

@@ -21,9 +21,9 @@ using ferret_test::HashArena;
 using ferret_test::MakeTable;
 using ferret_test::Reconstruct;
 
-// The weighted-mean aggregator (the only rule today).
-Aggregator& Mean() {
-  static std::unique_ptr<Aggregator> mean = CreateWeightedMean();
+// The default aggregation: the weighted mean, no clipping.
+Aggregation& Mean() {
+  static std::unique_ptr<Aggregation> mean = Aggregation::Create({}).value();
   return *mean;
 }
 

@@ -182,7 +182,7 @@ TEST(ConvergenceTest, FerretReachesFedAvgLossWithinThreeTimesTheRounds) {
     std::vector<ClientCoefficients> in;
     for (int c = 0; c < kClients; ++c)
       in.push_back({static_cast<uint64_t>(c), kRowsPerClient, &ups[static_cast<size_t>(c)]});
-    auto mean = CreateWeightedMean();
+    auto mean = Aggregation::Create({}).value();
     auto agg =
         AggregateCoefficients(in, AggregationWeights::kEqual, *mean, static_cast<uint32_t>(round), L, o.wire_dtype);
     ASSERT_TRUE(agg.ok());

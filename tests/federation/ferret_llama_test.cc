@@ -94,7 +94,7 @@ TEST(FerretLlamaTest, ProjectAggregateApplyLowersTrainingLoss) {
     }
     std::vector<ClientCoefficients> clients;
     for (int c = 0; c < 3; ++c) clients.push_back({static_cast<uint64_t>(c), 16, &uploads[c]});
-    auto mean = CreateWeightedMean();
+    auto mean = Aggregation::Create({}).value();
     auto aggregate = AggregateCoefficients(clients, AggregationWeights::kEqual, *mean, round,
                                            static_cast<int>(blocks->size()), WireDtype::kFp32);
     ASSERT_TRUE(aggregate.ok()) << aggregate.status().ToString();

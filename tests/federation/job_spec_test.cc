@@ -418,6 +418,9 @@ TEST(JobSpecTest, CanonicalFormRendersEveryField) {
           "ferret: {k: 64, distribution: uniform, scaling: reference}\neval: {dataset: held, every: 2}\n",
       kRequired + "federation: {mode: lora}\nlora: {rank: 4, alpha: 8.5, targets: [up_proj, q_proj]}\n",
       kRequired + "federation: {mode: fedavg, max_clients: 9}\ntrain: {optimizer: adamw, weight_decay: 0.1}\n",
+      kRequired +
+          "federation: {min_clients: 7}\naggregation: {rule: multi_krum, byzantine: 2, select: 3, "
+          "clip_norm: 2.5}\n",
   };
   for (const std::string& yaml : specs) {
     const JobSpec original = ParseOk(yaml);
@@ -435,9 +438,15 @@ TEST(JobSpecTest, CanonicalFormRendersEveryField) {
       // Keys the mode ignores cannot be set (they are at their defaults anyway).
       if ((section == "ferret" || section == "lora") && section != original.mode) continue;
       if (key == "eval.every" && original.eval_dataset.empty()) continue;
+      // Likewise the aggregation keys its rule does not use.
+      const AggregationRule rule = original.aggregation.rule;
+      if ((key == "aggregation.trim_fraction" && rule != AggregationRule::kTrimmedMean) ||
+          (key == "aggregation.byzantine" && rule != AggregationRule::kKrum && rule != AggregationRule::kMultiKrum) ||
+          (key == "aggregation.select" && rule != AggregationRule::kMultiKrum))
+        continue;
       overrides.push_back(key + "=" + line.substr(colon + 2));
     }
-    EXPECT_EQ(keys.size(), 37u);
+    EXPECT_EQ(keys.size(), 42u);
     Result<JobSpec> rebuilt = ParseJobSpec("", "canonical", overrides);
     ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().ToString();
     EXPECT_EQ(CanonicalJobSpec(*rebuilt), canonical);
@@ -477,6 +486,33 @@ TEST(JobSpecTest, EffectiveYamlRoundTripsWithOverrides) {
   Result<JobSpec> reparsed = ParseJobSpec(EffectiveJobSpecYaml(*minimal), "effective.yaml");
   ASSERT_TRUE(reparsed.ok()) << reparsed.status().ToString() << "\n" << EffectiveJobSpecYaml(*minimal);
   EXPECT_EQ(JobSpecHash(*reparsed), JobSpecHash(*minimal));
+}
+
+TEST(JobSpecTest, AggregationSectionChoosesARuleAndRefusesWhatItDoesNotUse) {
+  const JobSpec median = ParseOk(kRequired + "aggregation: {rule: median, clip_norm: 3}\n");
+  EXPECT_EQ(median.aggregation.rule, AggregationRule::kMedian);
+  EXPECT_EQ(median.aggregation.clip_norm, 3.0);
+  const JobSpec krum = ParseOk(kRequired + "federation: {min_clients: 6}\naggregation: {rule: krum, byzantine: 1}\n");
+  EXPECT_EQ(krum.aggregation.byzantine, 1);
+  EXPECT_EQ(ParseOk(kRequired).aggregation.rule, AggregationRule::kMean);
+  // A parameter the rule does not use is a mistake, not a no-op.
+  EXPECT_EQ(
+      ErrorOf("aggregation: {trim_fraction: 0.2}\n"),
+      "job.yaml: field 'aggregation.trim_fraction': set at job.yaml:5, but aggregation.rule mean does not use it");
+  EXPECT_NE(ErrorOf("aggregation: {rule: median, select: 3}\n").find("aggregation.rule median does not use it"),
+            std::string::npos);
+  // Order statistics are unweighted: asking for sample weights with them is refused.
+  EXPECT_NE(ErrorOf("federation: {aggregation_weights: samples}\naggregation: {rule: trimmed_mean}\n")
+                .find("aggregation.rule trimmed_mean is unweighted"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf("federation: {aggregation_weights: equal}\naggregation: {rule: trimmed_mean}\n"), "");
+  // Krum needs more than 2f + 2 clients in every round.
+  EXPECT_NE(ErrorOf("federation: {min_clients: 4}\naggregation: {rule: krum, byzantine: 1}\n")
+                .find("needs more than 2f + 2 = 4 clients per round"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("aggregation: {rule: trimmed_mean, trim_fraction: 0.5}\n").find("aggregation.trim_fraction"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("aggregation: {rule: bulyan}\n").find("'bulyan' is not one of"), std::string::npos);
 }
 
 }  // namespace

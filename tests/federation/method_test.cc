@@ -79,13 +79,13 @@ TEST(MethodTest, FedAvgUploadsTheDeltaAndAppliesTheWeightedMeanTimesServerLr) {
   for (int64_t i = 0; i < w.size(); ++i) ASSERT_EQ(delta_a[i], w.data()[i] - a.data()[i]);
   EXPECT_TRUE(method->ValidatePayload(*up_a, 1).ok());
 
-  auto mean = CreateWeightedMean();
-  auto aggregate = method->Aggregate({{"wa", 1, *up_a}, {"wb", 3, *up_b}}, AggregationWeights::kSamples, *mean, 1);
+  auto mean = Aggregation::Create({}).value();
+  auto aggregate = method->Aggregate({{"wa", 1, *up_a}, {"wb", 3, *up_b}}, AggregationWeights::kSamples, *mean, w, 1);
   ASSERT_TRUE(aggregate.ok()) << aggregate.status().ToString();
-  const std::vector<float> agg = Floats(*aggregate);
+  const std::vector<float> agg = Floats(aggregate->bytes);
   Arena applied(table);
   applied.CopyFrom(w);
-  ASSERT_TRUE(method->Apply(*aggregate, 1, &applied).ok());
+  ASSERT_TRUE(method->Apply(aggregate->bytes, 1, &applied).ok());
   for (int64_t i = 0; i < w.size(); ++i) {
     ASSERT_EQ(agg[i], static_cast<float>(0.25 * delta_a[i] + 0.75 * static_cast<double>(delta_b[i])));
     ASSERT_EQ(applied.data()[i], static_cast<float>(static_cast<double>(w.data()[i]) - 0.5 * agg[i]));
@@ -119,11 +119,11 @@ TEST(MethodTest, LoraUploadsItsAdaptersAndTheAggregateReplacesThem) {
   Step(before, &after, 4);
   auto up = method->EncodeUpdate(before, after, 1);
   ASSERT_TRUE(up.ok());
-  auto mean = CreateWeightedMean();
-  auto aggregate = method->Aggregate({{"only", 2, *up}}, AggregationWeights::kEqual, *mean, 1);
+  auto mean = Aggregation::Create({}).value();
+  auto aggregate = method->Aggregate({{"only", 2, *up}}, AggregationWeights::kEqual, *mean, before, 1);
   ASSERT_TRUE(aggregate.ok());
   Arena replica(table);
-  ASSERT_TRUE(method->Apply(*aggregate, 1, &replica).ok());
+  ASSERT_TRUE(method->Apply(aggregate->bytes, 1, &replica).ok());
   EXPECT_EQ(WeightsHash(replica), WeightsHash(after)) << "one client, weight 1: its adapters";
 }
 
@@ -144,15 +144,15 @@ TEST(MethodTest, FerretUploadsCoefficientsOfItsRoundAndOneClientIsItsOwnAggregat
   std::vector<uint8_t> truncated(up->begin(), up->end() - 1);
   EXPECT_TRUE(method->ValidatePayload(truncated, 4).IsInvalidArgument());
 
-  auto mean = CreateWeightedMean();
-  auto aggregate = method->Aggregate({{"w0", 9, *up}}, AggregationWeights::kSamples, *mean, 4);
+  auto mean = Aggregation::Create({}).value();
+  auto aggregate = method->Aggregate({{"w0", 9, *up}}, AggregationWeights::kSamples, *mean, w, 4);
   ASSERT_TRUE(aggregate.ok()) << aggregate.status().ToString();
-  EXPECT_EQ(*aggregate, *up) << "weight 1: the fp64 mean rounds back to the client's fp32 coefficients";
+  EXPECT_EQ(aggregate->bytes, *up) << "weight 1: the fp64 mean rounds back to the client's fp32 coefficients";
   Arena replica(table);
   replica.CopyFrom(w);
-  EXPECT_FALSE(method->Apply(*aggregate, 5, &replica).ok()) << "an aggregate carries its round";
+  EXPECT_FALSE(method->Apply(aggregate->bytes, 5, &replica).ok()) << "an aggregate carries its round";
   EXPECT_EQ(WeightsHash(replica), WeightsHash(w));
-  ASSERT_TRUE(method->Apply(*aggregate, 4, &replica).ok());
+  ASSERT_TRUE(method->Apply(aggregate->bytes, 4, &replica).ok());
   EXPECT_NE(WeightsHash(replica), WeightsHash(w));
   // The server learning rate and seed come from the job, not from the ferret section's own fields.
   JobSpec ignored = spec;
@@ -161,7 +161,7 @@ TEST(MethodTest, FerretUploadsCoefficientsOfItsRoundAndOneClientIsItsOwnAggregat
   auto same = Create(ignored, table);
   Arena replica2(table);
   replica2.CopyFrom(w);
-  ASSERT_TRUE(same->Apply(*aggregate, 4, &replica2).ok());
+  ASSERT_TRUE(same->Apply(aggregate->bytes, 4, &replica2).ok());
   EXPECT_EQ(WeightsHash(replica2), WeightsHash(replica));
 }
 

@@ -4,6 +4,7 @@
 // see cli/coordinator_client.h), diagnostics on stderr, live progress only when stdout is a TTY.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -144,6 +145,24 @@ Status RunJobs(JobFlags& f, CommandContext& ctx) {
   return Status::OK();
 }
 
+// What the last round's aggregation learned about each client (anomaly score: distance to the aggregate
+// over the median distance; 1 is typical).
+void PrintLastRoundClients(const v1::RoundSummary& round) {
+  if (round.clients_size() == 0) return;
+  std::printf("\n");
+  std::vector<std::vector<std::string>> rows = {
+      {"ROUND " + std::to_string(round.round()) + " CLIENT", "WEIGHT", "ANOMALY", "CLIPPED", "EXCLUDED"}};
+  for (const v1::ClientReport& c : round.clients()) {
+    char weight[32], score[32], clip[32];
+    std::snprintf(weight, sizeof(weight), "%.4f", c.weight());
+    std::snprintf(score, sizeof(score), "%.3g", c.anomaly_score());
+    std::snprintf(clip, sizeof(clip), "x%.3g", c.clip_scale());
+    rows.push_back({c.worker_id(), weight, std::isfinite(c.anomaly_score()) ? score : "-",
+                    c.clip_scale() < 1.0 ? clip : "-", c.excluded() ? "yes" : "-"});
+  }
+  PrintTable(rows);
+}
+
 void PrintStatusText(const v1::GetJobReply& reply) {
   const v1::JobStatus& job = reply.job();
   std::printf("job           %s%s\n", job.job_id().c_str(),
@@ -177,6 +196,7 @@ void PrintStatusText(const v1::GetJobReply& reply) {
                       FormatUnixMs(r.committed_unix_ms()), r.weights_hash().empty() ? "-" : r.weights_hash()});
     }
     PrintTable(rows);
+    PrintLastRoundClients(reply.rounds(reply.rounds_size() - 1));
   }
   if (reply.replicas_size() > 0) {
     std::printf("\n");

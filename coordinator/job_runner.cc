@@ -97,6 +97,7 @@ Status JobRunner::LoadRoundSummaries() {
       summary.set_bytes_down(r.metrics.bytes_down);
       summary.set_committed_unix_ms(r.committed_unix_ms);
       summary.set_weights_hash(HashHex(r.weights_hash));
+      AddClientReports(r.participants, &summary);
       weights_hash_ = summary.weights_hash();
       rounds_.push_back(std::move(summary));
     }
@@ -340,6 +341,7 @@ void JobRunner::CloseRound(int64_t now_ms) {
   summary.set_weights_hash(weights_hash_);
   summary.set_opened_unix_ms(round_opened_ms_);
   summary.set_slowest_train_seconds(slowest_train_seconds_);
+  AddClientReports(c.participants, &summary);
   rounds_.push_back(summary);
 
   // Durable: broadcast to every alive worker (participants apply it; others keep warm replicas).
@@ -353,6 +355,8 @@ void JobRunner::CloseRound(int64_t now_ms) {
       std::to_string(static_cast<int64_t>(close_s * 1000)) + " ms, weights hash " + weights_hash_ +
       (bytes_pulled_ > 0 ? ", " + std::to_string(bytes_pulled_) + " B pulled as bulk so far" : std::string()) +
       (c.aggregate.size() > inline_limit ? ", aggregate served as a bulk object" : ""));
+  Log("round " + std::to_string(c.round) + " clients (" + AggregationRuleName(spec_.aggregation.rule) +
+      "; anomaly score = distance to the aggregate / median): " + ClientReportsText(summary));
   RefreshRecord();
   if (c.job_finished) {
     Log(std::string("job finished: ") + checkpoint::JobStateName(record_.state) + " after " + std::to_string(c.round) +

@@ -41,6 +41,13 @@ nlohmann::json JobStatusJson(const v1::JobStatus& job) {
 }
 
 nlohmann::json RoundSummaryJson(const v1::RoundSummary& round) {
+  nlohmann::json clients = nlohmann::json::array();
+  for (const v1::ClientReport& c : round.clients())
+    clients.push_back({{"worker_id", c.worker_id()},
+                       {"weight", c.weight()},
+                       {"anomaly_score", LossJson(c.anomaly_score())},
+                       {"clip_scale", c.clip_scale()},
+                       {"excluded", c.excluded()}});
   return {{"round", round.round()},
           {"participants", round.participants()},
           {"train_loss", LossJson(round.train_loss())},
@@ -48,7 +55,35 @@ nlohmann::json RoundSummaryJson(const v1::RoundSummary& round) {
           {"bytes_up", round.bytes_up()},
           {"bytes_down", round.bytes_down()},
           {"committed_unix_ms", round.committed_unix_ms()},
-          {"weights_hash", round.weights_hash()}};
+          {"weights_hash", round.weights_hash()},
+          {"clients", std::move(clients)}};
+}
+
+void AddClientReports(const std::vector<checkpoint::RoundParticipant>& participants, v1::RoundSummary* summary) {
+  for (const checkpoint::RoundParticipant& p : participants) {
+    v1::ClientReport* c = summary->add_clients();
+    c->set_worker_id(p.worker_id);
+    c->set_weight(p.weight);
+    c->set_anomaly_score(p.anomaly_score);
+    c->set_clip_scale(p.clip_scale);
+    c->set_excluded(p.excluded);
+  }
+}
+
+std::string ClientReportsText(const v1::RoundSummary& round) {
+  std::string out;
+  for (const v1::ClientReport& c : round.clients()) {
+    char score[32];
+    std::snprintf(score, sizeof(score), std::isfinite(c.anomaly_score()) ? "%.3g" : "-", c.anomaly_score());
+    out += (out.empty() ? "" : ", ") + c.worker_id() + " " + score;
+    if (c.clip_scale() < 1.0) {
+      char clip[32];
+      std::snprintf(clip, sizeof(clip), " clipped x%.3g", c.clip_scale());
+      out += clip;
+    }
+    if (c.excluded()) out += " excluded";
+  }
+  return out;
 }
 
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/store.h"
 #include "transport/message.h"
 
 namespace tributary {
@@ -22,8 +23,13 @@ std::string FormatLoss(double loss);
 nlohmann::json JobStatusJson(const v1::JobStatus& job);
 
 // A committed round: round, participants, train_loss, heldout_loss, bytes_up, bytes_down,
-// committed_unix_ms, weights_hash.
+// committed_unix_ms, weights_hash, clients (worker_id, weight, anomaly_score, clip_scale, excluded).
 nlohmann::json RoundSummaryJson(const v1::RoundSummary& round);
+
+// The participants' aggregation reports of a committed round, as RoundSummary.clients.
+void AddClientReports(const std::vector<checkpoint::RoundParticipant>& participants, v1::RoundSummary* summary);
+// "w1 0.98, w2 1.03, w3 48.2 clipped x0.021 excluded": the clients of a round for logs and tables.
+std::string ClientReportsText(const v1::RoundSummary& round);
 
 // A job in detail: job (a job object), workers (the open round's participants), rounds, replicas
 // (worker_id, job_id, round, weights_hash) and spec_yaml.

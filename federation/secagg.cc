@@ -11,15 +11,19 @@
 namespace tributary {
 namespace {
 
-std::string Client(uint32_t id) { return "client " + std::to_string(id); }
+std::string Client(uint32_t id) {
+  return "client " + std::to_string(id);
+}
 
 // The position key of a client on the ring of a k-regular graph.
 uint64_t RingKey(uint64_t session, uint32_t id) {
   static constexpr char kLabel[] = "tributary secagg graph v1";
   uint8_t message[sizeof(kLabel) + 12];
   std::memcpy(message, kLabel, sizeof(kLabel));
-  for (int i = 0; i < 8; ++i) message[sizeof(kLabel) + static_cast<size_t>(i)] = static_cast<uint8_t>(session >> (8 * i));
-  for (int i = 0; i < 4; ++i) message[sizeof(kLabel) + 8 + static_cast<size_t>(i)] = static_cast<uint8_t>(id >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    message[sizeof(kLabel) + static_cast<size_t>(i)] = static_cast<uint8_t>(session >> (8 * i));
+  for (int i = 0; i < 4; ++i)
+    message[sizeof(kLabel) + 8 + static_cast<size_t>(i)] = static_cast<uint8_t>(id >> (8 * i));
   uint8_t hash[crypto_generichash_BYTES_MIN];
   crypto_generichash(hash, sizeof(hash), message, sizeof(message), nullptr, 0);
   uint64_t key = 0;
@@ -76,11 +80,10 @@ Status ValidateSecAggConfig(const SecAggConfig& config, size_t num_clients) {
   const uint32_t degree = SecAggDegree(config.neighbours, num_clients);
   const uint32_t shares = degree + 1;
   if (config.threshold > shares || 2 * config.threshold <= shares)
-    return Status::InvalidArgument("secagg: threshold " + std::to_string(config.threshold) + " for " +
-                                   std::to_string(shares) + " shares per client (" + std::to_string(degree) +
-                                   " neighbours + itself among " + std::to_string(num_clients) +
-                                   " clients): expected " + std::to_string(shares / 2 + 1) + " to " +
-                                   std::to_string(shares));
+    return Status::InvalidArgument(
+        "secagg: threshold " + std::to_string(config.threshold) + " for " + std::to_string(shares) +
+        " shares per client (" + std::to_string(degree) + " neighbours + itself among " + std::to_string(num_clients) +
+        " clients): expected " + std::to_string(shares / 2 + 1) + " to " + std::to_string(shares));
   return Status::OK();
 }
 
@@ -134,7 +137,8 @@ Result<SecAggGraph> BuildSecAggGraph(const SecAggConfig& config, std::span<const
 Result<SecAggClient> SecAggClient::Create(const SecAggConfig& config, uint32_t id) {
   if (id == 0) return Status::InvalidArgument("secagg: client id 0 (ids start at 1)");
   if (config.dim < 1) return Status::InvalidArgument("secagg: dim " + std::to_string(config.dim) + " (at least 1)");
-  if (config.threshold < 2) return Status::InvalidArgument("secagg: threshold " + std::to_string(config.threshold) + " (at least 2)");
+  if (config.threshold < 2)
+    return Status::InvalidArgument("secagg: threshold " + std::to_string(config.threshold) + " (at least 2)");
   SecAggClient client;
   client.config_ = config;
   client.id_ = id;
@@ -255,7 +259,8 @@ Result<MaskedInputMsg> SecAggClient::MaskInput(const ForwardedSharesMsg& forward
     if (box.box.size() != kSecAggSealedSharesBytes)
       return Status::InvalidArgument(from + "box of shares has " + std::to_string(box.box.size()) +
                                      " bytes, expected " + std::to_string(kSecAggSealedSharesBytes));
-    Result<std::vector<uint8_t>> plain = OpenSecAggBox(box.box, keys->second.encryption_public_key, box_keys_.secret_key);
+    Result<std::vector<uint8_t>> plain =
+        OpenSecAggBox(box.box, keys->second.encryption_public_key, box_keys_.secret_key);
     if (!plain.ok()) return Status::InvalidArgument(from + plain.status().message());
     if (GetU64(plain->data()) != config_.session || GetU32(plain->data() + 8) != box.peer_id ||
         GetU32(plain->data() + 12) != id_)
@@ -290,8 +295,8 @@ Result<UnmaskResponseMsg> SecAggClient::Unmask(const UnmaskRequestMsg& request) 
   if (stage_ != Stage::kUnmask)
     return Status::FailedPrecondition("secagg " + Client(id_) + ": unmask request before the input was masked");
   if (request.session != config_.session)
-    return Status::InvalidArgument("secagg unmask request: session " + std::to_string(request.session) +
-                                   ", expected " + std::to_string(config_.session));
+    return Status::InvalidArgument("secagg unmask request: session " + std::to_string(request.session) + ", expected " +
+                                   std::to_string(config_.session));
   TRIB_RETURN_IF_ERROR(CheckAscending(request.survivors, "secagg unmask request: survivor list"));
   TRIB_RETURN_IF_ERROR(CheckAscending(request.dropped, "secagg unmask request: dropped list"));
   const std::set<uint32_t> survivors(request.survivors.begin(), request.survivors.end());
@@ -310,11 +315,10 @@ Result<UnmaskResponseMsg> SecAggClient::Unmask(const UnmaskRequestMsg& request) 
     return Status::InvalidArgument("secagg unmask request does not list this client (" + Client(id_) +
                                    ") as a survivor");
   if (survivors.size() < config_.threshold)
-    return Status::PermissionDenied("secagg " + Client(id_) + ": unmask request names " +
-                                    std::to_string(survivors.size()) + " survivors (" +
-                                    SecAggIdList(request.survivors) + "), threshold " +
-                                    std::to_string(config_.threshold) +
-                                    ": refused (the server would learn a sum of fewer than t inputs)");
+    return Status::PermissionDenied(
+        "secagg " + Client(id_) + ": unmask request names " + std::to_string(survivors.size()) + " survivors (" +
+        SecAggIdList(request.survivors) + "), threshold " + std::to_string(config_.threshold) +
+        ": refused (the server would learn a sum of fewer than t inputs)");
   // What to reveal, checked against everything revealed before (all or nothing).
   std::map<uint32_t, SecAggShareKind> reveal;
   reveal[id_] = SecAggShareKind::kSelfSeed;
@@ -327,11 +331,11 @@ Result<UnmaskResponseMsg> SecAggClient::Unmask(const UnmaskRequestMsg& request) 
   for (const auto& [owner, kind] : reveal) {
     auto before = revealed_.find(owner);
     if (before != revealed_.end() && before->second != kind)
-      return Status::PermissionDenied(
-          "secagg " + Client(id_) + ": refusing to reveal " + Client(owner) + "'s " +
-          (kind == SecAggShareKind::kMaskKey ? "mask-key share after its self-mask seed share"
-                                             : "self-mask seed share after its mask-key share") +
-          " (a client never reveals both shares of one peer)");
+      return Status::PermissionDenied("secagg " + Client(id_) + ": refusing to reveal " + Client(owner) + "'s " +
+                                      (kind == SecAggShareKind::kMaskKey
+                                           ? "mask-key share after its self-mask seed share"
+                                           : "self-mask seed share after its mask-key share") +
+                                      " (a client never reveals both shares of one peer)");
   }
   UnmaskResponseMsg msg;
   msg.session = config_.session;

@@ -116,8 +116,8 @@ class SecAggClient {
   std::map<uint32_t, AdvertiseKeysMsg> neighbour_keys_;  // from the directory
   std::map<uint32_t, SecAggKey> pair_seeds_;             // per neighbour
   std::array<uint8_t, kShamirShareBytes> own_seed_share_{};
-  std::map<uint32_t, HeldShares> held_;                  // neighbours whose boxes arrived
-  std::map<uint32_t, SecAggShareKind> revealed_;         // what Unmask gave out, per owner
+  std::map<uint32_t, HeldShares> held_;           // neighbours whose boxes arrived
+  std::map<uint32_t, SecAggShareKind> revealed_;  // what Unmask gave out, per owner
 };
 
 struct SecAggResult {
@@ -188,7 +188,7 @@ class SecAggServer {
   std::map<uint32_t, ShareKeysMsg> shared_;  // U2 (after CloseShareKeys: the clients left in)
   std::set<uint32_t> masked_;                // U3
   std::vector<uint32_t> sum_;
-  std::set<uint32_t> dropped_;                         // U2 \ U3
+  std::set<uint32_t> dropped_;                       // U2 \ U3
   std::map<uint32_t, UnmaskResponseMsg> responses_;  // U4
 };
 

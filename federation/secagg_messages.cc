@@ -92,8 +92,7 @@ class Reader {
     return Status::OK();
   }
   Status Done() const {
-    if (pos_ != bytes_.size())
-      return Error(std::to_string(bytes_.size() - pos_) + " trailing bytes after the message");
+    if (pos_ != bytes_.size()) return Error(std::to_string(bytes_.size() - pos_) + " trailing bytes after the message");
     return Status::OK();
   }
   Status Error(const std::string& what) const { return Status::InvalidArgument(std::string(name_) + ": " + what); }

@@ -38,7 +38,7 @@ struct AdvertiseKeysMsg {
 
 struct KeyDirectoryMsg {
   uint64_t session = 0;
-  std::vector<uint32_t> participants;       // every client that advertised keys, ascending
+  std::vector<uint32_t> participants;        // every client that advertised keys, ascending
   std::vector<AdvertiseKeysMsg> neighbours;  // the recipient's neighbours' keys, ascending id
 
   std::vector<uint8_t> Serialize() const;
@@ -58,7 +58,7 @@ struct EncryptedShares {
 struct ShareKeysMsg {
   uint64_t session = 0;
   uint32_t client_id = 0;
-  SecAggKey seed_commitment{};       // CommitSecAggSeed of the client's self-mask seed
+  SecAggKey seed_commitment{};         // CommitSecAggSeed of the client's self-mask seed
   std::vector<EncryptedShares> boxes;  // one per neighbour, ascending recipient id
 
   std::vector<uint8_t> Serialize() const;

@@ -88,8 +88,7 @@ Result<std::vector<uint32_t>> SecAggQuantizer::Quantize(std::span<const float> x
 Status SecAggQuantizer::DequantizeSum(std::span<const uint32_t> sum, uint32_t num_summed, std::span<double> out) const {
   if (num_summed == 0 || num_summed > params_.max_clients)
     return Status::InvalidArgument("secagg dequantization: " + std::to_string(num_summed) +
-                                   " clients summed, expected 1 to max_clients " +
-                                   std::to_string(params_.max_clients));
+                                   " clients summed, expected 1 to max_clients " + std::to_string(params_.max_clients));
   if (out.size() != sum.size())
     return Status::InvalidArgument("secagg dequantization: output of " + std::to_string(out.size()) +
                                    " values for a sum of " + std::to_string(sum.size()));
@@ -98,8 +97,8 @@ Status SecAggQuantizer::DequantizeSum(std::span<const uint32_t> sum, uint32_t nu
   for (size_t i = 0; i < sum.size(); ++i) {
     if (sum[i] > bound)
       return Status::InvalidArgument("secagg dequantization: coordinate " + std::to_string(i) + " of the sum is " +
-                                     std::to_string(sum[i]) + ", above " + std::to_string(num_summed) +
-                                     " clients x " + std::to_string(max_level_) +
+                                     std::to_string(sum[i]) + ", above " + std::to_string(num_summed) + " clients x " +
+                                     std::to_string(max_level_) +
                                      " (the sum wrapped, or a client quantized with other parameters)");
     out[i] = static_cast<double>(sum[i]) / scale_ - offset;
   }

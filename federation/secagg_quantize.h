@@ -25,8 +25,8 @@ enum class QuantizeRounding {
 };
 
 struct QuantizationParams {
-  double clip = 1.0;          // values are clipped to [-clip, clip]; finite and > 0
-  uint32_t max_clients = 0;   // the most clients whose vectors are summed (a round's selected count); >= 1
+  double clip = 1.0;         // values are clipped to [-clip, clip]; finite and > 0
+  uint32_t max_clients = 0;  // the most clients whose vectors are summed (a round's selected count); >= 1
 };
 
 class SecAggQuantizer {

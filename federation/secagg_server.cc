@@ -8,7 +8,9 @@
 namespace tributary {
 namespace {
 
-std::string Client(uint32_t id) { return "client " + std::to_string(id); }
+std::string Client(uint32_t id) {
+  return "client " + std::to_string(id);
+}
 
 const char* StageName(SecAggServer::Stage stage) {
   switch (stage) {
@@ -29,7 +31,9 @@ std::vector<uint32_t> Keys(const Map& map) {
   return out;
 }
 
-std::vector<uint32_t> Ids(const std::set<uint32_t>& set) { return {set.begin(), set.end()}; }
+std::vector<uint32_t> Ids(const std::set<uint32_t>& set) {
+  return {set.begin(), set.end()};
+}
 
 // "secagg client 3: " + the parse error, which names the message type.
 template <typename Msg>
@@ -160,14 +164,13 @@ Status SecAggServer::ReceiveShareKeys(uint32_t from, const ShareKeysMsg& msg) {
   std::vector<uint32_t> to;
   for (const EncryptedShares& box : msg.boxes) {
     if (box.box.size() != kSecAggSealedSharesBytes)
-      return Status::InvalidArgument(who + "box for " + Client(box.peer_id) + " has " +
-                                     std::to_string(box.box.size()) + " bytes, expected " +
-                                     std::to_string(kSecAggSealedSharesBytes));
+      return Status::InvalidArgument(who + "box for " + Client(box.peer_id) + " has " + std::to_string(box.box.size()) +
+                                     " bytes, expected " + std::to_string(kSecAggSealedSharesBytes));
     to.push_back(box.peer_id);
   }
   if (to != graph_.Of(from))
-    return Status::InvalidArgument(who + "boxes for clients " + SecAggIdList(to) + ", expected one for each neighbour (" +
-                                   SecAggIdList(graph_.Of(from)) + ")");
+    return Status::InvalidArgument(who + "boxes for clients " + SecAggIdList(to) +
+                                   ", expected one for each neighbour (" + SecAggIdList(graph_.Of(from)) + ")");
   shared_[from] = msg;
   return Status::OK();
 }
@@ -194,8 +197,8 @@ Result<std::map<uint32_t, ForwardedSharesMsg>> SecAggServer::CloseShareKeys() {
   if (shared_.size() < config_.threshold)
     return Fail(Status::FailedPrecondition(
         "secagg: " + std::to_string(shared_.size()) + " clients shared keys with enough neighbours (" +
-        SecAggIdList(Keys(shared_)) + "; left out for too few neighbours: " + SecAggIdList(left_out) +
-        "), threshold " + std::to_string(config_.threshold) + ": the round cannot finish"));
+        SecAggIdList(Keys(shared_)) + "; left out for too few neighbours: " + SecAggIdList(left_out) + "), threshold " +
+        std::to_string(config_.threshold) + ": the round cannot finish"));
   std::map<uint32_t, ForwardedSharesMsg> out;
   for (const auto& [id, msg] : shared_) out[id].session = config_.session;
   for (const auto& [from, msg] : shared_) {
@@ -246,25 +249,24 @@ Result<std::map<uint32_t, UnmaskRequestMsg>> SecAggServer::CloseMaskedInput() {
     if (masked_.count(id) == 0) dropped_.insert(id);
   }
   if (masked_.size() < config_.threshold)
-    return Fail(Status::FailedPrecondition("secagg: " + std::to_string(masked_.size()) +
-                                           " clients sent masked inputs (" + SecAggIdList(Ids(masked_)) +
-                                           "), threshold " + std::to_string(config_.threshold) +
-                                           ": the round cannot be unmasked"));
+    return Fail(Status::FailedPrecondition(
+        "secagg: " + std::to_string(masked_.size()) + " clients sent masked inputs (" + SecAggIdList(Ids(masked_)) +
+        "), threshold " + std::to_string(config_.threshold) + ": the round cannot be unmasked"));
   for (uint32_t id : masked_) {
     const std::vector<uint32_t> holders = Holders(id, masked_);
     if (holders.size() < config_.threshold)
-      return Fail(Status::FailedPrecondition(
-          "secagg: " + Client(id) + "'s self mask has " + std::to_string(holders.size()) + " share holders left (" +
-          SecAggIdList(holders) + "), threshold " + std::to_string(config_.threshold) + ": the round cannot be unmasked"));
+      return Fail(Status::FailedPrecondition("secagg: " + Client(id) + "'s self mask has " +
+                                             std::to_string(holders.size()) + " share holders left (" +
+                                             SecAggIdList(holders) + "), threshold " +
+                                             std::to_string(config_.threshold) + ": the round cannot be unmasked"));
   }
   for (uint32_t id : dropped_) {
     const std::vector<uint32_t> holders = Holders(id, masked_);
     if (holders.size() < config_.threshold)
-      return Fail(Status::FailedPrecondition("secagg: " + Client(id) + " dropped and " +
-                                             std::to_string(holders.size()) + " of its neighbours survived (" +
-                                             SecAggIdList(holders) + "), threshold " +
-                                             std::to_string(config_.threshold) +
-                                             ": its pairwise masks cannot be removed"));
+      return Fail(
+          Status::FailedPrecondition("secagg: " + Client(id) + " dropped and " + std::to_string(holders.size()) +
+                                     " of its neighbours survived (" + SecAggIdList(holders) + "), threshold " +
+                                     std::to_string(config_.threshold) + ": its pairwise masks cannot be removed"));
   }
   std::map<uint32_t, UnmaskRequestMsg> out;
   for (uint32_t id : masked_) {
@@ -353,8 +355,9 @@ Result<SecAggResult> SecAggServer::Finish() {
                                         std::to_string(config_.threshold) + ": the round cannot be unmasked");
     Result<ShamirRecovery> recovery = ShamirRecover(shares, config_.threshold, verify);
     if (!recovery.ok())
-      return Status::FailedPrecondition("secagg: " + Client(owner) + "'s " + what + " does not reconstruct from the shares of clients " +
-                                        SecAggIdList(from) + " (" + recovery.status().message() + ")");
+      return Status::FailedPrecondition("secagg: " + Client(owner) + "'s " + what +
+                                        " does not reconstruct from the shares of clients " + SecAggIdList(from) +
+                                        " (" + recovery.status().message() + ")");
     for (uint32_t bad : recovery->bad_x)
       result.rejected_shares.push_back(Status::InvalidArgument("secagg " + Client(bad) + ": bad share of " +
                                                                Client(owner) + "'s " + what + " (left out)"));

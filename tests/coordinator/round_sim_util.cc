@@ -81,9 +81,9 @@ JobSpec TinyJobSpec(const std::string& mode, uint64_t seed, int64_t rounds) {
   return spec;
 }
 
-std::vector<SimWorker> MakeWorkers(const JobSpec& spec) {
+std::vector<SimWorker> MakeWorkers(const JobSpec& spec, int count) {
   std::vector<SimWorker> workers;
-  for (int w = 0; w < kNumWorkers; ++w) {
+  for (int w = 0; w < count; ++w) {
     SimWorker worker;
     worker.id = "w" + std::to_string(w);
     auto model = LlamaModel::Create(TinyConfig());
@@ -96,7 +96,7 @@ std::vector<SimWorker> MakeWorkers(const JobSpec& spec) {
     auto method = CreateMethod(spec, worker.state().table_ptr());
     EXPECT_TRUE(method.ok()) << method.status().ToString();
     worker.method = std::move(*method);
-    worker.rows = WorkerRows(w);
+    worker.rows = WorkerRows(w % kNumWorkers);
     workers.push_back(std::move(worker));
   }
   return workers;

@@ -43,9 +43,9 @@ struct SimWorker {
   Arena& state() { return adapters ? adapters->params() : model->params(); }
 };
 
-// Workers w0..w3, each with a replica of the initial model (InitRandom(7)) and, for lora, adapters
-// initialised from the job's LoRA options.
-std::vector<SimWorker> MakeWorkers(const JobSpec& spec);
+// Workers w0..w{count-1}, each with a replica of the initial model (InitRandom(7)) and, for lora, adapters
+// initialised from the job's LoRA options; worker w holds WorkerRows(w % kNumWorkers).
+std::vector<SimWorker> MakeWorkers(const JobSpec& spec, int count = kNumWorkers);
 std::vector<WorkerInventory> Inventory(const std::vector<SimWorker>& workers);
 
 // Held-out loss of a model with `params` (and adapters `adapter_params` for lora, else null).

@@ -28,17 +28,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
 
 bool Contains(const Status& status, const std::string& text) {
   return status.message().find(text) != std::string::npos;
 }
 
-#define EXPECT_ERROR_HAS(expr, text)                                              \
-  do {                                                                            \
-    const ::tributary::Status _s = (expr);                                        \
+#define EXPECT_ERROR_HAS(expr, text)                                            \
+  do {                                                                          \
+    const ::tributary::Status _s = (expr);                                      \
     EXPECT_FALSE(_s.ok()) << "expected an error containing '" << (text) << "'"; \
-    EXPECT_TRUE(Contains(_s, text)) << _s.ToString();                             \
+    EXPECT_TRUE(Contains(_s, text)) << _s.ToString();                           \
   } while (0)
 
 // ---------------------------------------------------------------------------------------------------
@@ -202,7 +204,9 @@ SecAggConfig Config(int64_t dim, uint32_t threshold, uint32_t neighbours = 0, ui
 }
 
 // The smallest threshold a round of n clients with `neighbours` admits: a majority of the k + 1 shares.
-uint32_t MinThreshold(uint32_t neighbours, uint32_t n) { return (SecAggDegree(neighbours, n) + 1) / 2 + 1; }
+uint32_t MinThreshold(uint32_t neighbours, uint32_t n) {
+  return (SecAggDegree(neighbours, n) + 1) / 2 + 1;
+}
 
 // Quantized vectors of clients 1..n from random floats in [-1.5, 1.5] (clip 1, so some are clipped).
 std::map<uint32_t, std::vector<uint32_t>> QuantizedInputs(uint32_t n, int64_t dim, uint32_t seed,
@@ -759,7 +763,8 @@ TEST(SecAggRoundTest, MalformedWrongSizeAndWrongIdMessagesAreRejectedNamingTheCl
   bytes.resize(bytes.size() - 10);
   EXPECT_ERROR_HAS(server.ReceiveAdvertiseKeys(2, bytes), "client 2: AdvertiseKeys: truncated");
   EXPECT_ERROR_HAS(server.ReceiveAdvertiseKeys(3, keys), "client 3: AdvertiseKeys: claims to be client 2");
-  EXPECT_ERROR_HAS(server.ReceiveAdvertiseKeys(9, sim.client(2).AdvertiseKeys()), "client 9: AdvertiseKeys: not a client");
+  EXPECT_ERROR_HAS(server.ReceiveAdvertiseKeys(9, sim.client(2).AdvertiseKeys()),
+                   "client 9: AdvertiseKeys: not a client");
   AdvertiseKeysMsg stale = keys;
   stale.session = 41;
   EXPECT_ERROR_HAS(server.ReceiveAdvertiseKeys(2, stale), "client 2: AdvertiseKeys: session 41, expected 42");
@@ -896,7 +901,8 @@ TEST(SecAggRoundTest, ABadShareIsLeftOutNamingItsSenderWhenASpareAllowsAndFailsT
     };
     auto result = sim.Run(inputs, {{{}, {}, {}, {4, 5}}});
     ASSERT_FALSE(result.ok());
-    EXPECT_ERROR_HAS(result.status(), "client 1's self-mask seed does not reconstruct from the shares of clients 1, 2, 3, 6");
+    EXPECT_ERROR_HAS(result.status(),
+                     "client 1's self-mask seed does not reconstruct from the shares of clients 1, 2, 3, 6");
   }
 }
 

@@ -213,6 +213,7 @@ v1::JobStatus JobRunner::Describe() const {
   st.set_updated_unix_ms(record_.updated_unix_ms);
   st.set_error(record_.failure_reason);
   st.set_dense_state_bytes(dense_state_bytes_);
+  if (spec_.privacy.mechanism != DpMechanism::kNone) *st.mutable_privacy() = PrivacyStatusOf(spec_, st.round());
   st.set_submit_token(record_.submit_token);
   return st;
 }
@@ -357,6 +358,11 @@ void JobRunner::CloseRound(int64_t now_ms) {
       (c.aggregate.size() > inline_limit ? ", aggregate served as a bulk object" : ""));
   Log("round " + std::to_string(c.round) + " clients (" + AggregationRuleName(spec_.aggregation.rule) +
       "; anomaly score = distance to the aggregate / median): " + ClientReportsText(summary));
+  if (spec_.privacy.mechanism != DpMechanism::kNone) {
+    const v1::PrivacyStatus privacy = PrivacyStatusOf(spec_, c.round);
+    services_.metrics->SetPrivacySpent(job_id_, privacy.epsilon(), privacy.delta());
+    Log("privacy " + PrivacyText(privacy, c.round, static_cast<uint64_t>(spec_.rounds)));
+  }
   RefreshRecord();
   if (c.job_finished) {
     Log(std::string("job finished: ") + checkpoint::JobStateName(record_.state) + " after " + std::to_string(c.round) +

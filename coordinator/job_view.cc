@@ -19,6 +19,35 @@ std::string FormatLoss(double loss) {
   return buffer;
 }
 
+v1::PrivacyStatus PrivacyStatusOf(const JobSpec& spec, uint64_t committed_rounds) {
+  v1::PrivacyStatus out;
+  out.set_mechanism(DpMechanismName(spec.privacy.mechanism));
+  out.set_noise_multiplier(spec.privacy.noise_multiplier);
+  out.set_epsilon(JobPrivacyGuarantee(spec.privacy, static_cast<int64_t>(committed_rounds)).epsilon);
+  out.set_delta(spec.privacy.delta);
+  out.set_epsilon_budget(spec.privacy.epsilon_budget);
+  out.set_epsilon_at_end(JobPrivacyGuarantee(spec.privacy, spec.rounds).epsilon);
+  return out;
+}
+
+std::string PrivacyText(const v1::PrivacyStatus& p, uint64_t round, uint64_t total_rounds) {
+  char budget[64] = "";
+  if (p.epsilon_budget() > 0) std::snprintf(budget, sizeof(budget), "budget %.4g, ", p.epsilon_budget());
+  char text[256];
+  std::snprintf(text, sizeof(text), "%s: epsilon %.4g at delta %.3g after %llu of %llu rounds (%s%.4g at the end)",
+                p.mechanism().c_str(), p.epsilon(), p.delta(), static_cast<unsigned long long>(round),
+                static_cast<unsigned long long>(total_rounds), budget, p.epsilon_at_end());
+  return text;
+}
+
+nlohmann::json PrivacyJson(const v1::JobStatus& job) {
+  if (!job.has_privacy()) return nullptr;
+  const v1::PrivacyStatus& p = job.privacy();
+  return {
+      {"mechanism", p.mechanism()}, {"noise_multiplier", p.noise_multiplier()}, {"epsilon", p.epsilon()},
+      {"delta", p.delta()},         {"epsilon_budget", p.epsilon_budget()},     {"epsilon_at_end", p.epsilon_at_end()}};
+}
+
 nlohmann::json JobStatusJson(const v1::JobStatus& job) {
   return {{"job_id", job.job_id()},
           {"name", job.name()},
@@ -37,7 +66,8 @@ nlohmann::json JobStatusJson(const v1::JobStatus& job) {
           {"created_unix_ms", job.created_unix_ms()},
           {"updated_unix_ms", job.updated_unix_ms()},
           {"error", job.error()},
-          {"submit_token", job.submit_token()}};
+          {"submit_token", job.submit_token()},
+          {"privacy", PrivacyJson(job)}};
 }
 
 nlohmann::json RoundSummaryJson(const v1::RoundSummary& round) {

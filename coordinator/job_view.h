@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/store.h"
+#include "federation/job_spec.h"
 #include "transport/message.h"
 
 namespace tributary {
@@ -21,6 +22,11 @@ std::string FormatLoss(double loss);
 // heldout_loss, bytes_up, bytes_down, last_round_bytes_up, last_round_bytes_down, dense_state_bytes,
 // created_unix_ms, updated_unix_ms, error, submit_token.
 nlohmann::json JobStatusJson(const v1::JobStatus& job);
+
+// The privacy section of a job status after `committed_rounds` rounds (mechanism not none).
+v1::PrivacyStatus PrivacyStatusOf(const JobSpec& spec, uint64_t committed_rounds);
+// "central: epsilon 1.23 at delta 1e-05 after 3 of 10 rounds (budget 8, 2.9 at the end)".
+std::string PrivacyText(const v1::PrivacyStatus& privacy, uint64_t round, uint64_t total_rounds);
 
 // A committed round: round, participants, train_loss, heldout_loss, bytes_up, bytes_down,
 // committed_unix_ms, weights_hash, clients (worker_id, weight, anomaly_score, clip_scale, excluded).

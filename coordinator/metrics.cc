@@ -58,6 +58,14 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                       .Name("tributary_aggregation_seconds")
                       .Help("Time spent aggregating a round's updates, by job.")
                       .Register(*registry_);
+  dp_epsilon_ = &prometheus::BuildGauge()
+                     .Name("tributary_job_dp_epsilon")
+                     .Help("Differential privacy spent by a job's committed rounds: epsilon at tributary_job_dp_delta.")
+                     .Register(*registry_);
+  dp_delta_ = &prometheus::BuildGauge()
+                   .Name("tributary_job_dp_delta")
+                   .Help("The delta a job's tributary_job_dp_epsilon holds at.")
+                   .Register(*registry_);
   rejected_uploads_ = &prometheus::BuildCounter()
                            .Name("tributary_rejected_uploads_total")
                            .Help("Uploads refused by the coordinator, by reason.")
@@ -89,6 +97,11 @@ void CoordinatorMetrics::SetJobCounts(const JobCounts& counts) {
   jobs_completed_->Set(static_cast<double>(counts.completed));
   jobs_failed_->Set(static_cast<double>(counts.failed));
   jobs_stopped_->Set(static_cast<double>(counts.stopped));
+}
+
+void CoordinatorMetrics::SetPrivacySpent(const std::string& job, double epsilon, double delta) {
+  dp_epsilon_->Add({{"job", job}}).Set(epsilon);
+  dp_delta_->Add({{"job", job}}).Set(delta);
 }
 
 void CoordinatorMetrics::SetWorkersAlive(int64_t workers) {

@@ -63,6 +63,8 @@ class CoordinatorMetrics {
   void OnUploadRejected(const std::string& reason);
 
   void SetJobCounts(const JobCounts& counts);
+  // A differentially private job has spent `epsilon` at `delta` (its committed rounds so far).
+  void SetPrivacySpent(const std::string& job, double epsilon, double delta);
   void SetWorkersAlive(int64_t workers);
 
   // All families in the Prometheus text format 0.0.4.
@@ -79,6 +81,8 @@ class CoordinatorMetrics {
   prometheus::Gauge* jobs_failed_ = nullptr;
   prometheus::Gauge* jobs_stopped_ = nullptr;
   prometheus::Gauge* workers_alive_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* dp_epsilon_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* dp_delta_ = nullptr;
   prometheus::Family<prometheus::Counter>* rounds_committed_ = nullptr;
   prometheus::Family<prometheus::Counter>* bytes_uploaded_ = nullptr;
   prometheus::Family<prometheus::Counter>* bytes_downloaded_ = nullptr;

@@ -238,6 +238,8 @@ Result<std::vector<uint8_t>> RoundDriver::Aggregate(const std::vector<UpdateReco
     samples.push_back(u.num_samples);
   }
   TRIB_ASSIGN_OR_RETURN(std::vector<double> weights, ClientWeights(samples, spec_.aggregation_weights));
+  if (spec_.privacy.mechanism == DpMechanism::kCentral)  // a fresh key: a re-close after a crash draws anew
+    aggregation_->SetNoise(NoiseStddev(spec_.privacy, spec_.aggregation.clip_norm), FreshNoiseKey());
   auto aggregate = method_->Aggregate(clients, spec_.aggregation_weights, *aggregation_, global_, current_.round);
   if (!aggregate.ok())
     return aggregate.status().WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));

@@ -209,9 +209,16 @@ Result<AggregationReport> Aggregation::Run(
   }
   const ClippedVectors clipped(clients, report.clip_scales);
   std::vector<double> squared(clients.count(), 0.0);  // raw distance to the combination, for step 7
+  if (noise_sum_stddev_ > 0 && !weights.empty())
+    report.noise_stddev = noise_sum_stddev_ * *std::max_element(weights.begin(), weights.end());
+  noise_sum_stddev_ = 0;  // one Run only: a reused key would repeat the draw
+  std::vector<double> noised;
   TRIB_RETURN_IF_ERROR(RunAggregator(*rule_, clipped, weights, [&](int64_t begin, const double* values, int64_t n) {
     for (size_t c = 0; c < clients.count(); ++c) clients.AddSquaredDistance(c, begin, n, values, &squared[c]);
-    sink(begin, values, n);
+    if (report.noise_stddev == 0) return sink(begin, values, n);
+    noised.assign(values, values + n);
+    AddGaussianNoise(noise_key_, report.noise_stddev, begin, n, noised.data());
+    sink(begin, noised.data(), n);
   }));
   report.excluded = rule_->Excluded();
   if (report.excluded.empty()) report.excluded.assign(clients.count(), false);

@@ -15,7 +15,8 @@
 //   4. combine  coordinate by coordinate in fp64, clients in ascending worker id: the weighted mean, the
 //               coordinate-wise median or trimmed mean, or the weighted mean of Krum's selection
 //               (Aggregator::CombineRange)
-//   5. noise    central-DP Gaussian noise on the combined vector (later, after combine)
+//   5. noise    central DP (federation/privacy.h): N(0, (sigma max_i w_i)^2) added to every combined
+//               coordinate, sigma = z C the noise on the sum; scores (step 7) use the value before noise
 //   6. encode   the method rounds the fp64 result once to its wire dtype
 //   7. score    every client's distance to the combined vector, relative to the median distance: the
 //               anomaly scores a round records (1 = typical; an attacker's scaled update stands out)
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "federation/privacy.h"
 
 namespace tributary {
 
@@ -123,6 +125,7 @@ struct AggregationReport {
   std::vector<double> clip_scales;     // step 2's factor (1: not clipped)
   std::vector<bool> excluded;          // left out by the rule (Krum)
   std::vector<double> anomaly_scores;  // step 7 (NaN when every client sits on the aggregate)
+  double noise_stddev = 0;             // step 5's stddev per coordinate (0: no noise)
 };
 
 // Coordinates per CombineRange call (a dense model is combined in chunks of this).
@@ -141,11 +144,20 @@ class Aggregation {
   Result<AggregationReport> Run(const ClientVectors& clients, const std::vector<double>& weights,
                                 const std::function<void(int64_t begin, const double* values, int64_t n)>& sink);
 
+  // Step 5 for the next Run only: noise with stddev sum_stddev * max_i w_i on every combined coordinate,
+  // drawn from `key` (a fresh key per round: federation/privacy.h). Only for the mean.
+  void SetNoise(double sum_stddev, const NoiseKey& key) {
+    noise_sum_stddev_ = sum_stddev;
+    noise_key_ = key;
+  }
+
  private:
   Aggregation(const AggregationOptions& options, std::unique_ptr<Aggregator> rule)
       : options_(options), rule_(std::move(rule)) {}
   AggregationOptions options_;
   std::unique_ptr<Aggregator> rule_;
+  double noise_sum_stddev_ = 0;
+  NoiseKey noise_key_{};
 };
 
 // Steps 3-4 only, with a given rule (tests, and the pieces Aggregation::Run is made of).

@@ -160,6 +160,14 @@ ConfigSchema BuildSchema() {
   s.Add(Int("aggregation.select", d.aggregation.select, 0, 1000000, "multi_krum: clients averaged (0 = n - f)"));
   s.Add(Float("aggregation.clip_norm", d.aggregation.clip_norm,
               "per-client L2 clipping of each update before combining (0 = off)", 0, 1e30));
+  s.Add(Str("privacy.mechanism", DpMechanismName(d.privacy.mechanism),
+            "differential privacy: Gaussian noise added by the coordinator (central) or each client (local)",
+            {"none", "central", "local"}));
+  s.Add(Float("privacy.noise_multiplier", d.privacy.noise_multiplier,
+              "noise stddev in units of aggregation.clip_norm, > 0", 0, 1e6));
+  s.Add(Float("privacy.delta", d.privacy.delta, "the delta epsilon is reported at, (0, 1)"));
+  s.Add(Float("privacy.epsilon_budget", d.privacy.epsilon_budget,
+              "refuse the job when its rounds would spend more epsilon (0 = no budget)", 0, 1e9));
   s.Add(Str("eval.dataset", d.eval_dataset, "held-out dataset on the coordinator (empty = none)"));
   s.Add(Int("eval.every", d.eval_every, 1, 100000, "rounds between held-out evaluations"));
   s.Add(Int("checkpoint.snapshot_every", d.snapshot_every, 1, 100000, "rounds between global-model snapshots"));
@@ -262,6 +270,48 @@ Status ValidateAggregation(const Validator& v, const Config& config, const JobSp
   return Status::OK();
 }
 
+// Differential privacy holds only for the Gaussian mechanism on clipped updates combined by a fixed-weight
+// mean over a data-independent support (federation/privacy.h); everything else is refused by name.
+Status ValidatePrivacy(const Validator& v, const Config& config, const JobSpec& spec) {
+  const PrivacyOptions& p = spec.privacy;
+  const std::string mechanism = DpMechanismName(p.mechanism);
+  if (p.mechanism == DpMechanism::kNone) {
+    for (const char* key : {"privacy.noise_multiplier", "privacy.delta", "privacy.epsilon_budget"})
+      if (v.IsSet(key)) return v.FieldError(key, "set at " + config.Origin(key) + ", but privacy.mechanism is none");
+    return Status::OK();
+  }
+  const std::string needs = "privacy.mechanism " + mechanism + " needs ";
+  if (!(p.noise_multiplier > 0)) return v.FieldError("privacy.noise_multiplier", needs + "a value > 0");
+  if (!(p.delta > 0 && p.delta < 1)) return v.FieldError("privacy.delta", needs + "a value in (0, 1)");
+  if (!(spec.aggregation.clip_norm > 0))
+    return v.FieldError("aggregation.clip_norm",
+                        needs + "per-client clipping (a value > 0): it bounds the sensitivity");
+  if (spec.aggregation.rule != AggregationRule::kMean)
+    return v.FieldError("aggregation.rule",
+                        needs + "mean, got " +
+                            v.Describe("aggregation.rule", AggregationRuleName(spec.aggregation.rule)) +
+                            " (no sensitivity bound is implemented for it)");
+  if (spec.aggregation_weights != AggregationWeights::kEqual)
+    return v.FieldError("federation.aggregation_weights",
+                        needs + "equal, got " + v.Describe("federation.aggregation_weights", "samples") +
+                            " (sample counts are private and set each client's sensitivity)");
+  if (spec.mode == "ferret" && spec.ferret.allocation != Allocation::kUniform)
+    return v.FieldError("ferret.allocation",
+                        needs + "uniform, got " +
+                            v.Describe("ferret.allocation", AllocationName(spec.ferret.allocation)) +
+                            " (it picks each block's K from the update's norms, which no noise covers)");
+  if (p.epsilon_budget > 0) {
+    const DpGuarantee spent = JobPrivacyGuarantee(p, spec.rounds);
+    if (spent.epsilon > p.epsilon_budget)
+      return v.FieldError("privacy.epsilon_budget",
+                          "federation.rounds " + std::to_string(spec.rounds) + " at noise multiplier " +
+                              FormatDouble(p.noise_multiplier) + " spend epsilon " + FormatDouble(spent.epsilon) +
+                              " at delta " + FormatDouble(p.delta) + ", over the budget " +
+                              FormatDouble(p.epsilon_budget) + " (more noise or fewer rounds)");
+  }
+  return Status::OK();
+}
+
 Status Validate(const Config& config, const std::string& source, const JobSpec& spec) {
   const Validator v(config, source);
   if (spec.name.find_first_of("\n\r") != std::string::npos) return v.KeyError("name", "must be one line");
@@ -345,6 +395,7 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
   }
 
   TRIB_RETURN_IF_ERROR(ValidateAggregation(v, config, spec));
+  TRIB_RETURN_IF_ERROR(ValidatePrivacy(v, config, spec));
 
   // Eval.
   if (spec.eval_dataset.empty() && v.IsSet("eval.every"))
@@ -412,6 +463,10 @@ JobSpec SpecFromConfig(const Config& c) {
   s.aggregation.byzantine = c.GetInt("aggregation.byzantine");
   s.aggregation.select = c.GetInt("aggregation.select");
   s.aggregation.clip_norm = c.GetFloat("aggregation.clip_norm");
+  s.privacy.mechanism = ParseChecked(ParseDpMechanism(c.GetString("privacy.mechanism")));
+  s.privacy.noise_multiplier = c.GetFloat("privacy.noise_multiplier");
+  s.privacy.delta = c.GetFloat("privacy.delta");
+  s.privacy.epsilon_budget = c.GetFloat("privacy.epsilon_budget");
   s.eval_dataset = c.GetString("eval.dataset");
   s.eval_every = c.GetInt("eval.every");
   s.snapshot_every = c.GetInt("checkpoint.snapshot_every");
@@ -478,6 +533,10 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("aggregation.byzantine", std::to_string(s.aggregation.byzantine));
   line("aggregation.select", std::to_string(s.aggregation.select));
   line("aggregation.clip_norm", FormatDouble(s.aggregation.clip_norm));
+  line("privacy.mechanism", Quote(DpMechanismName(s.privacy.mechanism)));
+  line("privacy.noise_multiplier", FormatDouble(s.privacy.noise_multiplier));
+  line("privacy.delta", FormatDouble(s.privacy.delta));
+  line("privacy.epsilon_budget", FormatDouble(s.privacy.epsilon_budget));
   line("eval.dataset", Quote(s.eval_dataset));
   line("eval.every", std::to_string(s.eval_every));
   line("checkpoint.snapshot_every", std::to_string(s.snapshot_every));
@@ -518,6 +577,8 @@ std::string EffectiveJobSpecYaml(const JobSpec& spec) {
     // Likewise eval.every only counts with an eval dataset, and an aggregation key with its rule.
     if (key == "eval.every" && spec.eval_dataset.empty()) continue;
     if (this_section == "aggregation" && !AggregationKeyApplies(spec.aggregation, key)) continue;
+    if (this_section == "privacy" && key != "privacy.mechanism" && spec.privacy.mechanism == DpMechanism::kNone)
+      continue;
     if (this_section != section) {
       section = this_section;
       out << section << ":\n";

@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "federation/aggregator.h"
+#include "federation/privacy.h"
 #include "peft/ferret.h"
 #include "peft/lora.h"
 
@@ -36,6 +37,8 @@ struct JobSpec {
   AggregationWeights aggregation_weights = AggregationWeights::kSamples;
   // aggregation: the combination rule, its parameters and per-client clipping (federation/aggregator.h)
   AggregationOptions aggregation;
+  // privacy: differential privacy of the clients' updates (federation/privacy.h)
+  PrivacyOptions privacy;
   // train (each client's local round)
   int64_t local_steps = 10;
   int64_t batch_size = 4;

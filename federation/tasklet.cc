@@ -96,7 +96,26 @@ Result<TaskletResult> RunTasklet(const TaskletInput& input, const FederatedMetho
   state.CopyFrom(w_old);  // back to the committed global state for the method's Apply
   if (!payload.ok()) return payload.status().WithContext(context);
   result.payload = std::move(*payload);
+  if (spec.privacy.mechanism == DpMechanism::kLocal) {
+    auto noised = LocalPrivacy(spec, method, input, result, w_old);
+    if (!noised.ok()) return noised.status().WithContext(context);
+    result.payload = std::move(*noised);
+  }
   return result;
+}
+
+Result<std::vector<uint8_t>> LocalPrivacy(const JobSpec& spec, const FederatedMethod& method, const TaskletInput& input,
+                                          const TaskletResult& result, const Arena& global) {
+  // The payload as the aggregate of one client with weight 1: clipped against the method's reference
+  // and noised by the same steps the coordinator runs, then encoded in the upload's own format.
+  AggregationOptions options;
+  options.clip_norm = spec.aggregation.clip_norm;
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Aggregation> aggregation, Aggregation::Create(options));
+  aggregation->SetNoise(NoiseStddev(spec.privacy, spec.aggregation.clip_norm), FreshNoiseKey());
+  const std::vector<ClientPayload> own = {{input.worker_id, result.num_samples, result.payload}};
+  TRIB_ASSIGN_OR_RETURN(MethodAggregate noised,
+                        method.Aggregate(own, AggregationWeights::kEqual, *aggregation, global, input.round));
+  return std::move(noised.bytes);
 }
 
 }  // namespace tributary

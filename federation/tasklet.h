@@ -46,7 +46,14 @@ struct TaskletResult {
 // (the caller keeps its replica synced); `adapters` (attached by this call for the duration of
 // training) holds the global adapters when the method trains adapters, else it is null. On return the
 // replica is back at its entry state bit for bit, ready for the method's Apply. Errors name the worker.
+// With privacy.mechanism local the payload is LocalPrivacy's.
 Result<TaskletResult> RunTasklet(const TaskletInput& input, const FederatedMethod& method, LlamaModel& model,
                                  LoraAdapters* adapters = nullptr);
+
+// Local differential privacy (federation/privacy.h): the result's payload clipped to
+// aggregation.clip_norm against the method's reference (`global`: the state the round started from)
+// plus N(0, (z C)^2) per coordinate from a fresh key, in the payload's own format.
+Result<std::vector<uint8_t>> LocalPrivacy(const JobSpec& spec, const FederatedMethod& method, const TaskletInput& input,
+                                          const TaskletResult& result, const Arena& global);
 
 }  // namespace tributary

@@ -569,6 +569,96 @@ TEST_F(CoordinatorDaemonTest, RunsRoundsWithScriptedWorkersAndRefusesBadUploads)
   EXPECT_TRUE(coordinator.Stop().ok());
 }
 
+// Central DP end to end: the coordinator noises each round (the committed aggregate is not the plain
+// mean of the uploads), and status, the job log and /metrics report the epsilon the accountant gives.
+TEST_F(CoordinatorDaemonTest, CentralPrivacyNoisesRoundsAndReportsEpsilon) {
+  World world;
+  TempDir data;
+  auto parsed = ParseJobSpec(
+      EffectiveJobSpecYaml(world.Spec()), "dp spec",
+      {"federation.aggregation_weights=equal", "ferret.allocation=uniform", "aggregation.clip_norm=1",
+       "privacy.mechanism=central", "privacy.noise_multiplier=2", "privacy.delta=1e-5", "privacy.epsilon_budget=50"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const JobSpec spec = *parsed;
+  RunningCoordinator coordinator(Options(world, data));
+  ASSERT_TRUE(coordinator.ok());
+  ScriptedWorker w1(coordinator.endpoint(), keys_, keys_.w1, "w1");
+  ScriptedWorker w2(coordinator.endpoint(), keys_, keys_.w2, "w2");
+  ASSERT_TRUE(w1.Register(WorkerCapabilities(world.num_examples, "")).accepted());
+  ASSERT_TRUE(w2.Register(WorkerCapabilities(world.num_examples, "")).accepted());
+  auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
+  Envelope submit = transport::NewEnvelope("cli");
+  submit.mutable_submit_job()->set_spec_yaml(EffectiveJobSpecYaml(spec));
+  auto submitted = Ask(*cli, submit);
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  const std::string job_id = submitted->envelope.submit_job_reply().job_id();
+  ASSERT_FALSE(job_id.empty()) << submitted->envelope.DebugString();
+
+  auto replica = world.Replica();
+  ASSERT_TRUE(w1.WaitForBody(Envelope::kRoundStart).has_value());
+  const TaskletResult r1 = Train(spec, 1, "w1", world, *replica);
+  const TaskletResult r2 = Train(spec, 1, "w2", world, *replica);
+  EXPECT_TRUE(w1.Upload(InlineUpload(job_id, 1, "w1", r1)).accepted());
+  EXPECT_TRUE(w2.Upload(InlineUpload(job_id, 1, "w2", r2)).accepted());
+  const std::vector<uint8_t> plain = ExpectedRound(spec, 1, {{"w1", r1}, {"w2", r2}}, *replica);
+  auto committed = w1.WaitForBody(Envelope::kRoundCommitted);
+  ASSERT_TRUE(committed.has_value());
+  const std::string& noised = committed->envelope.round_committed().aggregate();
+  ASSERT_EQ(noised.size(), plain.size()) << "the same payload format";
+  EXPECT_NE(noised, Bytes(plain)) << "central noise on the committed aggregate";
+
+  v1::GetJobReply job;
+  for (int i = 0; i < 100 && job.job().round() < 1; ++i) {
+    Envelope get = transport::NewEnvelope("cli");
+    get.mutable_get_job()->set_job_id(job_id);
+    auto reply = Ask(*cli, get);
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    job = reply->envelope.get_job_reply();
+  }
+  ASSERT_TRUE(job.job().has_privacy());
+  const v1::PrivacyStatus& privacy = job.job().privacy();
+  EXPECT_EQ(privacy.mechanism(), "central");
+  EXPECT_DOUBLE_EQ(privacy.epsilon(), JobPrivacyGuarantee(spec.privacy, 1).epsilon);
+  EXPECT_DOUBLE_EQ(privacy.epsilon_at_end(), JobPrivacyGuarantee(spec.privacy, 2).epsilon);
+  EXPECT_DOUBLE_EQ(privacy.delta(), 1e-5);
+  EXPECT_TRUE(sink_->Contains("privacy central: epsilon ")) << "the job log line";
+  httplib::Client http("127.0.0.1", coordinator.http_port());
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("tributary_job_dp_epsilon{job=\"" + job_id + "\"}"), std::string::npos) << metrics->body;
+  EXPECT_TRUE(coordinator.Stop().ok());
+}
+
+// A spec over its privacy budget is refused at submit, naming the field.
+TEST_F(CoordinatorDaemonTest, SubmitRefusesAJobOverItsPrivacyBudget) {
+  World world;
+  TempDir data;
+  RunningCoordinator coordinator(Options(world, data));
+  ASSERT_TRUE(coordinator.ok());
+  auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
+  Envelope submit = transport::NewEnvelope("cli");
+  std::string yaml = EffectiveJobSpecYaml(world.Spec());
+  const std::string none = "privacy:\n  mechanism: \"none\"\n";
+  ASSERT_NE(yaml.find(none), std::string::npos) << yaml;
+  yaml.replace(yaml.find(none), none.size(),
+               "privacy:\n  mechanism: local\n  noise_multiplier: 0.5\n  delta: 1e-5\n  epsilon_budget: 1\n");
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"aggregation_weights: \"samples\"", "aggregation_weights: equal"},
+           {"allocation: \"norm_ratio\"", "allocation: uniform"},
+           {"clip_norm: 0\n", "clip_norm: 1\n"}}) {
+    ASSERT_NE(yaml.find(from), std::string::npos) << from << " in " << yaml;
+    yaml.replace(yaml.find(from), from.size(), to);
+  }
+  submit.mutable_submit_job()->set_spec_yaml(yaml);
+  auto reply = Ask(*cli, submit);
+  ASSERT_FALSE(reply.ok());
+  EXPECT_NE(
+      reply.status().message().find("field 'privacy.epsilon_budget': federation.rounds 2 at noise multiplier 0.5"),
+      std::string::npos)
+      << reply.status().ToString();
+  EXPECT_TRUE(coordinator.Stop().ok());
+}
+
 // The registry on its own: the inventory a Register makes, key binding, liveness and replicas.
 TEST(WorkerRegistryTest, CarriesFabricIdsBindsIdsToKeysAndTracksLiveness) {
   TempDir dir;

@@ -182,7 +182,8 @@ TEST(JobSpecTest, RequiredFields) {
 
 TEST(JobSpecTest, SchemaErrorsNameFileLineAndKey) {
   EXPECT_EQ(ErrorOf("federation:\n  roundz: 3\n"), "job.yaml:6: unknown key 'federation.roundz'");
-  EXPECT_EQ(ErrorOf("privacy:\n  epsilon: 1\n"), "job.yaml:5: unknown key 'privacy'");
+  EXPECT_EQ(ErrorOf("privacy:\n  epsilon: 1\n"), "job.yaml:6: unknown key 'privacy.epsilon'");
+  EXPECT_EQ(ErrorOf("secrets:\n  epsilon: 1\n"), "job.yaml:5: unknown key 'secrets'");
   EXPECT_EQ(ErrorOf("federation:\n  rounds: ten\n"),
             "job.yaml:6: key 'federation.rounds': expected an integer, got 'ten'");
   EXPECT_EQ(ErrorOf("train:\n  lr: fast\n"), "job.yaml:6: key 'train.lr': expected a number, got 'fast'");
@@ -444,13 +445,61 @@ TEST(JobSpecTest, CanonicalFormRendersEveryField) {
           (key == "aggregation.byzantine" && rule != AggregationRule::kKrum && rule != AggregationRule::kMultiKrum) ||
           (key == "aggregation.select" && rule != AggregationRule::kMultiKrum))
         continue;
+      if (section == "privacy" && key != "privacy.mechanism" && original.privacy.mechanism == DpMechanism::kNone)
+        continue;
       overrides.push_back(key + "=" + line.substr(colon + 2));
     }
-    EXPECT_EQ(keys.size(), 42u);
+    EXPECT_EQ(keys.size(), 46u);
     Result<JobSpec> rebuilt = ParseJobSpec("", "canonical", overrides);
     ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().ToString();
     EXPECT_EQ(CanonicalJobSpec(*rebuilt), canonical);
   }
+}
+
+TEST(JobSpecTest, PrivacyNeedsClippingAnUnweightedMeanAFixedSupportAndItsBudget) {
+  const std::string dp =
+      "federation: {mode: ferret, rounds: 10, aggregation_weights: equal}\n"
+      "ferret: {allocation: uniform}\n"
+      "aggregation: {clip_norm: 0.5}\n";
+  const JobSpec spec = ParseOk(kRequired + dp + "privacy: {mechanism: central, noise_multiplier: 1.1, delta: 1e-5}\n");
+  EXPECT_EQ(spec.privacy.mechanism, DpMechanism::kCentral);
+  EXPECT_DOUBLE_EQ(spec.privacy.noise_multiplier, 1.1);
+  EXPECT_DOUBLE_EQ(spec.privacy.delta, 1e-5);
+  EXPECT_EQ(ParseOk(EffectiveJobSpecYaml(spec)).privacy.noise_multiplier, 1.1);
+
+  // Keys without a mechanism, and a mechanism without its numbers.
+  EXPECT_NE(
+      ErrorOf("privacy: {delta: 1e-5}\n").find("'privacy.delta': set at job.yaml:5, but privacy.mechanism is none"),
+      std::string::npos)
+      << ErrorOf("privacy: {delta: 1e-5}\n");
+  EXPECT_NE(ErrorOf(dp + "privacy: {mechanism: local, delta: 1e-5}\n")
+                .find("'privacy.noise_multiplier': privacy.mechanism local needs a value > 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dp + "privacy: {mechanism: local, noise_multiplier: 1}\n").find("'privacy.delta'"),
+            std::string::npos);
+  // The composition rules (docs/security.md).
+  const std::string central = "privacy: {mechanism: central, noise_multiplier: 1, delta: 1e-5}\n";
+  EXPECT_NE(ErrorOf("federation: {aggregation_weights: equal}\nferret: {allocation: uniform}\n" + central)
+                .find("'aggregation.clip_norm': privacy.mechanism central needs per-client clipping"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(dp + "aggregation: {rule: median}\n" + central).find("'aggregation.rule'"), std::string::npos)
+      << ErrorOf(dp + "aggregation: {rule: median}\n" + central);
+  EXPECT_NE(
+      ErrorOf("federation: {mode: ferret}\nferret: {allocation: uniform}\naggregation: {clip_norm: 1}\n" + central)
+          .find("'federation.aggregation_weights': privacy.mechanism central needs equal"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf("federation: {aggregation_weights: equal}\naggregation: {clip_norm: 1}\n" + central)
+                .find("'ferret.allocation': privacy.mechanism central needs uniform"),
+            std::string::npos);
+  // The budget: 10 rounds at z = 1.1 spend epsilon 16.9 at delta 1e-5 (tests/federation/privacy_test.cc).
+  const std::string over = ErrorOf(dp +
+                                   "privacy: {mechanism: central, noise_multiplier: 1.1, delta: 1e-5, "
+                                   "epsilon_budget: 4}\n");
+  EXPECT_NE(over.find("'privacy.epsilon_budget': federation.rounds 10 at noise multiplier 1.1 spend epsilon"),
+            std::string::npos)
+      << over;
+  EXPECT_EQ(ErrorOf(dp + "privacy: {mechanism: central, noise_multiplier: 1.1, delta: 1e-5, epsilon_budget: 20}\n"),
+            "");
 }
 
 TEST(JobSpecTest, ExampleJobsParse) {

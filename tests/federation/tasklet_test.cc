@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "engine/text/tokenizer.h"
@@ -236,6 +237,63 @@ TEST(TaskletTest, GradientReducerRunsBetweenBackwardAndEveryStep) {
   EXPECT_NE(failed.status().message().find("worker 'w0'"), std::string::npos) << failed.status().message();
   EXPECT_NE(failed.status().message().find("island peer 'w3' left"), std::string::npos) << failed.status().message();
   EXPECT_EQ(WeightsHash(model->params()), before);
+}
+
+std::vector<float> Floats(const std::vector<uint8_t>& bytes) {
+  std::vector<float> out(bytes.size() / sizeof(float));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  return out;
+}
+
+double Norm(const std::vector<float>& v) {
+  double sum = 0;
+  for (float x : v) sum += double{x} * x;
+  return std::sqrt(sum);
+}
+
+// Local DP: the upload is the plain update clipped to C plus N(0, (z C)^2) per coordinate, in the
+// payload's own format, with fresh noise every time.
+TEST(TaskletTest, LocalPrivacyClipsAndNoisesTheUpload) {
+  const std::vector<SequenceRow> rows = Rows();
+  auto model = Model();
+  JobSpec spec = Spec("fedavg");
+  auto method = Method(spec, model->params());
+  TaskletInput input{spec, 1, "w0", &rows};
+  auto plain = RunTasklet(input, *method, *model);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  const std::vector<float> update = Floats(plain->payload);
+  const double norm = Norm(update);
+  ASSERT_GT(norm, 0);
+
+  spec.privacy.mechanism = DpMechanism::kLocal;
+  spec.privacy.delta = 1e-5;
+  spec.privacy.noise_multiplier = 1e-9;  // clipping alone
+  spec.aggregation.clip_norm = 0.5 * norm;
+  input.spec = spec;
+  auto clipped = RunTasklet(input, *method, *model);
+  ASSERT_TRUE(clipped.ok()) << clipped.status().ToString();
+  ASSERT_TRUE(method->ValidatePayload(clipped->payload, 1).ok());
+  const std::vector<float> c = Floats(clipped->payload);
+  EXPECT_NEAR(Norm(c), 0.5 * norm, 1e-4 * norm);
+  for (size_t i = 0; i < c.size(); ++i) ASSERT_NEAR(c[i], 0.5f * update[i], 1e-6 * norm) << i;
+
+  spec.privacy.noise_multiplier = 2.0;
+  spec.aggregation.clip_norm = 10 * norm;  // no clipping: the difference is the noise
+  input.spec = spec;
+  auto noised = RunTasklet(input, *method, *model);
+  auto again = RunTasklet(input, *method, *model);
+  ASSERT_TRUE(noised.ok() && again.ok());
+  EXPECT_NE(noised->payload, again->payload) << "every upload draws fresh noise";
+  const std::vector<float> n = Floats(noised->payload);
+  double sum_sq = 0;
+  size_t count = 0;
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (update[i] == 0 && n[i] == 0) continue;  // padding the method keeps at zero
+    sum_sq += (double{n[i]} - update[i]) * (double{n[i]} - update[i]);
+    ++count;
+  }
+  ASSERT_GT(count, 10000u);
+  EXPECT_NEAR(std::sqrt(sum_sq / count), 2.0 * 10 * norm, 0.03 * 20 * norm);
 }
 
 }  // namespace

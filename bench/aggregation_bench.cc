@@ -10,6 +10,8 @@
 // ParsePayload over all n uploads (what the coordinator does on receipt) and one AggregateCoefficients
 // call over the parsed payloads. The last rows repeat n = max with every tensor 10x larger (the same L
 // and K: the reference rule is scale-invariant), to show that nothing on this path depends on d.
+// A second table times every aggregation rule (federation/aggregator.h) on the same uploads, as a ratio
+// to the plain mean in the same run: clipping, central-DP noise, median, trimmed mean, (Multi-)Krum.
 // Run from the repository root.
 #include <malloc.h>
 
@@ -231,6 +233,70 @@ Row RunOne(const Args& args, WireDtype dtype, int64_t params, int num_blocks, in
   return row;
 }
 
+// The base model's n uploads, parsed (seeded by the seed and n, like RunOne's).
+std::vector<Payload> ParsedUploads(const Args& args, int num_blocks, int uploads) {
+  std::mt19937_64 rng(args.seed * 1'000'003 + static_cast<uint64_t>(uploads));
+  std::uniform_int_distribution<int> k_dist(2, args.k);
+  std::normal_distribution<float> coef_dist(0.0f, 1e-3f);
+  std::vector<Payload> parsed(uploads);
+  for (Payload& p : parsed) {
+    p.round = 7;
+    p.gamma.resize(num_blocks);
+    for (auto& block : p.gamma) {
+      block.resize(k_dist(rng));
+      for (float& g : block) g = coef_dist(rng);
+    }
+  }
+  return parsed;
+}
+
+void RunRules(const Args& args, int num_blocks, int uploads) {
+  const std::vector<Payload> parsed = ParsedUploads(args, num_blocks, uploads);
+  std::vector<ClientCoefficients> clients(uploads);
+  for (int i = 0; i < uploads; ++i) clients[i] = {static_cast<uint64_t>(1000 + i), 1, &parsed[i]};
+  struct Case {
+    const char* name;
+    AggregationOptions options;
+    bool noise = false;
+  };
+  AggregationOptions clip;
+  clip.clip_norm = 0.01;
+  AggregationOptions median;
+  median.rule = AggregationRule::kMedian;
+  AggregationOptions trimmed;
+  trimmed.rule = AggregationRule::kTrimmedMean;
+  trimmed.trim_fraction = 0.2;
+  AggregationOptions krum;
+  krum.rule = AggregationRule::kKrum;
+  krum.byzantine = uploads / 5;
+  AggregationOptions multi_krum = krum;
+  multi_krum.rule = AggregationRule::kMultiKrum;
+  const std::vector<Case> cases = {{"mean", {}},
+                                   {"mean+clip", clip},
+                                   {"mean+clip+noise", clip, true},
+                                   {"median", median},
+                                   {"trimmed_mean", trimmed},
+                                   {"krum", krum},
+                                   {"multi_krum", multi_krum}};
+  double mean_s = 0;
+  for (const Case& c : cases) {
+    std::unique_ptr<Aggregation> aggregation = Aggregation::Create(c.options).value();
+    std::vector<double> times;
+    for (int rep = 0; rep < args.reps; ++rep) {
+      if (c.noise) aggregation->SetNoise(1.0 * c.options.clip_norm, FreshNoiseKey());
+      const double t0 = Now();
+      auto aggregate =
+          AggregateCoefficients(clients, AggregationWeights::kEqual, *aggregation, 7, num_blocks, WireDtype::kFp32);
+      times.push_back(Now() - t0);
+      TRIB_CHECK(aggregate.ok());
+    }
+    const double t = Median(times);
+    if (mean_s == 0) mean_s = t;
+    std::printf("%-16s %6d %10.2f %8.2fx\n", c.name, uploads, t * 1e3, t / mean_s);
+    std::fflush(stdout);
+  }
+}
+
 void PrintRow(const Row& r) {
   std::printf("%-5s %8.3fB %4d %6d %10.0f %9.1f %11.0f %9.1f %11.0f %9.1f %9.2f %9.1f %8zu\n", WireDtypeName(r.dtype),
               static_cast<double>(r.params) / 1e9, r.num_blocks, r.uploads, r.bytes_per_upload, r.parse_s * 1e3,
@@ -264,6 +330,12 @@ int Main(int argc, char** argv) {
   for (WireDtype dtype : {WireDtype::kFp32, WireDtype::kBf16}) {
     for (int n : counts) PrintRow(RunOne(args, dtype, base->param_count(), base_blocks, n, reset_ok));
     PrintRow(RunOne(args, dtype, large->param_count(), large_blocks, counts.back(), reset_ok));
+  }
+  std::printf("\naggregation rules on the same fp32 uploads (equal weights; Krum f = n / 5), %d reps (median)\n",
+              args.reps);
+  std::printf("%-16s %6s %10s %9s\n", "rule", "n", "ms", "vs mean");
+  for (int n : {100, 1'000}) {
+    if (n <= args.max_uploads) RunRules(args, base_blocks, n);
   }
   return 0;
 }

@@ -5,6 +5,8 @@
 // under kGatherFloats whatever the number of clients. Every result is a function of the values and the
 // client order only (sorts of equal values give equal results; ties in Krum's scores go to the lower
 // client index), so a re-run reproduces the bytes.
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -59,9 +61,15 @@ class CoordinateWise final : public Aggregator {
     return 0.5 * (lower + upper);
   }
 
+  // Two selections instead of a sort: [cut, n - cut) then holds the middle values (in an order that
+  // depends only on the input order, so the sum is reproducible).
   double TrimmedMean(std::vector<double>& v) const {
-    std::sort(v.begin(), v.end());
     const size_t cut = static_cast<size_t>(std::floor(trim_fraction_ * static_cast<double>(v.size())));
+    if (cut > 0) {
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(cut), v.end());
+      std::nth_element(v.begin() + static_cast<std::ptrdiff_t>(cut), v.end() - static_cast<std::ptrdiff_t>(cut),
+                       v.end());
+    }
     double sum = 0.0;
     for (size_t i = cut; i < v.size() - cut; ++i) sum += v[i];
     return sum / static_cast<double>(v.size() - 2 * cut);
@@ -111,25 +119,29 @@ class Krum final : public Aggregator {
   std::vector<bool> Excluded() const override { return excluded_; }
 
  private:
-  // d[a * n + b] = ||x_a - x_b||^2 in fp64, accumulated over coordinate ranges in order.
+  // d[a * n + b] = ||x_a - x_b||^2 = ||x_a||^2 + ||x_b||^2 - 2 <x_a, x_b> in fp64, from a Gram matrix that
+  // BLAS accumulates over coordinate ranges in order (n^2 d / 2 multiply-adds at BLAS speed instead of
+  // 3 n^2 d / 2 scalar operations). fp64 keeps the cancellation error near 1e-16 ||x||^2, far below
+  // any distance that changes a selection; a BLAS build may still break an exact tie differently.
   static std::vector<double> PairwiseSquaredDistances(const ClientVectors& clients) {
     const int64_t n = static_cast<int64_t>(clients.count());
-    std::vector<double> d(static_cast<size_t>(n * n), 0.0);
+    std::vector<double> gram(static_cast<size_t>(n * n), 0.0);
+    std::vector<double> x;
     for (int64_t begin = 0; begin < clients.dim(); begin += kAggregateChunkElems) {
       const int64_t len = std::min(kAggregateChunkElems, clients.dim() - begin);
       ForEachGatheredRange(clients, begin, len, [&](int64_t /*sub*/, int64_t m, const float* values) {
-        for (int64_t a = 0; a < n; ++a)
-          for (int64_t b = a + 1; b < n; ++b) {
-            double acc = 0.0;
-            for (int64_t j = 0; j < m; ++j) {
-              const double diff = static_cast<double>(values[a * m + j]) - static_cast<double>(values[b * m + j]);
-              acc += diff * diff;
-            }
-            d[static_cast<size_t>(a * n + b)] += acc;
-            d[static_cast<size_t>(b * n + a)] += acc;
-          }
+        x.assign(values, values + n * m);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(m), 1.0,
+                    x.data(), static_cast<blasint>(m), 1.0, gram.data(), static_cast<blasint>(n));
       });
     }
+    std::vector<double> d(static_cast<size_t>(n * n), 0.0);
+    for (int64_t a = 0; a < n; ++a)
+      for (int64_t b = a + 1; b < n; ++b) {
+        const double sq = gram[static_cast<size_t>(a * n + a)] + gram[static_cast<size_t>(b * n + b)] -
+                          2.0 * gram[static_cast<size_t>(a * n + b)];
+        d[static_cast<size_t>(a * n + b)] = d[static_cast<size_t>(b * n + a)] = std::max(sq, 0.0);
+      }
     return d;
   }
 

@@ -18,7 +18,7 @@ PACKAGES=(
   libgloo-dev librocksdb-dev
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev
+  libopenblas-dev libutf8proc-dev
   libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev libsystemd-dev

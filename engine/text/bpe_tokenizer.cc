@@ -2,9 +2,12 @@
 //   byte-level (GPT-2 / Llama-3 / Qwen2): text bytes map to printable symbols, regex pre-tokenisation;
 //   SentencePiece-style (Llama-2 / Mistral): spaces become U+2581 "▁", symbols are characters, and
 //   characters missing from the vocabulary fall back to <0xHH> byte tokens.
+#include <utf8proc.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -14,6 +17,19 @@
 namespace tributary {
 
 namespace {
+
+// Unicode NFC of `text` (utf8proc). Invalid UTF-8 is returned unchanged: HF tokenizers only ever see
+// valid strings, and the byte-level path must stay lossless for arbitrary bytes.
+std::string Nfc(std::string_view text) {
+  utf8proc_uint8_t* mapped = nullptr;
+  const utf8proc_ssize_t n =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()), static_cast<utf8proc_ssize_t>(text.size()),
+                   &mapped, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  if (n < 0) return std::string(text);
+  std::string out(reinterpret_cast<const char*>(mapped), static_cast<size_t>(n));
+  std::free(mapped);
+  return out;
+}
 
 using nlohmann::json;
 
@@ -99,6 +115,7 @@ class BpeTokenizer : public Tokenizer {
   int32_t unk_id_ = -1;
   bool fuse_unk_ = false;
   std::array<int32_t, 256> fallback_ids_{};  // ids of <0x00> .. <0xFF>
+  bool norm_nfc_ = false;                    // normalizer NFC
   bool norm_prepend_ = false;                // normalizer Prepend("▁"): every segment
   bool norm_replace_ = false;                // normalizer Replace(" " -> "▁")
   bool metaspace_ = false;                   // Metaspace pre-tokenizer
@@ -335,7 +352,10 @@ Status BpeTokenizer::ParseNormalizer(const json& n, const std::string& source) {
     for (const json& sub : n["normalizers"]) TRIB_RETURN_IF_ERROR(ParseNormalizer(sub, source));
     return Status::OK();
   }
-  if (type == "NFC") return Status::OK();  // identity: input is assumed to be NFC already
+  if (type == "NFC") {
+    norm_nfc_ = true;
+    return Status::OK();
+  }
   if (type == "Prepend" && n.value("prepend", std::string()) == kMetaspace) {
     norm_prepend_ = true;
     return Status::OK();
@@ -537,8 +557,10 @@ void BpeTokenizer::EncodeChars(std::string_view word, std::vector<int32_t>* out)
 }
 
 // Text between added tokens (at_start: it begins the input): normalisation, pre-tokenisation, BPE.
-void BpeTokenizer::EncodeOrdinary(std::string_view text, bool at_start, std::vector<int32_t>* out) const {
-  if (text.empty()) return;
+void BpeTokenizer::EncodeOrdinary(std::string_view raw, bool at_start, std::vector<int32_t>* out) const {
+  if (raw.empty()) return;
+  const std::string normalized = norm_nfc_ ? Nfc(raw) : std::string();
+  const std::string_view text = norm_nfc_ ? std::string_view(normalized) : raw;
   if (!byte_level_) {
     // SentencePiece style: spaces become "▁", a "▁" is prepended per the normalizer / Metaspace rules.
     std::string s;

@@ -1,6 +1,8 @@
 // Hand-written scanners for the split regexes of GPT-2, Llama-3 and Qwen2 tokenizers (std::regex has
-// no \p{L} / \p{N}). Each scanner tries the regex alternatives in order at the current position,
+// no \p{L} / \p{N}; the categories come from utf8proc). Each scanner tries the regex alternatives in order at the current position,
 // exactly as a backtracking regex engine would, and emits the first alternative that matches.
+#include <utf8proc.h>
+
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -43,47 +45,30 @@ CodePoint DecodeAt(std::string_view text, size_t pos) {
   return {cp, len};
 }
 
-struct Range {
-  uint32_t lo, hi;
-};
-
-bool InRanges(uint32_t cp, const Range* ranges, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    if (cp >= ranges[i].lo && cp <= ranges[i].hi) return true;
+// \p{L} and \p{N} of the split regexes: the Unicode general categories L* and N* (utf8proc's tables).
+bool IsLetter(uint32_t cp) {
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: return true;
+    default: return false;
   }
-  return false;
 }
-
-// Approximation of \p{L} (see tokenizer.h for the covered scripts).
-constexpr Range kLetterRanges[] = {
-    {0x41, 0x5a},       {0x61, 0x7a},       {0xaa, 0xaa},     {0xb5, 0xb5},     {0xba, 0xba},     {0xc0, 0xd6},
-    {0xd8, 0xf6},       {0xf8, 0x2c1},      {0x2c6, 0x2d1},   {0x2e0, 0x2e4},   {0x370, 0x374},   {0x376, 0x37d},
-    {0x37f, 0x37f},     {0x386, 0x386},     {0x388, 0x3f5},   {0x3f7, 0x481},   {0x48a, 0x52f},   {0x531, 0x556},
-    {0x560, 0x588},     {0x5d0, 0x5ea},     {0x620, 0x64a},   {0x671, 0x6d3},   {0x904, 0x939},   {0x958, 0x961},
-    {0xe01, 0xe30},     {0x10a0, 0x10ff},   {0x1100, 0x11ff}, {0x1e00, 0x1fbc}, {0x3041, 0x3096}, {0x309d, 0x309f},
-    {0x30a1, 0x30fa},   {0x30fc, 0x30ff},   {0x3105, 0x312f}, {0x3131, 0x318e}, {0x3400, 0x4dbf}, {0x4e00, 0x9fff},
-    {0xa000, 0xa48c},   {0xac00, 0xd7a3},   {0xf900, 0xfaff}, {0xff21, 0xff3a}, {0xff41, 0xff5a}, {0xff66, 0xffdc},
-    {0x20000, 0x2fa1f}, {0x30000, 0x3134f},
-};
-
-// Approximation of \p{N}: decimal digits of the covered scripts, superscripts, fractions, roman
-// numerals, circled numbers and CJK numerals.
-constexpr Range kNumberRanges[] = {
-    {0x30, 0x39},     {0xb2, 0xb3},     {0xb9, 0xb9},     {0xbc, 0xbe},     {0x660, 0x669},   {0x6f0, 0x6f9},
-    {0x966, 0x96f},   {0xe50, 0xe59},   {0x2070, 0x2070}, {0x2074, 0x2079}, {0x2080, 0x2089}, {0x2150, 0x2189},
-    {0x2460, 0x249b}, {0x24ea, 0x24ff}, {0x3007, 0x3007}, {0x3021, 0x3029}, {0xff10, 0xff19},
-};
+bool IsNumber(uint32_t cp) {
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO: return true;
+    default: return false;
+  }
+}
 
 // Unicode White_Space (what \s matches in the Rust / Oniguruma regexes).
 bool IsSpace(uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0d) || cp == 0x20 || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
          (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
-}
-bool IsLetter(uint32_t cp) {
-  return InRanges(cp, kLetterRanges, std::size(kLetterRanges));
-}
-bool IsNumber(uint32_t cp) {
-  return InRanges(cp, kNumberRanges, std::size(kNumberRanges));
 }
 bool IsNewline(uint32_t cp) {
   return cp == '\r' || cp == '\n';

@@ -10,16 +10,15 @@
 //   SentencePiece:  normalizer Prepend("▁") + Replace(" " -> "▁") (legacy Llama-2 files) or pre_tokenizer
 //                   Metaspace (prepend_scheme first / always / never, split); decoder Metaspace or
 //                   Replace("▁" -> " "), ByteFallback, Fuse, Strip(" ", n, 0).
-//   normalizer:     also NFC, treated as identity (input is assumed to be NFC already).
+//   normalizer:     also NFC (utf8proc), applied to the text between added tokens.
 //   post_processor: null, ByteLevel, TemplateProcessing (special tokens around $A), or a Sequence.
 //   added_tokens:   matched verbatim (longest first) before normalisation and pre-tokenisation;
 //                   lstrip / rstrip / single_word are ignored.
 // Decoding returns the raw bytes (no U+FFFD replacement), so decode(encode(x)) == x for any bytes
 // whenever the encoding is lossless (byte-level always; SentencePiece-style except for added tokens).
-// Unicode limits of the hand-written regex scanner: \p{L} and \p{N} are approximated by code point
-// ranges covering Latin, Greek, Cyrillic, Armenian, Hebrew, Arabic, Devanagari, Thai, Georgian,
-// Hangul, kana and CJK ideographs (combining marks count as "other", as in the real regexes); exact
-// for ASCII. A SentencePiece model file (tokenizer.model) alone is not supported.
+// The hand-written regex scanner takes \p{L} and \p{N} from utf8proc's general categories (its Unicode
+// version may trail HF tokenizers' for code points assigned since). A SentencePiece model file
+// (tokenizer.model) alone is not supported.
 #pragma once
 
 #include <cstdint>

@@ -179,6 +179,53 @@ TEST(TokenizerTest, PretokenizeLlama3AndQwen2) {
   EXPECT_EQ(Pieces("12345", PretokenizePattern::kQwen2), (Strs{"1", "2", "3", "4", "5"}));
 }
 
+// tests/engine/fixtures/pretokenize/splits.json (tests/oracle/make_pretokenize_oracle.py): HF tokenizers'
+// Split pre-tokenizer over 42 strings in more than 15 scripts (combining marks, Greek extended, Thai,
+// Khmer, Tamil, kana iteration marks, emoji ZWJ sequences, code) under the three regexes.
+TEST(TokenizerTest, PretokenizeMatchesHfTokenizersOverManyScripts) {
+  auto text = ReadFileToString("tests/engine/fixtures/pretokenize/splits.json");
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  const auto fixture = nlohmann::json::parse(*text);
+  int compared = 0;
+  for (const auto& c : fixture["cases"]) {
+    const std::string input = c["text"];
+    for (const auto& [name, pattern] : {std::pair{"gpt2", PretokenizePattern::kGpt2},
+                                        std::pair{"llama3", PretokenizePattern::kLlama3},
+                                        std::pair{"qwen2", PretokenizePattern::kQwen2}}) {
+      EXPECT_EQ(Pieces(input, pattern), c[name].get<Strs>()) << name << " on '" << input << "'";
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 3 * 42);
+}
+
+// The NFC normalizer composes (e + U+0301 -> é) before pre-tokenisation, as HF's does.
+TEST(TokenizerTest, NfcNormalizerComposesLikeHf) {
+  auto text = ReadFileToString(std::string(kFixture) + "/tokenizer.json");
+  ASSERT_TRUE(text.ok());
+  auto j = nlohmann::json::parse(*text);
+  auto plain = ParseHfTokenizer(j.dump(), "", "tokenizer.json");
+  j["normalizer"] = nlohmann::json::parse(R"({"type": "Sequence", "normalizers": [{"type": "NFC"}]})");
+  auto nfc = ParseHfTokenizer(j.dump(), "", "tokenizer.json");
+  ASSERT_TRUE(plain.ok() && nfc.ok()) << nfc.status().ToString();
+  auto fixture_text = ReadFileToString("tests/engine/fixtures/pretokenize/splits.json");
+  ASSERT_TRUE(fixture_text.ok());
+  const auto fixture = nlohmann::json::parse(*fixture_text);
+  int decomposed = 0;
+  for (const auto& c : fixture["cases"]) {
+    const std::string input = c["text"], composed = c["nfc"];
+    EXPECT_EQ((*nfc)->Encode(input, false), (*plain)->Encode(composed, false)) << input;
+    if (input != composed) {
+      ++decomposed;
+      EXPECT_NE((*plain)->Encode(input, false), (*plain)->Encode(composed, false)) << input;
+    }
+  }
+  EXPECT_GE(decomposed, 2) << "the fixture has decomposed text";
+  // Invalid UTF-8 passes through unchanged (byte-level stays lossless).
+  const std::string invalid = "a\xff\xfe b";
+  EXPECT_EQ(*(*nfc)->Decode((*nfc)->Encode(invalid, false)), invalid);
+}
+
 TEST(TokenizerTest, SplitPreTokenizerFromJson) {
   auto text = ReadFileToString(std::string(kFixture) + "/tokenizer.json");
   ASSERT_TRUE(text.ok());

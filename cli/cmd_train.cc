@@ -167,6 +167,8 @@ Status RunTrain(const TrainFlags& f) {
 
   SaveModelOptions save;
   save.tokenizer = tokenizer.get();
+  save.copy_generation_config_from = f.model_dir;
+  save.dtype = loaded.stored_dtype;  // a bf16 base comes back bf16, as HF saves it
   TRIB_RETURN_IF_ERROR(SaveModelDir(f.output_dir, loaded.config, model->params(), save));
 
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -136,6 +136,7 @@ Status JobModel::Export(const Arena& state, const std::string& format, const std
     return Status::InvalidArgument("export format '" + format + "': expected safetensors or peft");
   SaveModelOptions options;
   options.copy_tokenizer_from = spec_.base_model;
+  options.dtype = base_.stored_dtype;  // the base's storage dtype, as HF saves a tuned model
   if (!adapters_) return SaveModelDir(dir, base_.config, state, options);
   // lora: the base with the adapters merged in (W += scaling * B A).
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<LoraAdapters> merged, LoraAdapters::Create(base_.config, adapters_->options()));

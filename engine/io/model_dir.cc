@@ -92,6 +92,73 @@ bool IsIgnoredTensor(const std::string& name, const LlamaConfig& config) {
   return config.tie_word_embeddings && name == "lm_head.weight";
 }
 
+// The RoPE fields of one layout's object: rope_type default or llama3 and, for llama3, its four
+// numbers. Any other key changes the positions in a way this code does not implement: an error.
+Status ParseRopeObject(const json& o, const std::string& field, bool with_theta, const std::string& source,
+                       LlamaConfig* c) {
+  const ConfigReader rr(o, source);
+  std::set<std::string> known = {
+      "type", "rope_type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};
+  if (with_theta) known.insert("rope_theta");
+  for (const auto& [key, value] : o.items())
+    if (known.count(key) == 0 && !value.is_null())
+      return rr.Error(field + "." + key, "not understood (it would change the rotary positions)");
+  std::string type;
+  TRIB_RETURN_IF_ERROR(rr.String("type", &type));
+  TRIB_RETURN_IF_ERROR(rr.String("rope_type", &type));
+  if (with_theta) {
+    if (!rr.Has("rope_theta")) return rr.Error(field + ".rope_theta", "missing");
+    TRIB_RETURN_IF_ERROR(rr.Double("rope_theta", &c->rope_theta));
+  }
+  if (type == "llama3") {
+    c->rope_scaling.type = "llama3";
+    TRIB_RETURN_IF_ERROR(rr.Double("factor", &c->rope_scaling.factor));
+    TRIB_RETURN_IF_ERROR(rr.Double("low_freq_factor", &c->rope_scaling.low_freq_factor));
+    TRIB_RETURN_IF_ERROR(rr.Double("high_freq_factor", &c->rope_scaling.high_freq_factor));
+    TRIB_RETURN_IF_ERROR(
+        rr.Int("original_max_position_embeddings", false, &c->rope_scaling.original_max_position_embeddings));
+  } else if (type != "default" && !type.empty()) {
+    return rr.Error(field, "unsupported rope_type '" + type + "' (supported: default, llama3)");
+  } else {
+    for (const char* key : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
+      if (rr.Has(key)) return rr.Error(field + "." + key, "set, but rope_type is default");
+  }
+  return Status::OK();
+}
+
+// RoPE in either layout: transformers 5's rope_parameters {rope_theta, rope_type, ...} or the older
+// top-level rope_theta + rope_scaling. Both present must agree.
+Status ParseRope(const json& j, const ConfigReader& r, const std::string& source, LlamaConfig* c) {
+  if (!r.Has("rope_parameters")) {
+    TRIB_RETURN_IF_ERROR(r.Double("rope_theta", &c->rope_theta));
+    if (!r.Has("rope_scaling")) return Status::OK();
+    if (!j["rope_scaling"].is_object())
+      return r.Error("rope_scaling", "expected an object or null, got " + j["rope_scaling"].dump());
+    return ParseRopeObject(j["rope_scaling"], "rope_scaling", false, source, c);
+  }
+  const json& p = j["rope_parameters"];
+  if (!p.is_object()) return r.Error("rope_parameters", "expected an object, got " + p.dump());
+  TRIB_RETURN_IF_ERROR(ParseRopeObject(p, "rope_parameters", true, source, c));
+  c->rope_in_parameters = true;
+  LlamaConfig legacy;  // what the older fields say, when a file carries both
+  legacy.rope_theta = c->rope_theta;
+  TRIB_RETURN_IF_ERROR(r.Double("rope_theta", &legacy.rope_theta));
+  if (legacy.rope_theta != c->rope_theta)
+    return r.Error("rope_theta", std::to_string(legacy.rope_theta) + " disagrees with rope_parameters.rope_theta " +
+                                     std::to_string(c->rope_theta));
+  if (r.Has("rope_scaling")) {
+    if (!j["rope_scaling"].is_object())
+      return r.Error("rope_scaling", "expected an object or null, got " + j["rope_scaling"].dump());
+    TRIB_RETURN_IF_ERROR(ParseRopeObject(j["rope_scaling"], "rope_scaling", false, source, &legacy));
+    const RopeScaling &a = legacy.rope_scaling, &b = c->rope_scaling;
+    if (a.type != b.type || a.factor != b.factor || a.low_freq_factor != b.low_freq_factor ||
+        a.high_freq_factor != b.high_freq_factor ||
+        a.original_max_position_embeddings != b.original_max_position_embeddings)
+      return r.Error("rope_scaling", "disagrees with rope_parameters");
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<LlamaConfig> ParseLlamaConfigJson(const std::string& text, const std::string& source) {
@@ -135,7 +202,6 @@ Result<LlamaConfig> ParseLlamaConfigJson(const std::string& text, const std::str
   TRIB_RETURN_IF_ERROR(r.Int("max_position_embeddings", false, &c.max_position_embeddings));
   c.rms_norm_eps = 1e-6;  // HF LlamaConfig default
   TRIB_RETURN_IF_ERROR(r.Double("rms_norm_eps", &c.rms_norm_eps));
-  TRIB_RETURN_IF_ERROR(r.Double("rope_theta", &c.rope_theta));
   TRIB_RETURN_IF_ERROR(r.Bool("tie_word_embeddings", &c.tie_word_embeddings));
   TRIB_RETURN_IF_ERROR(r.Bool("attention_bias", &c.attention_bias));
   if (c.model_type == "qwen2") c.attention_bias = true;  // Qwen2 always has q/k/v biases
@@ -152,24 +218,7 @@ Result<LlamaConfig> ParseLlamaConfigJson(const std::string& text, const std::str
   TRIB_RETURN_IF_ERROR(r.Bool("use_sliding_window", &use_sliding_window));
   if (use_sliding_window) return r.Error("use_sliding_window", "sliding-window attention is not supported");
 
-  if (r.Has("rope_scaling")) {
-    const json& rs = j["rope_scaling"];
-    if (!rs.is_object()) return r.Error("rope_scaling", "expected an object or null, got " + rs.dump());
-    ConfigReader rr(rs, source);
-    std::string type;
-    TRIB_RETURN_IF_ERROR(rr.String("type", &type));
-    TRIB_RETURN_IF_ERROR(rr.String("rope_type", &type));
-    if (type == "llama3") {
-      c.rope_scaling.type = "llama3";
-      TRIB_RETURN_IF_ERROR(rr.Double("factor", &c.rope_scaling.factor));
-      TRIB_RETURN_IF_ERROR(rr.Double("low_freq_factor", &c.rope_scaling.low_freq_factor));
-      TRIB_RETURN_IF_ERROR(rr.Double("high_freq_factor", &c.rope_scaling.high_freq_factor));
-      TRIB_RETURN_IF_ERROR(
-          rr.Int("original_max_position_embeddings", false, &c.rope_scaling.original_max_position_embeddings));
-    } else if (type != "default" && !type.empty()) {
-      return r.Error("rope_scaling", "unsupported rope_type '" + type + "' (supported: llama3)");
-    }
-  }
+  TRIB_RETURN_IF_ERROR(ParseRope(j, r, source, &c));
   Status valid = c.Validate();
   if (!valid.ok()) return Status::InvalidArgument(source + ": " + valid.message());
   return c;
@@ -195,15 +244,24 @@ std::string LlamaConfigToJson(const LlamaConfig& c, const std::string& torch_dty
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["initializer_range"] = 0.02;
   j["rms_norm_eps"] = c.rms_norm_eps;
-  j["rope_theta"] = c.rope_theta;
-  if (c.rope_scaling.type.empty()) {
-    j["rope_scaling"] = nullptr;
+  nlohmann::ordered_json rope = nlohmann::ordered_json::object();
+  if (c.rope_in_parameters) rope["rope_theta"] = c.rope_theta;
+  rope["rope_type"] = c.rope_scaling.type.empty() ? "default" : c.rope_scaling.type;
+  if (!c.rope_scaling.type.empty()) {
+    rope["factor"] = c.rope_scaling.factor;
+    rope["low_freq_factor"] = c.rope_scaling.low_freq_factor;
+    rope["high_freq_factor"] = c.rope_scaling.high_freq_factor;
+    rope["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
+  }
+  if (c.rope_in_parameters) {
+    j["rope_parameters"] = rope;
   } else {
-    j["rope_scaling"] = {{"rope_type", c.rope_scaling.type},
-                         {"factor", c.rope_scaling.factor},
-                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+    j["rope_theta"] = c.rope_theta;
+    if (c.rope_scaling.type.empty()) {
+      j["rope_scaling"] = nullptr;
+    } else {
+      j["rope_scaling"] = rope;
+    }
   }
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   if (c.model_type == "qwen2") {
@@ -233,7 +291,8 @@ std::string LlamaConfigToJson(const LlamaConfig& c, const std::string& torch_dty
 }
 
 Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena* params,
-                        std::vector<std::string>* skipped) {
+                        std::vector<std::string>* skipped, SafetensorsDType* stored_dtype) {
+  std::set<SafetensorsDType> dtypes;
   TRIB_CHECK(params->is_host());  // safetensors reads land in host memory
   const TensorTable& table = params->table();
   // Shard files (in a stable order) and, for sharded checkpoints, the names the index promises each holds.
@@ -300,6 +359,7 @@ Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena
         return Status::InvalidArgument(path + ": tensor '" + info.name + "': dtype " +
                                        SafetensorsDTypeName(info.dtype) + " is not a floating-point type");
       TRIB_RETURN_IF_ERROR(file.ReadAsFloat(info.name, params->tensor(idx), entry->numel));
+      dtypes.insert(info.dtype);
       loaded_from[idx] = path;
     }
   }
@@ -312,6 +372,9 @@ Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena
     if (missing.size() > 1) msg += " and " + std::to_string(missing.size() - 1) + " more";
     return Status::InvalidArgument(msg);
   }
+  if (stored_dtype != nullptr)
+    *stored_dtype =
+        dtypes.size() == 1 && *dtypes.begin() != SafetensorsDType::kF64 ? *dtypes.begin() : SafetensorsDType::kF32;
   return Status::OK();
 }
 
@@ -320,7 +383,7 @@ Result<LoadedModel> LoadModelDir(const std::string& dir) {
   LoadedModel model;
   model.config = config;
   model.params = Arena(BuildLlamaTensorTable(config));
-  TRIB_RETURN_IF_ERROR(LoadModelWeights(dir, config, &model.params, &model.skipped_tensors));
+  TRIB_RETURN_IF_ERROR(LoadModelWeights(dir, config, &model.params, &model.skipped_tensors, &model.stored_dtype));
   return model;
 }
 
@@ -416,6 +479,14 @@ Status SaveModelDir(const std::string& dir, const LlamaConfig& config, const Are
     TRIB_RETURN_IF_ERROR(options.tokenizer->SaveToDir(dir));
   } else if (!options.copy_tokenizer_from.empty()) {
     TRIB_RETURN_IF_ERROR(CopyTokenizerFiles(options.copy_tokenizer_from, dir));
+  }
+  if (!options.copy_generation_config_from.empty()) {
+    const std::string src = JoinPath(options.copy_generation_config_from, "generation_config.json");
+    std::error_code exists_ec;
+    if (std::filesystem::exists(src, exists_ec)) {
+      TRIB_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(src));
+      TRIB_RETURN_IF_ERROR(WriteFileAtomic(JoinPath(dir, "generation_config.json"), bytes));
+    }
   }
   return Status::OK();
 }

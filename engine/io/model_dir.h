@@ -35,16 +35,18 @@ std::string LlamaConfigToJson(const LlamaConfig& config, const std::string& torc
 struct LoadedModel {
   LlamaConfig config;
   Arena params;
-  std::vector<std::string> skipped_tensors;  // ignored on purpose (inv_freq buffers, tied lm_head)
+  std::vector<std::string> skipped_tensors;                // ignored on purpose (inv_freq buffers, tied lm_head)
+  SafetensorsDType stored_dtype = SafetensorsDType::kF32;  // what its weights were stored in: save it alike
 };
 
 // Reads dir/config.json and the weights into a fresh arena.
 Result<LoadedModel> LoadModelDir(const std::string& dir);
 // Reads the weights of `dir` into `params` (whose table must be BuildLlamaTensorTable(config)'s layout).
-// `skipped` (optional) receives the names of ignored tensors. Host arenas only (checked): for a model
+// `skipped` (optional) receives the names of ignored tensors; `stored_dtype` (optional) the dtype the
+// weights were stored in (F32 when they mix dtypes or are F64). Host arenas only (checked): for a model
 // on another backend, load into a host Arena and CopyFrom it.
 Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena* params,
-                        std::vector<std::string>* skipped = nullptr);
+                        std::vector<std::string>* skipped = nullptr, SafetensorsDType* stored_dtype = nullptr);
 
 struct SaveModelOptions {
   // Weights are split into model-0000i-of-0000n.safetensors + index.json when they exceed this size.
@@ -55,6 +57,9 @@ struct SaveModelOptions {
   const Tokenizer* tokenizer = nullptr;
   // When non-empty (and `tokenizer` is null), tokenizer files found in this directory are copied.
   std::string copy_tokenizer_from;
+  // When non-empty, generation_config.json (eos ids, sampling defaults) is copied from this directory
+  // if it has one (copy_tokenizer_from copies it too).
+  std::string copy_generation_config_from;
 };
 
 // Creates `dir` if needed and writes config.json + weights (+ tokenizer files) in HF layout, each file

@@ -33,6 +33,9 @@ struct LlamaConfig {
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
+  // config.json gave RoPE as transformers 5's `rope_parameters` object (rope_theta, rope_type and the
+  // scaling fields in one place) rather than top-level rope_theta / rope_scaling; written back alike.
+  bool rope_in_parameters = false;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (Qwen2: true)
   int64_t bos_token_id = 1;

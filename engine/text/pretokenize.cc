@@ -1,6 +1,6 @@
 // Hand-written scanners for the split regexes of GPT-2, Llama-3 and Qwen2 tokenizers (std::regex has
-// no \p{L} / \p{N}; the categories come from utf8proc). Each scanner tries the regex alternatives in order at the current position,
-// exactly as a backtracking regex engine would, and emits the first alternative that matches.
+// no \p{L} / \p{N}; the categories come from utf8proc). Each scanner tries the regex alternatives in order at the
+// current position, exactly as a backtracking regex engine would, and emits the first alternative that matches.
 #include <utf8proc.h>
 
 #include <cstdint>

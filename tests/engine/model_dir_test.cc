@@ -1,4 +1,5 @@
 #include "engine/io/model_dir.h"
+#include "engine/model/llama_model.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -83,6 +84,66 @@ TEST_F(ModelDirTest, ParsesLlama31Config) {
   EXPECT_FALSE(c->attention_bias);
   EXPECT_EQ(c->bos_token_id, 128000);
   EXPECT_EQ(c->eos_token_id, 128001);
+}
+
+// transformers 5 writes RoPE as one rope_parameters object; it must give the same positions as the
+// older layout (not a silent theta = 10000), and be written back in the layout it was read in.
+TEST_F(ModelDirTest, ReadsTransformers5RopeParametersAndWritesTheLayoutItRead) {
+  const std::string head = R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128,
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "max_position_embeddings": 4096, )";
+  const std::string v5 = head + R"("rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3",
+    "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})";
+  const std::string v4 = head + R"("rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3",
+    "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})";
+  auto a = ParseLlamaConfigJson(v5, "v5/config.json");
+  auto b = ParseLlamaConfigJson(v4, "v4/config.json");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(a->rope_theta, 500000.0);
+  EXPECT_EQ(a->rope_scaling.type, "llama3");
+  EXPECT_EQ(a->rope_scaling.factor, 8.0);
+  EXPECT_TRUE(a->rope_in_parameters);
+  EXPECT_FALSE(b->rope_in_parameters);
+  // The same rotary frequencies, and not the default theta's.
+  EXPECT_EQ(RopeInvFreq(*a), RopeInvFreq(*b));
+  EXPECT_NE(RopeInvFreq(*a), RopeInvFreq(TinyConfig()));
+  // Written back in the layout read: no top-level rope_theta that a v5 reader would ignore.
+  const auto written = nlohmann::json::parse(LlamaConfigToJson(*a));
+  EXPECT_FALSE(written.contains("rope_theta"));
+  EXPECT_FALSE(written.contains("rope_scaling"));
+  EXPECT_EQ(written["rope_parameters"]["rope_theta"], 500000.0);
+  EXPECT_EQ(written["rope_parameters"]["rope_type"], "llama3");
+  EXPECT_EQ(nlohmann::json::parse(LlamaConfigToJson(*b))["rope_theta"], 500000.0);
+  auto again = ParseLlamaConfigJson(LlamaConfigToJson(*a), "again/config.json");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->rope_theta, 500000.0);
+  EXPECT_TRUE(again->rope_in_parameters);
+  // A default rope_parameters carries only theta.
+  auto plain = ParseLlamaConfigJson(head + R"("rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}})", "c");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->rope_theta, 1e6);
+  EXPECT_TRUE(plain->rope_scaling.type.empty());
+
+  // What is not understood is an error naming the field, never a default.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"("rope_parameters": {"rope_type": "default"}})", "field 'rope_parameters.rope_theta': missing"},
+      {R"("rope_parameters": {"rope_theta": 1e4, "rope_type": "yarn", "factor": 4}})",
+       "field 'rope_parameters': unsupported rope_type 'yarn'"},
+      {R"("rope_parameters": {"rope_theta": 1e4, "rope_type": "default", "partial_rotary_factor": 0.5}})",
+       "field 'rope_parameters.partial_rotary_factor': not understood"},
+      {R"("rope_parameters": {"rope_theta": 1e4, "rope_type": "default", "factor": 2}})",
+       "field 'rope_parameters.factor': set, but rope_type is default"},
+      {R"("rope_theta": 10000, "rope_parameters": {"rope_theta": 500000, "rope_type": "default"}})",
+       "field 'rope_theta': 10000.000000 disagrees with rope_parameters.rope_theta 500000.000000"},
+      {R"("rope_scaling": {"rope_type": "llama3", "factor": 8, "mrope_section": [1]}})",
+       "field 'rope_scaling.mrope_section': not understood"},
+  };
+  for (const auto& [tail, expect] : bad) {
+    auto r = ParseLlamaConfigJson(head + tail, "x/config.json");
+    ASSERT_FALSE(r.ok()) << tail;
+    EXPECT_NE(r.status().message().find("x/config.json: " + expect), std::string::npos) << r.status().message();
+  }
 }
 
 TEST_F(ModelDirTest, ParsesQwen2AndMistralConfigs) {
@@ -190,6 +251,9 @@ TEST_F(ModelDirTest, Qwen2WithBiasesAndBf16Storage) {
   auto loaded = LoadModelDir(Path("q"));
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->config.model_type, "qwen2");
+  EXPECT_EQ(loaded->stored_dtype, SafetensorsDType::kBF16) << "so a tuned copy is saved as bf16 again";
+  ASSERT_TRUE(SaveModelDir(Path("q32"), c, params).ok());
+  EXPECT_EQ(LoadModelDir(Path("q32"))->stored_dtype, SafetensorsDType::kF32);
   auto config_text = ReadFileToString(Path("q/config.json"));
   ASSERT_TRUE(config_text.ok());
   EXPECT_NE(config_text->find("\"torch_dtype\": \"bfloat16\""), std::string::npos);
@@ -368,6 +432,19 @@ TEST_F(ModelDirTest, CopiesTokenizerFiles) {
   EXPECT_TRUE(fs::exists(Path("copy/tokenizer_config.json")));
   options.copy_tokenizer_from = Path("nothing_here");
   EXPECT_TRUE(SaveModelDir(Path("copy2"), c, params, options).IsNotFound());
+
+  // generation_config.json (e.g. eos_token_id [1, 0]) travels with a model saved with its own tokenizer.
+  const std::string generation = R"({"bos_token_id": 1, "eos_token_id": [1, 0]})";
+  ASSERT_TRUE(WriteFileAtomic((dir_ / "generation_config.json").string(), generation).ok());
+  SaveModelOptions with_tokenizer;
+  ByteTokenizer tokenizer;
+  with_tokenizer.tokenizer = &tokenizer;
+  with_tokenizer.copy_generation_config_from = dir_.string();
+  ASSERT_TRUE(SaveModelDir(Path("tuned"), c, params, with_tokenizer).ok());
+  EXPECT_EQ(*ReadFileToString(Path("tuned/generation_config.json")), generation);
+  with_tokenizer.copy_generation_config_from = Path("nothing_here");  // none there: nothing copied, no error
+  ASSERT_TRUE(SaveModelDir(Path("tuned2"), c, params, with_tokenizer).ok());
+  EXPECT_FALSE(fs::exists(Path("tuned2/generation_config.json")));
 }
 
 }  // namespace

@@ -189,9 +189,9 @@ TEST(TokenizerTest, PretokenizeMatchesHfTokenizersOverManyScripts) {
   int compared = 0;
   for (const auto& c : fixture["cases"]) {
     const std::string input = c["text"];
-    for (const auto& [name, pattern] : {std::pair{"gpt2", PretokenizePattern::kGpt2},
-                                        std::pair{"llama3", PretokenizePattern::kLlama3},
-                                        std::pair{"qwen2", PretokenizePattern::kQwen2}}) {
+    for (const auto& [name, pattern] :
+         {std::pair{"gpt2", PretokenizePattern::kGpt2}, std::pair{"llama3", PretokenizePattern::kLlama3},
+          std::pair{"qwen2", PretokenizePattern::kQwen2}}) {
       EXPECT_EQ(Pieces(input, pattern), c[name].get<Strs>()) << name << " on '" << input << "'";
       ++compared;
     }

@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "federation/aggregator.h"
+#include "federation/secagg_job.h"
 #include "peft/ferret.h"
 #include "peft/lora.h"
 
@@ -36,6 +37,8 @@ struct JobSpec {
   AggregationWeights aggregation_weights = AggregationWeights::kSamples;
   // aggregation: the combination rule, its parameters and per-client clipping (federation/aggregator.h)
   AggregationOptions aggregation;
+  // secure_aggregation: SecAgg+ over the round's clients (federation/secagg_job.h); off by default
+  SecureAggregationOptions secure_aggregation;
   // train (each client's local round)
   int64_t local_steps = 10;
   int64_t batch_size = 4;

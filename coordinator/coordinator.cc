@@ -203,6 +203,7 @@ void Coordinator::Impl::Handle(Incoming& in) {
     case Envelope::kHeartbeat: return HandleHeartbeat(in);
     case Envelope::kUploadUpdate: return uploads->OnUpload(in, UnixMillis());
     case Envelope::kCatchUpRequest: return HandleCatchUp(in);
+    case Envelope::kSecaggRequest: return HandleSecAgg(in);
     case Envelope::kBulkRequest: {
       Status served = bulk.Serve(*server, in);
       if (!served.ok()) spdlog::warn("coordinator: bulk request from {}: {}", in.peer.Describe(), served.ToString());
@@ -269,6 +270,24 @@ void Coordinator::Impl::HandleCatchUp(const Incoming& in) {
   Envelope reply = transport::NewEnvelope("coordinator");
   *reply.mutable_catch_up_reply() = std::move(*caught_up);
   Reply(in, std::move(reply));
+}
+
+void Coordinator::Impl::HandleSecAgg(const Incoming& in) {
+  const v1::SecAggRequest& req = in.message.envelope.secagg_request();
+  auto worker = workers->Authorize(req.worker_id(), in.peer);
+  if (!worker.ok()) {
+    // Not (re-)registered yet: the worker's request client retries an Unavailable answer.
+    if (worker.status().code() == StatusCode::kNotFound)
+      return ReplyError(in, Status::Unavailable(worker.status().message()));
+    return ReplyError(in, worker.status());
+  }
+  JobRunner* job = FindJob(req.job_id());
+  if (job == nullptr) return ReplyError(in, Status::NotFound("unknown job '" + req.job_id() + "'"));
+  const int64_t now_ms = UnixMillis();
+  Envelope reply = transport::NewEnvelope("coordinator");
+  *reply.mutable_secagg_reply() = job->OnSecAgg(req, now_ms);
+  Reply(in, std::move(reply));
+  job->CloseRoundIfComplete(now_ms);  // the last unmask response finishes the session
 }
 
 void Coordinator::Impl::PublishViewIfChanged() {

@@ -150,6 +150,7 @@ void JobRunner::RefreshRecord() {
 }
 
 void JobRunner::Release() {
+  secagg_.reset();
   driver_.reset();
   model_.reset();
   ++version_;
@@ -242,6 +243,7 @@ void JobRunner::Tick(int64_t now_ms, bool may_plan) {
   RoundDriver& driver = *driver_;
   if (!driver.round_open() && (!may_plan || now_ms < next_plan_ms_ || !OpenRound(now_ms))) return;
   SendRoundStarts();
+  if (spec_.secure_aggregation.enabled) return TickSecAgg(now_ms);
   switch (driver.ReadyToClose(now_ms)) {
     case RoundCloseState::kOpen: return;
     case RoundCloseState::kComplete:
@@ -267,6 +269,13 @@ bool JobRunner::OpenRound(int64_t now_ms) {
     }
     return false;
   }
+  if (spec_.secure_aggregation.enabled) {
+    Status opened = OpenSecAggSession(*start);
+    if (!opened.ok()) {
+      Fail(opened.WithContext("round " + std::to_string(start->round)));
+      return false;
+    }
+  }
   last_plan_error_.clear();
   round_start_sent_.clear();
   round_opened_ms_ = now_ms;
@@ -283,7 +292,7 @@ bool JobRunner::OpenRound(int64_t now_ms) {
 void JobRunner::SendRoundStarts() {
   // Participants that have not reported and have not got RoundStart on their current connection (a
   // worker that re-registered after a restart has a new routing id).
-  const std::vector<std::string> reported = driver_->reported();
+  const std::vector<std::string> reported = spec_.secure_aggregation.enabled ? SecAggJoined() : driver_->reported();
   for (const std::string& p : driver_->current().participants) {
     if (std::binary_search(reported.begin(), reported.end(), p)) continue;
     const WorkerEntry* w = services_.workers->Find(p);
@@ -318,6 +327,7 @@ void JobRunner::SendRoundStart(const WorkerEntry& worker) {
 }
 
 void JobRunner::CloseRoundIfComplete(int64_t now_ms) {
+  if (driver_ && spec_.secure_aggregation.enabled) return TickSecAgg(now_ms);
   if (driver_ && driver_->ReadyToClose(now_ms) == RoundCloseState::kComplete) CloseRound(now_ms);
 }
 
@@ -327,7 +337,10 @@ void JobRunner::CloseRound(int64_t now_ms) {
   auto committed = driver_->CloseRound(now_ms);
   if (!committed.ok()) return Fail(committed.status());
   const double close_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const CommittedRound& c = *committed;
+  OnCommitted(*committed, selected, close_s, now_ms);
+}
+
+void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double close_s, int64_t now_ms) {
   services_.metrics->OnRoundCommitted(job_id_, static_cast<double>(now_ms - round_opened_ms_) / 1000.0, close_s,
                                       c.bytes_up, c.bytes_down);
   weights_hash_ = HashHex(c.weights_hash);

@@ -21,6 +21,7 @@
 #include "coordinator/job_model.h"
 #include "coordinator/metrics.h"
 #include "coordinator/round_driver.h"
+#include "coordinator/secagg_round.h"
 #include "coordinator/worker_registry.h"
 #include "federation/job_spec.h"
 #include "transport/channel.h"
@@ -91,6 +92,10 @@ class JobRunner {
   Result<UploadOutcome> AcceptUpload(const v1::UploadUpdate& upload, const std::string& payload, bool pulled,
                                      int64_t now_ms);
 
+  // A SecAggRequest of an authorized worker (job_runner_secagg.cc): answered by the open round's session;
+  // "pending" for a join while the round is not open yet, "restart" for a session that is over.
+  v1::SecAggReply OnSecAgg(const v1::SecAggRequest& request, int64_t now_ms);
+
   // Closes the open round now when every participant reported (rather than at the next Tick).
   void CloseRoundIfComplete(int64_t now_ms);
 
@@ -130,6 +135,16 @@ class JobRunner {
   void SendRoundStarts();
   void SendRoundStart(const WorkerEntry& worker);
   void CloseRound(int64_t now_ms);
+  // After a commit: summary, metrics, broadcast, log lines, and the job's end.
+  void OnCommitted(const CommittedRound& committed, size_t selected, double close_s, int64_t now_ms);
+  // ---- secure aggregation (job_runner_secagg.cc) ----
+  // The session of a round StartRound just opened (InvalidArgument when the spec does not fit the round).
+  Status OpenSecAggSession(const RoundStart& start);
+  // Closes stages at their deadlines; commits a finished session; re-plans the round of a failed one.
+  void TickSecAgg(int64_t now_ms);
+  void CommitSecAgg(int64_t now_ms);
+  // Workers that joined the open round's session (they need no further RoundStart).
+  std::vector<std::string> SecAggJoined() const;
   // RoundCommitted of `committed` to every alive worker.
   void Broadcast(const CommittedRound& committed, int64_t now_ms);
   // Serves an aggregate as bulk object "aggregate/<job>/<round>".
@@ -144,6 +159,7 @@ class JobRunner {
   std::unique_ptr<RoundDriver> driver_;  // while running
   std::unique_ptr<JobModel> model_;      // while running (evaluation, exports)
   std::unique_ptr<JobLog> log_;
+  std::unique_ptr<SecAggRound> secagg_;   // the open round's session, under secure aggregation
   std::vector<v1::RoundSummary> rounds_;  // committed rounds, in order
   uint64_t dense_state_bytes_ = 0;
   uint64_t bytes_pulled_ = 0;  // upload payloads pulled as bulk objects (all rounds)

@@ -120,7 +120,9 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
   }
   // A crash between a commit and its snapshot: write the snapshot now.
   TRIB_RETURN_IF_ERROR(driver->MaybeSnapshot(driver->last_committed_, job.updated_unix_ms));
-  // Uploads already accepted for the open round count again.
+  // Uploads already accepted for the open round count again (under secure aggregation the open round's
+  // session is not stored: it starts again, and metadata records of a crashed commit are not uploads).
+  if (spec.secure_aggregation.enabled) return driver;
   TRIB_ASSIGN_OR_RETURN(std::vector<UpdateRecord> updates, store->ListUpdates(job_id, driver->last_committed_ + 1));
   for (const UpdateRecord& update : updates) driver->reported_[update.worker_id] = update.received_unix_ms;
   return driver;
@@ -170,6 +172,10 @@ Status RoundDriver::ValidatePayload(const Upload& upload) const {
 Result<UploadOutcome> RoundDriver::CheckUpload(const std::string& worker_id, uint64_t round,
                                                uint64_t payload_size) const {
   const std::string context = Context(worker_id, static_cast<uint32_t>(round));
+  if (spec_.secure_aggregation.enabled)
+    return Status::InvalidArgument(context +
+                                   ": this job uses secure aggregation: its clients send SecAggRequest, "
+                                   "not UploadUpdate");
   if (round >= 1 && round <= last_committed_) return UploadOutcome::kLate;
   if (!round_open_ && round == last_committed_ + 1)
     return Status::Unavailable(context + ": round " + std::to_string(round) + " is not open yet");
@@ -274,7 +280,37 @@ Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {
   }
   out.mean_train_loss = loss_sum / static_cast<double>(updates.size());
   out.bytes_down = out.aggregate.size() * current_.participants.size();
+  return Commit(std::move(out), now_ms);
+}
 
+Result<CommittedRound> RoundDriver::CommitExternalRound(ExternalAggregate external, int64_t now_ms) {
+  if (!round_open_) return Status::FailedPrecondition("job '" + job_id_ + "': no round is open");
+  if (external.metadata.empty())
+    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(current_.round) +
+                                      ": no included clients");
+  CommittedRound out;
+  out.round = current_.round;
+  out.aggregate = std::move(external.aggregate);
+  out.participants = std::move(external.participants);
+  out.bytes_up = external.bytes_up;
+  double loss_sum = 0;
+  reported_.clear();
+  for (checkpoint::UpdateRecord& record : external.metadata) {
+    record.job_id = job_id_;
+    record.round = out.round;
+    record.payload.clear();  // never an update: the coordinator does not have one
+    loss_sum += record.train_loss;
+    reported_[record.worker_id] = record.received_unix_ms;
+    auto written = store_->AcceptUpdate(record);
+    if (!written.ok()) return written.status().WithContext(Context(record.worker_id, out.round));
+  }
+  out.mean_train_loss = loss_sum / static_cast<double>(external.metadata.size());
+  out.bytes_down = out.aggregate.size() * current_.participants.size();
+  return Commit(std::move(out), now_ms);
+}
+
+Result<CommittedRound> RoundDriver::Commit(CommittedRound out, int64_t now_ms) {
+  const uint32_t round = out.round;
   // The new global state, computed aside: the replica changes only after the commit.
   Arena next(global_.table_ptr());
   next.CopyFrom(global_);

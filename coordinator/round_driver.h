@@ -70,6 +70,15 @@ struct CommittedRound {
   bool job_finished = false;
 };
 
+// A round aggregated outside the driver (secure aggregation: the coordinator never holds an update).
+struct ExternalAggregate {
+  std::vector<uint8_t> aggregate;  // the method's aggregate format, as a plain round's
+  std::vector<checkpoint::RoundParticipant> participants;
+  // Per included client: worker, num_samples, train loss and received time, with an EMPTY payload.
+  std::vector<checkpoint::UpdateRecord> metadata;
+  uint64_t bytes_up = 0;
+};
+
 class RoundDriver {
  public:
   // Optional held-out evaluation of the global replica after a round is applied (before it is committed,
@@ -133,6 +142,11 @@ class RoundDriver {
   // is neither kComplete nor kQuorumReached.
   Result<CommittedRound> CloseRound(int64_t now_ms);
 
+  // Commits the open round with an aggregate computed elsewhere (secure aggregation): logs each included
+  // client's metadata record (empty payload), then commits, applies and snapshots as CloseRound does.
+  // FailedPrecondition when no round is open.
+  Result<CommittedRound> CommitExternalRound(ExternalAggregate external, int64_t now_ms);
+
   // Forgets the open round's participants so StartRound can re-plan it (uploads already logged stay).
   void AbandonRound() { round_open_ = false; }
 
@@ -147,6 +161,8 @@ class RoundDriver {
   Result<std::vector<uint8_t>> Aggregate(const std::vector<checkpoint::UpdateRecord>& updates,
                                          std::vector<checkpoint::RoundParticipant>* participants) const;
   Status MaybeSnapshot(uint32_t round, int64_t now_ms);
+  // Applies `out.aggregate` aside, evaluates, commits the round, then updates the replica (CloseRound's tail).
+  Result<CommittedRound> Commit(CommittedRound out, int64_t now_ms);
   std::string Context(const std::string& worker_id, uint32_t round) const;
 
   checkpoint::CheckpointStore* store_;

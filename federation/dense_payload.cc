@@ -84,4 +84,33 @@ Result<MethodAggregate> DenseMethod::Aggregate(const std::vector<ClientPayload>&
   return AggregateDense(clients, weights, aggregation, payload_is_state_ ? global.data() : nullptr, count_);
 }
 
+Status DenseMethod::SecAggVector(std::span<const uint8_t> payload, const Arena& reference, uint32_t /*round*/,
+                                 std::span<float> out) const {
+  if (payload.size() != static_cast<size_t>(count_) * sizeof(float) || out.size() != static_cast<size_t>(count_))
+    return Status::InvalidArgument("secure aggregation: payload of " + std::to_string(payload.size()) +
+                                   " bytes for a vector of " + std::to_string(out.size()) + " values, expected " +
+                                   std::to_string(count_));
+  std::memcpy(out.data(), payload.data(), payload.size());
+  if (!payload_is_state_) return Status::OK();
+  TRIB_CHECK(reference.size() == count_ && reference.is_host());
+  // A state payload is sent as its change from the round's state, so the quantization range bounds an update.
+  for (int64_t i = 0; i < count_; ++i)
+    out[static_cast<size_t>(i)] =
+        static_cast<float>(static_cast<double>(out[static_cast<size_t>(i)]) - reference.data()[i]);
+  return Status::OK();
+}
+
+Result<std::vector<uint8_t>> DenseMethod::SecAggAggregate(std::span<const double> mean, const Arena& global,
+                                                          uint32_t /*round*/) const {
+  if (mean.size() != static_cast<size_t>(count_))
+    return Status::InvalidArgument("secure aggregation: mean of " + std::to_string(mean.size()) + " values, expected " +
+                                   std::to_string(count_));
+  std::vector<float> combined(static_cast<size_t>(count_));
+  for (int64_t i = 0; i < count_; ++i) {
+    const double ref = payload_is_state_ ? static_cast<double>(global.data()[i]) : 0.0;
+    combined[static_cast<size_t>(i)] = static_cast<float>(ref + mean[static_cast<size_t>(i)]);
+  }
+  return FloatsToBytes(combined.data(), count_);
+}
+
 }  // namespace tributary

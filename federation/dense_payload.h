@@ -34,6 +34,11 @@ class DenseMethod : public FederatedMethod {
   uint64_t MaxPayloadBytes() const override;
   Result<MethodAggregate> Aggregate(const std::vector<ClientPayload>& clients, AggregationWeights weights,
                                     Aggregation& aggregation, const Arena& global, uint32_t round) const override;
+  int64_t SecAggDim() const override { return count_; }
+  Status SecAggVector(std::span<const uint8_t> payload, const Arena& reference, uint32_t round,
+                      std::span<float> out) const override;
+  Result<std::vector<uint8_t>> SecAggAggregate(std::span<const double> mean, const Arena& global,
+                                               uint32_t round) const override;
 
  protected:
   int64_t count() const { return count_; }

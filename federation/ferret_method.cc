@@ -140,6 +140,41 @@ class FerretMethod final : public FederatedMethod {
     return ApplyAggregate(options_, blocks_, payload, options_.server_lr, *state).WithContext(context);
   }
 
+  // Block l's coefficients at [l K, l K + K_l), zeros after its prefix.
+  int64_t SecAggDim() const override { return static_cast<int64_t>(blocks_.size()) * options_.K; }
+
+  Status SecAggVector(std::span<const uint8_t> payload, const Arena& /*reference*/, uint32_t round,
+                      std::span<float> out) const override {
+    TRIB_ASSIGN_OR_RETURN(Payload parsed, Parse(payload, "secure aggregation: payload"));
+    if (parsed.round != round || out.size() != static_cast<size_t>(SecAggDim()))
+      return Status::InvalidArgument("secure aggregation: payload of round " + std::to_string(parsed.round) +
+                                     " for a vector of " + std::to_string(out.size()) + " values");
+    std::fill(out.begin(), out.end(), 0.0f);
+    for (size_t l = 0; l < parsed.gamma.size(); ++l)
+      std::copy(parsed.gamma[l].begin(), parsed.gamma[l].end(), out.begin() + static_cast<int64_t>(l) * options_.K);
+    return Status::OK();
+  }
+
+  // Every block keeps all K coefficients: the coordinator does not learn the clients' supports.
+  Result<std::vector<uint8_t>> SecAggAggregate(std::span<const double> mean, const Arena& /*global*/,
+                                               uint32_t round) const override {
+    if (mean.size() != static_cast<size_t>(SecAggDim()))
+      return Status::InvalidArgument("secure aggregation: mean of " + std::to_string(mean.size()) +
+                                     " values, expected " + std::to_string(SecAggDim()));
+    Payload out;
+    out.round = round;
+    out.dtype = options_.wire_dtype;
+    out.gamma.resize(blocks_.size());
+    for (size_t l = 0; l < blocks_.size(); ++l) {
+      for (int k = 0; k < options_.K; ++k) {
+        const double v = mean[l * static_cast<size_t>(options_.K) + static_cast<size_t>(k)];
+        out.gamma[l].push_back(options_.wire_dtype == WireDtype::kFp32 ? static_cast<float>(v)
+                                                                       : FloatFromBf16(Bf16FromDouble(v)));
+      }
+    }
+    return SerializePayload(out);
+  }
+
   std::string RoundSeedMode() const override { return SeedModeName(options_.seed_mode); }
   uint32_t CoefficientsPerBlock() const override { return static_cast<uint32_t>(options_.K); }
 

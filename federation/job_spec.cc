@@ -103,6 +103,23 @@ ConfigKeySpec Float(std::string key, double def, std::string help, double min = 
   return ConfigRanged(std::move(key), ConfigType::kFloat, FormatDouble(def), std::move(help), min, max);
 }
 
+// The secure_aggregation section (federation/secagg_job.h).
+void AddSecureAggregationKeys(const JobSpec& d, ConfigSchema& s) {
+  const SecureAggregationOptions& a = d.secure_aggregation;
+  s.Add(ConfigKey("secure_aggregation.enabled", ConfigType::kBool, a.enabled ? "true" : "false",
+                  "SecAgg+: the coordinator learns only the sum of the clients' quantized updates"));
+  s.Add(Int("secure_aggregation.threshold", a.threshold, 0, 1000000,
+            "shares that reconstruct a client's secrets (0 = ceil(2 (k + 1) / 3) for the round's degree k)"));
+  s.Add(Int("secure_aggregation.neighbours", a.neighbours, 0, 1000000,
+            "neighbours per client in the masking graph (0 = all pairs)"));
+  s.Add(ConfigKey("secure_aggregation.clip", ConfigType::kFloat, "",
+                  "quantization range per coordinate of a client's update (required when enabled)"));
+  s.Add(Str("secure_aggregation.rounding", QuantizeRoundingName(a.rounding), "quantization rounding",
+            {"nearest", "stochastic"}));
+  s.Add(Float("secure_aggregation.stage_timeout_s", a.stage_timeout_s,
+              "how long the key-sharing, masked-input and unmasking stages wait for clients", 0.1, 86400));
+}
+
 // Every key of a job spec, in the order the canonical form lists them. Defaults come from a
 // default-constructed JobSpec so the struct and the schema cannot drift apart.
 ConfigSchema BuildSchema() {
@@ -168,6 +185,7 @@ ConfigSchema BuildSchema() {
   s.Add(Float("privacy.delta", d.privacy.delta, "the delta epsilon is reported at, (0, 1)"));
   s.Add(Float("privacy.epsilon_budget", d.privacy.epsilon_budget,
               "refuse the job when its rounds would spend more epsilon (0 = no budget)", 0, 1e9));
+  AddSecureAggregationKeys(d, s);
   s.Add(Str("eval.dataset", d.eval_dataset, "held-out dataset on the coordinator (empty = none)"));
   s.Add(Int("eval.every", d.eval_every, 1, 100000, "rounds between held-out evaluations"));
   s.Add(Int("checkpoint.snapshot_every", d.snapshot_every, 1, 100000, "rounds between global-model snapshots"));
@@ -312,6 +330,51 @@ Status ValidatePrivacy(const Validator& v, const Config& config, const JobSpec& 
   return Status::OK();
 }
 
+// Secure aggregation and how it composes with the other sections.
+Status ValidateSecureAggregation(const Validator& v, const Config& config, const JobSpec& spec) {
+  const SecureAggregationOptions& a = spec.secure_aggregation;
+  if (!a.enabled) {
+    for (const auto& key_spec : JobSchema().keys()) {
+      const std::string& key = key_spec.key;
+      if (key.rfind("secure_aggregation.", 0) != 0 || key == "secure_aggregation.enabled") continue;
+      if (config.Has(key) && v.IsSet(key))  // clip has no default: unset unless given
+        return v.FieldError(key, "set at " + config.Origin(key) + ", but secure_aggregation.enabled is false");
+    }
+    return Status::OK();
+  }
+  if (!config.Has("secure_aggregation.clip"))
+    return v.FieldError("secure_aggregation.clip",
+                        "must be set when secure aggregation is enabled: the range [-clip, clip] each coordinate of "
+                        "a client's update is quantized in (larger values are clamped)");
+  if (!std::isfinite(a.clip) || a.clip <= 0)
+    return v.KeyError("secure_aggregation.clip", "must be a finite number > 0, got " + FormatDouble(a.clip));
+  if (spec.aggregation.rule != AggregationRule::kMean)
+    return v.FieldError("aggregation.rule",
+                        std::string("secure aggregation reveals only the sum of the updates, so ") +
+                            "only mean can combine them, got " +
+                            v.Describe("aggregation.rule", AggregationRuleName(spec.aggregation.rule)));
+  if (spec.min_clients < 2)
+    return v.FieldError("federation.min_clients",
+                        "secure aggregation needs at least 2 clients per round, got " +
+                            v.Describe("federation.min_clients", std::to_string(spec.min_clients)));
+  if (a.threshold == 1)
+    return v.KeyError("secure_aggregation.threshold", "1 would let any one share reveal a secret (at least 2)");
+  if (a.neighbours == 1)
+    return v.KeyError("secure_aggregation.neighbours", "1 leaves each client's secrets with two holders (0 or >= 2)");
+  return Status::OK();
+}
+
+SecureAggregationOptions SecureAggregationFromConfig(const Config& c) {
+  SecureAggregationOptions a;
+  a.enabled = c.GetBool("secure_aggregation.enabled");
+  a.threshold = c.GetInt("secure_aggregation.threshold");
+  a.neighbours = c.GetInt("secure_aggregation.neighbours");
+  if (c.Has("secure_aggregation.clip")) a.clip = c.GetFloat("secure_aggregation.clip");
+  a.rounding = ParseQuantizeRounding(c.GetString("secure_aggregation.rounding")).value();
+  a.stage_timeout_s = c.GetFloat("secure_aggregation.stage_timeout_s");
+  return a;
+}
+
 Status Validate(const Config& config, const std::string& source, const JobSpec& spec) {
   const Validator v(config, source);
   if (spec.name.find_first_of("\n\r") != std::string::npos) return v.KeyError("name", "must be one line");
@@ -396,6 +459,7 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
 
   TRIB_RETURN_IF_ERROR(ValidateAggregation(v, config, spec));
   TRIB_RETURN_IF_ERROR(ValidatePrivacy(v, config, spec));
+  TRIB_RETURN_IF_ERROR(ValidateSecureAggregation(v, config, spec));
 
   // Eval.
   if (spec.eval_dataset.empty() && v.IsSet("eval.every"))
@@ -467,6 +531,7 @@ JobSpec SpecFromConfig(const Config& c) {
   s.privacy.noise_multiplier = c.GetFloat("privacy.noise_multiplier");
   s.privacy.delta = c.GetFloat("privacy.delta");
   s.privacy.epsilon_budget = c.GetFloat("privacy.epsilon_budget");
+  s.secure_aggregation = SecureAggregationFromConfig(c);
   s.eval_dataset = c.GetString("eval.dataset");
   s.eval_every = c.GetInt("eval.every");
   s.snapshot_every = c.GetInt("checkpoint.snapshot_every");
@@ -537,6 +602,15 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("privacy.noise_multiplier", FormatDouble(s.privacy.noise_multiplier));
   line("privacy.delta", FormatDouble(s.privacy.delta));
   line("privacy.epsilon_budget", FormatDouble(s.privacy.epsilon_budget));
+  if (s.secure_aggregation.enabled) {  // absent when off, so the specs of plain jobs keep their hash
+    const SecureAggregationOptions& a = s.secure_aggregation;
+    line("secure_aggregation.enabled", "true");
+    line("secure_aggregation.threshold", std::to_string(a.threshold));
+    line("secure_aggregation.neighbours", std::to_string(a.neighbours));
+    line("secure_aggregation.clip", FormatDouble(a.clip));
+    line("secure_aggregation.rounding", Quote(QuantizeRoundingName(a.rounding)));
+    line("secure_aggregation.stage_timeout_s", FormatDouble(a.stage_timeout_s));
+  }
   line("eval.dataset", Quote(s.eval_dataset));
   line("eval.every", std::to_string(s.eval_every));
   line("checkpoint.snapshot_every", std::to_string(s.snapshot_every));

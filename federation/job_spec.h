@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "federation/aggregator.h"
 #include "federation/privacy.h"
+#include "federation/secagg_job.h"
 #include "peft/ferret.h"
 #include "peft/lora.h"
 
@@ -39,6 +40,8 @@ struct JobSpec {
   AggregationOptions aggregation;
   // privacy: differential privacy of the clients' updates (federation/privacy.h)
   PrivacyOptions privacy;
+  // secure_aggregation: SecAgg+ over the round's clients (federation/secagg_job.h); off by default
+  SecureAggregationOptions secure_aggregation;
   // train (each client's local round)
   int64_t local_steps = 10;
   int64_t batch_size = 4;

@@ -65,6 +65,19 @@ class FederatedMethod {
   // when the aggregate does not fit. Bit-identical on every replica.
   virtual Status Apply(std::span<const uint8_t> aggregate, uint32_t round, Arena* state) const = 0;
 
+  // Secure aggregation (federation/secagg_job.h): a client's payload as SecAggDim() fp32 values whose
+  // weighted mean the coordinator turns back into this method's aggregate without seeing any payload.
+  // The vector is a delta (zero is "no change"): ferret's coefficients zero-padded to K per block,
+  // fedavg's delta, lora's adapters minus `reference` (the trainable state the round started from).
+  virtual int64_t SecAggDim() const = 0;
+  // Worker: InvalidArgument when the payload does not parse or out.size() != SecAggDim().
+  virtual Status SecAggVector(std::span<const uint8_t> payload, const Arena& reference, uint32_t round,
+                              std::span<float> out) const = 0;
+  // Coordinator: the aggregate of `round` whose client vectors' weighted mean is `mean` (SecAggDim()
+  // values), rounded once to the wire dtype; `global` is the state the round started from.
+  virtual Result<std::vector<uint8_t>> SecAggAggregate(std::span<const double> mean, const Arena& global,
+                                                       uint32_t round) const = 0;
+
   // What a committed round records as its seed mode (ferret: "per_round" / "fixed_pool"; dense
   // methods: their name), so a rebuild knows which bases a round used.
   virtual std::string RoundSeedMode() const = 0;

@@ -68,7 +68,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kStopJob:
     case Envelope::kFetchLogs:
     case Envelope::kCatchUpRequest:
-    case Envelope::kExportModel: return direction == Direction::kToServer;
+    case Envelope::kExportModel:
+    case Envelope::kSecaggRequest: return direction == Direction::kToServer;
     case Envelope::kRegisterAck:
     case Envelope::kHeartbeatAck:
     case Envelope::kRoundStart:
@@ -80,7 +81,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kStopJobReply:
     case Envelope::kFetchLogsReply:
     case Envelope::kCatchUpReply:
-    case Envelope::kExportModelReply: return direction == Direction::kToClient;
+    case Envelope::kExportModelReply:
+    case Envelope::kSecaggReply: return direction == Direction::kToClient;
     case Envelope::kBulkRequest:
     case Envelope::kBulkChunkHeader:
     case Envelope::kError: return true;

@@ -16,7 +16,7 @@ constexpr std::chrono::milliseconds kQueueWait{200};  // the loop checks the sto
 }  // namespace
 
 ComputeLoop::ComputeLoop(const WorkerOptions& options, WorkQueue* queue, StatusBoard* board, ReplicaSync* sync,
-                         Uploader* uploader, std::function<bool()> stopping)
+                         Uploader* uploader, SecAggSession* secagg, std::function<bool()> stopping)
     : options_(options),
       name_("worker '" + options.worker_id + "'"),
       peer_("coordinator " + options.coordinator),
@@ -24,6 +24,7 @@ ComputeLoop::ComputeLoop(const WorkerOptions& options, WorkQueue* queue, StatusB
       board_(board),
       sync_(sync),
       uploader_(uploader),
+      secagg_(secagg),
       stopping_(std::move(stopping)) {}
 
 void ComputeLoop::Run() {
@@ -79,6 +80,7 @@ Status ComputeLoop::HandleRoundStart(const v1::RoundStart& start) {
 }
 
 Status ComputeLoop::TrainAndUpload(JobReplica& replica, uint64_t round) {
+  if (replica.spec().secure_aggregation.enabled) return TrainAndAggregateSecurely(replica, round);
   const std::string& job = replica.job_id();
   board_->SetActivity("training", job, round);
   const auto started = Clock::now();
@@ -93,9 +95,29 @@ Status ComputeLoop::TrainAndUpload(JobReplica& replica, uint64_t round) {
   return uploader_->Send(job);
 }
 
+Status ComputeLoop::TrainAndAggregateSecurely(JobReplica& replica, uint64_t round) {
+  const std::string& job = replica.job_id();
+  if (!secagg_->HasResult(job, round)) {
+    board_->SetActivity("training", job, round);
+    const auto started = Clock::now();
+    Result<TaskletResult> result = replica.RunRound(round, options_.worker_id);
+    if (!result.ok()) return result.status().WithContext("tasklet failed");
+    const double train_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    spdlog::info("{}: {}: trained {} steps on {} rows in {:.2f} s (loss {:.4f}); secure aggregation next", name_,
+                 JobRound(job, round), result->local_steps, result->num_samples, train_seconds, result->train_loss);
+    secagg_->Keep(job, round, std::move(*result), train_seconds);
+  } else {
+    spdlog::info("{}: {}: repeated RoundStart: joining the round's session with the kept result", name_,
+                 JobRound(job, round));
+  }
+  board_->SetActivity("uploading", job, round);
+  return secagg_->Run(replica, round);
+}
+
 Status ComputeLoop::HandleRoundCommitted(const v1::RoundCommitted& committed) {
   Status status = sync_->OnRoundCommitted(committed);
   uploader_->ForgetCommitted(committed.job_id(), committed.round());
+  secagg_->ForgetCommitted(committed.job_id(), committed.round());
   if (committed.job_finished()) sync_->FinishJob(committed.job_id());
   return status;
 }

@@ -39,6 +39,9 @@ class JobReplica {
   const std::string& job_id() const { return job_id_; }
   const JobSpec& spec() const { return spec_; }
   const MethodInfo& method_info() const { return MethodOf(spec_); }
+  const FederatedMethod& method() const { return *method_; }
+  // The trainable state at round() (what a round's tasklet starts from).
+  const Arena& trainable_state() const { return state(); }
   // The committed round the trainable state reflects (0: the initial model).
   uint64_t round() const { return round_; }
   // WeightsHash of the trainable state (kept current by every change).

@@ -25,6 +25,7 @@
 #include "worker/compute_loop.h"
 #include "worker/control_loop.h"
 #include "worker/replica_sync.h"
+#include "worker/secagg_session.h"
 #include "worker/status_board.h"
 #include "worker/uploader.h"
 #include "worker/work_queue.h"
@@ -68,6 +69,7 @@ class WorkerDaemon {
   std::unique_ptr<StatusBoard> board_;
   std::unique_ptr<ReplicaSync> sync_;
   std::unique_ptr<Uploader> uploader_;
+  std::unique_ptr<SecAggSession> secagg_;
   std::unique_ptr<ComputeLoop> compute_;
   std::unique_ptr<ControlLoop> control_loop_;
   std::thread compute_thread_;

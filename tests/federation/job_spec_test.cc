@@ -564,5 +564,56 @@ TEST(JobSpecTest, AggregationSectionChoosesARuleAndRefusesWhatItDoesNotUse) {
   EXPECT_NE(ErrorOf("aggregation: {rule: bulyan}\n").find("'bulyan' is not one of"), std::string::npos);
 }
 
+TEST(JobSpecTest, SecureAggregationSectionAndItsCompositionRules) {
+  const std::string on = "federation: {min_clients: 3}\nsecure_aggregation: {enabled: true, clip: 4}\n";
+  const JobSpec spec = ParseOk(kRequired + on);
+  EXPECT_TRUE(spec.secure_aggregation.enabled);
+  EXPECT_EQ(spec.secure_aggregation.clip, 4.0);
+  EXPECT_EQ(spec.secure_aggregation.threshold, 0);
+  EXPECT_EQ(spec.secure_aggregation.neighbours, 0);
+  EXPECT_EQ(spec.secure_aggregation.rounding, QuantizeRounding::kNearest);
+  EXPECT_FALSE(ParseOk(kRequired).secure_aggregation.enabled);
+  const JobSpec full = ParseOk(kRequired +
+                               "federation: {min_clients: 5}\naggregation: {clip_norm: 2}\n"
+                               "secure_aggregation: {enabled: true, clip: 0.5, threshold: 3, neighbours: 2, "
+                               "rounding: stochastic, stage_timeout_s: 4}\n");
+  EXPECT_EQ(full.secure_aggregation.threshold, 3);
+  EXPECT_EQ(full.secure_aggregation.neighbours, 2);
+  EXPECT_EQ(full.secure_aggregation.rounding, QuantizeRounding::kStochastic);
+  EXPECT_EQ(full.secure_aggregation.stage_timeout_s, 4.0);
+  // The effective YAML carries the section; a plain spec's canonical form (and hash) does not mention it.
+  Result<JobSpec> reparsed = ParseJobSpec(EffectiveJobSpecYaml(full), "effective.yaml");
+  ASSERT_TRUE(reparsed.ok()) << reparsed.status().ToString();
+  EXPECT_EQ(JobSpecHash(*reparsed), JobSpecHash(full));
+  EXPECT_EQ(CanonicalJobSpec(ParseOk(kRequired)).find("secure_aggregation"), std::string::npos);
+
+  // The quantization range changes the math: no silent default.
+  EXPECT_EQ(ErrorOf("federation: {min_clients: 3}\nsecure_aggregation: {enabled: true}\n")
+                .rfind("job.yaml: field 'secure_aggregation.clip': must be set when secure aggregation is enabled", 0),
+            0u);
+  EXPECT_NE(ErrorOf("federation: {min_clients: 3}\nsecure_aggregation: {enabled: true, clip: 0}\n")
+                .find("key 'secure_aggregation.clip': must be a finite number > 0"),
+            std::string::npos);
+  // Robust rules need the individual updates, which secure aggregation hides.
+  EXPECT_EQ(ErrorOf("federation: {min_clients: 3, aggregation_weights: equal}\naggregation: {rule: median}\n"
+                    "secure_aggregation: {enabled: true, clip: 4}\n"),
+            "job.yaml: field 'aggregation.rule': secure aggregation reveals only the sum of the updates, so only "
+            "mean can combine them, got aggregation.rule=median (job.yaml:6)");
+  EXPECT_NE(ErrorOf("federation: {min_clients: 6}\naggregation: {rule: krum}\nsecure_aggregation: {enabled: true, "
+                    "clip: 4}\n")
+                .find("field 'aggregation.rule': secure aggregation reveals only the sum"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("secure_aggregation: {enabled: true, clip: 4}\n")
+                .find("field 'federation.min_clients': secure aggregation needs at least 2 clients per round"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(on, {"secure_aggregation.threshold=1"}).find("key 'secure_aggregation.threshold'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(on, {"secure_aggregation.rounding=up"}).find("secure_aggregation.rounding"), std::string::npos);
+  // Its keys without enabling it are a mistake, not a no-op.
+  EXPECT_EQ(ErrorOf("secure_aggregation: {clip: 4}\n"),
+            "job.yaml: field 'secure_aggregation.clip': set at job.yaml:5, but secure_aggregation.enabled is false");
+  EXPECT_NE(ErrorOf("secure_aggregation: {enabeld: true}\n").find("secure_aggregation.enabeld"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tributary

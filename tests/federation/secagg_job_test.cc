@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "federation/job_spec.h"
@@ -48,7 +49,8 @@ struct Client {
 // The full SecAgg+ exchange over `clients` (ids 1..n); client `drop` (0: none) stops after sharing keys.
 // Returns the aggregate, or the error of SecAggAggregateFromSum.
 Result<std::vector<uint8_t>> SecureRound(const JobSpec& spec, const FederatedMethod& method, const Arena& global,
-                                         const std::vector<Client>& clients, uint32_t drop, double lie = 1.0) {
+                                         const std::vector<Client>& clients, uint32_t drop, double lie = 1.0,
+                                         double sum_noise = 0.0) {
   const uint32_t n = static_cast<uint32_t>(clients.size());
   TRIB_ASSIGN_OR_RETURN(SecAggConfig config,
                         SecAggRoundConfig(spec.secure_aggregation, method.SecAggDim(), n, NewSecAggSession()));
@@ -90,7 +92,7 @@ Result<std::vector<uint8_t>> SecureRound(const JobSpec& spec, const FederatedMet
   }
   TRIB_ASSIGN_OR_RETURN(SecAggResult result, server.Finish());
   return SecAggAggregateFromSum(method, result.sum, static_cast<uint32_t>(result.included.size()), n,
-                                spec.secure_aggregation.clip, expected_weight, global, 1);
+                                spec.secure_aggregation.clip, expected_weight, global, 1, sum_noise);
 }
 
 // Applies the plain weighted mean of `survivors` and the secure round's aggregate to copies of `global`;
@@ -164,6 +166,35 @@ TEST(SecAggJobTest, AClientWhoseWeightDisagreesWithItsDeclarationFailsTheSum) {
   EXPECT_NE(secure.status().message().find("a client weighted its vector with another weight than it declared"),
             std::string::npos)
       << secure.status().message();
+}
+
+// Central DP with secure aggregation: the coordinator adds N(0, sigma^2) to the unmasked sum, i.e.
+// sigma / n on the committed mean, and nothing else changes.
+TEST(SecAggJobTest, CentralNoiseGoesOnTheUnmaskedSum) {
+  JobSpec spec = SpecFor("fedavg");
+  spec.aggregation_weights = AggregationWeights::kEqual;
+  auto table = MakeTable({4000});
+  Arena global(table);
+  auto method = CreateMethod(spec, table);
+  ASSERT_TRUE(method.ok());
+  std::vector<Client> clients = kClients;
+  for (size_t i = 0; i < clients.size(); ++i) {
+    std::vector<float> delta(static_cast<size_t>((*method)->SecAggDim()), 0.01f * static_cast<float>(i + 1));
+    clients[i].payload.resize(delta.size() * sizeof(float));
+    std::memcpy(clients[i].payload.data(), delta.data(), clients[i].payload.size());
+  }
+  auto plain = SecureRound(spec, **method, global, clients, 0);
+  constexpr double kSigma = 0.4;
+  auto noised = SecureRound(spec, **method, global, clients, 0, 1.0, kSigma);
+  ASSERT_TRUE(plain.ok() && noised.ok()) << noised.status().ToString();
+  ASSERT_EQ(plain->size(), noised->size());
+  const size_t n = plain->size() / sizeof(float);
+  std::vector<float> a(n), b(n);
+  std::memcpy(a.data(), plain->data(), plain->size());
+  std::memcpy(b.data(), noised->data(), noised->size());
+  double sum_sq = 0;
+  for (size_t i = 0; i < n; ++i) sum_sq += (double{b[i]} - a[i]) * (double{b[i]} - a[i]);
+  EXPECT_NEAR(std::sqrt(sum_sq / n), kSigma / clients.size(), 0.05 * kSigma / clients.size());
 }
 
 TEST(SecAggJobTest, RoundConfigUsesTheDefaultThresholdAndRefusesOneThatDoesNotFit) {

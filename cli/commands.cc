@@ -11,6 +11,7 @@ void RegisterCommands(CLI::App& app, CommandRegistry& registry) {
   RegisterJobCommands(app, registry);
   RegisterTrainCommands(app, registry);
   RegisterModelCommands(app, registry);
+  RegisterGenerateCommands(app, registry);
   RegisterInfoCommands(app, registry);
 }
 

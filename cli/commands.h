@@ -34,6 +34,7 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry);  // submit, 
 void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);  // train, init-model
 void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);  // merge, keygen, demo
 void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);    // demo (called by RegisterModelCommands)
+void RegisterGenerateCommands(CLI::App& app, CommandRegistry& registry);  // generate, eval
 
 // The failure for a command or mode that is not built yet: exit 69 with what is missing.
 Status NotBuiltYet(const std::string& what_is_missing);

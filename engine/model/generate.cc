@@ -130,7 +130,8 @@ Status ForwardCached(LlamaModel& model, KvCache& cache, const int32_t* tokens, i
   return Status::OK();
 }
 
-int32_t SampleToken(const float* logits, int64_t vocab, float temperature, float top_p, std::mt19937_64& rng) {
+int32_t SampleToken(const float* logits, int64_t vocab, float temperature, float top_p, int64_t top_k,
+                    std::mt19937_64& rng) {
   if (temperature <= 0.0f) return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
   const float mx = *std::max_element(logits, logits + vocab);
   std::vector<double> prob(static_cast<size_t>(vocab));
@@ -141,10 +142,15 @@ int32_t SampleToken(const float* logits, int64_t vocab, float temperature, float
   // Highest probability first; ties by index so the order is fully determined.
   std::sort(order.begin(), order.end(),
             [&](int32_t a, int32_t b) { return prob[a] != prob[b] ? prob[a] > prob[b] : a < b; });
+  const size_t candidates = top_k > 0 ? std::min(order.size(), static_cast<size_t>(top_k)) : order.size();
+  if (candidates < order.size()) {
+    sum = 0.0;
+    for (size_t i = 0; i < candidates; ++i) sum += prob[order[i]];
+  }
   const double target = std::clamp(static_cast<double>(top_p), 0.0, 1.0) * sum;
   double kept = 0.0;
   size_t count = 0;
-  while (count < order.size() && (count == 0 || kept < target)) kept += prob[order[count++]];
+  while (count < candidates && (count == 0 || kept < target)) kept += prob[order[count++]];
   const double u = std::uniform_real_distribution<double>(0.0, kept)(rng);
   double acc = 0.0;
   for (size_t i = 0; i < count; ++i) {
@@ -159,6 +165,7 @@ Result<std::vector<int32_t>> Generate(LlamaModel& model, const std::vector<int32
   const LlamaConfig& c = model.config();
   if (prompt.empty()) return Status::InvalidArgument("generate: the prompt is empty");
   if (options.max_new_tokens < 0) return Status::InvalidArgument("generate: max_new_tokens must be >= 0");
+  if (options.top_k < 0) return Status::InvalidArgument("generate: top_k must be >= 0");
   if (!(options.top_p > 0.0f && options.top_p <= 1.0f))
     return Status::InvalidArgument("generate: top_p must be in (0, 1], got " + std::to_string(options.top_p));
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
@@ -174,9 +181,10 @@ Result<std::vector<int32_t>> Generate(LlamaModel& model, const std::vector<int32
   TRIB_RETURN_IF_ERROR(ForwardCached(model, cache, prompt.data(), static_cast<int64_t>(prompt.size()), &logits));
   const float* last = logits.data() + (prompt.size() - 1) * c.vocab_size;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    const int32_t next = SampleToken(last, c.vocab_size, options.temperature, options.top_p, rng);
+    const int32_t next = SampleToken(last, c.vocab_size, options.temperature, options.top_p, options.top_k, rng);
     out.push_back(next);
-    if (next == eos || step + 1 == options.max_new_tokens) break;
+    const bool go_on = !options.on_token || options.on_token(next);
+    if (!go_on || next == eos || step + 1 == options.max_new_tokens) break;
     TRIB_RETURN_IF_ERROR(ForwardCached(model, cache, &next, 1, &logits));
     last = logits.data();
   }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -40,13 +41,22 @@ struct GenerateOptions {
   int64_t max_new_tokens = 32;
   float temperature = 0.0f;  // 0: greedy (argmax)
   float top_p = 1.0f;        // nucleus sampling mass in (0, 1]
+  int64_t top_k = 0;         // > 0: sample among the k most likely tokens only (applied before top_p)
   uint64_t seed = 0;
   int64_t eos_token_id = -2;  // -2: the config's eos_token_id; -1: never stop early
+  // Called with each new token as soon as it is chosen (streaming); returning false stops generation
+  // after that token.
+  std::function<bool(int32_t)> on_token;
 };
 
 // Picks the next token from one row of logits: argmax when temperature <= 0, otherwise a draw from
-// softmax(logits / temperature) restricted to the smallest set of tokens whose mass reaches top_p.
-int32_t SampleToken(const float* logits, int64_t vocab, float temperature, float top_p, std::mt19937_64& rng);
+// softmax(logits / temperature) restricted to the top_k most likely tokens (top_k > 0) and then to the
+// smallest set of those whose mass reaches top_p.
+int32_t SampleToken(const float* logits, int64_t vocab, float temperature, float top_p, int64_t top_k,
+                    std::mt19937_64& rng);
+inline int32_t SampleToken(const float* logits, int64_t vocab, float temperature, float top_p, std::mt19937_64& rng) {
+  return SampleToken(logits, vocab, temperature, top_p, 0, rng);
+}
 
 // Generates up to max_new_tokens after `prompt` (batch 1); returns the new tokens (the eos token, when
 // produced, is included as the last one). Errors: empty prompt, bad ids, length over max positions.

@@ -132,6 +132,38 @@ TEST(GenerateTest, TopPExcludesTokensOutsideTheNucleus) {
   EXPECT_GT(counts[1], 500);
 }
 
+TEST(GenerateTest, TopKKeepsOnlyTheKMostLikelyTokens) {
+  const float logits[4] = {std::log(0.4f), std::log(0.3f), std::log(0.2f), std::log(0.1f)};
+  std::mt19937_64 rng(2);
+  int counts[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 2000; ++i) ++counts[SampleToken(logits, 4, 1.0f, 1.0f, /*top_k=*/2, rng)];
+  EXPECT_EQ(counts[2] + counts[3], 0);
+  EXPECT_NEAR(counts[0] / 2000.0, 0.4 / 0.7, 0.04);  // renormalised over the two kept
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(SampleToken(logits, 4, 5.0f, 1.0f, 1, rng), 0) << "k = 1 is greedy";
+}
+
+// on_token sees every token as it is chosen and can stop generation.
+TEST(GenerateTest, OnTokenStreamsAndStops) {
+  const LlamaConfig c = SmallConfig();
+  auto model = MakeModel(c);
+  GenerateOptions options;
+  options.max_new_tokens = 10;
+  options.eos_token_id = -1;
+  std::vector<int32_t> seen;
+  options.on_token = [&](int32_t t) {
+    seen.push_back(t);
+    return seen.size() < 4;
+  };
+  auto out = Generate(*model, {1, 2, 3}, options);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(*out, seen);
+  EXPECT_EQ(seen.size(), 4u);
+  options.on_token = nullptr;
+  auto full = Generate(*model, {1, 2, 3}, options);
+  ASSERT_TRUE(full.ok());
+  EXPECT_TRUE(std::equal(seen.begin(), seen.end(), full->begin())) << "the same greedy tokens";
+}
+
 TEST(GenerateTest, RejectsBadRequests) {
   const LlamaConfig c = SmallConfig();
   auto model = MakeModel(c);

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/utf8.h"
+
 namespace tributary {
 namespace {
 
@@ -44,9 +46,17 @@ Status ConvertNode(const ConfigKeySpec& spec, const YAML::Node& node, const std:
     return Status::InvalidArgument(where + ": key '" + spec.key + "': expected " + ConfigTypeName(spec.type) +
                                    ", got " + got);
   };
+  // Strings travel in protobuf string fields, which must be UTF-8.
+  auto check_utf8 = [&](const std::string& text) {
+    const size_t bad = FirstInvalidUtf8(text);
+    if (bad == std::string::npos) return Status::OK();
+    return Status::InvalidArgument(where + ": key '" + spec.key + "': not valid UTF-8 (byte " + std::to_string(bad) +
+                                   " of the value)");
+  };
   if (spec.type == ConfigType::kStringList) {
     if (node.IsScalar()) {
       // Allow a single scalar as a one-element list.
+      TRIB_RETURN_IF_ERROR(check_utf8(node.Scalar()));
       *out = std::vector<std::string>{node.Scalar()};
       return Status::OK();
     }
@@ -54,6 +64,7 @@ Status ConvertNode(const ConfigKeySpec& spec, const YAML::Node& node, const std:
     std::vector<std::string> items;
     for (const auto& item : node) {
       if (!item.IsScalar()) return wrong("a list with a non-scalar item");
+      TRIB_RETURN_IF_ERROR(check_utf8(item.Scalar()));
       items.push_back(item.Scalar());
     }
     *out = std::move(items);
@@ -64,6 +75,7 @@ Status ConvertNode(const ConfigKeySpec& spec, const YAML::Node& node, const std:
   const std::string& text = node.Scalar();
   switch (spec.type) {
     case ConfigType::kString:
+      TRIB_RETURN_IF_ERROR(check_utf8(text));
       if (!spec.choices.empty()) {
         bool found = false;
         std::string allowed;

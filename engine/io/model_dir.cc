@@ -1,6 +1,7 @@
 #include "engine/io/model_dir.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -332,7 +333,10 @@ Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena
 
   std::vector<std::string> loaded_from(table.size());
   for (const auto& [path, promised] : files) {
-    TRIB_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path));
+    Result<SafetensorsFile> opened = SafetensorsFile::Open(path);
+    if (opened.status().code() == StatusCode::kCorruption)  // a bad input file, not a damaged store
+      return Status::InvalidArgument(opened.status().message());
+    TRIB_ASSIGN_OR_RETURN(SafetensorsFile file, std::move(opened));
     for (const std::string& name : promised) {
       if (file.Find(name) == nullptr)
         return Status::InvalidArgument(index_path + ": tensor '" + name + "' is mapped to " + BaseName(path) +
@@ -359,6 +363,12 @@ Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena
         return Status::InvalidArgument(path + ": tensor '" + info.name + "': dtype " +
                                        SafetensorsDTypeName(info.dtype) + " is not a floating-point type");
       TRIB_RETURN_IF_ERROR(file.ReadAsFloat(info.name, params->tensor(idx), entry->numel));
+      // A NaN or infinite weight would only show up later as a diverged loss on every worker.
+      const float* values = params->tensor(idx);
+      for (int64_t i = 0; i < entry->numel; ++i)
+        if (!std::isfinite(values[i]))
+          return Status::InvalidArgument(path + ": tensor '" + info.name + "': element " + std::to_string(i) + " is " +
+                                         std::to_string(values[i]) + ", not a finite number");
       dtypes.insert(info.dtype);
       loaded_from[idx] = path;
     }

@@ -1,4 +1,5 @@
 #include "base/config.h"
+#include "base/utf8.h"
 
 #include <gtest/gtest.h>
 
@@ -148,6 +149,33 @@ TEST(ConfigTest, DumpListsValuesWithOrigins) {
   const std::string dump = c->Dump();
   EXPECT_NE(dump.find("secure: false  # f.yaml:1"), std::string::npos) << dump;
   EXPECT_NE(dump.find("train.rounds: 10  # default"), std::string::npos) << dump;
+}
+
+// Strings end up in protobuf string fields: invalid UTF-8 is refused where it is given.
+TEST(ConfigTest, StringsMustBeValidUtf8) {
+  const ConfigSchema schema = TestSchema();  // a Config refers to its schema
+  auto bad = Config::LoadString(schema, "name: \"caf\xc3\"\ntags: [ok, \"\xff\"]\n", "c.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "c.yaml:1: key 'name': not valid UTF-8 (byte 3 of the value)");
+  auto list = Config::LoadString(schema, "tags: [ok, \"a\xff\"]\n", "c.yaml");
+  ASSERT_FALSE(list.ok());
+  EXPECT_NE(list.status().message().find("key 'tags': not valid UTF-8 (byte 1"), std::string::npos)
+      << list.status().message();
+  auto good = Config::LoadString(schema, "name: \"caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x91\x8d\"\n", "c.yaml");
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  Status set = good->Set("name=\xed\xa0\x80");  // a UTF-16 surrogate encoded in UTF-8
+  EXPECT_NE(set.message().find("not valid UTF-8"), std::string::npos) << set.ToString();
+}
+
+TEST(ConfigTest, Utf8ValidatorFollowsRfc3629) {
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"));  // é € 😀 U+10FFFF
+  EXPECT_EQ(FirstInvalidUtf8("ab\xc0\xaf"), 2u);                                     // overlong '/'
+  EXPECT_EQ(FirstInvalidUtf8("\xe0\x80\xaf"), 0u);                                   // overlong, 3 bytes
+  EXPECT_EQ(FirstInvalidUtf8("x\xed\xa0\x80"), 1u);                                  // surrogate
+  EXPECT_EQ(FirstInvalidUtf8("\xf4\x90\x80\x80"), 0u);                               // above U+10FFFF
+  EXPECT_EQ(FirstInvalidUtf8("ok\xe2\x82"), 2u);                                     // truncated
+  EXPECT_EQ(FirstInvalidUtf8("\x80"), 0u);                                           // stray continuation
 }
 
 }  // namespace

@@ -313,6 +313,22 @@ TEST_F(ModelDirTest, LoadPolicyForExtraMissingAndMisshapenTensors) {
   EXPECT_EQ(loaded->skipped_tensors.size(), 2u);
   ExpectArenasEqual(params, loaded->params);
 
+  // A NaN weight, and a file that is not safetensors, are bad input naming the file (exit 4, not 1).
+  std::vector<float> with_nan(params.table()[0].numel, 0.5f);
+  with_nan[7] = std::nanf("");
+  tensors = TableTensors(params);
+  tensors[0].f32 = with_nan.data();
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
+  Status nan = LoadModelDir(dir).status();
+  EXPECT_TRUE(nan.IsInvalidArgument()) << nan.ToString();
+  EXPECT_NE(nan.message().find("tensor '" + params.table()[0].name + "': element 7 is nan, not a finite number"),
+            std::string::npos)
+      << nan.ToString();
+  WriteText(dir + "/model.safetensors", "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}");
+  Status corrupt = LoadModelDir(dir).status();
+  EXPECT_TRUE(corrupt.IsInvalidArgument()) << corrupt.ToString();
+  EXPECT_NE(corrupt.message().find(dir + "/model.safetensors"), std::string::npos) << corrupt.ToString();
+
   // An unknown tensor is an error naming it and the file.
   tensors = TableTensors(params);
   tensors.push_back({"model.layers.0.mlp.extra.weight", SafetensorsDType::kF32, {2}, junk.data(), nullptr});

@@ -1,0 +1,18 @@
+// UTF-8 validity: every string a user or a peer gives that ends up in a protobuf string field (job
+// names, paths, worker ids) must be valid UTF-8, or the message cannot be encoded.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace tributary {
+
+// The byte offset of the first invalid sequence in `text` (overlong forms, surrogates and code
+// points above U+10FFFF are invalid, as in RFC 3629), or npos when all of it is valid.
+size_t FirstInvalidUtf8(std::string_view text);
+
+inline bool IsValidUtf8(std::string_view text) {
+  return FirstInvalidUtf8(text) == std::string_view::npos;
+}
+
+}  // namespace tributary

@@ -99,7 +99,8 @@ bool StreamText(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, con
 }
 
 Status RunGenerate(const GenerateFlags& f) {
-  if (f.prompt.empty() == f.prompt_file.empty()) return Status::InvalidArgument("give one of --prompt or --prompt-file");
+  if (f.prompt.empty() == f.prompt_file.empty())
+    return Status::InvalidArgument("give one of --prompt or --prompt-file");
   std::string prompt = f.prompt;
   if (!f.prompt_file.empty()) {
     TRIB_ASSIGN_OR_RETURN(prompt, ReadFileToString(f.prompt_file));
@@ -150,8 +151,8 @@ Status RunEval(const EvalFlags& f) {
   TRIB_ASSIGN_OR_RETURN(LossEval loss, EvaluateLoss(*ready.model, rows, f.batch));
   GenerateOptions gen;
   gen.max_new_tokens = std::min<int64_t>(f.max_new_tokens, config.max_position_embeddings - 1);
-  TRIB_ASSIGN_OR_RETURN(GenerationEval generation, EvaluateGeneration(*ready.model, *ready.tokenizer, examples,
-                                                                      tok_options, f.generations, gen));
+  TRIB_ASSIGN_OR_RETURN(GenerationEval generation,
+                        EvaluateGeneration(*ready.model, *ready.tokenizer, examples, tok_options, f.generations, gen));
   const nlohmann::json summary = {{"model", f.model},
                                   {"adapter", f.adapter},
                                   {"data", f.data_file},

@@ -1,8 +1,11 @@
 // Model and setup commands: merge, keygen (and demo, in cmd_demo.cc).
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
+#include "base/file_util.h"
 #include "cli/commands.h"
+#include "peft/merge.h"
 #include "transport/security.h"
 
 namespace tributary::cli {
@@ -10,9 +13,20 @@ namespace {
 
 struct ModelFlags {
   std::string output_dir;
-  std::vector<std::string> inputs;
+  std::string merge_config;
   bool force = false;
 };
+
+Status RunMerge(const ModelFlags& f) {
+  std::error_code ec;
+  if (!f.force && std::filesystem::exists(f.output_dir + "/config.json", ec))
+    return Status::AlreadyExists(f.output_dir + ": already holds a model (--force overwrites it)");
+  TRIB_ASSIGN_OR_RETURN(std::string text, ReadFileToString(f.merge_config));
+  TRIB_ASSIGN_OR_RETURN(MergeConfig config, ParseMergeConfig(text, f.merge_config));
+  TRIB_RETURN_IF_ERROR(MergeModels(config, f.output_dir));
+  std::printf("merged %zu model(s) into %s\n", config.models.size(), f.output_dir.c_str());
+  return Status::OK();
+}
 
 }  // namespace
 
@@ -20,12 +34,14 @@ void RegisterModelCommands(CLI::App& app, CommandRegistry& registry) {
   // Handlers capture f: it owns the storage CLI11 writes the options into.
   auto f = std::make_shared<ModelFlags>();
 
-  CLI::App* merge = app.add_subcommand("merge", "Merge a LoRA adapter or average models into one HF model directory");
-  merge->add_option("inputs", f->inputs, "Base model directory followed by adapters or models")->required();
+  CLI::App* merge =
+      app.add_subcommand("merge", "Merge models (linear, task_arithmetic, ties, slerp; LoRA adapters as BASE+ADAPTER)");
+  merge->add_option("config", f->merge_config, "mergekit-style YAML (docs/cli.md, \"merge\")")
+      ->required()
+      ->check(CLI::ExistingFile);
   merge->add_option("-o,--output", f->output_dir, "Output model directory")->required();
-  registry.handlers["merge"] = [f](CommandContext&) -> Status {
-    return NotBuiltYet("model merging (LoRA merge and model averaging)");
-  };
+  merge->add_flag("--force", f->force, "Overwrite a model already in the output directory");
+  registry.handlers["merge"] = [f](CommandContext&) -> Status { return RunMerge(*f); };
 
   CLI::App* keygen = app.add_subcommand("keygen", "Write a CURVE key pair: PREFIX.key (secret, 0600) and PREFIX.pub");
   keygen->add_option("-o,--output", f->output_dir, "Key file prefix")->required();

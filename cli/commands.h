@@ -31,9 +31,9 @@ void RegisterCommands(CLI::App& app, CommandRegistry& registry);
 void RegisterInfoCommands(CLI::App& app, CommandRegistry& registry);    // version, config
 void RegisterDaemonCommands(CLI::App& app, CommandRegistry& registry);  // coordinator, worker
 void RegisterJobCommands(CLI::App& app, CommandRegistry& registry);  // submit, jobs, status, wait, logs, stop, download
-void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);  // train, init-model
-void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);  // merge, keygen, demo
-void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);    // demo (called by RegisterModelCommands)
+void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);     // train, init-model
+void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);     // merge, keygen, demo
+void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);       // demo (called by RegisterModelCommands)
 void RegisterGenerateCommands(CLI::App& app, CommandRegistry& registry);  // generate, eval
 
 // The failure for a command or mode that is not built yet: exit 69 with what is missing.

@@ -14,7 +14,7 @@ namespace {
 
 const std::vector<std::string> kCommands = {"coordinator", "worker",  "submit",     "jobs",  "status", "wait",
                                             "logs",        "stop",    "download",   "train", "merge",  "keygen",
-                                            "demo",        "version", "init-model", "config"};
+                                            "demo",        "version", "init-model", "config", "generate", "eval"};
 
 int CountLines(const std::string& s) {
   int n = 0;
@@ -71,11 +71,16 @@ TEST(CliTest, BadLogFlagsAreArgumentErrors) {
   EXPECT_NE(r.err.find("xml"), std::string::npos);
 }
 
-TEST(CliTest, UnbuiltCommandsExit69NamingWhatIsMissing) {
-  ProcessResult r = RunTributary({"merge", "a", "b", "-o", "/tmp/x"});
+TEST(CliTest, UnbuiltModesExit69NamingWhatIsMissing) {
+  TempDir dir;
+  const std::string dare = dir.Write("dare.yaml", "merge_method: dare_ties\nmodels: [{model: x}]\n");
+  ProcessResult r = RunTributary({"merge", dare, "-o", dir.path() + "/out"});
+  EXPECT_EQ(r.exit_code, 69) << r.err;
+  EXPECT_NE(r.err.find("is not built yet"), std::string::npos) << r.err;
+  EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  r = RunTributary({"generate", "--model", "job:j1@3", "--prompt", "hi"});
   EXPECT_EQ(r.exit_code, 69) << r.err;
   EXPECT_NE(r.err.find("not built yet: "), std::string::npos) << r.err;
-  EXPECT_EQ(CountLines(r.err), 1) << r.err;
 }
 
 // Daemons and client commands refuse to start without their security and connection settings, with

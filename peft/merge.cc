@@ -6,8 +6,10 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <set>
 
+#include "base/hash.h"
 #include "engine/io/model_dir.h"
 #include "peft/lora.h"
 
@@ -58,10 +60,10 @@ Result<MergeMethod> ParseMethod(const std::string& name, const std::string& sour
   if (name == "task_arithmetic") return MergeMethod::kTaskArithmetic;
   if (name == "ties") return MergeMethod::kTies;
   if (name == "slerp") return MergeMethod::kSlerp;
-  if (name == "dare_linear" || name == "dare_ties")
-    return Status::Unimplemented(source + ": merge_method '" + name + "' is not built yet (linear, task_arithmetic, "
-                                 "ties and slerp are)");
-  return KeyError(source, "merge_method", "'" + name + "' is not one of linear|task_arithmetic|ties|slerp");
+  if (name == "dare_linear") return MergeMethod::kDareLinear;
+  if (name == "dare_ties") return MergeMethod::kDareTies;
+  return KeyError(source, "merge_method",
+                  "'" + name + "' is not one of linear|task_arithmetic|ties|dare_linear|dare_ties|slerp");
 }
 
 Status ParseModels(const YAML::Node& list, const std::string& source, MergeConfig* config) {
@@ -90,7 +92,9 @@ Status ParseModels(const YAML::Node& list, const std::string& source, MergeConfi
 }
 
 Status ParseTopLevel(const YAML::Node& root, const std::string& source, MergeConfig* c) {
-  TRIB_RETURN_IF_ERROR(CheckKeys(root, {"merge_method", "base_model", "models", "parameters", "dtype"}, source, ""));
+  TRIB_RETURN_IF_ERROR(
+      CheckKeys(root, {"merge_method", "base_model", "models", "parameters", "dtype", "seed"}, source, ""));
+  if (root["seed"]) c->seed = root["seed"].as<uint64_t>();
   if (!root["merge_method"]) return KeyError(source, "merge_method", "missing");
   TRIB_ASSIGN_OR_RETURN(c->method, ParseMethod(root["merge_method"].as<std::string>(), source));
   if (root["base_model"]) c->base_model = root["base_model"].as<std::string>();
@@ -125,8 +129,8 @@ Status ValidateForMethod(const MergeConfig& c, const std::string& source) {
   if (needs_base && c.base_model.empty()) return KeyError(source, "base_model", "this merge_method needs one");
   if (c.method == MergeMethod::kSlerp) {
     if (c.models.size() != 1)
-      return KeyError(source, "models", "slerp interpolates base_model and exactly one model, got " +
-                                            std::to_string(c.models.size()));
+      return KeyError(source, "models",
+                      "slerp interpolates base_model and exactly one model, got " + std::to_string(c.models.size()));
     if (!(c.t >= 0 && c.t <= 1)) return KeyError(source, "parameters.t", "must be in [0, 1]");
   }
   double total = 0;
@@ -166,13 +170,21 @@ Status CheckSameLayout(const LoadedModel& a, const std::string& a_name, const Lo
   return Status::OK();
 }
 
+// DARE: every element kept with probability `density` and rescaled by 1 / density, else dropped.
+void DareDrop(std::vector<double>& delta, double density, uint64_t seed) {
+  if (density >= 1.0) return;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (double& x : delta) x = uniform(rng) < density ? x / density : 0.0;
+}
+
 // TIES on one tensor: deltas[i] are θ_i - θ_base (modified in place).
-void TiesTensor(std::vector<std::vector<double>>& deltas, const std::vector<MergeInput>& in, bool normalize,
+void TiesTensor(std::vector<std::vector<double>>& deltas, const std::vector<MergeInput>& in, bool normalize, bool trim,
                 double* out, int64_t n) {
   for (size_t m = 0; m < deltas.size(); ++m) {
     std::vector<double>& d = deltas[m];
     const int64_t keep = static_cast<int64_t>(in[m].density * static_cast<double>(n));
-    if (keep < n) {
+    if (trim && keep < n) {
       std::vector<double> mags(d.size());
       for (int64_t j = 0; j < n; ++j) mags[j] = std::fabs(d[j]);
       std::nth_element(mags.begin(), mags.begin() + (n - keep), mags.end());
@@ -271,15 +283,22 @@ Status MergeModels(const MergeConfig& config, const std::string& out_dir) {
       continue;
     }
     std::vector<double> acc(static_cast<size_t>(n), 0.0);
-    if (config.method == MergeMethod::kTies) {
+    const bool dare = config.method == MergeMethod::kDareLinear || config.method == MergeMethod::kDareTies;
+    if (config.method == MergeMethod::kTies || dare) {
       std::vector<std::vector<double>> deltas;
-      for (const LoadedModel& m : inputs) {
+      for (size_t m = 0; m < inputs.size(); ++m) {
         std::vector<double> d(static_cast<size_t>(n));
-        for (int64_t j = 0; j < n; ++j) d[j] = double{m.params.tensor(t)[j]} - base->params.tensor(t)[j];
+        for (int64_t j = 0; j < n; ++j) d[j] = double{inputs[m].params.tensor(t)[j]} - base->params.tensor(t)[j];
+        if (dare) DareDrop(d, config.models[m].density, config.seed ^ SplitMix64((uint64_t{m} << 32) ^ t));
         deltas.push_back(std::move(d));
       }
       for (int64_t j = 0; j < n; ++j) acc[j] = base->params.tensor(t)[j];
-      TiesTensor(deltas, config.models, config.normalize, acc.data(), n);
+      if (config.method == MergeMethod::kDareLinear) {
+        for (size_t m = 0; m < deltas.size(); ++m)
+          for (int64_t j = 0; j < n; ++j) acc[j] += config.models[m].weight * deltas[m][j];
+      } else {
+        TiesTensor(deltas, config.models, config.normalize, /*trim=*/!dare, acc.data(), n);
+      }
     } else {
       const bool task = config.method == MergeMethod::kTaskArithmetic;
       if (task)

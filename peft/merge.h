@@ -1,13 +1,15 @@
 // Model merging (`tributary merge CONFIG.yaml -o DIR`), with mergekit's YAML layout:
 //
-//   merge_method: linear | task_arithmetic | ties | slerp
+//   merge_method: linear | task_arithmetic | ties | dare_linear | dare_ties | slerp
 //   base_model: DIR            # task_arithmetic, ties: the model the task vectors are taken from;
 //                              # slerp: the t = 0 end
 //   models:
 //     - model: DIR             # an HF model directory, or BASE+ADAPTER: a PEFT LoRA adapter merged
 //       parameters:            #   into its base first (W += scale * B A)
 //         weight: 0.5          # linear, task_arithmetic, ties
-//         density: 0.5         # ties: the share of each task vector kept (largest magnitudes)
+//         density: 0.5         # ties: the share of each task vector kept (largest magnitudes);
+//                              # dare_*: the probability each element is kept
+//   seed: 0                    # dare_*: the random drops
 //   parameters:
 //     t: 0.5                   # slerp
 //     normalize: true          # linear, ties: divide by the sum of the weights
@@ -19,12 +21,17 @@
 //   ties             τ_i = θ_i - θ_base trimmed to its top `density` by magnitude; the elected sign of
 //                    each coordinate is that of sum_i w_i τ_i; θ_base + sum over agreeing i of w_i τ_i,
 //                    divided by the sum of those w_i when normalize (Yadav et al. 2023, as mergekit)
+//   dare_linear      task_arithmetic on task vectors whose elements are each kept with probability
+//                    `density` and rescaled by 1 / density (Yu et al. 2023), the drops seeded by
+//                    (seed, model index, tensor index)
+//   dare_ties        ties' sign election on the same DARE task vectors
 //   slerp            spherical interpolation of the flattened tensors at t (linear when they are
 //                    nearly colinear), as mergekit's slerp
 // Every input must have the base's architecture and tensor shapes; errors name both models and the
 // tensor. Inputs are read whole (one fp32 copy per input model in memory).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,7 +40,7 @@
 
 namespace tributary {
 
-enum class MergeMethod { kLinear, kTaskArithmetic, kTies, kSlerp };
+enum class MergeMethod { kLinear, kTaskArithmetic, kTies, kDareLinear, kDareTies, kSlerp };
 
 struct MergeInput {
   std::string model;    // HF directory
@@ -48,6 +55,7 @@ struct MergeConfig {
   std::vector<MergeInput> models;
   double t = 0.5;
   bool normalize = true;
+  uint64_t seed = 0;  // dare_*
   bool dtype_set = false;
   SafetensorsDType dtype = SafetensorsDType::kF32;
 };

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 
 #include "base/file_util.h"
@@ -58,13 +59,13 @@ TEST(MergeTest, LinearAndTaskArithmetic) {
   const std::string base = WriteModel(dir, "base", [](int64_t j) { return 0.01f * (j % 7); });
   const std::string a = WriteModel(dir, "a", [](int64_t j) { return 0.01f * (j % 7) + 0.5f; });
   const std::string b = WriteModel(dir, "b", [](int64_t j) { return 0.01f * (j % 7) - 0.25f * (j % 2); });
-  LoadedModel linear = Merge(dir, "merge_method: linear\nmodels:\n  - model: " + a +
-                                      "\n    parameters: {weight: 3}\n  - model: " + b +
-                                      "\n    parameters: {weight: 1}\n");
+  LoadedModel linear =
+      Merge(dir, "merge_method: linear\nmodels:\n  - model: " + a + "\n    parameters: {weight: 3}\n  - model: " + b +
+                     "\n    parameters: {weight: 1}\n");
   ExpectEvery(linear, [](int64_t j) { return 0.01 * (j % 7) + (3 * 0.5 - 0.25 * (j % 2)) / 4; });
-  LoadedModel task = Merge(dir, "merge_method: task_arithmetic\nbase_model: " + base + "\nmodels:\n  - model: " + a +
-                                    "\n    parameters: {weight: 0.5}\n  - model: " + b +
-                                    "\n    parameters: {weight: 2}\n");
+  LoadedModel task =
+      Merge(dir, "merge_method: task_arithmetic\nbase_model: " + base + "\nmodels:\n  - model: " + a +
+                     "\n    parameters: {weight: 0.5}\n  - model: " + b + "\n    parameters: {weight: 2}\n");
   ExpectEvery(task, [](int64_t j) { return 0.01 * (j % 7) + 0.5 * 0.5 + 2 * (-0.25 * (j % 2)); });
   EXPECT_TRUE(ReadFileToString(dir.path() + "/out/tokenizer.json").ok()) << "the base's tokenizer travels";
 }
@@ -86,6 +87,37 @@ TEST(MergeTest, TiesTrimsElectsASignAndAveragesTheAgreeingDeltas) {
     for (int64_t j = 0; j < n; ++j)
       ASSERT_EQ(trimmed.params.tensor(t)[j], j % 2 == 0 ? 3.0f : -2.0f) << trimmed.params.table()[t].name << j;
   }
+}
+
+// DARE: each delta element survives with probability density, rescaled by 1 / density, so the kept
+// share is near density and the merged mean delta near the task-arithmetic one; the seed fixes the drops.
+TEST(MergeTest, DareDropsAndRescalesReproduciblyBySeed) {
+  TempDir dir;
+  const std::string base = WriteModel(dir, "base", [](int64_t) { return 0.0f; });
+  const std::string a = WriteModel(dir, "a", [](int64_t) { return 1.0f; });
+  auto merge = [&](const std::string& method, uint64_t seed) {
+    return Merge(dir, "merge_method: " + method + "\nbase_model: " + base + "\nseed: " + std::to_string(seed) +
+                          "\nmodels:\n  - model: " + a + "\n    parameters: {weight: 1, density: 0.25}\n");
+  };
+  const LoadedModel first = merge("dare_linear", 7);
+  int64_t kept = 0, total = 0;
+  for (int64_t i = 0; i < first.params.size(); ++i) {
+    const float v = first.params.data()[i];
+    if (v == 0) {
+      ++total;
+      continue;
+    }
+    ASSERT_FLOAT_EQ(v, 4.0f) << i;  // 1 / density
+    ++kept, ++total;
+  }
+  EXPECT_NEAR(static_cast<double>(kept) / total, 0.25, 0.02) << total;
+  const LoadedModel again = merge("dare_linear", 7);
+  const LoadedModel other = merge("dare_linear", 8);
+  EXPECT_EQ(std::memcmp(first.params.data(), again.params.data(), first.params.size() * sizeof(float)), 0);
+  EXPECT_NE(std::memcmp(first.params.data(), other.params.data(), first.params.size() * sizeof(float)), 0);
+  // dare_ties with one model: the same drops, and each survivor's sign wins (normalized by its weight).
+  const LoadedModel ties = merge("dare_ties", 7);
+  EXPECT_EQ(std::memcmp(first.params.data(), ties.params.data(), first.params.size() * sizeof(float)), 0);
 }
 
 TEST(MergeTest, SlerpFollowsTheArcAndFallsBackToLerpWhenColinear) {
@@ -125,7 +157,8 @@ TEST(MergeTest, LoraAdapterMergesIntoItsBase) {
 
 TEST(MergeTest, KeepsTheInputDtypeAndRefusesBadConfigsInOneLine) {
   TempDir dir;
-  const std::string a = WriteModel(dir, "a", [](int64_t) { return 1.0f; }, SafetensorsDType::kBF16);
+  const std::string a = WriteModel(
+      dir, "a", [](int64_t) { return 1.0f; }, SafetensorsDType::kBF16);
   LoadedModel out = Merge(dir, "merge_method: linear\nmodels:\n  - model: " + a + "\n");
   EXPECT_EQ(out.stored_dtype, SafetensorsDType::kBF16);
 
@@ -133,7 +166,8 @@ TEST(MergeTest, KeepsTheInputDtypeAndRefusesBadConfigsInOneLine) {
       {"merge_method: soup\nmodels: [{model: x}]\n", "key 'merge_method': 'soup' is not one of"},
       {"merge_method: linear\nmodels: [{model: x, weight: 2}]\n", "key 'models[0].weight': unknown key"},
       {"merge_method: ties\nmodels: [{model: x}]\n", "key 'base_model': this merge_method needs one"},
-      {"merge_method: slerp\nbase_model: b\nmodels: [{model: x}, {model: y}]\n", "key 'models': slerp interpolates base_model and exactly one model, got 2"},
+      {"merge_method: slerp\nbase_model: b\nmodels: [{model: x}, {model: y}]\n",
+       "key 'models': slerp interpolates base_model and exactly one model, got 2"},
       {"merge_method: ties\nbase_model: b\nmodels: [{model: x, parameters: {density: 0}}]\n",
        "key 'models[0].parameters.density': must be in (0, 1]"},
       {"merge_method: linear\nmodels: []\n", "key 'models': expected a non-empty list"},
@@ -144,8 +178,6 @@ TEST(MergeTest, KeepsTheInputDtypeAndRefusesBadConfigsInOneLine) {
     ASSERT_FALSE(r.ok()) << yaml;
     EXPECT_NE(r.status().message().find("merge.yaml: " + expect), std::string::npos) << r.status().ToString();
   }
-  EXPECT_EQ(ParseMergeConfig("merge_method: dare_ties\nmodels: [{model: x}]\n", "m").status().code(),
-            StatusCode::kUnimplemented);
 
   // Models of different shapes: both named, and the tensor.
   const LlamaConfig wide = testutil::MicroLlama(ByteTokenizer::kVocabSize + 1);

@@ -12,6 +12,7 @@
 
 #include "base/file_util.h"
 #include "cli/commands.h"
+#include "cli/model_refs.h"
 #include "engine/io/model_dir.h"
 #include "engine/model/generate.h"
 #include "engine/model/llama_model.h"
@@ -24,8 +25,9 @@ namespace tributary::cli {
 namespace {
 
 struct ModelFlags {
-  std::string model;    // HF directory
+  std::string model;    // HF directory or job:ID[@ROUND]
   std::string adapter;  // PEFT LoRA directory ("" = none)
+  std::string store;    // a stopped coordinator's data directory, for job: references
 };
 
 struct GenerateFlags : ModelFlags {
@@ -58,11 +60,11 @@ struct ReadyModel {
 };
 
 Result<ReadyModel> LoadReadyModel(const ModelFlags& f) {
-  if (f.model.rfind("job:", 0) == 0)
-    return NotBuiltYet("--model " + f.model + ": store references; export the job with `tributary download` first");
-  TRIB_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(f.model));
+  ModelRefs refs(f.store);  // a job's round is exported to a temporary directory, removed after loading
+  TRIB_ASSIGN_OR_RETURN(const std::string dir, refs.Resolve(f.model));
+  TRIB_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(dir));
   ReadyModel ready;
-  TRIB_ASSIGN_OR_RETURN(ready.tokenizer, LoadTokenizer(f.model));
+  TRIB_ASSIGN_OR_RETURN(ready.tokenizer, LoadTokenizer(dir));
   if (ready.tokenizer->vocab_size() > loaded.config.vocab_size)
     return Status::InvalidArgument(f.model + ": tokenizer has " + std::to_string(ready.tokenizer->vocab_size()) +
                                    " tokens but config.json vocab_size is " + std::to_string(loaded.config.vocab_size));
@@ -177,8 +179,9 @@ Status RunEval(const EvalFlags& f) {
 }
 
 void AddModelOptions(CLI::App* cmd, ModelFlags* f) {
-  cmd->add_option("--model", f->model, "HF model directory (config.json, safetensors, tokenizer.json)")->required();
+  cmd->add_option("--model", f->model, "HF model directory, or job:ID[@ROUND] with --store")->required();
   cmd->add_option("--adapter", f->adapter, "PEFT LoRA adapter directory to apply on top of --model");
+  cmd->add_option("--store", f->store, "A stopped coordinator's data directory, for --model job:ID[@ROUND]");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "base/file_util.h"
 #include "cli/commands.h"
+#include "cli/model_refs.h"
 #include "peft/merge.h"
 #include "transport/security.h"
 
@@ -14,6 +15,7 @@ namespace {
 struct ModelFlags {
   std::string output_dir;
   std::string merge_config;
+  std::string store;
   bool force = false;
 };
 
@@ -23,6 +25,13 @@ Status RunMerge(const ModelFlags& f) {
     return Status::AlreadyExists(f.output_dir + ": already holds a model (--force overwrites it)");
   TRIB_ASSIGN_OR_RETURN(std::string text, ReadFileToString(f.merge_config));
   TRIB_ASSIGN_OR_RETURN(MergeConfig config, ParseMergeConfig(text, f.merge_config));
+  ModelRefs refs(f.store);  // job:ID[@ROUND] inputs become exported directories for the merge's duration
+  if (!config.base_model.empty()) {
+    TRIB_ASSIGN_OR_RETURN(config.base_model, refs.Resolve(config.base_model));
+  }
+  for (MergeInput& in : config.models) {
+    TRIB_ASSIGN_OR_RETURN(in.model, refs.Resolve(in.model));
+  }
   TRIB_RETURN_IF_ERROR(MergeModels(config, f.output_dir));
   std::printf("merged %zu model(s) into %s\n", config.models.size(), f.output_dir.c_str());
   return Status::OK();
@@ -41,6 +50,7 @@ void RegisterModelCommands(CLI::App& app, CommandRegistry& registry) {
       ->check(CLI::ExistingFile);
   merge->add_option("-o,--output", f->output_dir, "Output model directory")->required();
   merge->add_flag("--force", f->force, "Overwrite a model already in the output directory");
+  merge->add_option("--store", f->store, "A stopped coordinator's data directory, for job:ID[@ROUND] inputs");
   registry.handlers["merge"] = [f](CommandContext&) -> Status { return RunMerge(*f); };
 
   CLI::App* keygen = app.add_subcommand("keygen", "Write a CURVE key pair: PREFIX.key (secret, 0600) and PREFIX.pub");

@@ -4,6 +4,7 @@
 // federation tasklet (one inline, one pulled as a bulk object), the committed aggregate and weights
 // hash checked against an in-process replica, and the uploads the coordinator must refuse.
 #include "coordinator/coordinator.h"
+#include "coordinator/store_export.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -123,6 +124,12 @@ class RunningCoordinator {
     return result_;
   }
   bool ok() const { return coordinator_ != nullptr; }
+  // Stops and destroys the coordinator (closing its store).
+  Status Close() {
+    Status stopped = Stop();
+    coordinator_.reset();
+    return stopped;
+  }
   const std::string& endpoint() const { return coordinator_->endpoint(); }
   int http_port() const { return coordinator_->http_port(); }
 
@@ -566,7 +573,24 @@ TEST_F(CoordinatorDaemonTest, RunsRoundsWithScriptedWorkersAndRefusesBadUploads)
   EXPECT_EQ(d["rounds"][1]["weights_hash"], hash2);
   EXPECT_EQ(d["replicas"].size(), 2u);
   EXPECT_FALSE(d["job"].contains("submit_token"));
-  EXPECT_TRUE(coordinator.Stop().ok());
+
+  // Offline export of a committed round (generate/eval/merge --store): refused while the coordinator
+  // holds the store, then the exported weights are the round's.
+  Status busy = ExportFromStore(data.path(), {job_id, 1}, data.path() + "/busy");
+  EXPECT_EQ(busy.code(), StatusCode::kFailedPrecondition) << busy.ToString();
+  EXPECT_TRUE(coordinator.Close().ok());
+  for (const auto& [round, hash] : {std::pair{1u, hash1}, std::pair{0u, hash2}}) {
+    const std::string out = data.path() + "/export-" + std::to_string(round);
+    const Status exported_ok = ExportFromStore(data.path(), {job_id, round}, out);
+    ASSERT_TRUE(exported_ok.ok()) << exported_ok.ToString();
+    auto exported = LoadModelDir(out);
+    ASSERT_TRUE(exported.ok()) << exported.status().ToString();
+    EXPECT_EQ(HashHex(WeightsHash(exported->params)), hash) << "round " << round << " (0: the last)";
+  }
+  EXPECT_TRUE(ExportFromStore(data.path(), {job_id, 3}, data.path() + "/x").IsInvalidArgument());
+  EXPECT_TRUE(ExportFromStore(data.path(), {"job-nope", 0}, data.path() + "/x").IsNotFound());
+  EXPECT_EQ(ParseStoreModelRef("job:abc@7").value().round, 7u);
+  EXPECT_TRUE(ParseStoreModelRef("job:abc@x").status().IsInvalidArgument());
 }
 
 // Central DP end to end: the coordinator noises each round (the committed aggregate is not the plain

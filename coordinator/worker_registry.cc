@@ -103,9 +103,27 @@ Result<const WorkerEntry*> WorkerRegistry::Register(const v1::Register& reg, con
   return &worker;
 }
 
+namespace {
+
+Status CheckHeartbeatSize(const v1::Heartbeat& heartbeat) {
+  const std::string who = "heartbeat from worker '" + heartbeat.worker_id() + "': ";
+  if (heartbeat.replicas_size() > WorkerRegistry::kMaxHeartbeatReplicas)
+    return Status::InvalidArgument(who + std::to_string(heartbeat.replicas_size()) + " replicas, at most " +
+                                   std::to_string(WorkerRegistry::kMaxHeartbeatReplicas));
+  if (heartbeat.state().size() > 256) return Status::InvalidArgument(who + "state is longer than 256 bytes");
+  for (const v1::ReplicaState& r : heartbeat.replicas())
+    if (r.job_id().size() > checkpoint::kMaxIdBytes || r.weights_hash().size() > 64 ||
+        r.worker_id().size() > checkpoint::kMaxIdBytes)
+      return Status::InvalidArgument(who + "a replica has an oversized job id, weights hash or worker id");
+  return Status::OK();
+}
+
+}  // namespace
+
 Result<const WorkerEntry*> WorkerRegistry::Heartbeat(const v1::Heartbeat& heartbeat, const transport::PeerInfo& peer,
                                                      int64_t now_ms) {
   TRIB_RETURN_IF_ERROR(Authorize(heartbeat.worker_id(), peer).status());
+  TRIB_RETURN_IF_ERROR(CheckHeartbeatSize(heartbeat));
   WorkerEntry& w = workers_.at(heartbeat.worker_id());
   if (w.declared_dead) spdlog::info("coordinator: worker '{}' is alive again", w.worker_id);
   w.declared_dead = false;
@@ -137,6 +155,10 @@ int64_t WorkerRegistry::MarkDead(int64_t now_ms) {
     if (w.inventory.alive && now_ms - w.inventory.last_heartbeat_ms > timeout) {
       w.inventory.alive = false;
       w.declared_dead = true;
+      if (!w.replicas.empty()) {  // a dead worker's replicas are not state anyone can rely on
+        w.replicas.clear();
+        ++version_;
+      }
       spdlog::warn("coordinator: worker '{}' declared dead: no heartbeat for {} ms ({} missed)", id,
                    now_ms - w.inventory.last_heartbeat_ms, options_.heartbeat_misses);
     }

@@ -54,8 +54,11 @@ class WorkerRegistry {
   Result<const WorkerEntry*> Register(const v1::Register& reg, const transport::PeerInfo& peer, int64_t now_ms);
 
   // A Heartbeat of an authorized worker (errors as Authorize): alive again as of now_ms, its state and
-  // the replicas it reports; pushes go to the heartbeat's connection from now on.
+  // the replicas it reports; pushes go to the heartbeat's connection from now on. InvalidArgument naming
+  // the worker for more than kMaxHeartbeatReplicas replicas or an oversized field: a heartbeat stays
+  // small, and what `status` shows of it stays bounded.
   Result<const WorkerEntry*> Heartbeat(const v1::Heartbeat& heartbeat, const transport::PeerInfo& peer, int64_t now_ms);
+  static constexpr int kMaxHeartbeatReplicas = 64;
 
   // The registered worker a request claims to come from, checked against the sender's key: NotFound
   // when it is not registered (it should register again), PermissionDenied when it registered with

@@ -742,8 +742,22 @@ TEST(WorkerRegistryTest, CarriesFabricIdsBindsIdsToKeysAndTracksLiveness) {
   EXPECT_EQ(registry.MarkDead(4000), 1);
   EXPECT_EQ(registry.MarkDead(5001), 0);
   EXPECT_TRUE(registry.AliveInventory().empty());
+  EXPECT_TRUE(registry.ReplicasOf("job-1").empty()) << "a dead worker's replicas are dropped with it";
   ASSERT_TRUE(registry.Heartbeat(hb, alice, 5100).ok());
   EXPECT_EQ(registry.MarkDead(5200), 1);
+  EXPECT_EQ(registry.ReplicasOf("job-1").size(), 1u);
+
+  // A heartbeat stays small: too many replicas or oversized fields are refused naming the worker.
+  v1::Heartbeat flood = hb;
+  for (int i = 0; i < WorkerRegistry::kMaxHeartbeatReplicas; ++i) *flood.add_replicas() = *replica;
+  Status refused = registry.Heartbeat(flood, alice, 5300).status();
+  EXPECT_TRUE(refused.IsInvalidArgument()) << refused.ToString();
+  EXPECT_NE(refused.message().find("heartbeat from worker 'w1': 65 replicas, at most 64"), std::string::npos)
+      << refused.ToString();
+  v1::Heartbeat big = hb;
+  big.mutable_replicas(0)->set_job_id(std::string(100000, 'j'));
+  EXPECT_TRUE(registry.Heartbeat(big, alice, 5400).status().IsInvalidArgument());
+  EXPECT_EQ(registry.ReplicasOf("job-1").size(), 1u) << "a refused heartbeat changes nothing";
 }
 
 }  // namespace

@@ -177,6 +177,7 @@ void PrintStatusText(const v1::GetJobReply& reply) {
   std::printf("participants  %u%s\n", job.participants(), workers.empty() ? "" : ("  (now: " + workers + ")").c_str());
   std::printf("train loss    %s\n", FormatLoss(job.loss()).c_str());
   std::printf("held-out loss %s\n", FormatLoss(job.heldout_loss()).c_str());
+  if (!job.waiting().empty()) std::printf("waiting       %s\n", job.waiting().c_str());
   if (job.has_privacy())
     std::printf("privacy       %s\n", PrivacyText(job.privacy(), job.round(), job.total_rounds()).c_str());
   std::printf("bytes         up %s, down %s (last round: up %s, down %s)\n", FormatBytes(job.bytes_up()).c_str(),

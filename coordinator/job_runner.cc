@@ -214,6 +214,8 @@ v1::JobStatus JobRunner::Describe() const {
   st.set_updated_unix_ms(record_.updated_unix_ms);
   st.set_error(record_.failure_reason);
   st.set_dense_state_bytes(dense_state_bytes_);
+  if (record_.state == checkpoint::JobState::kRunning || record_.state == checkpoint::JobState::kPending)
+    st.set_waiting(last_plan_error_);
   if (spec_.privacy.mechanism != DpMechanism::kNone) *st.mutable_privacy() = PrivacyStatusOf(spec_, st.round());
   st.set_submit_token(record_.submit_token);
   return st;

@@ -67,6 +67,7 @@ nlohmann::json JobStatusJson(const v1::JobStatus& job) {
           {"updated_unix_ms", job.updated_unix_ms()},
           {"error", job.error()},
           {"submit_token", job.submit_token()},
+          {"waiting", job.waiting()},
           {"privacy", PrivacyJson(job)}};
 }
 

@@ -153,7 +153,7 @@ Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& i
   request.sampling.min_clients = spec_.min_clients;
   request.sampling.max_clients = spec_.max_clients;
   auto plan = scheduler_->PlanRound(inventory, request);
-  if (!plan.ok()) return plan.status().WithContext("job '" + job_id_ + "': round " + std::to_string(request.round));
+  if (!plan.ok()) return plan.status().WithContext("job '" + job_id_ + "'");  // the plan's message names the round
   current_ = RoundStart{};
   current_.round = last_committed_ + 1;
   current_.participants = plan->participants;

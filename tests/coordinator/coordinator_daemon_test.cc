@@ -653,6 +653,37 @@ TEST_F(CoordinatorDaemonTest, CentralPrivacyNoisesRoundsAndReportsEpsilon) {
   EXPECT_TRUE(coordinator.Stop().ok());
 }
 
+// A job whose dataset no worker holds waits; status says why instead of staying silent.
+TEST_F(CoordinatorDaemonTest, AJobNoWorkerCanRunShowsWhyItWaits) {
+  World world;
+  TempDir data;
+  RunningCoordinator coordinator(Options(world, data));
+  ASSERT_TRUE(coordinator.ok());
+  ScriptedWorker w1(coordinator.endpoint(), keys_, keys_.w1, "w1");
+  ASSERT_TRUE(w1.Register(WorkerCapabilities(world.num_examples, "")).accepted());
+  auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
+  auto spec = ParseJobSpec(EffectiveJobSpecYaml(world.Spec()), "spec", {"data.dataset=nobody-has-this"});
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  Envelope submit = transport::NewEnvelope("cli");
+  submit.mutable_submit_job()->set_spec_yaml(EffectiveJobSpecYaml(*spec));
+  auto submitted = Ask(*cli, submit);
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  const std::string job_id = submitted->envelope.submit_job_reply().job_id();
+  std::string waiting;
+  for (int i = 0; i < 100 && waiting.empty(); ++i) {
+    Envelope get = transport::NewEnvelope("cli");
+    get.mutable_get_job()->set_job_id(job_id);
+    auto reply = Ask(*cli, get);
+    ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+    waiting = reply->envelope.get_job_reply().job().waiting();
+    if (waiting.empty()) w1.Idle(50);
+  }
+  EXPECT_NE(waiting.find("0 of 1 workers are eligible"), std::string::npos) << waiting;
+  EXPECT_NE(waiting.find("w1: "), std::string::npos) << waiting;
+  EXPECT_NE(waiting.find("nobody-has-this"), std::string::npos) << waiting;
+  EXPECT_TRUE(coordinator.Stop().ok());
+}
+
 // A spec over its privacy budget is refused at submit, naming the field.
 TEST_F(CoordinatorDaemonTest, SubmitRefusesAJobOverItsPrivacyBudget) {
   World world;

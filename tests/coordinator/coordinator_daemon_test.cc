@@ -320,6 +320,21 @@ Result<Message> Ask(transport::Client& cli, const Envelope& request) {
   return cli.Request(request, kWaitMs);
 }
 
+// Submits `yaml` as the CLI would; the job id, or the coordinator's refusal.
+Result<std::string> SubmitYaml(transport::Client& cli, const std::string& yaml) {
+  Envelope submit = transport::NewEnvelope("cli");
+  submit.mutable_submit_job()->set_spec_yaml(yaml);
+  TRIB_ASSIGN_OR_RETURN(Message reply, Ask(cli, submit));
+  return reply.envelope.submit_job_reply().job_id();
+}
+
+Result<v1::GetJobReply> GetJobReply(transport::Client& cli, const std::string& job_id) {
+  Envelope get = transport::NewEnvelope("cli");
+  get.mutable_get_job()->set_job_id(job_id);
+  TRIB_ASSIGN_OR_RETURN(Message reply, Ask(cli, get));
+  return reply.envelope.get_job_reply();
+}
+
 // The aggregate the coordinator must commit for `uploads` (ascending worker id), computed in-process;
 // applies it to `replica` (whose weights hash is then the round's).
 std::vector<uint8_t> ExpectedRound(const JobSpec& spec, uint32_t round,
@@ -611,12 +626,9 @@ TEST_F(CoordinatorDaemonTest, CentralPrivacyNoisesRoundsAndReportsEpsilon) {
   ASSERT_TRUE(w1.Register(WorkerCapabilities(world.num_examples, "")).accepted());
   ASSERT_TRUE(w2.Register(WorkerCapabilities(world.num_examples, "")).accepted());
   auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
-  Envelope submit = transport::NewEnvelope("cli");
-  submit.mutable_submit_job()->set_spec_yaml(EffectiveJobSpecYaml(spec));
-  auto submitted = Ask(*cli, submit);
-  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
-  const std::string job_id = submitted->envelope.submit_job_reply().job_id();
-  ASSERT_FALSE(job_id.empty()) << submitted->envelope.DebugString();
+  auto submitted = SubmitYaml(*cli, EffectiveJobSpecYaml(spec));
+  ASSERT_TRUE(submitted.ok() && !submitted->empty()) << submitted.status().ToString();
+  const std::string job_id = *submitted;
 
   auto replica = world.Replica();
   ASSERT_TRUE(w1.WaitForBody(Envelope::kRoundStart).has_value());
@@ -633,11 +645,9 @@ TEST_F(CoordinatorDaemonTest, CentralPrivacyNoisesRoundsAndReportsEpsilon) {
 
   v1::GetJobReply job;
   for (int i = 0; i < 100 && job.job().round() < 1; ++i) {
-    Envelope get = transport::NewEnvelope("cli");
-    get.mutable_get_job()->set_job_id(job_id);
-    auto reply = Ask(*cli, get);
+    auto reply = GetJobReply(*cli, job_id);
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
-    job = reply->envelope.get_job_reply();
+    job = *reply;
   }
   ASSERT_TRUE(job.job().has_privacy());
   const v1::PrivacyStatus& privacy = job.job().privacy();
@@ -664,18 +674,13 @@ TEST_F(CoordinatorDaemonTest, AJobNoWorkerCanRunShowsWhyItWaits) {
   auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
   auto spec = ParseJobSpec(EffectiveJobSpecYaml(world.Spec()), "spec", {"data.dataset=nobody-has-this"});
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-  Envelope submit = transport::NewEnvelope("cli");
-  submit.mutable_submit_job()->set_spec_yaml(EffectiveJobSpecYaml(*spec));
-  auto submitted = Ask(*cli, submit);
+  auto submitted = SubmitYaml(*cli, EffectiveJobSpecYaml(*spec));
   ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
-  const std::string job_id = submitted->envelope.submit_job_reply().job_id();
   std::string waiting;
   for (int i = 0; i < 100 && waiting.empty(); ++i) {
-    Envelope get = transport::NewEnvelope("cli");
-    get.mutable_get_job()->set_job_id(job_id);
-    auto reply = Ask(*cli, get);
+    auto reply = GetJobReply(*cli, *submitted);
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
-    waiting = reply->envelope.get_job_reply().job().waiting();
+    waiting = reply->job().waiting();
     if (waiting.empty()) w1.Idle(50);
   }
   EXPECT_NE(waiting.find("0 of 1 workers are eligible"), std::string::npos) << waiting;
@@ -691,7 +696,6 @@ TEST_F(CoordinatorDaemonTest, SubmitRefusesAJobOverItsPrivacyBudget) {
   RunningCoordinator coordinator(Options(world, data));
   ASSERT_TRUE(coordinator.ok());
   auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
-  Envelope submit = transport::NewEnvelope("cli");
   std::string yaml = EffectiveJobSpecYaml(world.Spec());
   const std::string none = "privacy:\n  mechanism: \"none\"\n";
   ASSERT_NE(yaml.find(none), std::string::npos) << yaml;
@@ -704,8 +708,7 @@ TEST_F(CoordinatorDaemonTest, SubmitRefusesAJobOverItsPrivacyBudget) {
     ASSERT_NE(yaml.find(from), std::string::npos) << from << " in " << yaml;
     yaml.replace(yaml.find(from), from.size(), to);
   }
-  submit.mutable_submit_job()->set_spec_yaml(yaml);
-  auto reply = Ask(*cli, submit);
+  auto reply = SubmitYaml(*cli, yaml);
   ASSERT_FALSE(reply.ok());
   EXPECT_NE(
       reply.status().message().find("field 'privacy.epsilon_budget': federation.rounds 2 at noise multiplier 0.5"),

@@ -93,6 +93,21 @@ struct Peer {
   }
 };
 
+// Connects `p` to the coordinator and registers it with its dataset size (after a restart too).
+void ConnectAndRegister(const std::string& endpoint, transport::ClientOptions options, Peer& p) {
+  options.name = p.id;
+  auto client = transport::Client::Connect(endpoint, options);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  p.client = std::move(*client);
+  Envelope reg = transport::NewEnvelope(p.id);
+  reg.mutable_register_worker()->set_worker_id(p.id);
+  v1::DatasetInfo* d = reg.mutable_register_worker()->mutable_capabilities()->add_datasets();
+  d->set_name("letters");
+  d->set_samples(p.samples);
+  reg.mutable_register_worker()->mutable_capabilities()->set_memory_bytes(uint64_t{8} << 30);
+  ASSERT_TRUE(p.Call(reg).envelope.register_ack().accepted());
+}
+
 class SecAggDaemonTest : public ::testing::Test {
  protected:
   testutil::DaemonWorld world{64};
@@ -248,17 +263,7 @@ TEST_F(SecAggDaemonTest, RoundsCommitTheSurvivorsSumAfterDropoutsAndTheStoreHold
     Peer& p = peers[static_cast<size_t>(i)];
     p.id = "w" + std::to_string(i + 1);
     p.samples = 10 + 7 * static_cast<uint64_t>(i);
-    client_options.name = p.id;
-    auto client = transport::Client::Connect(coordinator->endpoint(), client_options);
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    p.client = std::move(*client);
-    Envelope reg = transport::NewEnvelope(p.id);
-    reg.mutable_register_worker()->set_worker_id(p.id);
-    v1::DatasetInfo* d = reg.mutable_register_worker()->mutable_capabilities()->add_datasets();
-    d->set_name("letters");
-    d->set_samples(p.samples);
-    reg.mutable_register_worker()->mutable_capabilities()->set_memory_bytes(uint64_t{8} << 30);
-    ASSERT_TRUE(p.Call(reg).envelope.register_ack().accepted());
+    ConnectAndRegister(coordinator->endpoint(), client_options, p);
   }
   client_options.name = "cli";
   auto cli = transport::Client::Connect(coordinator->endpoint(), client_options);
@@ -326,17 +331,7 @@ TEST_F(SecAggDaemonTest, RoundsCommitTheSurvivorsSumAfterDropoutsAndTheStoreHold
   stop = false;
   loop = std::thread([&] { coordinator->Run(&stop).IgnoreError(); });
   for (Peer& p : peers) {
-    client_options.name = p.id;
-    auto client = transport::Client::Connect(coordinator->endpoint(), client_options);
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    p.client = std::move(*client);
-    Envelope reg = transport::NewEnvelope(p.id);
-    reg.mutable_register_worker()->set_worker_id(p.id);
-    v1::DatasetInfo* d = reg.mutable_register_worker()->mutable_capabilities()->add_datasets();
-    d->set_name("letters");
-    d->set_samples(p.samples);
-    reg.mutable_register_worker()->mutable_capabilities()->set_memory_bytes(uint64_t{8} << 30);
-    ASSERT_TRUE(p.Call(reg).envelope.register_ack().accepted());
+    ConnectAndRegister(coordinator->endpoint(), client_options, p);
   }
   MakePayloads(**method, expected, 2, peers);
   RunSession(job, 2, spec, **method, expected, peers, {1, 4}, 2);

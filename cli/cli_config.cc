@@ -44,6 +44,8 @@ const ConfigSchema& GlobalConfigSchema() {
         "worker.nics", T::kStringList, "[]",
         "NIC override as NAME:FABRIC:MBPS[:FABRIC_ID] (FABRIC = ethernet|roce|infiniband|other; NICs with the "
         "same FABRIC_ID share one network); empty = detect from /sys"));
+    s->Add(ConfigKey("worker.island_address", T::kString, "'127.0.0.1'",
+                     "cluster mode: IP of this worker's island fabric interface (island all-reduce binds there)"));
     s->Add(ConfigRanged("worker.inline_payload_bytes", T::kInt, std::to_string(transport::kDefaultInlinePayloadBytes),
                         "uploads above this many bytes are pulled by the coordinator as bulk objects",
                         static_cast<double>(transport::kMinInlinePayloadBytes),

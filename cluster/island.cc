@@ -206,7 +206,8 @@ Result<std::unique_ptr<IslandGroup>> IslandGroup::Join(const IslandOptions& opti
   TRIB_RETURN_IF_ERROR(ValidateOptions(options, store));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  GlooStoreAdapter adapter(store, options.timeout_ms);
+  const int join_timeout_ms = options.join_timeout_ms > 0 ? options.join_timeout_ms : options.timeout_ms;
+  GlooStoreAdapter adapter(store, join_timeout_ms);
   SigpipeBlock no_sigpipe;  // also the mask gloo's event-loop thread inherits
   try {
     // Keys are "island/<id>/<incarnation>/<rank>": a member of another incarnation never reads them.
@@ -216,8 +217,9 @@ Result<std::unique_ptr<IslandGroup>> IslandGroup::Join(const IslandOptions& opti
     attr.hostname = options.bind_address;  // listen on the fabric interface only
     auto device = gloo::transport::tcp::CreateDevice(attr);
     auto context = std::make_shared<gloo::rendezvous::Context>(options.rank, options.size);
-    context->setTimeout(std::chrono::milliseconds(options.timeout_ms));
+    context->setTimeout(std::chrono::milliseconds(join_timeout_ms));
     context->connectFullMesh(scoped, device);
+    context->setTimeout(std::chrono::milliseconds(options.timeout_ms));
     impl->context = std::move(context);
   } catch (const std::exception& e) {
     if (!adapter.error().ok()) return adapter.error().WithContext(MemberName(options) + ": join");

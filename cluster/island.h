@@ -52,12 +52,15 @@ class LocalRendezvousStore final : public RendezvousStore {
 };
 
 struct IslandOptions {
-  std::string island_id;                    // non-empty; names the island in keys and errors
-  uint64_t incarnation = 0;                 // a new one each time the membership changes; keys are scoped by it
-  int rank = 0;                             // this member's rank in [0, size); 0 is the leader
-  int size = 1;                             // members in this incarnation
-  std::string bind_address;                 // IP or hostname of the island's fabric interface; gloo listens only there
-  int timeout_ms = 3000;                    // rendezvous, connect and per-collective timeout (the eviction budget)
+  std::string island_id;     // non-empty; names the island in keys and errors
+  uint64_t incarnation = 0;  // a new one each time the membership changes; keys are scoped by it
+  int rank = 0;              // this member's rank in [0, size); 0 is the leader
+  int size = 1;              // members in this incarnation
+  std::string bind_address;  // IP or hostname of the island's fabric interface; gloo listens only there
+  int timeout_ms = 3000;     // rendezvous, connect and per-collective timeout (the eviction budget)
+  // Rendezvous and connect only, when > 0: members that start late (still loading or catching up) are
+  // waited for this long, while a collective still fails after timeout_ms.
+  int join_timeout_ms = 0;
   int64_t bucket_elems = int64_t{1} << 20;  // collectives move at most this many elements at a time
 };
 

@@ -204,6 +204,7 @@ void Coordinator::Impl::Handle(Incoming& in) {
     case Envelope::kUploadUpdate: return uploads->OnUpload(in, UnixMillis());
     case Envelope::kCatchUpRequest: return HandleCatchUp(in);
     case Envelope::kSecaggRequest: return HandleSecAgg(in);
+    case Envelope::kIslandStoreRequest: return HandleIslandStore(in);
     case Envelope::kBulkRequest: {
       Status served = bulk.Serve(*server, in);
       if (!served.ok()) spdlog::warn("coordinator: bulk request from {}: {}", in.peer.Describe(), served.ToString());
@@ -288,6 +289,23 @@ void Coordinator::Impl::HandleSecAgg(const Incoming& in) {
   *reply.mutable_secagg_reply() = job->OnSecAgg(req, now_ms);
   Reply(in, std::move(reply));
   job->CloseRoundIfComplete(now_ms);  // the last unmask response finishes the session
+}
+
+void Coordinator::Impl::HandleIslandStore(const Incoming& in) {
+  const v1::IslandStoreRequest& req = in.message.envelope.island_store_request();
+  auto worker = workers->Authorize(req.worker_id(), in.peer);
+  if (!worker.ok()) {
+    if (worker.status().code() == StatusCode::kNotFound)  // not re-registered yet: the member retries
+      return ReplyError(in, Status::Unavailable(worker.status().message()));
+    return ReplyError(in, worker.status());
+  }
+  JobRunner* job = FindJob(req.job_id());
+  if (job == nullptr) return ReplyError(in, Status::NotFound("unknown job '" + req.job_id() + "'"));
+  auto answered = job->OnIslandStore(req);
+  if (!answered.ok()) return ReplyError(in, answered.status());
+  Envelope reply = transport::NewEnvelope("coordinator");
+  *reply.mutable_island_store_reply() = std::move(*answered);
+  Reply(in, std::move(reply));
 }
 
 void Coordinator::Impl::PublishViewIfChanged() {

@@ -57,6 +57,7 @@ struct Coordinator::Impl {
   void HandleHeartbeat(const transport::Incoming& in);
   void HandleCatchUp(const transport::Incoming& in);
   void HandleSecAgg(const transport::Incoming& in);
+  void HandleIslandStore(const transport::Incoming& in);
   void Tick(int64_t now_ms);
   void Reply(const transport::Incoming& request, transport::Envelope reply);
   void ReplyError(const transport::Incoming& request, const Status& status);

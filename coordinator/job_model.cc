@@ -37,7 +37,9 @@ Result<CatchUpPlan> PlanCatchUp(checkpoint::CheckpointStore* store, const std::s
 
 Status RebuildTrainableState(checkpoint::CheckpointStore* store, const std::string& job_id, const JobSpec& spec,
                              uint32_t round, Arena* state) {
-  TRIB_ASSIGN_OR_RETURN(checkpoint::SnapshotRecord snapshot, store->LatestSnapshotAtOrBefore(job_id, round));
+  // A method whose Apply keeps state (cluster's outer momentum) replays from the initial model.
+  const uint32_t snapshot_limit = ApplyKeepsState(spec) ? 0 : round;
+  TRIB_ASSIGN_OR_RETURN(checkpoint::SnapshotRecord snapshot, store->LatestSnapshotAtOrBefore(job_id, snapshot_limit));
   if (state->table_ptr() == nullptr) {
     TRIB_ASSIGN_OR_RETURN(std::shared_ptr<TensorTable> table, store->SnapshotTable(job_id, snapshot.round));
     *state = Arena(std::move(table));

@@ -244,6 +244,7 @@ void JobRunner::Tick(int64_t now_ms, bool may_plan) {
   if (!driver_) return;
   RoundDriver& driver = *driver_;
   if (!driver.round_open() && (!may_plan || now_ms < next_plan_ms_ || !OpenRound(now_ms))) return;
+  if (!driver.current().islands.empty() && !ReformIslands(now_ms)) return;
   SendRoundStarts();
   if (spec_.secure_aggregation.enabled) return TickSecAgg(now_ms);
   switch (driver.ReadyToClose(now_ms)) {
@@ -280,6 +281,7 @@ bool JobRunner::OpenRound(int64_t now_ms) {
   }
   last_plan_error_.clear();
   round_start_sent_.clear();
+  island_stores_.clear();
   round_opened_ms_ = now_ms;
   slowest_train_seconds_ = 0;
   ++version_;
@@ -291,6 +293,28 @@ bool JobRunner::OpenRound(int64_t now_ms) {
   return true;
 }
 
+bool JobRunner::ReformIslands(int64_t now_ms) {
+  const std::vector<IslandChange> changes = driver_->ReformIslands(services_.workers->AliveInventory());
+  if (changes.empty()) return true;
+  for (const IslandChange& change : changes)
+    Log("round " + std::to_string(driver_->current().round) + ": " + change.line,
+        /*warn=*/true);
+  ++version_;
+  island_stores_.clear();  // the new incarnations rendezvous afresh
+  if (!driver_->current().uploaders.empty()) return true;
+  Log("round " + std::to_string(driver_->current().round) + ": no island is left; re-planning the round",
+      /*warn=*/true);
+  driver_->AbandonRound();
+  next_plan_ms_ = now_ms + kReplanIntervalMs;
+  return false;
+}
+
+const RoundIsland* JobRunner::IslandOf(const std::string& worker_id) const {
+  for (const RoundIsland& island : driver_->current().islands)
+    if (std::find(island.members.begin(), island.members.end(), worker_id) != island.members.end()) return &island;
+  return nullptr;
+}
+
 void JobRunner::SendRoundStarts() {
   // Participants that have not reported and have not got RoundStart on their current connection (a
   // worker that re-registered after a restart has a new routing id).
@@ -300,7 +324,7 @@ void JobRunner::SendRoundStarts() {
     const WorkerEntry* w = services_.workers->Find(p);
     if (w == nullptr || !w->inventory.alive) continue;
     auto sent = round_start_sent_.find(p);
-    if (sent != round_start_sent_.end() && sent->second == w->routing_id) continue;
+    if (sent != round_start_sent_.end() && sent->second == RoundStartKey(*w)) continue;
     SendRoundStart(*w);
   }
 }
@@ -320,12 +344,27 @@ void JobRunner::SendRoundStart(const WorkerEntry& worker) {
   start->set_num_coefficients(driver_->method().CoefficientsPerBlock());
   start->set_weights_hash(weights_hash_);
   start->set_job_spec_yaml(record_.spec_yaml);
+  if (const RoundIsland* island = IslandOf(worker.worker_id)) {
+    v1::IslandAssignment* a = start->mutable_island();
+    a->set_island_id(island->name);
+    a->set_incarnation(island->incarnation);
+    const auto rank = std::find(island->members.begin(), island->members.end(), worker.worker_id);
+    a->set_rank(static_cast<uint32_t>(rank - island->members.begin()));
+    for (const std::string& m : island->members) a->add_members(m);
+    a->set_timeout_ms(static_cast<uint32_t>(std::llround(spec_.cluster.collective_timeout_s * 1000.0)));
+    a->set_bucket_elems(static_cast<uint64_t>(spec_.cluster.bucket_elems));
+  }
   Status sent = services_.server->Send(worker.routing_id, env);
   if (!sent.ok()) {
     spdlog::debug("job {}: RoundStart to '{}': {}", job_id_, worker.worker_id, sent.ToString());
     return;
   }
-  round_start_sent_[worker.worker_id] = worker.routing_id;
+  round_start_sent_[worker.worker_id] = RoundStartKey(worker);
+}
+
+std::string JobRunner::RoundStartKey(const WorkerEntry& worker) const {
+  const RoundIsland* island = IslandOf(worker.worker_id);
+  return island == nullptr ? worker.routing_id : worker.routing_id + "/" + std::to_string(island->incarnation);
 }
 
 void JobRunner::CloseRoundIfComplete(int64_t now_ms) {

@@ -96,6 +96,10 @@ class JobRunner {
   // "pending" for a join while the round is not open yet, "restart" for a session that is over.
   v1::SecAggReply OnSecAgg(const v1::SecAggRequest& request, int64_t now_ms);
 
+  // An island member's rendezvous store request (cluster mode, job_runner_cluster.cc): answered only for
+  // the open round's current incarnation of the worker's own island; keys and values are bounded.
+  Result<v1::IslandStoreReply> OnIslandStore(const v1::IslandStoreRequest& request);
+
   // Closes the open round now when every participant reported (rather than at the next Tick).
   void CloseRoundIfComplete(int64_t now_ms);
 
@@ -132,8 +136,16 @@ class JobRunner {
   void RefreshRecord();
 
   bool OpenRound(int64_t now_ms);
+  // Cluster mode: re-forms the islands that lost a member (RoundDriver::ReformIslands), logging each
+  // change; false when no island is left and the round was abandoned for a re-plan.
+  bool ReformIslands(int64_t now_ms);
+  // The open round's island of a worker (null: none, or not cluster mode).
+  const RoundIsland* IslandOf(const std::string& worker_id) const;
   void SendRoundStarts();
   void SendRoundStart(const WorkerEntry& worker);
+  // What a RoundStart went to: the routing id, and in cluster mode the island incarnation (a re-formed
+  // island's members get a new RoundStart).
+  std::string RoundStartKey(const WorkerEntry& worker) const;
   void CloseRound(int64_t now_ms);
   // After a commit: summary, metrics, broadcast, log lines, and the job's end.
   void OnCommitted(const CommittedRound& committed, size_t selected, double close_s, int64_t now_ms);
@@ -170,6 +182,8 @@ class JobRunner {
   int64_t round_opened_ms_ = 0;
   double slowest_train_seconds_ = 0;  // of the open round's accepted uploads
   std::string last_plan_error_;       // logged once per change
+  // Cluster mode: each island incarnation's rendezvous keys ("<island>/<incarnation>" -> key -> value).
+  std::map<std::string, std::map<std::string, std::string>> island_stores_;
   int64_t next_plan_ms_ = 0;
 };
 

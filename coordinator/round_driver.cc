@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <set>
 
 #include "federation/replica_state.h"
 
@@ -130,6 +131,7 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
 
 Status RoundDriver::MaybeSnapshot(uint32_t round, int64_t now_ms) {
   if (round == 0 || round % static_cast<uint64_t>(spec_.snapshot_every) != 0) return Status::OK();
+  if (ApplyKeepsState(spec_)) return Status::OK();  // replicas replay from round 0 (federation/method.h)
   auto existing = store_->GetSnapshotInfo(job_id_, round);
   if (existing.ok()) return Status::OK();
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
@@ -157,10 +159,43 @@ Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& i
   current_ = RoundStart{};
   current_.round = last_committed_ + 1;
   current_.participants = plan->participants;
+  current_.uploaders = plan->participants;
+  if (spec_.mode == "cluster") TRIB_RETURN_IF_ERROR(PlanIslands(inventory, now_ms));
   current_.started_ms = now_ms;
   current_.deadline_ms = now_ms + static_cast<int64_t>(std::llround(deadline_.DeadlineSeconds() * 1000.0));
   round_open_ = true;
   return current_;
+}
+
+Status RoundDriver::PlanIslands(const std::vector<WorkerInventory>& inventory, int64_t now_ms) {
+  // Incarnations start from the clock so a restarted coordinator never reuses one a stale member holds.
+  next_incarnation_ = std::max(next_incarnation_, static_cast<uint64_t>(now_ms));
+  auto islands = PlanRoundIslands(spec_, inventory, current_.participants, next_incarnation_);
+  if (!islands.ok())
+    return islands.status().WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));
+  next_incarnation_ += islands->size();
+  current_.islands = std::move(*islands);
+  SetIslandRoles();
+  return Status::OK();
+}
+
+void RoundDriver::SetIslandRoles() {
+  current_.participants.clear();
+  for (const RoundIsland& island : current_.islands)
+    current_.participants.insert(current_.participants.end(), island.members.begin(), island.members.end());
+  std::sort(current_.participants.begin(), current_.participants.end());
+  current_.uploaders = IslandLeaders(current_.islands);
+}
+
+std::vector<IslandChange> RoundDriver::ReformIslands(const std::vector<WorkerInventory>& inventory) {
+  if (!round_open_ || current_.islands.empty()) return {};
+  std::set<std::string> alive;
+  for (const WorkerInventory& w : inventory)
+    if (w.alive) alive.insert(w.worker_id);
+  std::vector<IslandChange> changes =
+      tributary::ReformIslands(spec_, inventory, alive, reported(), &next_incarnation_, &current_.islands);
+  if (!changes.empty()) SetIslandRoles();
+  return changes;
 }
 
 Status RoundDriver::ValidatePayload(const Upload& upload) const {
@@ -182,13 +217,14 @@ Result<UploadOutcome> RoundDriver::CheckUpload(const std::string& worker_id, uin
   if (!round_open_ || round != current_.round)
     return Status::InvalidArgument(context + ": wrong round (open round: " +
                                    (round_open_ ? std::to_string(current_.round) : std::string("none")) + ")");
-  if (!std::binary_search(current_.participants.begin(), current_.participants.end(), worker_id))
-    return Status::InvalidArgument(context + ": not a participant of this round");
+  if (!std::binary_search(current_.uploaders.begin(), current_.uploaders.end(), worker_id))
+    return Status::InvalidArgument(context + (current_.islands.empty() ? ": not a participant of this round"
+                                                                       : ": not an island leader of this round"));
   if (reported_.count(worker_id) > 0) return UploadOutcome::kDuplicate;
   const uint64_t max_bytes = method_->MaxPayloadBytes();
   if (MethodOf(spec_).dense_payload && payload_size != max_bytes)
     return Status::InvalidArgument(context + ": payload of " + std::to_string(payload_size) + " bytes, expected " +
-                                   std::to_string(max_bytes) + " (4 bytes per trainable parameter)");
+                                   std::to_string(max_bytes) + " (the " + spec_.mode + " payload of this model)");
   if (payload_size > max_bytes)
     return Status::InvalidArgument(context + ": payload of " + std::to_string(payload_size) + " bytes, more than the " +
                                    std::to_string(max_bytes) + " bytes a " + spec_.mode + " upload can have");
@@ -226,10 +262,10 @@ RoundCloseState RoundDriver::ReadyToClose(int64_t now_ms) const {
   if (!round_open_) return RoundCloseState::kOpen;
   int64_t reported = 0;
   for (const auto& [worker, ms] : reported_) {
-    if (std::binary_search(current_.participants.begin(), current_.participants.end(), worker)) ++reported;
+    if (std::binary_search(current_.uploaders.begin(), current_.uploaders.end(), worker)) ++reported;
   }
-  return EvaluateRoundClose(static_cast<int64_t>(current_.participants.size()), reported,
-                            now_ms >= current_.deadline_ms, spec_.quorum);
+  return EvaluateRoundClose(static_cast<int64_t>(current_.uploaders.size()), reported, now_ms >= current_.deadline_ms,
+                            spec_.quorum);
 }
 
 Result<std::vector<uint8_t>> RoundDriver::Aggregate(const std::vector<UpdateRecord>& updates,

@@ -24,6 +24,7 @@
 
 #include "base/status.h"
 #include "checkpoint/store.h"
+#include "coordinator/cluster_round.h"
 #include "coordinator/job_model.h"
 #include "engine/arena.h"
 #include "federation/aggregator.h"
@@ -35,7 +36,10 @@ namespace tributary {
 
 struct RoundStart {
   uint32_t round = 0;
-  std::vector<std::string> participants;  // ascending worker id
+  std::vector<std::string> participants;  // ascending worker id: every worker that trains (gets RoundStart)
+  // Who uploads (ascending): the participants, or in cluster mode the island leaders.
+  std::vector<std::string> uploaders;
+  std::vector<RoundIsland> islands;  // cluster mode: the round's islands (coordinator/cluster_round.h)
   int64_t started_ms = 0;
   int64_t deadline_ms = 0;
 };
@@ -150,6 +154,11 @@ class RoundDriver {
   // Forgets the open round's participants so StartRound can re-plan it (uploads already logged stay).
   void AbandonRound() { round_open_ = false; }
 
+  // Cluster mode: re-forms the open round's islands that lost a member (not in `alive`) before their
+  // leader uploaded (coordinator/cluster_round.h ReformIslands), updating participants and uploaders.
+  // Returns one log line per changed island; empty when nothing changed or no round is open.
+  std::vector<IslandChange> ReformIslands(const std::vector<WorkerInventory>& inventory);
+
   // What a replica at committed round from_round must apply to reach to_round (<= last committed):
   // the logged rounds, or — when it is more than snapshot_every rounds behind and a snapshot newer than
   // from_round exists — that snapshot plus the rounds after it.
@@ -157,6 +166,9 @@ class RoundDriver {
 
  private:
   RoundDriver(checkpoint::CheckpointStore* store, std::string job_id, JobSpec spec);
+  // Cluster mode: the open round's islands (StartRound), then participants and uploaders from them.
+  Status PlanIslands(const std::vector<WorkerInventory>& inventory, int64_t now_ms);
+  void SetIslandRoles();
   Status ValidatePayload(const Upload& upload) const;
   Result<std::vector<uint8_t>> Aggregate(const std::vector<checkpoint::UpdateRecord>& updates,
                                          std::vector<checkpoint::RoundParticipant>* participants) const;
@@ -179,6 +191,7 @@ class RoundDriver {
   std::unique_ptr<FederatedMethod> method_;
   std::unique_ptr<Aggregation> aggregation_;
   int64_t min_worker_memory_ = 0;
+  uint64_t next_incarnation_ = 0;  // cluster mode: from the clock at the first plan, then +1 per island formed
 };
 
 }  // namespace tributary

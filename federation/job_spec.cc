@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <map>
 #include <sstream>
 
 #include "base/config.h"
@@ -44,6 +45,12 @@ std::vector<std::string> OptionSections() {
   for (const MethodInfo* method : RegisteredMethods())
     if (*method->options_section != '\0') sections.emplace_back(method->options_section);
   return sections;
+}
+
+// A method options section other than the job's own that still applies: ferret's under cluster mode with
+// the ferret codec (the pseudo-gradient is projected with those options).
+bool SectionApplies(const JobSpec& spec, const std::string& section) {
+  return section == "ferret" && spec.mode == "cluster" && spec.cluster.codec == "ferret";
 }
 
 // Shortest text that parses back to the same double ("0.0001" -> "0.0001", 1e-4 written either way
@@ -120,6 +127,22 @@ void AddSecureAggregationKeys(const JobSpec& d, ConfigSchema& s) {
               "how long the key-sharing, masked-input and unmasking stages wait for clients", 0.1, 86400));
 }
 
+// The cluster section (mode cluster; docs/cluster.md).
+void AddClusterKeys(const JobSpec& d, ConfigSchema& s) {
+  const ClusterOptions& c = d.cluster;
+  s.Add(Str("cluster.outer_optimizer", c.outer_optimizer,
+            "applied to the islands' mean pseudo-gradient (sgd at outer_lr 1 = averaging)", {"nesterov", "sgd"}));
+  s.Add(Float("cluster.outer_lr", c.outer_lr, "outer learning rate, (0, 10]"));
+  s.Add(Float("cluster.outer_momentum", c.outer_momentum, "nesterov: outer momentum, [0, 1)"));
+  s.Add(Str("cluster.codec", c.codec, "the pseudo-gradient on the slow links",
+            {"fp32", "bf16", "int8", "fp4", "ferret"}));
+  s.Add(ConfigKey("cluster.islands", ConfigType::kStringList, QuoteList(c.islands),
+                  "islands as NAME=WORKER,WORKER (empty: by the workers' fabric identity)"));
+  s.Add(Float("cluster.collective_timeout_s", c.collective_timeout_s,
+              "an island collective or rendezvous fails after this long", 0.1, 3600));
+  s.Add(Int("cluster.bucket_elems", c.bucket_elems, 1024, 1 << 30, "island all-reduce bucket, floats"));
+}
+
 // Every key of a job spec, in the order the canonical form lists them. Defaults come from a
 // default-constructed JobSpec so the struct and the schema cannot drift apart.
 ConfigSchema BuildSchema() {
@@ -186,6 +209,7 @@ ConfigSchema BuildSchema() {
   s.Add(Float("privacy.epsilon_budget", d.privacy.epsilon_budget,
               "refuse the job when its rounds would spend more epsilon (0 = no budget)", 0, 1e9));
   AddSecureAggregationKeys(d, s);
+  AddClusterKeys(d, s);
   s.Add(Str("eval.dataset", d.eval_dataset, "held-out dataset on the coordinator (empty = none)"));
   s.Add(Int("eval.every", d.eval_every, 1, 100000, "rounds between held-out evaluations"));
   s.Add(Int("checkpoint.snapshot_every", d.snapshot_every, 1, 100000, "rounds between global-model snapshots"));
@@ -364,6 +388,54 @@ Status ValidateSecureAggregation(const Validator& v, const Config& config, const
   return Status::OK();
 }
 
+// Cluster mode: the outer optimizer and codec combinations that are defined, the islands, and the
+// federated options an island round cannot honour.
+Status ValidateCluster(const Validator& v, const Config& config, const JobSpec& spec) {
+  const ClusterOptions& c = spec.cluster;
+  TRIB_RETURN_IF_ERROR(v.CheckRange("cluster.outer_lr", c.outer_lr, 0, true, 10, false));
+  TRIB_RETURN_IF_ERROR(v.CheckRange("cluster.outer_momentum", c.outer_momentum, 0, false, 1, true));
+  if (c.outer_optimizer != "nesterov" && v.IsSet("cluster.outer_momentum"))
+    return v.FieldError("cluster.outer_momentum", "set at " + config.Origin("cluster.outer_momentum") +
+                                                      ", but it applies only to cluster.outer_optimizer nesterov");
+  if (c.codec == "ferret" && c.outer_optimizer == "nesterov")
+    return v.FieldError("cluster.outer_optimizer",
+                        "nesterov keeps momentum per parameter, which ferret's per-round bases do not have; use sgd "
+                        "with cluster.codec ferret, got " +
+                            v.Describe("cluster.codec", c.codec));
+  if (c.codec == "ferret") {
+    Status valid = ValidateFerretOptions(FerretOptionsOf(spec));
+    if (!valid.ok()) return v.FieldError("ferret", valid.message());
+  }
+  auto islands = ParseIslands(c.islands);
+  if (!islands.ok()) return v.KeyError("cluster.islands", islands.status().message());
+  // Every island member trains every outer round: sampling would split islands.
+  if (spec.client_fraction != 1.0)
+    return v.FieldError("federation.client_fraction",
+                        "cluster mode trains every island member each outer round (1), got " +
+                            v.Describe("federation.client_fraction", FormatDouble(spec.client_fraction)));
+  if (spec.secure_aggregation.enabled)
+    return v.FieldError("secure_aggregation.enabled",
+                        "is not supported in cluster mode (an island's upload is "
+                        "one replica's, not a client's private update)");
+  if (spec.privacy.mechanism != DpMechanism::kNone)
+    return v.FieldError("privacy.mechanism",
+                        "is not supported in cluster mode, got " +
+                            v.Describe("privacy.mechanism", DpMechanismName(spec.privacy.mechanism)));
+  return Status::OK();
+}
+
+ClusterOptions ClusterFromConfig(const Config& c) {
+  ClusterOptions o;
+  o.outer_optimizer = c.GetString("cluster.outer_optimizer");
+  o.outer_lr = c.GetFloat("cluster.outer_lr");
+  o.outer_momentum = o.outer_optimizer == "nesterov" ? c.GetFloat("cluster.outer_momentum") : 0.0;
+  o.codec = c.GetString("cluster.codec");
+  o.islands = c.GetStringList("cluster.islands");
+  o.collective_timeout_s = c.GetFloat("cluster.collective_timeout_s");
+  o.bucket_elems = c.GetInt("cluster.bucket_elems");
+  return o;
+}
+
 SecureAggregationOptions SecureAggregationFromConfig(const Config& c) {
   SecureAggregationOptions a;
   a.enabled = c.GetBool("secure_aggregation.enabled");
@@ -413,7 +485,7 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
   const std::string mode = spec.mode;
   const std::string own_section = MethodOf(spec).options_section;
   for (const std::string& section : OptionSections()) {
-    if (own_section == section) continue;
+    if (own_section == section || SectionApplies(spec, section)) continue;
     const std::string key = v.FirstSetKey(section);
     if (!key.empty())
       return v.FieldError(key, "set at " + config.Origin(key) + ", but " + section +
@@ -456,6 +528,8 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
     Status valid = spec.lora.Validate();
     if (!valid.ok()) return v.FieldError("lora", valid.message());
   }
+
+  if (own_section == "cluster") TRIB_RETURN_IF_ERROR(ValidateCluster(v, config, spec));
 
   TRIB_RETURN_IF_ERROR(ValidateAggregation(v, config, spec));
   TRIB_RETURN_IF_ERROR(ValidatePrivacy(v, config, spec));
@@ -532,6 +606,7 @@ JobSpec SpecFromConfig(const Config& c) {
   s.privacy.delta = c.GetFloat("privacy.delta");
   s.privacy.epsilon_budget = c.GetFloat("privacy.epsilon_budget");
   s.secure_aggregation = SecureAggregationFromConfig(c);
+  s.cluster = ClusterFromConfig(c);
   s.eval_dataset = c.GetString("eval.dataset");
   s.eval_every = c.GetInt("eval.every");
   s.snapshot_every = c.GetInt("checkpoint.snapshot_every");
@@ -611,10 +686,47 @@ std::string CanonicalJobSpec(const JobSpec& s) {
     line("secure_aggregation.rounding", Quote(QuantizeRoundingName(a.rounding)));
     line("secure_aggregation.stage_timeout_s", FormatDouble(a.stage_timeout_s));
   }
+  if (s.mode == "cluster") {  // absent otherwise, so the specs of federated jobs keep their hash
+    const ClusterOptions& c = s.cluster;
+    line("cluster.outer_optimizer", Quote(c.outer_optimizer));
+    line("cluster.outer_lr", FormatDouble(c.outer_lr));
+    if (c.outer_optimizer == "nesterov") line("cluster.outer_momentum", FormatDouble(c.outer_momentum));
+    line("cluster.codec", Quote(c.codec));
+    line("cluster.islands", QuoteList(c.islands));
+    line("cluster.collective_timeout_s", FormatDouble(c.collective_timeout_s));
+    line("cluster.bucket_elems", std::to_string(c.bucket_elems));
+  }
   line("eval.dataset", Quote(s.eval_dataset));
   line("eval.every", std::to_string(s.eval_every));
   line("checkpoint.snapshot_every", std::to_string(s.snapshot_every));
   return os.str();
+}
+
+Result<std::vector<IslandSpec>> ParseIslands(const std::vector<std::string>& entries) {
+  std::vector<IslandSpec> islands;
+  std::map<std::string, std::string> island_of;  // worker -> island
+  for (const std::string& entry : entries) {
+    const size_t eq = entry.find('=');
+    IslandSpec island;
+    island.name = entry.substr(0, eq);
+    if (eq == std::string::npos || island.name.empty())
+      return Status::InvalidArgument("'" + entry + "': expected NAME=WORKER,WORKER,...");
+    for (const IslandSpec& other : islands)
+      if (other.name == island.name) return Status::InvalidArgument("island '" + island.name + "' is listed twice");
+    std::istringstream workers(entry.substr(eq + 1));
+    std::string worker;
+    while (std::getline(workers, worker, ',')) {
+      if (worker.empty()) return Status::InvalidArgument("'" + entry + "': an empty worker id");
+      auto [it, fresh] = island_of.emplace(worker, island.name);
+      if (!fresh)
+        return Status::InvalidArgument("worker '" + worker + "' is in islands '" + it->second + "' and '" +
+                                       island.name + "'");
+      island.workers.push_back(worker);
+    }
+    if (island.workers.empty()) return Status::InvalidArgument("island '" + island.name + "' has no workers");
+    islands.push_back(std::move(island));
+  }
+  return islands;
 }
 
 Status ValidateSubmitToken(const std::string& token, const std::string& what) {
@@ -645,7 +757,7 @@ std::string EffectiveJobSpecYaml(const JobSpec& spec) {
     const std::string this_section = key.substr(0, dot);
     // A method's options section is only allowed (and only meaningful) under its method.
     const std::vector<std::string> sections = OptionSections();
-    if (this_section != MethodOf(spec).options_section &&
+    if (this_section != MethodOf(spec).options_section && !SectionApplies(spec, this_section) &&
         std::find(sections.begin(), sections.end(), this_section) != sections.end())
       continue;
     // Likewise eval.every only counts with an eval dataset, and an aggregation key with its rule.

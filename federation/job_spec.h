@@ -18,6 +18,30 @@
 
 namespace tributary {
 
+// Cluster mode (federation.mode cluster, docs/cluster.md): islands of workers train one replica each in
+// synchronous data parallel for train.local_steps (H) inner steps, then the islands' pseudo-gradients
+// Δ = θ_outer − θ_island are averaged (token-weighted) and applied by the outer optimizer.
+struct ClusterOptions {
+  std::string outer_optimizer = "nesterov";  // nesterov | sgd (sgd at outer_lr 1 is plain averaging)
+  double outer_lr = 0.7;                     // DiLoCo's defaults
+  double outer_momentum = 0.9;               // nesterov only
+  std::string codec = "fp32";                // the pseudo-gradient on the wire: fp32 | bf16 | int8 | fp4 | ferret
+  // Island membership: "NAME=WORKER,WORKER,..." per island; empty: islands by the workers' reported
+  // fabric identity (a worker with none is an island of its own).
+  std::vector<std::string> islands;
+  double collective_timeout_s = 3;  // an island collective (or its rendezvous) fails after this long
+  int64_t bucket_elems = 1 << 20;   // all-reduce bucket, floats
+};
+
+// An explicit island of cluster.islands.
+struct IslandSpec {
+  std::string name;
+  std::vector<std::string> workers;  // as listed
+};
+// Parses cluster.islands entries ("NAME=W1,W2"); InvalidArgument naming the entry otherwise (empty
+// name or worker, a worker in two islands, an island listed twice).
+Result<std::vector<IslandSpec>> ParseIslands(const std::vector<std::string>& entries);
+
 struct JobSpec {
   std::string name;  // free text for humans
   // model
@@ -59,6 +83,8 @@ struct JobSpec {
   // lora (mode lora only), parsed once: rank, alpha, dropout, targets. Its seed is not used: the
   // adapters are initialised from the job seed (CreateJobAdapters in federation/replica_state.h).
   LoraOptions lora;
+  // cluster (mode cluster only): islands, the outer optimizer and the outer codec
+  ClusterOptions cluster;
   // eval
   std::string eval_dataset;  // held-out dataset name on the coordinator ("" = none)
   int64_t eval_every = 1;    // rounds between held-out evaluations

@@ -9,6 +9,8 @@
 //   fedavg : the dense fp32 delta w_old - w_new of the parameter arena (padding included, arena order);
 //            the aggregate is the weighted mean delta, applied as w -= slr * mean
 //   lora   : the LoRA adapter arena (fp32, arena order); the aggregate replaces the adapters
+//   cluster: an island's pseudo-gradient in the job's outer codec (federation/outer_codec.h); the aggregate
+//            is the islands' mean in the same codec, applied by the outer optimizer (docs/cluster.md)
 //
 // The "trainable state" a round changes is one arena: the model parameters, or for methods that
 // train adapters the LoRA adapter parameters on a frozen base (federation/replica_state.h).
@@ -94,6 +96,10 @@ struct MethodInfo {
   // Builds the method for a job whose trainable state has `state_table` (validated options).
   Result<std::unique_ptr<FederatedMethod>> (*create)(const JobSpec& spec,
                                                      std::shared_ptr<const TensorTable> state_table);
+  // Whether the method's Apply keeps state across rounds for this job (cluster's outer momentum): its
+  // replicas must apply every round in order from round 0, so no snapshot after round 0 is written or
+  // used. Null: never.
+  bool (*apply_keeps_state)(const JobSpec& spec) = nullptr;
 };
 
 // Every registered method, in registration order.
@@ -106,5 +112,7 @@ Result<std::unique_ptr<FederatedMethod>> CreateMethod(const JobSpec& spec,
                                                       std::shared_ptr<const TensorTable> state_table);
 // The info of spec.mode (checked: a parsed spec always names a registered method).
 const MethodInfo& MethodOf(const JobSpec& spec);
+// MethodOf(spec).apply_keeps_state(spec), false without one.
+bool ApplyKeepsState(const JobSpec& spec);
 
 }  // namespace tributary

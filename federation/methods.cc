@@ -5,12 +5,13 @@
 
 namespace tributary {
 
-extern const MethodInfo kFerretMethod;  // federation/ferret_method.cc
-extern const MethodInfo kFedAvgMethod;  // federation/fedavg_method.cc
-extern const MethodInfo kLoraMethod;    // federation/lora_method.cc
+extern const MethodInfo kFerretMethod;   // federation/ferret_method.cc
+extern const MethodInfo kFedAvgMethod;   // federation/fedavg_method.cc
+extern const MethodInfo kLoraMethod;     // federation/lora_method.cc
+extern const MethodInfo kClusterMethod;  // federation/cluster_method.cc
 
 const std::vector<const MethodInfo*>& RegisteredMethods() {
-  static const std::vector<const MethodInfo*> methods = {&kFerretMethod, &kFedAvgMethod, &kLoraMethod};
+  static const std::vector<const MethodInfo*> methods = {&kFerretMethod, &kFedAvgMethod, &kLoraMethod, &kClusterMethod};
   return methods;
 }
 
@@ -24,6 +25,11 @@ const MethodInfo& MethodOf(const JobSpec& spec) {
   const MethodInfo* method = FindMethod(spec.mode);
   TRIB_CHECK(method != nullptr);  // ParseJobSpec admits registered methods only
   return *method;
+}
+
+bool ApplyKeepsState(const JobSpec& spec) {
+  const MethodInfo& method = MethodOf(spec);
+  return method.apply_keeps_state != nullptr && method.apply_keeps_state(spec);
 }
 
 Result<std::unique_ptr<FederatedMethod>> CreateMethod(const JobSpec& spec,

@@ -69,7 +69,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kFetchLogs:
     case Envelope::kCatchUpRequest:
     case Envelope::kExportModel:
-    case Envelope::kSecaggRequest: return direction == Direction::kToServer;
+    case Envelope::kSecaggRequest:
+    case Envelope::kIslandStoreRequest: return direction == Direction::kToServer;
     case Envelope::kRegisterAck:
     case Envelope::kHeartbeatAck:
     case Envelope::kRoundStart:
@@ -82,7 +83,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kFetchLogsReply:
     case Envelope::kCatchUpReply:
     case Envelope::kExportModelReply:
-    case Envelope::kSecaggReply: return direction == Direction::kToClient;
+    case Envelope::kSecaggReply:
+    case Envelope::kIslandStoreReply: return direction == Direction::kToClient;
     case Envelope::kBulkRequest:
     case Envelope::kBulkChunkHeader:
     case Envelope::kError: return true;

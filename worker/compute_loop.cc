@@ -16,7 +16,8 @@ constexpr std::chrono::milliseconds kQueueWait{200};  // the loop checks the sto
 }  // namespace
 
 ComputeLoop::ComputeLoop(const WorkerOptions& options, WorkQueue* queue, StatusBoard* board, ReplicaSync* sync,
-                         Uploader* uploader, SecAggSession* secagg, std::function<bool()> stopping)
+                         Uploader* uploader, SecAggSession* secagg, IslandSession* island,
+                         std::function<bool()> stopping)
     : options_(options),
       name_("worker '" + options.worker_id + "'"),
       peer_("coordinator " + options.coordinator),
@@ -25,6 +26,7 @@ ComputeLoop::ComputeLoop(const WorkerOptions& options, WorkQueue* queue, StatusB
       sync_(sync),
       uploader_(uploader),
       secagg_(secagg),
+      island_(island),
       stopping_(std::move(stopping)) {}
 
 void ComputeLoop::Run() {
@@ -76,7 +78,26 @@ Status ComputeLoop::HandleRoundStart(const v1::RoundStart& start) {
                                       std::to_string(replica->state_bytes()) + " bytes, above this worker's " +
                                       std::to_string(options_.max_dense_payload_bytes) +
                                       " byte limit (use mode ferret or fewer trainable parameters)");
+  if (start.has_island()) return TrainInIsland(*replica, start);
   return TrainAndUpload(*replica, round);
+}
+
+Status ComputeLoop::TrainInIsland(JobReplica& replica, const v1::RoundStart& start) {
+  const std::string& job = replica.job_id();
+  const uint64_t round = start.round();
+  board_->SetActivity("training", job, round);
+  const auto started = Clock::now();
+  Result<TaskletResult> result = island_->Run(replica, start);
+  if (!result.ok()) return result.status().WithContext("island round failed");
+  const double train_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  const v1::IslandAssignment& island = start.island();
+  spdlog::info("{}: {}: island {} trained {} steps in {:.2f} s (island loss {:.4f}, {} rows, payload {} bytes)", name_,
+               JobRound(job, round), island.island_id(), result->local_steps, train_seconds, result->train_loss,
+               result->num_samples, result->payload.size());
+  if (island.rank() != 0) return Status::OK();  // the leader uploads the island's pseudo-gradient
+  TRIB_RETURN_IF_ERROR(uploader_->Prepare(replica, round, *result, train_seconds));
+  board_->SetActivity("uploading", job, round);
+  return uploader_->Send(job);
 }
 
 Status ComputeLoop::TrainAndUpload(JobReplica& replica, uint64_t round) {

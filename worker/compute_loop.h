@@ -2,7 +2,8 @@
 // time and handles them on the work connection (docs/protocol.md, "Worker ↔ coordinator", 3 and 5):
 //   RoundStart      sync the job's replica to committed_round (ReplicaSync), run the round's tasklet,
 //                   upload the result (Uploader); a repeat of an uploaded round re-sends the upload.
-//                   Under secure aggregation the result goes through the round's session (SecAggSession).
+//                   Under secure aggregation the result goes through the round's session (SecAggSession);
+//                   in cluster mode the tasklet runs in the round's island (IslandSession).
 //   RoundCommitted  advance (or warm) the replica (ReplicaSync), forget the uploads the round covers,
 //                   free the replica of a finished job.
 // Handlers return Status; the loop logs a failed one once, naming the job and round.
@@ -14,6 +15,7 @@
 
 #include "base/status.h"
 #include "transport/message.h"
+#include "worker/island_session.h"
 #include "worker/replica_sync.h"
 #include "worker/secagg_session.h"
 #include "worker/status_board.h"
@@ -27,7 +29,7 @@ class ComputeLoop {
  public:
   // None of the pointers is owned; all must outlive the loop.
   ComputeLoop(const WorkerOptions& options, WorkQueue* queue, StatusBoard* board, ReplicaSync* sync, Uploader* uploader,
-              SecAggSession* secagg, std::function<bool()> stopping);
+              SecAggSession* secagg, IslandSession* island, std::function<bool()> stopping);
 
   // Runs on the calling thread until `stopping` returns true (checked at least every 200 ms and between
   // items). The activity published for heartbeats is "idle" between items.
@@ -44,6 +46,8 @@ class ComputeLoop {
   // Under secure aggregation: the tasklet (unless its result is kept from an earlier RoundStart of the
   // round), then the round's SecAgg session instead of an upload.
   Status TrainAndAggregateSecurely(JobReplica& replica, uint64_t round);
+  // Cluster mode: the island round of `start` (IslandSession); only the island's leader uploads.
+  Status TrainInIsland(JobReplica& replica, const v1::RoundStart& start);
   // RoundCommitted: the replica follows it, then the uploads it covers are forgotten.
   Status HandleRoundCommitted(const v1::RoundCommitted& committed);
 
@@ -55,6 +59,7 @@ class ComputeLoop {
   ReplicaSync* sync_;
   Uploader* uploader_;
   SecAggSession* secagg_;
+  IslandSession* island_;
   std::function<bool()> stopping_;
 };
 

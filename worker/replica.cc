@@ -87,12 +87,12 @@ Status JobReplica::LoadSnapshot(uint64_t round, const std::string& bytes, const 
   return CheckHash(round, expected_hash);
 }
 
-Result<TaskletResult> JobReplica::RunRound(uint64_t round, const std::string& worker_id) {
+Result<TaskletResult> JobReplica::RunRound(uint64_t round, const std::string& worker_id, GradientReducer* reducer) {
   if (round != round_ + 1)
     return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(round) +
                                       " needs the replica at round " + std::to_string(round - 1) + ", it is at " +
                                       std::to_string(round_));
-  TaskletInput input{spec_, static_cast<uint32_t>(round), worker_id, &rows_};
+  TaskletInput input{spec_, static_cast<uint32_t>(round), worker_id, &rows_, reducer};
   return RunTasklet(input, *method_, *model_, adapters_.get());
 }
 

@@ -59,7 +59,8 @@ class JobReplica {
   // checks its hash when `expected_hash` is not empty. After an error the replica is unusable.
   Status LoadSnapshot(uint64_t round, const std::string& bytes, const std::string& expected_hash);
   // Runs the tasklet of `round` (which must be round() + 1) for `worker_id`; the replica is unchanged.
-  Result<TaskletResult> RunRound(uint64_t round, const std::string& worker_id);
+  // `reducer` (cluster mode: the island all-reduce) runs between backward and every optimizer step.
+  Result<TaskletResult> RunRound(uint64_t round, const std::string& worker_id, GradientReducer* reducer = nullptr);
 
  private:
   JobReplica() = default;

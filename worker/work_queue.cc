@@ -14,9 +14,12 @@ void WorkQueue::PushStart(v1::RoundStart start) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string& job = start.job_id();
   const uint64_t round = start.round();
-  bool duplicate = busy_job_ == job && busy_round_ == round;
+  // A re-formed island's RoundStart (same round, new incarnation) is new work, not a repeat.
+  const uint64_t incarnation = start.island().incarnation();
+  bool duplicate = busy_job_ == job && busy_round_ == round && busy_incarnation_ == incarnation;
   for (const WorkItem& queued : queue_)
-    duplicate = duplicate || (queued.is_start && queued.start.job_id() == job && queued.start.round() == round);
+    duplicate = duplicate || (queued.is_start && queued.start.job_id() == job && queued.start.round() == round &&
+                              queued.start.island().incarnation() == incarnation);
   if (duplicate) {
     spdlog::debug("{}: {}: already being worked on; repeated RoundStart ignored", name_, JobRound(job, round));
     return;
@@ -47,6 +50,7 @@ std::optional<WorkItem> WorkQueue::Pop(std::chrono::milliseconds wait) {
   if (item.is_start) {
     busy_job_ = item.start.job_id();
     busy_round_ = item.start.round();
+    busy_incarnation_ = item.start.island().incarnation();
   }
   return item;
 }

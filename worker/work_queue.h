@@ -32,7 +32,7 @@ class WorkQueue {
   // `name` prefixes the log lines ("worker 'w1'").
   explicit WorkQueue(std::string name) : name_(std::move(name)) {}
 
-  // Queues a RoundStart, unless one for the same (job, round) is already queued or being worked on
+  // Queues a RoundStart, unless one for the same (job, round, island incarnation) is already queued or being worked on
   // (then it is dropped with a debug log: the coordinator repeats RoundStarts until it hears back).
   void PushStart(v1::RoundStart start);
   // Queues a RoundCommitted and records its round as the newest committed round seen for its job.
@@ -55,6 +55,7 @@ class WorkQueue {
   bool closed_ = false;
   std::string busy_job_;  // RoundStart being worked on
   uint64_t busy_round_ = 0;
+  uint64_t busy_incarnation_ = 0;  // cluster mode: the island incarnation of the RoundStart being worked on
   std::map<std::string, uint64_t> committed_seen_;  // job -> newest RoundCommitted pushed
 };
 

@@ -83,8 +83,9 @@ void WorkerDaemon::Wire() {
   sync_ = std::make_unique<ReplicaSync>(o, work_client_.get(), board_.get());
   uploader_ = std::make_unique<Uploader>(o, work_client_.get(), upload_objects_.get(), queue_.get());
   secagg_ = std::make_unique<SecAggSession>(o, work_client_.get(), queue_.get());
+  island_ = std::make_unique<IslandSession>(o, work_client_.get());
   compute_ = std::make_unique<ComputeLoop>(o, queue_.get(), board_.get(), sync_.get(), uploader_.get(), secagg_.get(),
-                                           stopping);
+                                           island_.get(), stopping);
   control_loop_ = std::make_unique<ControlLoop>(o, control_.get(), queue_.get(), board_.get(), stopping);
 }
 

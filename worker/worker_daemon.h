@@ -24,6 +24,7 @@
 #include "transport/work_client.h"
 #include "worker/compute_loop.h"
 #include "worker/control_loop.h"
+#include "worker/island_session.h"
 #include "worker/replica_sync.h"
 #include "worker/secagg_session.h"
 #include "worker/status_board.h"
@@ -70,6 +71,7 @@ class WorkerDaemon {
   std::unique_ptr<ReplicaSync> sync_;
   std::unique_ptr<Uploader> uploader_;
   std::unique_ptr<SecAggSession> secagg_;
+  std::unique_ptr<IslandSession> island_;
   std::unique_ptr<ComputeLoop> compute_;
   std::unique_ptr<ControlLoop> control_loop_;
   std::thread compute_thread_;

@@ -27,6 +27,9 @@ struct WorkerOptions {
   int request_timeout_ms = 10000;  // one work-connection request; Timeout/Unavailable are retried until stop
   // Dense (fedavg, lora) payloads above this are refused (a memory sanity limit).
   uint64_t max_dense_payload_bytes = kMaxDensePayloadBytes;
+  // Cluster mode: the address of this worker's island fabric interface; the island's gloo connections
+  // bind there only (docs/cluster.md: an island is a trusted fabric).
+  std::string island_address = "127.0.0.1";
   // Uploads above this go as a bulk object the coordinator pulls (transport/bulk.h bounds it).
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;
 };

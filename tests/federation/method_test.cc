@@ -49,8 +49,10 @@ std::vector<float> Floats(const std::vector<uint8_t>& bytes) {
 }
 
 TEST(MethodTest, RegistryNamesEveryMethodAndRefusesUnknownOnes) {
-  ASSERT_EQ(RegisteredMethods().size(), 3u);
+  ASSERT_EQ(RegisteredMethods().size(), 4u);
   EXPECT_FALSE(FindMethod("ferret")->dense_payload);
+  EXPECT_FALSE(FindMethod("cluster")->dense_payload);  // its size is the codec's, not 4 bytes per parameter
+  EXPECT_STREQ(FindMethod("cluster")->options_section, "cluster");
   EXPECT_TRUE(FindMethod("fedavg")->dense_payload);
   EXPECT_TRUE(FindMethod("lora")->dense_payload);
   EXPECT_FALSE(FindMethod("fedavg")->trains_adapters);

@@ -20,17 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-double InitialHeldOutLoss(const TestCluster& cluster, const std::string& yaml) {
-  auto spec = ParseJobSpec(yaml, "spec");
-  EXPECT_TRUE(spec.ok());
-  auto model = JobModel::Load(*spec);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  EXPECT_TRUE((*model)->LoadEvalRows((fs::path(cluster.dir()) / "data" / "heldout.jsonl").string()).ok());
-  auto loss = (*model)->Evaluate((*model)->initial_state());
-  EXPECT_TRUE(loss.ok());
-  return loss.ok() ? *loss : 0.0;
-}
-
 // Every replica that reported the job's last round holds the coordinator's final weights.
 void ExpectReplicasMatch(const v1::GetJobReply& job, int expected_workers) {
   ASSERT_GT(job.rounds_size(), 0);

@@ -9,6 +9,7 @@
 
 #include "base/file_util.h"
 #include "cli/demo_data.h"
+#include "coordinator/job_model.h"
 #include "engine/model/model_init.h"
 #include "engine/text/dataset.h"
 #include "federation/job_spec.h"
@@ -85,6 +86,17 @@ std::string JobYaml(const std::string& base_model, const std::string& mode, int 
   auto spec = ParseJobSpec(yaml, "system test spec", overrides);
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
   return spec.ok() ? EffectiveJobSpecYaml(*spec) : "";
+}
+
+double InitialHeldOutLoss(const TestCluster& cluster, const std::string& yaml) {
+  auto spec = ParseJobSpec(yaml, "spec");
+  EXPECT_TRUE(spec.ok());
+  auto model = JobModel::Load(*spec);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_TRUE((*model)->LoadEvalRows((fs::path(cluster.dir()) / "data" / "heldout.jsonl").string()).ok());
+  auto loss = (*model)->Evaluate((*model)->initial_state());
+  EXPECT_TRUE(loss.ok());
+  return loss.ok() ? *loss : 0.0;
 }
 
 std::string Submit(transport::Client& client, const std::string& yaml, const std::string& token) {

@@ -53,6 +53,9 @@ class TestCluster {
 std::string JobYaml(const std::string& base_model, const std::string& mode, int rounds, uint64_t seed,
                     const std::vector<std::string>& overrides = {});
 
+// The held-out loss of the job's initial model on the cluster's held-out data (computed in-process).
+double InitialHeldOutLoss(const TestCluster& cluster, const std::string& yaml);
+
 // Requests (ADD_FAILURE and an empty result on error).
 std::string Submit(transport::Client& client, const std::string& yaml, const std::string& token = "");
 Result<v1::GetJobReply> GetJob(transport::Client& client, const std::string& job_id);

@@ -1,0 +1,92 @@
+#include "coordinator/cluster_round.h"
+
+#include <algorithm>
+
+#include "scheduler/islands.h"
+
+namespace tributary {
+namespace {
+
+// The configured membership: the spec's explicit islands (validated when the spec was parsed), or the
+// workers' fabric identity.
+std::vector<IslandDefinition> ConfiguredIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory) {
+  if (spec.cluster.islands.empty()) return IslandsByFabric(inventory);
+  std::vector<IslandDefinition> islands;
+  auto parsed = ParseIslands(spec.cluster.islands);
+  if (!parsed.ok()) return islands;
+  for (IslandSpec& island : *parsed) islands.push_back({island.name, std::move(island.workers)});
+  return islands;
+}
+
+const IslandDefinition* FindDefinition(const std::vector<IslandDefinition>& islands, const std::string& name) {
+  for (const IslandDefinition& island : islands)
+    if (island.name == name) return &island;
+  return nullptr;
+}
+
+}  // namespace
+
+Result<std::vector<RoundIsland>> PlanRoundIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
+                                                  const std::vector<std::string>& participants,
+                                                  uint64_t next_incarnation) {
+  std::vector<RoundIsland> islands;
+  std::string reasons;
+  for (const IslandDecision& d : DecideIslands(ConfiguredIslands(spec, inventory), participants)) {
+    reasons += (reasons.empty() ? "" : "; ") + d.name + ": " + d.reason;
+    if (d.trains) islands.push_back({d.name, next_incarnation++, d.members, d.reason});
+  }
+  if (islands.empty())
+    return Status::FailedPrecondition("no island can train (" + (reasons.empty() ? "no islands" : reasons) + ")");
+  return islands;
+}
+
+std::vector<IslandChange> ReformIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
+                                        const std::set<std::string>& alive, const std::vector<std::string>& reported,
+                                        uint64_t* next_incarnation, std::vector<RoundIsland>* islands) {
+  const std::vector<IslandDefinition> configured = ConfiguredIslands(spec, inventory);
+  std::vector<IslandChange> changes;
+  std::vector<RoundIsland> kept;
+  for (RoundIsland& island : *islands) {
+    const bool done = std::binary_search(reported.begin(), reported.end(), island.members.front());
+    std::vector<std::string> lost;
+    for (const std::string& m : island.members)
+      if (alive.count(m) == 0) lost.push_back(m);
+    if (done || lost.empty()) {
+      kept.push_back(std::move(island));
+      continue;
+    }
+    std::string lost_names;
+    for (const std::string& m : lost) lost_names += (lost_names.empty() ? "" : ", ") + m;
+    const IslandDefinition* definition = FindDefinition(configured, island.name);
+    std::vector<IslandDecision> decision =
+        DecideIslands({definition ? *definition : IslandDefinition{island.name, island.members}},
+                      std::vector<std::string>(alive.begin(), alive.end()));
+    IslandChange change;
+    change.name = island.name;
+    if (!decision.front().trains) {
+      change.dropped = true;
+      change.line =
+          "island " + island.name + " lost " + lost_names + " and sits the round out (" + decision.front().reason + ")";
+    } else {
+      island.members = decision.front().members;
+      island.incarnation = (*next_incarnation)++;
+      island.reason = decision.front().reason;
+      change.line = "island " + island.name + " lost " + lost_names + ": re-formed as incarnation " +
+                    std::to_string(island.incarnation) + " with " + std::to_string(island.members.size()) +
+                    " member(s), led by " + island.members.front();
+      kept.push_back(std::move(island));
+    }
+    changes.push_back(std::move(change));
+  }
+  *islands = std::move(kept);
+  return changes;
+}
+
+std::vector<std::string> IslandLeaders(const std::vector<RoundIsland>& islands) {
+  std::vector<std::string> leaders;
+  for (const RoundIsland& island : islands) leaders.push_back(island.members.front());
+  std::sort(leaders.begin(), leaders.end());
+  return leaders;
+}
+
+}  // namespace tributary

@@ -224,7 +224,7 @@ Result<UploadOutcome> RoundDriver::CheckUpload(const std::string& worker_id, uin
   const uint64_t max_bytes = method_->MaxPayloadBytes();
   if (MethodOf(spec_).dense_payload && payload_size != max_bytes)
     return Status::InvalidArgument(context + ": payload of " + std::to_string(payload_size) + " bytes, expected " +
-                                   std::to_string(max_bytes) + " (the " + spec_.mode + " payload of this model)");
+                                   std::to_string(max_bytes) + " (4 bytes per trainable parameter)");
   if (payload_size > max_bytes)
     return Status::InvalidArgument(context + ": payload of " + std::to_string(payload_size) + " bytes, more than the " +
                                    std::to_string(max_bytes) + " bytes a " + spec_.mode + " upload can have");

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# A cluster-mode job on the one-machine testbed (docs/testbed.md, docs/cluster.md):
+#   bash tests/system/cluster_testbed_job_test.sh BUILD_DIR
+# 2 islands x 2 workers in their own network namespaces, islands found from the workers' fabric identity,
+# the coordinator in the wan namespace behind tbf-shaped, delayed links; the real daemons with CURVE.
+# Checks: the job completes; every member ends on the committed weights; the bytes on the wan links match
+# the int8 codec's formula (islands x upload + members x broadcast per round, plus bounded control
+# traffic) and are a small fraction of what synchronous data parallel across the islands would send; a
+# member killed mid-round is evicted and its island re-forms while the other island's round goes on.
+# Needs root and `ip netns`; otherwise prints a SKIP line and exits 77.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD_DIR="$(cd "${1:-$ROOT/build}" && pwd)"
+TB="$ROOT/scripts/cluster-testbed"
+BIN="$BUILD_DIR/cli/tributary"
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "SKIP: cluster_testbed_job_test needs root (network namespaces)"
+  exit 77
+fi
+if ! command -v ip >/dev/null || ! ip netns list >/dev/null 2>&1; then
+  echo "SKIP: cluster_testbed_job_test needs a working 'ip netns'"
+  exit 77
+fi
+
+PREFIX="tbj$$"
+PREFIX="${PREFIX:0:12}"
+WORK="$(mktemp -d /tmp/cluster-testbed-job.XXXXXX)"
+export TB_PREFIX="$PREFIX" TB_STATE_DIR="$WORK/state" TB_RELAY_BIN="$BUILD_DIR/bench/delay_relay"
+ROUNDS=3
+failures=0
+
+cleanup() {
+  "$TB" down >/dev/null 2>&1 || true
+  if ((failures == 0)); then rm -rf "$WORK"; else echo "files kept in $WORK"; fi
+}
+trap cleanup EXIT
+
+check() { # check DESCRIPTION COMMAND...
+  local what="$1"
+  shift
+  if "$@"; then
+    echo "ok: $what"
+  else
+    echo "FAIL: $what"
+    failures=$((failures + 1))
+  fi
+}
+wan_bytes() { "$TB" counters | awk '$1 == "total-wan" { print $2 + $3 }'; }
+cli() { "$TB" exec wan -- "$BIN" --config "$WORK/client.yaml" "$@"; }
+
+# Model, data shards and held-out set: the demo's, written by one short demo run on loopback.
+"$BIN" demo --dir "$WORK/demo" --rounds 1 >"$WORK/demo.log" 2>&1 || {
+  cat "$WORK/demo.log"
+  exit 1
+}
+
+# Keys: the coordinator's, one per worker and the CLI's, all on the allow-list.
+mkdir -p "$WORK/keys"
+"$BIN" keygen -o "$WORK/keys/coordinator" >/dev/null
+: >"$WORK/keys/allowed"
+for name in client w0 w1 w2 w3; do
+  "$BIN" keygen -o "$WORK/keys/$name" >/dev/null
+  echo "$(cat "$WORK/keys/$name.pub") $name" >>"$WORK/keys/allowed"
+done
+
+"$TB" up --islands 2 --workers 2 --wan-rate 20mbit --wan-delay-ms 10 --coord-port 7400 >"$WORK/testbed.env"
+# shellcheck disable=SC1091
+source "$WORK/testbed.env"
+
+"$TB" exec wan -- "$BIN" --set coordinator.heartbeat_interval_s=0.5 coordinator \
+  --listen "tcp://$TB_COORD_IP:7400" --http "$TB_COORD_IP:8080" --data-dir "$WORK/store" \
+  --key "$WORK/keys/coordinator.key" --allowed-keys "$WORK/keys/allowed" \
+  --eval-data "demo-heldout=$WORK/demo/data/heldout.jsonl" >"$WORK/coordinator.log" 2>&1 &
+printf 'client:\n  coordinator: tcp://%s:7400\n  secret_key: %s\n  coordinator_key: %s\n' \
+  "$TB_COORD_IP" "$WORK/keys/client.key" "$WORK/keys/coordinator.pub" >"$WORK/client.yaml"
+
+start_worker() { # start_worker ISLAND MEMBER: fabric identity "island<I>" on fab0
+  local i="$1" j="$2" n=$((2 * $1 + $2))
+  "$TB" exec "i${i}w$j" -- sh -c "exec '$BIN' --set worker.threads=1 --set worker.island_address=\$TB_SELF_IP \
+    --set \"worker.nics=['fab0:ethernet:10000:island$i']\" worker --coordinator tcp://\$TB_COORD_ADDR --name w$n \
+    --key '$WORK/keys/w$n.key' --coordinator-key '$WORK/keys/coordinator.pub' \
+    --data 'demo=$WORK/demo/data/worker-$((n + 1)).jsonl'" >>"$WORK/w$n.log" 2>&1 &
+}
+for i in 0 1; do for j in 0 1; do start_worker "$i" "$j"; done; done
+
+cat >"$WORK/job.yaml" <<EOF
+name: testbed cluster job
+model: {base: $WORK/demo/base-model}
+data: {dataset: demo, seq_len: 128}
+federation: {mode: cluster, rounds: $ROUNDS, min_clients: 3, deadline_floor_s: 20, deadline_ceiling_s: 300}
+train: {local_steps: 30, batch_size: 8, lr: 0.3, optimizer: sgd, max_grad_norm: 1.0}
+cluster: {codec: int8, collective_timeout_s: 5}
+eval: {dataset: demo-heldout}
+EOF
+
+# Wait until all four workers registered, then measure the wan bytes of the job alone.
+for _ in $(seq 1 100); do
+  grep -c "registered" "$WORK/coordinator.log" 2>/dev/null | grep -q '^[4-9]' && break
+  sleep 0.2
+done
+before="$(wan_bytes)"
+job="$(cli submit "$WORK/job.yaml")"
+echo "job $job"
+
+# Kill island 0's second member once round 2 is open.
+for _ in $(seq 1 600); do
+  cli logs "$job" 2>/dev/null | grep -q "round 2 opened" && break
+  sleep 0.2
+done
+sleep 1
+"$TB" exec i0w1 -- pkill -9 -f "name w1" || true
+check "the job completes" cli wait "$job" --timeout 600
+log="$(cli logs "$job")"
+check "island fabric:island0 re-forms without its killed member" \
+  grep -q "round 2: island fabric:island0 lost w1: re-formed" <<<"$log"
+check "island fabric:island1's round 2 is not re-planned" bash -c '! grep -q "re-planning the round" <<<"$1"' _ "$log"
+
+# Replicas: every alive member ends on the last committed weights (they report it in heartbeats once the
+# final broadcast arrived, so the wan counters are read after that).
+replicas_final() {
+  python3 - "$1" <<'PY'
+import json, sys
+job = json.loads(sys.argv[1])["data"]
+last = job["rounds"][-1]
+same = [r for r in job.get("replicas", []) if r["round"] == last["round"] and r["weights_hash"] == last["weights_hash"]]
+print("replicas at the final hash:", sorted(r["worker_id"] for r in same))
+sys.exit(0 if len(same) >= 3 else 1)
+PY
+}
+for _ in $(seq 1 50); do
+  status="$(cli status "$job" --format json)"
+  replicas_final "$status" >/dev/null && break
+  sleep 0.2
+done
+check "the three alive members hold the final weights" replicas_final "$status"
+after="$(wan_bytes)"
+
+# Bytes on the wan links against the codec's formula: per round 2 uploads + one broadcast per member.
+read -r payload members_total <<<"$(python3 - "$status" <<'PY'
+import json, sys
+job = json.loads(sys.argv[1])["data"]
+rounds = job["rounds"]
+per = rounds[0]["bytes_up"] // rounds[0]["participants"]
+print(per, sum(r["bytes_down"] for r in rounds) // per)
+PY
+)"
+wan=$((after - before))
+formula=$((ROUNDS * 2 * payload + members_total * payload))
+echo "wan bytes $wan; codec formula $formula (int8 payload $payload B per island upload and per broadcast)"
+check "wan bytes are at least the formula's payload bytes" test "$wan" -ge "$formula"
+check "wan bytes exceed the formula by less than 25% (control, TCP/IP headers, rendezvous)" \
+  test $((wan * 100)) -le $((formula * 125))
+if ((failures > 0)); then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"

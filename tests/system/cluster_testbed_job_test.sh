@@ -110,12 +110,19 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 sleep 1
+killed_ms="$(date +%s%3N)"
 "$TB" exec i0w1 -- pkill -9 -f "name w1" || true
 check "the job completes" cli wait "$job" --timeout 600
 log="$(cli logs "$job")"
 check "island fabric:island0 re-forms without its killed member" \
   grep -q "round 2: island fabric:island0 lost w1: re-formed" <<<"$log"
 check "island fabric:island1's round 2 is not re-planned" bash -c '! grep -q "re-planning the round" <<<"$1"' _ "$log"
+
+# How long eviction took (reported, not asserted: a test never times): kill to the coordinator's re-formation.
+reformed="$(grep -m1 "re-formed as incarnation" "$WORK/coordinator.log" | cut -c1-23 || true)"
+if [[ -n $reformed ]]; then
+  echo "eviction: island re-formed $(($(date -d "$reformed" +%s%3N) - killed_ms)) ms after the kill"
+fi
 
 # Replicas: every alive member ends on the last committed weights (they report it in heartbeats once the
 # final broadcast arrived, so the wan counters are read after that).

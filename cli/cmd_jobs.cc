@@ -178,6 +178,10 @@ void PrintStatusText(const v1::GetJobReply& reply) {
   std::printf("train loss    %s\n", FormatLoss(job.loss()).c_str());
   std::printf("held-out loss %s\n", FormatLoss(job.heldout_loss()).c_str());
   if (!job.waiting().empty()) std::printf("waiting       %s\n", job.waiting().c_str());
+  if (job.islands() > 0 || job.island_reforms() > 0) {
+    std::printf("islands       %u training, %llu re-formation(s) so far\n", job.islands(),
+                static_cast<unsigned long long>(job.island_reforms()));
+  }
   if (job.has_privacy())
     std::printf("privacy       %s\n", PrivacyText(job.privacy(), job.round(), job.total_rounds()).c_str());
   std::printf("bytes         up %s, down %s (last round: up %s, down %s)\n", FormatBytes(job.bytes_up()).c_str(),
@@ -189,6 +193,10 @@ void PrintStatusText(const v1::GetJobReply& reply) {
   }
   std::printf("created (UTC) %s\n", FormatUnixMs(job.created_unix_ms()).c_str());
   std::printf("updated (UTC) %s\n", FormatUnixMs(job.updated_unix_ms()).c_str());
+  if (reply.islands_size() > 0) {
+    std::printf("\n");
+    for (const v1::IslandStatus& island : reply.islands()) std::printf("%s\n", IslandStatusText(island).c_str());
+  }
   if (reply.rounds_size() > 0) {
     std::printf("\n");
     std::vector<std::vector<std::string>> rows = {

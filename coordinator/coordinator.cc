@@ -96,6 +96,14 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
   server_options.insecure = options.insecure;
   server_options.keys = options.keys;
   server_options.allow_list = options.allow_list;
+  // In cluster mode every byte here crosses the slow links: /metrics counts them by message type.
+  CoordinatorMetrics* metrics = &impl->metrics;
+  server_options.count_traffic = [metrics](bool received, transport::Envelope::BodyCase body, uint64_t envelope_bytes,
+                                           uint64_t bulk_bytes) {
+    const char* direction = received ? "in" : "out";
+    metrics->OnTransportBytes(direction, transport::BodyName(body), envelope_bytes);
+    if (bulk_bytes > 0) metrics->OnTransportBytes(direction, "bulk_chunk", bulk_bytes);
+  };
   auto server = transport::Server::Bind(options.listen, server_options);
   if (!server.ok()) return server.status().WithContext("coordinator.listen");
   impl->server = std::move(*server);

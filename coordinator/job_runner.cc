@@ -152,6 +152,7 @@ void JobRunner::RefreshRecord() {
 void JobRunner::Release() {
   secagg_.reset();
   driver_.reset();
+  PublishIslandMetrics();
   model_.reset();
   ++version_;
 }
@@ -218,6 +219,8 @@ v1::JobStatus JobRunner::Describe() const {
     st.set_waiting(last_plan_error_);
   if (spec_.privacy.mechanism != DpMechanism::kNone) *st.mutable_privacy() = PrivacyStatusOf(spec_, st.round());
   st.set_submit_token(record_.submit_token);
+  if (driver_ && driver_->round_open()) st.set_islands(static_cast<uint32_t>(driver_->current().islands.size()));
+  st.set_island_reforms(island_reforms_);
   return st;
 }
 
@@ -230,7 +233,26 @@ v1::GetJobReply JobRunner::Detail(std::vector<v1::ReplicaState> replicas) const 
   }
   for (const v1::RoundSummary& r : rounds_) *out.add_rounds() = r;
   for (v1::ReplicaState& r : replicas) *out.add_replicas() = std::move(r);
+  AddIslandStatuses(&out);
   return out;
+}
+
+void JobRunner::AddIslandStatuses(v1::GetJobReply* reply) const {
+  if (!driver_ || !driver_->round_open()) return;
+  const std::vector<std::string> reported = driver_->reported();
+  for (const RoundIsland& island : driver_->current().islands) {
+    v1::IslandStatus* out = reply->add_islands();
+    out->set_island_id(island.name);
+    out->set_incarnation(island.incarnation);
+    for (const std::string& m : island.members) out->add_members(m);
+    if (!island.members.empty()) {
+      out->set_leader(island.members[0]);
+      out->set_reported(std::binary_search(reported.begin(), reported.end(), island.members[0]));
+    }
+    auto reforms = island_reforms_by_island_.find(island.name);
+    out->set_reforms(reforms == island_reforms_by_island_.end() ? 0 : reforms->second);
+    out->set_reason(island.reason);
+  }
 }
 
 Result<LogPage> JobRunner::ReadLog(uint64_t from_line, uint32_t max_lines) const {
@@ -285,6 +307,7 @@ bool JobRunner::OpenRound(int64_t now_ms) {
   round_opened_ms_ = now_ms;
   slowest_train_seconds_ = 0;
   ++version_;
+  PublishIslandMetrics();
   std::string names;
   for (const std::string& p : start->participants) names += (names.empty() ? "" : ", ") + p;
   Log("round " + std::to_string(start->round) + " opened: " + std::to_string(start->participants.size()) +
@@ -296,9 +319,15 @@ bool JobRunner::OpenRound(int64_t now_ms) {
 bool JobRunner::ReformIslands(int64_t now_ms) {
   const std::vector<IslandChange> changes = driver_->ReformIslands(services_.workers->AliveInventory());
   if (changes.empty()) return true;
-  for (const IslandChange& change : changes)
+  for (const IslandChange& change : changes) {
     Log("round " + std::to_string(driver_->current().round) + ": " + change.line,
         /*warn=*/true);
+    if (change.dropped) continue;  // PublishIslandMetrics shows it with 0 members
+    ++island_reforms_;
+    ++island_reforms_by_island_[change.name];
+    services_.metrics->OnIslandReformed(job_id_, change.name);
+  }
+  PublishIslandMetrics();
   ++version_;
   island_stores_.clear();  // the new incarnations rendezvous afresh
   if (!driver_->current().uploaders.empty()) return true;
@@ -307,6 +336,18 @@ bool JobRunner::ReformIslands(int64_t now_ms) {
   driver_->AbandonRound();
   next_plan_ms_ = now_ms + kReplanIntervalMs;
   return false;
+}
+
+void JobRunner::PublishIslandMetrics() {
+  std::set<std::string> idle = metric_islands_;
+  if (driver_ && driver_->round_open()) {
+    for (const RoundIsland& island : driver_->current().islands) {
+      services_.metrics->SetIsland(job_id_, island.name, island.members.size(), island.incarnation);
+      metric_islands_.insert(island.name);
+      idle.erase(island.name);
+    }
+  }
+  for (const std::string& name : idle) services_.metrics->SetIslandMembers(job_id_, name, 0);
 }
 
 const RoundIsland* JobRunner::IslandOf(const std::string& worker_id) const {
@@ -485,6 +526,7 @@ Result<UploadOutcome> JobRunner::AcceptUpload(const v1::UploadUpdate& u, const s
   if (outcome == UploadOutcome::kAccepted) {
     slowest_train_seconds_ = std::max(slowest_train_seconds_, u.train_seconds());
     if (pulled) bytes_pulled_ += payload.size();
+    ++version_;  // the view shows which islands reported
     Log("round " + std::to_string(u.round()) + ": upload from '" + u.worker_id() + "' accepted (" +
         std::to_string(u.num_samples()) + " samples, train loss " + FormatLoss(u.loss()) + ", " +
         std::to_string(payload.size()) + " B" + (pulled ? " pulled as a bulk object" : "") + ")");

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -141,6 +142,11 @@ class JobRunner {
   bool ReformIslands(int64_t now_ms);
   // The open round's island of a worker (null: none, or not cluster mode).
   const RoundIsland* IslandOf(const std::string& worker_id) const;
+  // Cluster mode: the open round's islands in /metrics (members, incarnation); islands not in it (or
+  // every island, once the job stopped running) show 0 members.
+  void PublishIslandMetrics();
+  // The open round's islands as GetJobReply shows them.
+  void AddIslandStatuses(v1::GetJobReply* reply) const;
   void SendRoundStarts();
   void SendRoundStart(const WorkerEntry& worker);
   // What a RoundStart went to: the routing id, and in cluster mode the island incarnation (a re-formed
@@ -184,6 +190,10 @@ class JobRunner {
   std::string last_plan_error_;       // logged once per change
   // Cluster mode: each island incarnation's rendezvous keys ("<island>/<incarnation>" -> key -> value).
   std::map<std::string, std::map<std::string, std::string>> island_stores_;
+  // Cluster mode: re-formations after a lost member since this runner started, in all and per island.
+  uint64_t island_reforms_ = 0;
+  std::map<std::string, uint32_t> island_reforms_by_island_;
+  std::set<std::string> metric_islands_;  // islands with /metrics series
   int64_t next_plan_ms_ = 0;
 };
 

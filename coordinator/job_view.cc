@@ -68,7 +68,25 @@ nlohmann::json JobStatusJson(const v1::JobStatus& job) {
           {"error", job.error()},
           {"submit_token", job.submit_token()},
           {"waiting", job.waiting()},
-          {"privacy", PrivacyJson(job)}};
+          {"privacy", PrivacyJson(job)},
+          {"islands", job.islands()},
+          {"island_reforms", job.island_reforms()}};
+}
+
+nlohmann::json IslandStatusJson(const v1::IslandStatus& island) {
+  nlohmann::json members = nlohmann::json::array();
+  for (const std::string& m : island.members()) members.push_back(m);
+  return {{"island_id", island.island_id()}, {"incarnation", island.incarnation()}, {"members", std::move(members)},
+          {"leader", island.leader()},       {"reported", island.reported()},       {"reforms", island.reforms()},
+          {"reason", island.reason()}};
+}
+
+std::string IslandStatusText(const v1::IslandStatus& island) {
+  std::string members;
+  for (const std::string& m : island.members()) members += (members.empty() ? "" : ",") + m;
+  return "island " + island.island_id() + "  incarnation " + std::to_string(island.incarnation()) + "  leader " +
+         (island.leader().empty() ? "-" : island.leader()) + "  members " + (members.empty() ? "-" : members) +
+         "  reported " + (island.reported() ? "yes" : "no") + "  reforms " + std::to_string(island.reforms());
 }
 
 nlohmann::json RoundSummaryJson(const v1::RoundSummary& round) {
@@ -129,8 +147,11 @@ nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {
   }
   nlohmann::json workers = nlohmann::json::array();
   for (const std::string& w : reply.workers()) workers.push_back(w);
+  nlohmann::json islands = nlohmann::json::array();
+  for (const v1::IslandStatus& island : reply.islands()) islands.push_back(IslandStatusJson(island));
   return {{"job", JobStatusJson(reply.job())},
           {"workers", workers},
+          {"islands", islands},
           {"rounds", rounds},
           {"replicas", replicas},
           {"spec_yaml", reply.spec_yaml()}};

@@ -20,8 +20,14 @@ std::string FormatLoss(double loss);
 
 // A job object: job_id, name, state, mode, round, total_rounds, participants, train_loss,
 // heldout_loss, bytes_up, bytes_down, last_round_bytes_up, last_round_bytes_down, dense_state_bytes,
-// created_unix_ms, updated_unix_ms, error, submit_token.
+// created_unix_ms, updated_unix_ms, error, submit_token, waiting, privacy, islands (cluster mode: islands
+// training in the open round), island_reforms.
 nlohmann::json JobStatusJson(const v1::JobStatus& job);
+
+// A cluster-mode island of the open round: island_id, incarnation, members, leader, reported, reforms, reason.
+nlohmann::json IslandStatusJson(const v1::IslandStatus& island);
+// "island a  incarnation 17966  leader w1  members w1,w2  reported no  reforms 1", for `tributary status`.
+std::string IslandStatusText(const v1::IslandStatus& island);
 
 // The privacy section of a job status after `committed_rounds` rounds (mechanism not none).
 v1::PrivacyStatus PrivacyStatusOf(const JobSpec& spec, uint64_t committed_rounds);
@@ -37,8 +43,8 @@ void AddClientReports(const std::vector<checkpoint::RoundParticipant>& participa
 // "w1 0.98, w2 1.03, w3 48.2 clipped x0.021 excluded": the clients of a round for logs and tables.
 std::string ClientReportsText(const v1::RoundSummary& round);
 
-// A job in detail: job (a job object), workers (the open round's participants), rounds, replicas
-// (worker_id, job_id, round, weights_hash) and spec_yaml.
+// A job in detail: job (a job object), workers (the open round's participants), islands (the open
+// round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash) and spec_yaml.
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
 
 }  // namespace tributary

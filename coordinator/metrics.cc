@@ -70,6 +70,22 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                            .Name("tributary_rejected_uploads_total")
                            .Help("Uploads refused by the coordinator, by reason.")
                            .Register(*registry_);
+  island_members_ = &prometheus::BuildGauge()
+                         .Name("tributary_island_members")
+                         .Help("Members of a cluster-mode island's current incarnation (0: it sits the round out).")
+                         .Register(*registry_);
+  island_incarnation_ = &prometheus::BuildGauge()
+                             .Name("tributary_island_incarnation")
+                             .Help("A cluster-mode island's current incarnation.")
+                             .Register(*registry_);
+  island_reforms_ = &prometheus::BuildCounter()
+                         .Name("tributary_island_reforms_total")
+                         .Help("Re-formations of a cluster-mode island after it lost a member.")
+                         .Register(*registry_);
+  transport_bytes_ = &prometheus::BuildCounter()
+                          .Name("tributary_transport_bytes_total")
+                          .Help("Bytes the coordinator sent (out) or received (in), by message body type.")
+                          .Register(*registry_);
 }
 
 CoordinatorMetrics::~CoordinatorMetrics() = default;
@@ -106,6 +122,26 @@ void CoordinatorMetrics::SetPrivacySpent(const std::string& job, double epsilon,
 
 void CoordinatorMetrics::SetWorkersAlive(int64_t workers) {
   workers_alive_->Set(static_cast<double>(workers));
+}
+
+void CoordinatorMetrics::SetIsland(const std::string& job, const std::string& island, size_t members,
+                                   uint64_t incarnation) {
+  const prometheus::Labels labels = {{"job", job}, {"island", island}};
+  island_members_->Add(labels).Set(static_cast<double>(members));
+  island_incarnation_->Add(labels).Set(static_cast<double>(incarnation));
+  island_reforms_->Add(labels);  // the series exists (at 0) before the first re-formation
+}
+
+void CoordinatorMetrics::SetIslandMembers(const std::string& job, const std::string& island, size_t members) {
+  island_members_->Add({{"job", job}, {"island", island}}).Set(static_cast<double>(members));
+}
+
+void CoordinatorMetrics::OnIslandReformed(const std::string& job, const std::string& island) {
+  island_reforms_->Add({{"job", job}, {"island", island}}).Increment();
+}
+
+void CoordinatorMetrics::OnTransportBytes(const std::string& direction, const std::string& type, uint64_t bytes) {
+  transport_bytes_->Add({{"direction", direction}, {"type", type}}).Increment(static_cast<double>(bytes));
 }
 
 std::string CoordinatorMetrics::RenderText() const {

@@ -11,6 +11,13 @@
 //   tributary_round_duration_seconds{job}      histogram, buckets 1 s .. 6 h
 //   tributary_aggregation_seconds{job}         histogram, buckets 1 ms .. 60 s
 //   tributary_rejected_uploads_total{reason}   counter
+//   tributary_island_members{job,island}       gauge; cluster mode: members of the island's current
+//                                              incarnation (0 while it sits the round out)
+//   tributary_island_incarnation{job,island}   gauge; the current incarnation (a double: exact to 2^53)
+//   tributary_island_reforms_total{job,island} counter; re-formations after a lost member
+//   tributary_transport_bytes_total{direction,type}  counter; bytes the coordinator's server sent (out) or
+//                                              received (in), by body type (transport::BodyName), the bulk
+//                                              frames of chunks as type bulk_chunk
 //
 // Every method is safe to call from any thread.
 #pragma once
@@ -67,6 +74,16 @@ class CoordinatorMetrics {
   void SetPrivacySpent(const std::string& job, double epsilon, double delta);
   void SetWorkersAlive(int64_t workers);
 
+  // Cluster mode: `island` of `job` trains with `members` under `incarnation` (members 0: it sits the
+  // round out, incarnation unchanged). Creates the island's reforms series at 0.
+  void SetIsland(const std::string& job, const std::string& island, size_t members, uint64_t incarnation);
+  void SetIslandMembers(const std::string& job, const std::string& island, size_t members);
+  // `island` of `job` re-formed after losing a member.
+  void OnIslandReformed(const std::string& job, const std::string& island);
+
+  // `bytes` crossed the coordinator's server: `direction` "in" or "out", `type` a body name or bulk_chunk.
+  void OnTransportBytes(const std::string& direction, const std::string& type, uint64_t bytes);
+
   // All families in the Prometheus text format 0.0.4.
   std::string RenderText() const;
 
@@ -89,6 +106,10 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Histogram>* round_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* aggregation_ = nullptr;
   prometheus::Family<prometheus::Counter>* rejected_uploads_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* island_members_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* island_incarnation_ = nullptr;
+  prometheus::Family<prometheus::Counter>* island_reforms_ = nullptr;
+  prometheus::Family<prometheus::Counter>* transport_bytes_ = nullptr;
 };
 
 // The Content-Type of RenderText()'s output.

@@ -149,6 +149,12 @@ std::string DescribeHandshakeFailure(const MonitorEvent& event) {
   return std::string("protocol error ") + hex;
 }
 
+uint64_t FrameBytes(const std::vector<zmq::message_t>& frames, size_t from) {
+  uint64_t bytes = 0;
+  for (size_t i = from; i < frames.size(); ++i) bytes += frames[i].size();
+  return bytes;
+}
+
 // Poll timeout in ms until `deadline` (-1 when timeout_ms < 0: wait forever).
 long MillisUntil(std::chrono::steady_clock::time_point deadline, int timeout_ms) {
   if (timeout_ms < 0) return -1;
@@ -265,6 +271,7 @@ Result<Incoming> Server::Receive(int timeout_ms) {
   std::vector<zmq::message_t> frames;
   for (size_t i = 1; i < parts.size(); ++i) frames.push_back(std::move(parts[i]));
 
+  const uint64_t head_bytes = frames.empty() ? 0 : frames[0].size();  // before DecodeFrames consumes the frames
   Status status;
   uint64_t rejected_id = 0;
   if (truncated) {
@@ -277,24 +284,34 @@ Result<Incoming> Server::Receive(int timeout_ms) {
     ++rejected_messages_;
     spdlog::warn("{}: rejected a message: {}", options_.name, status.message());
     if (options_.reply_errors) {
-      Result<zmq::message_t> head =
-          EncodeControlFrame(ErrorEnvelope(options_.name, rejected_id, status), 0, options_.socket.limits);
-      if (head.ok()) SendFrames(socket_, &incoming.peer.routing_id, std::move(*head), {}, peer).IgnoreError();
+      SendCounted(incoming.peer.routing_id, ErrorEnvelope(options_.name, rejected_id, status), {}, peer).IgnoreError();
     }
     return status;
+  }
+  if (options_.count_traffic) {
+    options_.count_traffic(true, incoming.message.envelope.body_case(), head_bytes,
+                           FrameBytes(incoming.message.bulk, 0));
   }
   return incoming;
 }
 
-Status Server::Send(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk) {
+Status Server::SendCounted(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk,
+                           const std::string& peer) {
   TRIB_ASSIGN_OR_RETURN(zmq::message_t head, EncodeControlFrame(envelope, bulk.size(), options_.socket.limits));
-  return SendFrames(socket_, &routing_id, std::move(head), std::move(bulk), "peer " + HexPrefix(routing_id, 5));
+  const uint64_t head_bytes = head.size();
+  const uint64_t bulk_bytes = FrameBytes(bulk, 0);
+  TRIB_RETURN_IF_ERROR(SendFrames(socket_, &routing_id, std::move(head), std::move(bulk), peer));
+  if (options_.count_traffic) options_.count_traffic(false, envelope.body_case(), head_bytes, bulk_bytes);
+  return Status::OK();
+}
+
+Status Server::Send(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk) {
+  return SendCounted(routing_id, envelope, std::move(bulk), "peer " + HexPrefix(routing_id, 5));
 }
 
 Status Server::Reply(const Incoming& request, Envelope reply, std::vector<zmq::message_t> bulk) {
   reply.set_in_reply_to(request.message.envelope.message_id());
-  TRIB_ASSIGN_OR_RETURN(zmq::message_t head, EncodeControlFrame(reply, bulk.size(), options_.socket.limits));
-  return SendFrames(socket_, &request.peer.routing_id, std::move(head), std::move(bulk), request.peer.Describe());
+  return SendCounted(request.peer.routing_id, reply, std::move(bulk), request.peer.Describe());
 }
 
 Status Server::SetAllowList(AllowList allow_list) {

@@ -495,6 +495,49 @@ TEST_F(ClientCommandsTest, StatusShowsRoundsReplicasAndProgress) {
   EXPECT_NE(r.out.find("50%"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("00000000000000a1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1.7500"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("island"), std::string::npos) << "no island lines outside cluster mode\n" << r.out;
+}
+
+TEST_F(ClientCommandsTest, StatusShowsTheOpenRoundsIslands) {
+  ScriptedCoordinator coordinator(ScriptedCoordinator::Insecure(), [](const Envelope&) {
+    v1::JobStatus job = Job("j1", "RUNNING", 1, 3);
+    job.set_mode("cluster");
+    job.set_islands(2);
+    job.set_island_reforms(1);
+    Envelope reply = GetJobReplyFor(job);
+    for (const char* name : {"a", "b"}) {
+      v1::IslandStatus* island = reply.mutable_get_job_reply()->add_islands();
+      island->set_island_id(name);
+      island->set_incarnation(name[0] == 'a' ? 1796611270873 : 1796611270871);
+      island->add_members(name[0] == 'a' ? "worker-1" : "worker-3");
+      if (name[0] == 'b') island->add_members("worker-4");
+      island->set_leader(island->members(0));
+      island->set_reported(name[0] == 'b');
+      island->set_reforms(name[0] == 'a' ? 1 : 0);
+    }
+    return reply;
+  });
+  coordinator.Start();
+  ProcessResult r = RunInsecure(coordinator.endpoint(), {"status", "j1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("islands       2 training, 1 re-formation(s) so far"), std::string::npos) << r.out;
+  EXPECT_NE(
+      r.out.find("island a  incarnation 1796611270873  leader worker-1  members worker-1  reported no  reforms 1"),
+      std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("island b  incarnation 1796611270871  leader worker-3  members worker-3,worker-4  reported yes"
+                       "  reforms 0"),
+            std::string::npos)
+      << r.out;
+
+  r = RunInsecure(coordinator.endpoint(), {"status", "j1", "--format", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json data = nlohmann::json::parse(r.out)["data"];
+  EXPECT_EQ(data["job"]["islands"], 2);
+  EXPECT_EQ(data["job"]["island_reforms"], 1);
+  ASSERT_EQ(data["islands"].size(), 2u);
+  EXPECT_EQ(data["islands"][1]["members"], nlohmann::json::array({"worker-3", "worker-4"}));
+  EXPECT_EQ(data["islands"][1]["reported"], true);
 }
 
 TEST_F(ClientCommandsTest, LogsPagesThroughTheLogAndFollowsUntilEof) {

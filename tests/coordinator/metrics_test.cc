@@ -224,6 +224,50 @@ TEST(CoordinatorMetricsTest, RejectedUploadsByReason) {
   EXPECT_EQ(Find(parsed, "tributary_rejected_uploads_total", {{"reason", "duplicate"}}), std::nullopt);
 }
 
+TEST(CoordinatorMetricsTest, IslandGaugesAndReformsPerJobAndIsland) {
+  CoordinatorMetrics metrics;
+  const uint64_t incarnation = 1796611270871;  // clock-based: well inside a double's exact range
+  metrics.SetIsland("job-a", "a", 2, incarnation);
+  metrics.SetIsland("job-a", "b", 2, incarnation + 1);
+  ParsedText parsed = Parse(metrics.RenderText());
+  EXPECT_EQ(parsed.types["tributary_island_members"], "gauge");
+  EXPECT_EQ(parsed.types["tributary_island_incarnation"], "gauge");
+  EXPECT_EQ(parsed.types["tributary_island_reforms_total"], "counter");
+  EXPECT_EQ(Find(parsed, "tributary_island_members", {{"job", "job-a"}, {"island", "a"}}), 2.0);
+  EXPECT_EQ(Find(parsed, "tributary_island_incarnation", {{"job", "job-a"}, {"island", "b"}}),
+            static_cast<double>(incarnation + 1));
+  EXPECT_EQ(Find(parsed, "tributary_island_reforms_total", {{"job", "job-a"}, {"island", "a"}}), 0.0)
+      << "the series exists before the first re-formation";
+
+  // Island a loses a member and re-forms; island b then sits a round out.
+  metrics.OnIslandReformed("job-a", "a");
+  metrics.SetIsland("job-a", "a", 1, incarnation + 2);
+  metrics.SetIslandMembers("job-a", "b", 0);
+  parsed = Parse(metrics.RenderText());
+  EXPECT_EQ(Find(parsed, "tributary_island_members", {{"job", "job-a"}, {"island", "a"}}), 1.0);
+  EXPECT_EQ(Find(parsed, "tributary_island_incarnation", {{"job", "job-a"}, {"island", "a"}}),
+            static_cast<double>(incarnation + 2));
+  EXPECT_EQ(Find(parsed, "tributary_island_reforms_total", {{"job", "job-a"}, {"island", "a"}}), 1.0);
+  EXPECT_EQ(Find(parsed, "tributary_island_members", {{"job", "job-a"}, {"island", "b"}}), 0.0);
+  EXPECT_EQ(Find(parsed, "tributary_island_incarnation", {{"job", "job-a"}, {"island", "b"}}),
+            static_cast<double>(incarnation + 1));
+}
+
+TEST(CoordinatorMetricsTest, TransportBytesByDirectionAndType) {
+  CoordinatorMetrics metrics;
+  metrics.OnTransportBytes("in", "heartbeat", 100);
+  metrics.OnTransportBytes("in", "heartbeat", 50);
+  metrics.OnTransportBytes("out", "round_start", 700);
+  metrics.OnTransportBytes("in", "bulk_chunk", 5'000'000'000ULL);
+  const ParsedText parsed = Parse(metrics.RenderText());
+  EXPECT_EQ(parsed.types.at("tributary_transport_bytes_total"), "counter");
+  EXPECT_EQ(Find(parsed, "tributary_transport_bytes_total", {{"direction", "in"}, {"type", "heartbeat"}}), 150.0);
+  EXPECT_EQ(Find(parsed, "tributary_transport_bytes_total", {{"direction", "out"}, {"type", "round_start"}}), 700.0);
+  EXPECT_EQ(Find(parsed, "tributary_transport_bytes_total", {{"direction", "in"}, {"type", "bulk_chunk"}}), 5e9);
+  EXPECT_EQ(Find(parsed, "tributary_transport_bytes_total", {{"direction", "out"}, {"type", "heartbeat"}}),
+            std::nullopt);
+}
+
 TEST(CoordinatorMetricsTest, ConcurrentUpdatesAndRendersLoseNothing) {
   CoordinatorMetrics metrics;
   constexpr int kThreads = 4;

@@ -2,11 +2,16 @@
 // island one data-parallel group over gloo (rendezvous through the coordinator), an outer round every
 // train.local_steps inner steps with the int8 codec and Nesterov outer optimizer.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "checkpoint/store.h"
 #include "coordinator/job_model.h"
@@ -33,6 +38,29 @@ bool LogHas(const std::vector<std::string>& log, const std::string& text) {
   return false;
 }
 
+// The value of the first /metrics sample starting with `series` ("name{labels}"); -1 when absent.
+double MetricValue(const std::string& text, const std::string& series) {
+  const size_t at = text.find(series + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtod(text.c_str() + at + series.size() + 1, nullptr);
+}
+
+std::string IslandSeries(const std::string& name, const std::string& island, const std::string& job_id) {
+  return name + "{island=\"" + island + "\",job=\"" + job_id + "\"}";
+}
+
+// Polls /metrics until `series` has `value` (30 s); the last value seen.
+double WaitForMetric(int http_port, const std::string& series, double value) {
+  httplib::Client http("127.0.0.1", http_port);
+  double seen = -1;
+  for (int i = 0; i < 300 && seen != value; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto metrics = http.Get("/metrics");
+    if (metrics) seen = MetricValue(metrics->body, series);
+  }
+  return seen;
+}
+
 // The int8 upload of one island: per tensor a 256-entry fp32 codebook and one byte per value.
 uint64_t Int8PayloadBytes(const std::string& yaml) {
   auto spec = ParseJobSpec(yaml, "spec");
@@ -54,6 +82,24 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
     const double initial = InitialHeldOutLoss(cluster, yaml);
     job_id = Submit(cluster.client(), yaml);
     ASSERT_FALSE(job_id.empty());
+    // While a round is open, status and /metrics show its islands.
+    v1::GetJobReply open;
+    ASSERT_TRUE(WaitFor(cluster.client(), job_id, [&open](const v1::GetJobReply& j) {
+      open = j;
+      return j.islands_size() == 2;
+    }));
+    EXPECT_EQ(open.job().islands(), 2u);
+    EXPECT_EQ(open.job().island_reforms(), 0u);
+    const v1::IslandStatus& a = open.islands(0);
+    EXPECT_EQ(a.island_id(), "a");
+    EXPECT_EQ(a.leader(), "worker-1");
+    ASSERT_EQ(a.members_size(), 2);
+    EXPECT_EQ(a.members(1), "worker-2");
+    EXPECT_GT(a.incarnation(), 0u);
+    EXPECT_EQ(a.reforms(), 0u);
+    EXPECT_EQ(open.islands(1).leader(), "worker-3");
+    const int http_port = cluster.cluster().http_port();
+    EXPECT_EQ(WaitForMetric(http_port, IslandSeries("tributary_island_members", "b", job_id), 2), 2);
     const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
     ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
     ASSERT_EQ(job.rounds_size(), 3);
@@ -72,6 +118,25 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
       EXPECT_EQ(replica.weights_hash(), synced->rounds(2).weights_hash()) << replica.worker_id();
     const std::vector<std::string> log = JobLog(cluster.client(), job_id);
     EXPECT_FALSE(LogHas(log, "re-formed")) << "no member was lost";
+
+    // Finished: no round is open, the islands' gauges show 0 members, the bytes crossed are counted.
+    httplib::Client http("127.0.0.1", http_port);
+    auto metrics = http.Get("/metrics");
+    ASSERT_TRUE(metrics) << httplib::to_string(metrics.error());
+    EXPECT_EQ(MetricValue(metrics->body, IslandSeries("tributary_island_members", "a", job_id)), 0) << metrics->body;
+    EXPECT_GT(MetricValue(metrics->body, IslandSeries("tributary_island_incarnation", "a", job_id)), 0);
+    EXPECT_EQ(MetricValue(metrics->body, IslandSeries("tributary_island_reforms_total", "a", job_id)), 0);
+    // Two leaders' uploads per round, inline or pulled as bulk chunks.
+    const std::string in_bytes = "tributary_transport_bytes_total{direction=\"in\",type=";
+    const double uploads = std::max(0.0, MetricValue(metrics->body, in_bytes + "\"upload_update\"}")) +
+                           std::max(0.0, MetricValue(metrics->body, in_bytes + "\"bulk_chunk\"}"));
+    EXPECT_GE(uploads, 2.0 * 3 * static_cast<double>(Int8PayloadBytes(yaml))) << metrics->body;
+    EXPECT_GT(MetricValue(metrics->body, "tributary_transport_bytes_total{direction=\"out\",type=\"round_start\"}"), 0);
+    auto api = http.Get("/api/jobs/" + job_id);
+    ASSERT_TRUE(api);
+    const nlohmann::json detail = nlohmann::json::parse(api->body);
+    EXPECT_TRUE(detail["islands"].empty()) << api->body;
+    EXPECT_EQ(detail["job"]["island_reforms"], 0);
   }
   // The store: per round exactly the two leaders' uploads, each the codec's size for this model.
   const uint64_t expected = Int8PayloadBytes(yaml);
@@ -111,6 +176,9 @@ TEST(ClusterSystemTest, KilledMemberIsEvictedItsIslandReformsAndTheOtherIslandLo
   auto after = GetJob(cluster.client(), job_id);
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->rounds(1).participants(), 2u) << "both islands contribute to round 2";
+  EXPECT_GE(after->job().island_reforms(), 1u);
+  EXPECT_GE(
+      WaitForMetric(cluster.cluster().http_port(), IslandSeries("tributary_island_reforms_total", "a", job_id), 1), 1);
 
   // The killed member comes back and rejoins its island at a later round, caught up to the same model.
   ASSERT_TRUE(cluster.cluster().StartWorker(1).ok());

@@ -326,6 +326,70 @@ TEST(ChannelTest, SendToUnknownPeerIsUnavailable) {
   EXPECT_TRUE(status.IsUnavailable()) << status.ToString();
 }
 
+// A chunk header with its data frame of `bytes` bytes.
+Envelope ChunkOf(size_t bytes) {
+  Envelope envelope = NewEnvelope("sender");
+  v1::BulkChunkHeader* chunk = envelope.mutable_bulk_chunk_header();
+  chunk->set_object_id("obj");
+  chunk->set_num_chunks(1);
+  chunk->set_size(static_cast<uint32_t>(bytes));
+  chunk->set_total_size(bytes);
+  chunk->set_chunk_size(static_cast<uint32_t>(bytes));
+  return envelope;
+}
+
+std::vector<zmq::message_t> DataFrame(size_t bytes) {
+  std::vector<zmq::message_t> frames;
+  frames.emplace_back(bytes);
+  return frames;
+}
+
+TEST(ChannelTest, ServerCountsTheBytesOfEveryMessageItSendsAndReceives) {
+  const CurveSetup setup = MakeCurveSetup();
+  struct Counted {
+    bool received;
+    Envelope::BodyCase body;
+    uint64_t envelope_bytes;
+    uint64_t bulk_bytes;
+  };
+  std::vector<Counted> counted;  // the server is used by this thread only
+  ServerOptions server_options = testing::SecureServerOptions(setup);
+  server_options.count_traffic = [&counted](bool received, Envelope::BodyCase body, uint64_t envelope_bytes,
+                                            uint64_t bulk_bytes) {
+    counted.push_back({received, body, envelope_bytes, bulk_bytes});
+  };
+  Pair pair = SecurePair(setup, server_options, testing::SecureClientOptions(setup, setup.client));
+  const Limits limits;
+  const Envelope heartbeat = Heartbeat(7);
+  ASSERT_TRUE(pair.client->Send(heartbeat).ok());
+  Result<Incoming> in = ReceiveOne(*pair.server);
+  ASSERT_TRUE(in.ok()) << in.status().ToString();
+  ASSERT_EQ(counted.size(), 1u);
+  EXPECT_TRUE(counted[0].received);
+  EXPECT_EQ(counted[0].body, Envelope::kHeartbeat);
+  EXPECT_EQ(counted[0].envelope_bytes, EncodeControlFrame(heartbeat, 0, limits).value().size());
+  EXPECT_EQ(counted[0].bulk_bytes, 0u);
+
+  // A chunk each way: the data frame counts as bulk bytes.
+  const Envelope out_chunk = ChunkOf(1000);
+  ASSERT_TRUE(pair.server->Send(in->peer.routing_id, out_chunk, DataFrame(1000)).ok());
+  ASSERT_TRUE(pair.client->Receive(kWaitMs).ok());
+  ASSERT_EQ(counted.size(), 2u);
+  EXPECT_FALSE(counted[1].received);
+  EXPECT_EQ(counted[1].body, Envelope::kBulkChunkHeader);
+  EXPECT_EQ(counted[1].envelope_bytes, EncodeControlFrame(out_chunk, 1, limits).value().size());
+  EXPECT_EQ(counted[1].bulk_bytes, 1000u);
+  ASSERT_TRUE(pair.client->Send(ChunkOf(300), DataFrame(300)).ok());
+  ASSERT_TRUE(ReceiveOne(*pair.server).ok());
+  ASSERT_EQ(counted.size(), 3u);
+  EXPECT_TRUE(counted[2].received);
+  EXPECT_EQ(counted[2].bulk_bytes, 300u);
+
+  // A send that fails counts nothing.
+  EXPECT_FALSE(pair.server->Send("no-such-peer", heartbeat).ok());
+  EXPECT_EQ(counted.size(), 3u);
+}
+
 TEST(ChannelTest, MissingKeysAreRefusedAtSetup) {
   ServerOptions server_options;  // secure by default, but no keys
   EXPECT_TRUE(Server::Bind(testing::kLoopbackAny, server_options).status().IsInvalidArgument());

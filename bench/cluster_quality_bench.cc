@@ -127,7 +127,8 @@ Args ParseArgs(int argc, char** argv) {
     SetFlag(a, f, argv[++i]);
   }
   if (a.seeds < 1 || a.seeds > 100) Usage("--seeds must be in [1, 100]");
-  if (a.rounds < 1 || a.inner_steps < 1 || a.batch_size < 1) Usage("--rounds, --inner-steps, --batch-size must be >= 1");
+  if (a.rounds < 1 || a.inner_steps < 1 || a.batch_size < 1)
+    Usage("--rounds, --inner-steps, --batch-size must be >= 1");
   if (a.lr <= 0) Usage("--lr must be > 0");
   if (a.optimizer != "sgd" && a.optimizer != "adamw") Usage("--optimizer must be sgd or adamw");
   if (a.k < 2 || a.k > 65535) Usage("--k must be in [2, 65535]");
@@ -295,7 +296,8 @@ Result<JobResult> RunJob(const Args& a, transport::Client& client, const std::st
   submit.mutable_submit_job()->set_submit_token(token);
   TRIB_ASSIGN_OR_RETURN(transport::Message submitted, client.Request(submit, 30000));
   const v1::SubmitJobReply& accepted = submitted.envelope.submit_job_reply();
-  if (!accepted.accepted()) return Status::InvalidArgument(label + ": the coordinator refused the job: " + accepted.error());
+  if (!accepted.accepted())
+    return Status::InvalidArgument(label + ": the coordinator refused the job: " + accepted.error());
   return WaitJob(a, client, accepted.job_id(), label);
 }
 
@@ -319,13 +321,14 @@ Stats Summarize(const std::vector<double>& v) {
 
 struct Results {
   std::vector<Config> configs;
-  std::vector<double> initial;                     // per seed
-  std::vector<std::vector<JobResult>> by_config;   // [config][seed]
+  std::vector<double> initial;                    // per seed
+  std::vector<std::vector<JobResult>> by_config;  // [config][seed]
   double tokens_per_round = 0;
 };
 
 void PrintCurves(const Args& a, const Results& r) {
-  std::printf("\nheld-out loss after each round, mean over %d seed(s) (round 0: the base model)\n%5s", a.seeds, "round");
+  std::printf("\nheld-out loss after each round, mean over %d seed(s) (round 0: the base model)\n%5s", a.seeds,
+              "round");
   for (const Config& c : r.configs) std::printf(" %18s", c.name.c_str());
   std::printf("\n%5d", 0);
   for (size_t c = 0; c < r.configs.size(); ++c) std::printf(" %18.4f", Summarize(r.initial).mean);
@@ -341,11 +344,13 @@ void PrintCurves(const Args& a, const Results& r) {
 }
 
 void PrintSummary(const Args& a, const Results& r) {
-  std::printf("\nfinal held-out loss (after round %d) per seed; mean +- std (sample) [min, max]; ratio = mean / DP mean "
-              "[min, max of the per-seed ratios]; wall = submit -> finished, mean; bytes per round and per token: "
-              "up = the islands' uploads, down = the aggregate broadcast to all 4 workers (RoundSummary); B/token = (up + down) / "
-              "tokens (tokens/round %.0f)\n",
-              a.rounds, r.tokens_per_round);
+  std::printf(
+      "\nfinal held-out loss (after round %d) per seed; mean +- std (sample) [min, max]; ratio = mean / DP mean "
+      "[min, max of the per-seed ratios]; wall = submit -> finished, mean; bytes per round and per token: "
+      "up = the islands' uploads, down = the aggregate broadcast to all 4 workers (RoundSummary); B/token = (up + "
+      "down) / "
+      "tokens (tokens/round %.0f)\n",
+      a.rounds, r.tokens_per_round);
   std::printf("%-20s %-22s %-34s %-26s %7s %10s %10s %8s\n", "configuration", "per seed", "mean +- std [min, max]",
               "ratio to DP [min, max]", "wall s", "up B/rnd", "down B/rnd", "B/token");
   const Stats dp = Summarize([&] {

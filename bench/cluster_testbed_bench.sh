@@ -29,7 +29,9 @@ while (($#)); do
   esac
   shift 2
 done
-[[ $(id -u) -eq 0 ]] || { echo "cluster_testbed_bench: needs root (network namespaces)" >&2 && exit 2; }
+# shellcheck source=tests/system/testbed_lib.sh
+source "$ROOT/tests/system/testbed_lib.sh"
+testbed_require_root cluster_testbed_bench
 TB="$ROOT/scripts/cluster-testbed"
 BIN="$BUILD_DIR/cli/tributary"
 WORK="$(mktemp -d /tmp/cluster-testbed-bench.XXXXXX)"
@@ -37,16 +39,7 @@ export TB_PREFIX="tbb$$" TB_STATE_DIR="$WORK/state" TB_RELAY_BIN="$BUILD_DIR/ben
 BATCH=8 SEQ=128
 trap '"$TB" down >/dev/null 2>&1 || true' EXIT
 
-"$BIN" demo --dir "$WORK/demo" --rounds 1 >"$WORK/demo.log" 2>&1
-mkdir -p "$WORK/keys"
-"$BIN" keygen -o "$WORK/keys/coordinator" >/dev/null
-: >"$WORK/keys/allowed"
-for name in client w0 w1 w2 w3; do
-  "$BIN" keygen -o "$WORK/keys/$name" >/dev/null
-  echo "$(cat "$WORK/keys/$name.pub") $name" >>"$WORK/keys/allowed"
-done
-printf 'client:\n  coordinator: tcp://10.200.0.1:7400\n  secret_key: %s\n  coordinator_key: %s\n' \
-  "$WORK/keys/client.key" "$WORK/keys/coordinator.pub" >"$WORK/client.yaml"
+testbed_prepare "$WORK" "$BIN" 10.200.0.1
 
 wan_bytes() { "$TB" counters | awk '$1 == "total-wan" { print $2 + $3 }'; }
 cli() { "$TB" exec wan -- "$BIN" --config "$WORK/client.yaml" "$@"; }
@@ -64,10 +57,7 @@ run() {
   local i j n=0
   for ((i = 0; i < islands; i++)); do
     for ((j = 0; j < per; j++)); do
-      "$TB" exec "i${i}w$j" -- sh -c "exec '$BIN' --set worker.threads=1 --set worker.island_address=\$TB_SELF_IP \
-        --set \"worker.nics=['fab0:ethernet:10000:site$i']\" worker --coordinator tcp://\$TB_COORD_ADDR --name w$n \
-        --key '$WORK/keys/w$n.key' --coordinator-key '$WORK/keys/coordinator.pub' \
-        --data 'demo=$WORK/demo/data/worker-$((n + 1)).jsonl'" >"$dir/w$n.log" 2>&1 &
+      testbed_start_worker "$TB" "$WORK" "$BIN" "$i" "$j" "$n" site "$dir/w$n.log"
       n=$((n + 1))
     done
   done
@@ -80,10 +70,7 @@ train: {local_steps: $H, batch_size: $BATCH, lr: 0.3, optimizer: sgd, max_grad_n
 eval: {dataset: demo-heldout, every: $ROUNDS}
 $cluster
 EOF
-  for _ in $(seq 1 150); do
-    [[ $(grep -c "registered" "$dir/coordinator.log" 2>/dev/null || true) -ge 4 ]] && break
-    sleep 0.2
-  done
+  testbed_wait_registered "$dir/coordinator.log" 4
   local before after job status
   before="$(wan_bytes)"
   job="$(cli submit "$dir/job.yaml")"

@@ -5,8 +5,7 @@
 # the coordinator in the wan namespace behind tbf-shaped, delayed links; the real daemons with CURVE.
 # Checks: the job completes; every member ends on the committed weights; the bytes on the wan links match
 # the int8 codec's formula (islands x upload + members x broadcast per round, plus bounded control
-# traffic) and are a small fraction of what synchronous data parallel across the islands would send; a
-# member killed mid-round is evicted and its island re-forms while the other island's round goes on.
+# traffic); a member killed mid-round is evicted and its island re-forms while the other island's round goes on.
 # Needs root and `ip netns`; otherwise prints a SKIP line and exits 77.
 set -euo pipefail
 
@@ -15,14 +14,9 @@ BUILD_DIR="$(cd "${1:-$ROOT/build}" && pwd)"
 TB="$ROOT/scripts/cluster-testbed"
 BIN="$BUILD_DIR/cli/tributary"
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "SKIP: cluster_testbed_job_test needs root (network namespaces)"
-  exit 77
-fi
-if ! command -v ip >/dev/null || ! ip netns list >/dev/null 2>&1; then
-  echo "SKIP: cluster_testbed_job_test needs a working 'ip netns'"
-  exit 77
-fi
+# shellcheck source=tests/system/testbed_lib.sh
+source "$ROOT/tests/system/testbed_lib.sh"
+testbed_require_root cluster_testbed_job_test
 
 PREFIX="tbj$$"
 PREFIX="${PREFIX:0:12}"
@@ -50,20 +44,8 @@ check() { # check DESCRIPTION COMMAND...
 wan_bytes() { "$TB" counters | awk '$1 == "total-wan" { print $2 + $3 }'; }
 cli() { "$TB" exec wan -- "$BIN" --config "$WORK/client.yaml" "$@"; }
 
-# Model, data shards and held-out set: the demo's, written by one short demo run on loopback.
-"$BIN" demo --dir "$WORK/demo" --rounds 1 >"$WORK/demo.log" 2>&1 || {
-  cat "$WORK/demo.log"
-  exit 1
-}
-
-# Keys: the coordinator's, one per worker and the CLI's, all on the allow-list.
-mkdir -p "$WORK/keys"
-"$BIN" keygen -o "$WORK/keys/coordinator" >/dev/null
-: >"$WORK/keys/allowed"
-for name in client w0 w1 w2 w3; do
-  "$BIN" keygen -o "$WORK/keys/$name" >/dev/null
-  echo "$(cat "$WORK/keys/$name.pub") $name" >>"$WORK/keys/allowed"
-done
+# Model, data, keys and the CLI profile (the coordinator listens on the wan namespace's 10.200.0.1).
+testbed_prepare "$WORK" "$BIN" 10.200.0.1
 
 "$TB" up --islands 2 --workers 2 --wan-rate 20mbit --wan-delay-ms 10 --coord-port 7400 >"$WORK/testbed.env"
 # shellcheck disable=SC1091
@@ -73,17 +55,12 @@ source "$WORK/testbed.env"
   --listen "tcp://$TB_COORD_IP:7400" --http "$TB_COORD_IP:8080" --data-dir "$WORK/store" \
   --key "$WORK/keys/coordinator.key" --allowed-keys "$WORK/keys/allowed" \
   --eval-data "demo-heldout=$WORK/demo/data/heldout.jsonl" >"$WORK/coordinator.log" 2>&1 &
-printf 'client:\n  coordinator: tcp://%s:7400\n  secret_key: %s\n  coordinator_key: %s\n' \
-  "$TB_COORD_IP" "$WORK/keys/client.key" "$WORK/keys/coordinator.pub" >"$WORK/client.yaml"
-
-start_worker() { # start_worker ISLAND MEMBER: fabric identity "island<I>" on fab0
-  local i="$1" j="$2" n=$((2 * $1 + $2))
-  "$TB" exec "i${i}w$j" -- sh -c "exec '$BIN' --set worker.threads=1 --set worker.island_address=\$TB_SELF_IP \
-    --set \"worker.nics=['fab0:ethernet:10000:island$i']\" worker --coordinator tcp://\$TB_COORD_ADDR --name w$n \
-    --key '$WORK/keys/w$n.key' --coordinator-key '$WORK/keys/coordinator.pub' \
-    --data 'demo=$WORK/demo/data/worker-$((n + 1)).jsonl'" >>"$WORK/w$n.log" 2>&1 &
-}
-for i in 0 1; do for j in 0 1; do start_worker "$i" "$j"; done; done
+for i in 0 1; do
+  for j in 0 1; do
+    n=$((2 * i + j))
+    testbed_start_worker "$TB" "$WORK" "$BIN" "$i" "$j" "$n" island "$WORK/w$n.log"
+  done
+done
 
 cat >"$WORK/job.yaml" <<EOF
 name: testbed cluster job
@@ -96,10 +73,7 @@ eval: {dataset: demo-heldout}
 EOF
 
 # Wait until all four workers registered, then measure the wan bytes of the job alone.
-for _ in $(seq 1 100); do
-  grep -c "registered" "$WORK/coordinator.log" 2>/dev/null | grep -q '^[4-9]' && break
-  sleep 0.2
-done
+testbed_wait_registered "$WORK/coordinator.log" 4
 before="$(wan_bytes)"
 job="$(cli submit "$WORK/job.yaml")"
 echo "job $job"
@@ -116,6 +90,7 @@ check "the job completes" cli wait "$job" --timeout 600
 log="$(cli logs "$job")"
 check "island fabric:island0 re-forms without its killed member" \
   grep -q "round 2: island fabric:island0 lost w1: re-formed" <<<"$log"
+# shellcheck disable=SC2016  # $1 is bash -c's argument, expanded there
 check "island fabric:island1's round 2 is not re-planned" bash -c '! grep -q "re-planning the round" <<<"$1"' _ "$log"
 
 # How long eviction took (reported, not asserted: a test never times): kill to the coordinator's re-formation.

@@ -11,14 +11,9 @@ BUILD_DIR="$(cd "${1:-$ROOT/build}" && pwd)"
 TB="$ROOT/scripts/cluster-testbed"
 RELAY="$BUILD_DIR/bench/delay_relay"
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "SKIP: cluster_testbed_test needs root (network namespaces)"
-  exit 77
-fi
-if ! command -v ip >/dev/null || ! ip netns list >/dev/null 2>&1; then
-  echo "SKIP: cluster_testbed_test needs a working 'ip netns'"
-  exit 77
-fi
+# shellcheck source=tests/system/testbed_lib.sh
+source "$ROOT/tests/system/testbed_lib.sh"
+testbed_require_root cluster_testbed_test
 [[ -x $RELAY ]] || {
   echo "FAIL: $RELAY missing (cmake --build $BUILD_DIR --target delay_relay)"
   exit 1

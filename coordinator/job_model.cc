@@ -36,7 +36,7 @@ Result<CatchUpPlan> PlanCatchUp(checkpoint::CheckpointStore* store, const std::s
 }
 
 Status RebuildTrainableState(checkpoint::CheckpointStore* store, const std::string& job_id, const JobSpec& spec,
-                             uint32_t round, Arena* state) {
+                             uint32_t round, Arena* state, std::unique_ptr<FederatedMethod>* method_out) {
   // A method whose Apply keeps state (cluster's outer momentum) replays from the initial model.
   const uint32_t snapshot_limit = ApplyKeepsState(spec) ? 0 : round;
   TRIB_ASSIGN_OR_RETURN(checkpoint::SnapshotRecord snapshot, store->LatestSnapshotAtOrBefore(job_id, snapshot_limit));
@@ -48,13 +48,15 @@ Status RebuildTrainableState(checkpoint::CheckpointStore* store, const std::stri
   if (WeightsHash(*state) != snapshot.weights_hash)
     return Status::Corruption("job '" + job_id + "': snapshot of round " + std::to_string(snapshot.round) +
                               ": weights hash does not match its manifest");
-  if (snapshot.round >= round) return Status::OK();
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<FederatedMethod> method, CreateMethod(spec, state->table_ptr()));
+  if (method_out != nullptr) *method_out = std::move(method);
+  FederatedMethod& replay = method_out != nullptr ? **method_out : *method;
+  if (snapshot.round >= round) return Status::OK();
   for (uint32_t r = snapshot.round + 1; r <= round; ++r) {
     TRIB_ASSIGN_OR_RETURN(checkpoint::RoundRecord record, store->GetRound(job_id, r));
     const auto* bytes = reinterpret_cast<const uint8_t*>(record.aggregate.data());
     TRIB_RETURN_IF_ERROR(
-        method->Apply({bytes, record.aggregate.size()}, r, state).WithContext("job '" + job_id + "': replaying"));
+        replay.Apply({bytes, record.aggregate.size()}, r, state).WithContext("job '" + job_id + "': replaying"));
     if (WeightsHash(*state) != record.weights_hash)
       return Status::Corruption("job '" + job_id + "': replaying round " + std::to_string(r) +
                                 ": weights hash does not match the committed round");

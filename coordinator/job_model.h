@@ -39,8 +39,10 @@ Result<CatchUpPlan> PlanCatchUp(checkpoint::CheckpointStore* store, const std::s
 // Rebuilds the trainable state after `round` (0 = initial) from the store into `state` (an arena
 // without a table gets the snapshot's): the latest snapshot at or before `round` plus the logged rounds
 // after it, each checked against its logged weights hash (Corruption naming the round otherwise).
+// `method` (optional) receives the job's method that replayed the rounds: a method whose Apply keeps
+// state (cluster's outer momentum, federation/method.h) is then at `round` too, ready for the next one.
 Status RebuildTrainableState(checkpoint::CheckpointStore* store, const std::string& job_id, const JobSpec& spec,
-                             uint32_t round, Arena* state);
+                             uint32_t round, Arena* state, std::unique_ptr<FederatedMethod>* method = nullptr);
 
 class JobModel {
  public:

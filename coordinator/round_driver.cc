@@ -99,8 +99,9 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
   driver->last_committed_ = job.current_round;
 
   // Latest snapshot, then replay every committed round after it, checking each logged hash.
-  TRIB_RETURN_IF_ERROR(RebuildTrainableState(store, job_id, spec, driver->last_committed_, &driver->global_));
-  TRIB_ASSIGN_OR_RETURN(driver->method_, CreateMethod(spec, driver->global_.table_ptr()));
+  // The method that replayed goes on: its Apply state (cluster's outer momentum) is at the last round.
+  TRIB_RETURN_IF_ERROR(
+      RebuildTrainableState(store, job_id, spec, driver->last_committed_, &driver->global_, &driver->method_));
   TRIB_ASSIGN_OR_RETURN(driver->aggregation_, Aggregation::Create(spec.aggregation));
   // Tasklet durations are not stored as such; the recent rounds' upload times relative to the previous
   // commit (when the next round opens, within milliseconds) rebuild the deadline history, so a restarted

@@ -156,21 +156,21 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
   }
 }
 
-TEST(ClusterSystemTest, KilledMemberIsEvictedItsIslandReformsAndTheOtherIslandLosesNoStep) {
+TEST(ClusterSystemTest, KilledOrFrozenMemberIsEvictedItsIslandReformsAndTheOtherIslandLosesNoStep) {
   TestDir dir;
   TestCluster cluster(dir.path());
-  // Long enough inner phases that the kill lands inside round 2; min_clients 3 so round 3 may start
-  // while the killed worker is down.
+  // Long enough inner phases that the faults land inside rounds 2 and 3; min_clients 3 so a round may start
+  // while one worker is down.
   const std::string job_id = Submit(
       cluster.client(),
-      ClusterYaml(cluster, 4, {"train.local_steps=40", "federation.min_clients=3", "cluster.collective_timeout_s=2"}));
+      ClusterYaml(cluster, 5, {"train.local_steps=40", "federation.min_clients=3", "cluster.collective_timeout_s=2"}));
   ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) {
     return job.rounds_size() == 1 && job.workers_size() > 0;  // round 2 is open
   }));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   cluster.cluster().KillWorker(1, SIGKILL);  // worker-2, island a's second member
   ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) { return job.rounds_size() >= 2; }));
-  const std::vector<std::string> log = JobLog(cluster.client(), job_id);
+  std::vector<std::string> log = JobLog(cluster.client(), job_id);
   EXPECT_TRUE(LogHas(log, "round 2: island a lost worker-2: re-formed as incarnation")) << "island a re-forms";
   EXPECT_FALSE(LogHas(log, "re-planning the round")) << "island b's round 2 is never restarted";
   auto after = GetJob(cluster.client(), job_id);
@@ -179,13 +179,25 @@ TEST(ClusterSystemTest, KilledMemberIsEvictedItsIslandReformsAndTheOtherIslandLo
   EXPECT_GE(after->job().island_reforms(), 1u);
   EXPECT_GE(
       WaitForMetric(cluster.cluster().http_port(), IslandSeries("tributary_island_reforms_total", "a", job_id), 1), 1);
-
-  // The killed member comes back and rejoins its island at a later round, caught up to the same model.
+  // The killed member comes back and rejoins its island at a later round.
   ASSERT_TRUE(cluster.cluster().StartWorker(1).ok());
+
+  // Round 3: island b's second member freezes (SIGSTOP); it misses its heartbeats and is evicted like a dead
+  // one, then wakes up (SIGCONT) with a stale incarnation and rejoins at a later round.
+  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) {
+    return job.rounds_size() == 2 && job.workers_size() > 0;  // round 3 is open
+  }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  cluster.cluster().worker(3)->Signal(SIGSTOP);
+  ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& job) { return job.rounds_size() >= 3; }));
+  cluster.cluster().worker(3)->Signal(SIGCONT);
+  log = JobLog(cluster.client(), job_id);
+  EXPECT_TRUE(LogHas(log, "round 3: island b lost worker-4: re-formed as incarnation")) << "island b re-forms";
+
   const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
   ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
-  ExpectReplicaReaches(cluster.client(), job_id, "worker-2", 4, job.rounds(3).weights_hash());
-  ExpectReplicaReaches(cluster.client(), job_id, "worker-3", 4, job.rounds(3).weights_hash());
+  for (const char* worker : {"worker-1", "worker-2", "worker-3", "worker-4"})
+    ExpectReplicaReaches(cluster.client(), job_id, worker, 5, job.rounds(4).weights_hash());
 }
 
 }  // namespace

@@ -107,15 +107,7 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
     EXPECT_LT(job.rounds(2).heldout_loss(), initial - 0.5)
         << "held-out loss " << initial << " -> " << job.rounds(2).heldout_loss();
     // Every member of both islands applies each outer step to the same bits.
-    ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& j) {
-      int at_last = 0;
-      for (const auto& r : j.replicas()) at_last += r.round() == 3 ? 1 : 0;
-      return at_last == 4;
-    }));
-    auto synced = GetJob(cluster.client(), job_id);
-    ASSERT_TRUE(synced.ok());
-    for (const v1::ReplicaState& replica : synced->replicas())
-      EXPECT_EQ(replica.weights_hash(), synced->rounds(2).weights_hash()) << replica.worker_id();
+    ExpectReplicasAtFinalHash(cluster.client(), job_id, 3, job.rounds(2).weights_hash(), 4);
     const std::vector<std::string> log = JobLog(cluster.client(), job_id);
     EXPECT_FALSE(LogHas(log, "re-formed")) << "no member was lost";
 

@@ -20,19 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Every replica that reported the job's last round holds the coordinator's final weights.
-void ExpectReplicasMatch(const v1::GetJobReply& job, int expected_workers) {
-  ASSERT_GT(job.rounds_size(), 0);
-  const v1::RoundSummary& last = job.rounds(job.rounds_size() - 1);
-  int matching = 0;
-  for (const v1::ReplicaState& replica : job.replicas()) {
-    if (replica.round() != last.round()) continue;
-    EXPECT_EQ(replica.weights_hash(), last.weights_hash()) << replica.worker_id();
-    ++matching;
-  }
-  EXPECT_EQ(matching, expected_workers);
-}
-
 // Runs one ferret job in a fresh cluster; returns the final weights hash.
 std::string RunFerretJob(const std::string& dir, uint64_t seed, int rounds, v1::GetJobReply* out = nullptr) {
   TestCluster cluster(dir);
@@ -62,14 +49,7 @@ TEST(FederatedSystemTest, FerretJobTrainsWithFormulaBytesAndReplicasInSync) {
     EXPECT_LT(final_loss, initial - 0.5) << "held-out loss " << initial << " -> " << final_loss;
     EXPECT_LT(job.rounds(2).train_loss(), job.rounds(0).train_loss());
     // Workers report their replicas in heartbeats: wait until all four reported the last round.
-    ASSERT_TRUE(WaitFor(cluster.client(), job_id, [](const v1::GetJobReply& j) {
-      int at_last = 0;
-      for (const auto& r : j.replicas()) at_last += r.round() == 3 ? 1 : 0;
-      return at_last == 4;
-    }));
-    auto synced = GetJob(cluster.client(), job_id);
-    ASSERT_TRUE(synced.ok());
-    ExpectReplicasMatch(*synced, 4);
+    ExpectReplicasAtFinalHash(cluster.client(), job_id, 3, job.rounds(2).weights_hash(), 4);
 
     // The daemon's HTTP endpoint: probes, Prometheus metrics and the JSON job view.
     httplib::Client http("127.0.0.1", cluster.cluster().http_port());

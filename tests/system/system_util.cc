@@ -140,6 +140,24 @@ v1::GetJobReply WaitFinished(transport::Client& client, const std::string& job_i
   return last;
 }
 
+void ExpectReplicasAtFinalHash(transport::Client& client, const std::string& job_id, uint64_t round,
+                               const std::string& hash, int workers) {
+  ASSERT_TRUE(WaitFor(client, job_id,
+                      [&](const v1::GetJobReply& j) {
+                        int at_last = 0;
+                        for (const auto& r : j.replicas()) at_last += r.round() == round ? 1 : 0;
+                        return at_last == workers;
+                      }))
+      << "not every worker reported round " << round;
+  auto synced = GetJob(client, job_id);
+  ASSERT_TRUE(synced.ok());
+  for (const auto& r : synced->replicas()) {
+    if (r.round() == round) {
+      EXPECT_EQ(r.weights_hash(), hash) << r.worker_id();
+    }
+  }
+}
+
 void ExpectReplicaReaches(transport::Client& client, const std::string& job_id, const std::string& worker_id,
                           uint64_t round, const std::string& hash) {
   std::string reported;

@@ -64,6 +64,10 @@ v1::GetJobReply WaitFinished(transport::Client& client, const std::string& job_i
 // Polls until `predicate(reply)` holds; false on timeout.
 bool WaitFor(transport::Client& client, const std::string& job_id,
              const std::function<bool(const v1::GetJobReply&)>& predicate, int timeout_s = 120);
+// Waits until `workers` workers report (in heartbeats) a replica of the job at `round`, then expects each
+// replica at that round to have weights hash `hash`.
+void ExpectReplicasAtFinalHash(transport::Client& client, const std::string& job_id, uint64_t round,
+                               const std::string& hash, int workers);
 // Waits until `worker_id` reports (in its heartbeats) a replica of the job at `round`, then expects its
 // weights hash to be `hash`.
 void ExpectReplicaReaches(transport::Client& client, const std::string& job_id, const std::string& worker_id,

@@ -12,6 +12,7 @@ void RegisterCommands(CLI::App& app, CommandRegistry& registry) {
   RegisterTrainCommands(app, registry);
   RegisterModelCommands(app, registry);
   RegisterGenerateCommands(app, registry);
+  RegisterPlanCommand(app, registry);
   RegisterInfoCommands(app, registry);
 }
 

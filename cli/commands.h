@@ -35,6 +35,7 @@ void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);     // tra
 void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);     // merge, keygen, demo
 void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);       // demo (called by RegisterModelCommands)
 void RegisterGenerateCommands(CLI::App& app, CommandRegistry& registry);  // generate, eval
+void RegisterPlanCommand(CLI::App& app, CommandRegistry& registry);       // plan
 
 // The failure for a command or mode that is not built yet: exit 69 with what is missing.
 Status NotBuiltYet(const std::string& what_is_missing);

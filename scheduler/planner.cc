@@ -16,7 +16,7 @@ std::pair<std::string, std::string> PairKey(const std::string& a, const std::str
 
 std::string Num(double value) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.3g", value);
+  std::snprintf(buf, sizeof(buf), "%.6g", value);
   return buf;
 }
 

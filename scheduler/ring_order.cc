@@ -157,7 +157,7 @@ std::vector<int> HeuristicRing(const BandwidthMatrix& mbps, RingObjective object
 
 std::string FormatMbps(double mbps) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.4g", mbps);
+  std::snprintf(buf, sizeof(buf), "%.6g", mbps);
   return buf;
 }
 
@@ -196,8 +196,12 @@ RingOrder SolveRingOrder(const BandwidthMatrix& mbps, RingObjective objective) {
   Canonicalize(&order);
   RingOrder ring = EvaluateRing(mbps, order);
   ring.exact = exact;
+  if (n < 2) {
+    ring.reason = "one member: no all-reduce";
+    return ring;
+  }
   ring.reason = std::string(objective == RingObjective::kMaxMin ? "max-min" : "min-sum-inverse") + " ring";
-  if (n >= 2) ring.reason += ", bottleneck " + FormatMbps(ring.bottleneck_mbps) + " Mbit/s";
+  ring.reason += ", bottleneck " + FormatMbps(ring.bottleneck_mbps) + " Mbit/s";
   ring.reason += std::string(" (") + (exact ? "exact" : "2-opt heuristic") + ", " + std::to_string(n) + " members)";
   return ring;
 }

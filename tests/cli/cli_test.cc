@@ -12,9 +12,9 @@
 namespace tributary::testutil {
 namespace {
 
-const std::vector<std::string> kCommands = {"coordinator", "worker",  "submit",     "jobs",   "status",   "wait",
-                                            "logs",        "stop",    "download",   "train",  "merge",    "keygen",
-                                            "demo",        "version", "init-model", "config", "generate", "eval"};
+const std::vector<std::string> kCommands = {"coordinator", "worker",   "submit",   "jobs",  "status", "wait", "logs",
+                                            "stop",        "download", "train",    "merge", "keygen", "demo", "version",
+                                            "init-model",  "config",   "generate", "eval",  "plan"};
 
 int CountLines(const std::string& s) {
   int n = 0;

@@ -6,16 +6,40 @@
 
 namespace tributary {
 
+namespace {
+
+int FabricRank(NicFabric fabric) {
+  switch (fabric) {
+    case NicFabric::kInfiniband: return 0;
+    case NicFabric::kRoce: return 1;
+    case NicFabric::kEthernet: return 2;
+    default: return 3;
+  }
+}
+
+}  // namespace
+
+const NicInfo* PrimaryFabricNic(const WorkerInventory& worker) {
+  const NicInfo* best = nullptr;
+  for (const NicInfo& nic : worker.nics) {
+    if (nic.fabric_id.empty() || !IsPlaceable(nic)) continue;
+    if (best == nullptr || FabricRank(nic.fabric) < FabricRank(best->fabric) ||
+        (FabricRank(nic.fabric) == FabricRank(best->fabric) && nic.speed_mbps > best->speed_mbps))
+      best = &nic;
+  }
+  return best;
+}
+
+std::string PrimaryFabric(const WorkerInventory& worker) {
+  const NicInfo* nic = PrimaryFabricNic(worker);
+  return nic == nullptr ? "" : std::string(NicFabricName(nic->fabric)) + ":" + nic->fabric_id;
+}
+
 std::vector<IslandDefinition> IslandsByFabric(const std::vector<WorkerInventory>& workers) {
   std::map<std::string, std::vector<std::string>> by_name;
   for (const WorkerInventory& worker : workers) {
-    std::string fabric;
-    for (const NicInfo& nic : worker.nics) {
-      if (nic.fabric_id.empty()) continue;
-      fabric = nic.fabric_id;
-      break;
-    }
-    by_name[fabric.empty() ? worker.worker_id : "fabric:" + fabric].push_back(worker.worker_id);
+    const NicInfo* nic = PrimaryFabricNic(worker);
+    by_name[nic == nullptr ? worker.worker_id : "fabric:" + nic->fabric_id].push_back(worker.worker_id);
   }
   std::vector<IslandDefinition> islands;
   for (auto& [name, members] : by_name) {

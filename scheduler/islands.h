@@ -16,9 +16,15 @@ struct IslandDefinition {
   std::vector<std::string> workers;
 };
 
-// Islands from the workers' reported fabric identity: the workers whose first NIC with a non-empty
-// fabric_id shares it form island "fabric:<id>"; a worker with none is an island of its own, named after
-// it. Islands and members in ascending order.
+// A worker's fabric for placement: its fastest placeable NIC (scheduler/nic.h) that names its network,
+// InfiniBand before RoCE before Ethernet; nullptr when none does.
+const NicInfo* PrimaryFabricNic(const WorkerInventory& worker);
+// That NIC's fabric as "infiniband:ib-a" (type:fabric_id); "" when there is none.
+std::string PrimaryFabric(const WorkerInventory& worker);
+
+// Islands from the workers' reported fabric identity: the workers whose primary fabric NIC
+// (PrimaryFabricNic) has the same fabric_id form island "fabric:<id>"; a worker with none is an island
+// of its own, named after it. Islands and members in ascending order.
 std::vector<IslandDefinition> IslandsByFabric(const std::vector<WorkerInventory>& workers);
 
 // Whether an island trains in a round, with whom, and why (not).

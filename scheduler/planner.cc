@@ -20,35 +20,14 @@ std::string Num(double value) {
   return buf;
 }
 
-int FabricRank(NicFabric fabric) {
-  switch (fabric) {
-    case NicFabric::kInfiniband: return 0;
-    case NicFabric::kRoce: return 1;
-    case NicFabric::kEthernet: return 2;
-    default: return 3;
-  }
-}
-
-// The NIC a worker uses on its fabric, or nullptr.
-const NicInfo* PrimaryNic(const WorkerInventory& worker) {
-  const NicInfo* best = nullptr;
-  for (const NicInfo& nic : worker.nics) {
-    if (nic.fabric_id.empty() || !IsPlaceable(nic)) continue;
-    if (best == nullptr || FabricRank(nic.fabric) < FabricRank(best->fabric) ||
-        (FabricRank(nic.fabric) == FabricRank(best->fabric) && nic.speed_mbps > best->speed_mbps))
-      best = &nic;
-  }
-  return best;
-}
-
 // Bandwidth between two workers: measured, else the slower of their fabric NICs when they share a
 // fabric, else 0 (unknown). *measured tells which.
 double PairMbps(const PlanWorker& a, const PlanWorker& b, const LinkMatrix& links, bool* measured) {
   const LinkMeasurement* link = links.Find(a.inventory.worker_id, b.inventory.worker_id);
   *measured = link != nullptr;
   if (link != nullptr) return link->mbps;
-  const NicInfo* na = PrimaryNic(a.inventory);
-  const NicInfo* nb = PrimaryNic(b.inventory);
+  const NicInfo* na = PrimaryFabricNic(a.inventory);
+  const NicInfo* nb = PrimaryFabricNic(b.inventory);
   if (na == nullptr || nb == nullptr || PrimaryFabric(a.inventory) != PrimaryFabric(b.inventory)) return 0;
   return static_cast<double>(std::min(na->speed_mbps, nb->speed_mbps));
 }
@@ -356,11 +335,6 @@ void LinkMatrix::SetUplink(const std::string& worker, LinkMeasurement link) {
 const LinkMeasurement* LinkMatrix::FindUplink(const std::string& worker) const {
   auto it = uplinks_.find(worker);
   return it == uplinks_.end() ? nullptr : &it->second;
-}
-
-std::string PrimaryFabric(const WorkerInventory& worker) {
-  const NicInfo* nic = PrimaryNic(worker);
-  return nic == nullptr ? "" : std::string(NicFabricName(nic->fabric)) + ":" + nic->fabric_id;
 }
 
 Result<ClusterPlan> PlanCluster(const std::vector<PlanWorker>& workers, const LinkMatrix& links, const PlanJob& job) {

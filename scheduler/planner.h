@@ -111,8 +111,4 @@ struct ClusterPlan {
 // dense group never spans fabrics silently).
 Result<ClusterPlan> PlanCluster(const std::vector<PlanWorker>& workers, const LinkMatrix& links, const PlanJob& job);
 
-// A worker's fabric for placement: its fastest placeable NIC with a fabric identity, InfiniBand before
-// RoCE before Ethernet, as "infiniband:ib-a"; "" when no NIC names its network.
-std::string PrimaryFabric(const WorkerInventory& worker);
-
 }  // namespace tributary

@@ -1,11 +1,16 @@
 #include "worker/capabilities.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -57,7 +62,52 @@ Result<int64_t> ReadMemTotal(const std::string& procfs_root) {
   return Status::Corruption(path.string() + ": no MemTotal line");
 }
 
+// "fe80:0000:0000:0000:0002:c903:00a1:b2c1" -> "ib-fe80000000000000"; "" for a missing or zero GID.
+std::string IbSubnetFromGid(const std::string& gid) {
+  std::string prefix;
+  int groups = 0;
+  for (size_t i = 0; i < gid.size() && groups < 4; ++i) {
+    if (gid[i] == ':') {
+      ++groups;
+      continue;
+    }
+    if (!std::isxdigit(static_cast<unsigned char>(gid[i]))) return "";
+    prefix += gid[i];
+  }
+  if (prefix.size() != 16 || prefix.find_first_not_of('0') == std::string::npos) return "";
+  return "ib-" + prefix;
+}
+
+std::map<std::string, std::string> ReadInterfaceNetworks() {
+  std::map<std::string, std::string> networks;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return networks;
+  for (ifaddrs* it = list; it != nullptr; it = it->ifa_next) {
+    if (it->ifa_addr == nullptr || it->ifa_netmask == nullptr || it->ifa_addr->sa_family != AF_INET) continue;
+    const auto* addr = reinterpret_cast<const sockaddr_in*>(it->ifa_addr);
+    const auto* mask = reinterpret_cast<const sockaddr_in*>(it->ifa_netmask);
+    const std::string network = Ipv4Network(ntohl(addr->sin_addr.s_addr), ntohl(mask->sin_addr.s_addr));
+    if (!network.empty()) networks.emplace(it->ifa_name, network);  // the first address of an interface
+  }
+  freeifaddrs(list);
+  return networks;
+}
+
+std::string NetworkOf(const std::map<std::string, std::string>& networks, const std::string& iface) {
+  auto it = networks.find(iface);
+  return it == networks.end() ? "" : it->second;
+}
+
 }  // namespace
+
+std::string Ipv4Network(uint32_t address, uint32_t netmask) {
+  const int bits = __builtin_popcount(netmask);
+  if (bits > 0 && netmask != ~uint32_t{0} << (32 - bits)) return "";
+  const uint32_t net = address & netmask;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%u.%u.%u.%u/%d", net >> 24, (net >> 16) & 255, (net >> 8) & 255, net & 255, bits);
+  return buf;
+}
 
 Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
   WorkerCapabilities caps;
@@ -65,6 +115,8 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
   if (gethostname(host, sizeof(host) - 1) == 0) caps.hostname = host;
   caps.cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   TRIB_ASSIGN_OR_RETURN(caps.memory_bytes, ReadMemTotal(options.procfs_root));
+  const std::map<std::string, std::string> networks =
+      options.interface_networks ? *options.interface_networks : ReadInterfaceNetworks();
 
   // RDMA ports first: they decide which netdevs are RoCE.
   std::map<std::string, NicFabric> netdev_fabric;
@@ -78,6 +130,7 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
       // Netdevs bound to this RDMA device (present for RoCE and IPoIB).
       std::vector<std::string> netdevs;
       for (const auto& nd : fs::directory_iterator(dev / "device" / "net", ec)) netdevs.push_back(nd.path().filename());
+      std::sort(netdevs.begin(), netdevs.end());
       std::vector<fs::path> ports;
       for (const auto& port : fs::directory_iterator(dev / "ports", ec)) ports.push_back(port.path());
       std::sort(ports.begin(), ports.end());
@@ -90,6 +143,8 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
                                            : NicFabric::kOther;
         nic.speed_mbps = ParseRdmaRateMbps(ReadFirstLine(port / "rate"));
         nic.up = ReadFirstLine(port / "state").find("ACTIVE") != std::string::npos;
+        if (nic.fabric == NicFabric::kInfiniband) nic.fabric_id = IbSubnetFromGid(ReadFirstLine(port / "gids" / "0"));
+        if (nic.fabric == NicFabric::kRoce && !netdevs.empty()) nic.fabric_id = NetworkOf(networks, netdevs.front());
         for (const std::string& nd : netdevs) netdev_fabric[nd] = nic.fabric;
         caps.nics.push_back(nic);
       }
@@ -115,6 +170,7 @@ Result<WorkerCapabilities> DetectCapabilities(const DetectOptions& options) {
       const int64_t speed = ParseLeadingInt(ReadFirstLine(iface / "speed"), &ok);
       nic.speed_mbps = ok && speed > 0 ? speed : 0;  // virtual NICs report -1 or nothing
       nic.up = ReadFirstLine(iface / "operstate") == "up";
+      if (nic.fabric != NicFabric::kOther) nic.fabric_id = NetworkOf(networks, name);
       caps.nics.push_back(nic);
     }
   }

@@ -16,6 +16,7 @@ WorkerInventory Worker(const std::string& id, const std::string& fabric) {
     nic.name = "ib0";
     nic.fabric = NicFabric::kInfiniband;
     nic.fabric_id = fabric;
+    nic.speed_mbps = 100000;
     w.nics.push_back(nic);
   }
   return w;
@@ -30,6 +31,27 @@ TEST(IslandsTest, ByFabricGroupsSharedIdsAndLeavesTheRestAlone) {
   EXPECT_EQ(islands[1].name, "fabric:fe80::b");
   EXPECT_EQ(islands[2].name, "w0");
   EXPECT_EQ(islands[2].workers, (std::vector<std::string>{"w0"}));
+}
+
+// A NIC that placement cannot count on (speed unknown, as virtual NICs report) decides nothing; of
+// several, the fastest fabric class wins.
+TEST(IslandsTest, ByFabricUsesThePrimaryPlaceableNic) {
+  WorkerInventory veth = Worker("w1", "");
+  NicInfo slow;
+  slow.name = "veth0";
+  slow.fabric = NicFabric::kEthernet;
+  slow.fabric_id = "192.0.2.0/24";  // speed 0: not placeable
+  veth.nics.push_back(slow);
+  WorkerInventory both = Worker("w2", "ib-a");
+  NicInfo eth = slow;
+  eth.speed_mbps = 400000;
+  both.nics.push_back(eth);
+  EXPECT_EQ(PrimaryFabric(veth), "");
+  EXPECT_EQ(PrimaryFabric(both), "infiniband:ib-a");
+  const auto islands = IslandsByFabric({veth, both});
+  ASSERT_EQ(islands.size(), 2u);
+  EXPECT_EQ(islands[0].name, "fabric:ib-a");
+  EXPECT_EQ(islands[1].name, "w1");
 }
 
 TEST(IslandsTest, AnIslandTrainsOnlyWithAStrictMajority) {

@@ -47,6 +47,8 @@ class FakeSysfs : public ::testing::Test {
     WriteFile(ib / "mlx5_1/ports/1/rate", "200 Gb/sec (4X HDR)\n");
     WriteFile(ib / "mlx5_1/ports/1/state", "4: ACTIVE\n");
     fs::create_directories(ib / "mlx5_1/device/net/ib0");
+    WriteFile(ib / "mlx5_1/ports/1/gids/0", "fe80:0000:0000:00a1:0002:c903:00a1:b2c1\n");
+    options_.interface_networks = std::map<std::string, std::string>{{"eth0", "10.0.1.0/24"}, {"ens5", "10.2.0.0/16"}};
     WriteFile(root_ / "proc/meminfo", "MemTotal:       24576000 kB\nMemFree:        1000 kB\n");
     options_.sysfs_root = (root_ / "sys").string();
     options_.procfs_root = (root_ / "proc").string();
@@ -77,6 +79,7 @@ TEST_F(FakeSysfs, ClassifiesEthernetRoceAndInfiniband) {
   EXPECT_EQ(eth->fabric, NicFabric::kEthernet);
   EXPECT_EQ(eth->speed_mbps, 25000);
   EXPECT_TRUE(eth->up);
+  EXPECT_EQ(eth->fabric_id, "10.0.1.0/24");
 
   const NicInfo* veth = FindNic(*caps, "veth9");
   ASSERT_NE(veth, nullptr);
@@ -91,15 +94,37 @@ TEST_F(FakeSysfs, ClassifiesEthernetRoceAndInfiniband) {
   ASSERT_NE(roce, nullptr);
   EXPECT_EQ(roce->fabric, NicFabric::kRoce);
   EXPECT_EQ(roce->speed_mbps, 100000);
+  EXPECT_EQ(roce->fabric_id, "10.2.0.0/16");  // the network of its netdev ens5
+  EXPECT_EQ(roce_netdev->fabric_id, "10.2.0.0/16");
 
   const NicInfo* ib = FindNic(*caps, "mlx5_1/1");
   ASSERT_NE(ib, nullptr);
   EXPECT_EQ(ib->fabric, NicFabric::kInfiniband);
   EXPECT_EQ(ib->speed_mbps, 200000);
   EXPECT_TRUE(ib->up);
+  EXPECT_EQ(ib->fabric_id, "ib-fe800000000000a1");  // the subnet prefix of GID 0
+  EXPECT_EQ(veth->fabric_id, "");                   // no address
 
   auto j = nlohmann::json::parse(CapabilitiesToJson(*caps));
   EXPECT_EQ(j["nics"].size(), caps->nics.size());
+}
+
+TEST_F(FakeSysfs, AZeroOrMissingGidGivesNoFabricIdentity) {
+  WriteFile(root_ / "sys/class/infiniband/mlx5_1/ports/1/gids/0", "0000:0000:0000:0000:0000:0000:0000:0000\n");
+  Result<WorkerCapabilities> caps = DetectCapabilities(options_);
+  ASSERT_TRUE(caps.ok());
+  EXPECT_EQ(FindNic(*caps, "mlx5_1/1")->fabric_id, "");
+  fs::remove(root_ / "sys/class/infiniband/mlx5_1/ports/1/gids/0");
+  caps = DetectCapabilities(options_);
+  ASSERT_TRUE(caps.ok());
+  EXPECT_EQ(FindNic(*caps, "mlx5_1/1")->fabric_id, "");
+}
+
+TEST(Ipv4NetworkTest, MasksTheAddress) {
+  EXPECT_EQ(Ipv4Network(0x0A000105, 0xFFFFFF00), "10.0.1.0/24");
+  EXPECT_EQ(Ipv4Network(0xC0A80A11, 0xFFFF0000), "192.168.0.0/16");
+  EXPECT_EQ(Ipv4Network(0x0A000105, 0xFFFFFFFF), "10.0.1.5/32");
+  EXPECT_EQ(Ipv4Network(0x0A000105, 0xFF00FF00), "");  // not a prefix
 }
 
 TEST_F(FakeSysfs, MissingMeminfoIsAnErrorNamingTheFile) {

@@ -219,23 +219,49 @@ IslandPlan PlanIsland(const FormedIsland& formed, const std::vector<PlanWorker>&
 
 namespace {
 
-// Scales each island's batch by its compute relative to the mean, so every island's inner step takes
-// the same compute time; then times the inner step. Without measured compute the batch is unscaled.
-void TimeIslands(const PlanJob& job, std::vector<IslandPlan>* islands, std::vector<std::string>* reasons) {
+// Sets each island's batch so every island's inner step (its compute plus its all-reduce) takes the
+// same time T, with the islands' batches summing to total_tokens: T = (total + sum tps_k ar_k) / sum
+// tps_k, batch_k = tps_k (T - ar_k). Without measured compute the batch is the job's, unscaled.
+void TimeIslands(int64_t total_tokens, std::vector<IslandPlan>* islands, std::vector<std::string>* reasons) {
+  double tps = 0, weighted_ar = 0;
   bool all_measured = true;
-  double mean = 0;
   for (const IslandPlan& island : *islands) {
     all_measured = all_measured && island.tokens_per_s > 0;
-    mean += island.tokens_per_s / static_cast<double>(islands->size());
+    tps += island.tokens_per_s;
+    weighted_ar += island.tokens_per_s * island.step_allreduce_s;
   }
+  if (!all_measured) {
+    for (IslandPlan& island : *islands) island.batch_tokens = total_tokens / static_cast<int64_t>(islands->size());
+    reasons->push_back("compute not measured on every worker: island batches equal, inner phase unknown");
+    return;
+  }
+  const double step = (static_cast<double>(total_tokens) + weighted_ar) / tps;
   for (IslandPlan& island : *islands) {
-    island.batch_tokens = job.tokens_per_step;
-    if (!all_measured) continue;
-    island.batch_tokens = std::max<int64_t>(1, std::llround(job.tokens_per_step * island.tokens_per_s / mean));
+    island.batch_tokens = std::max<int64_t>(1, std::llround(island.tokens_per_s * (step - island.step_allreduce_s)));
     island.step_compute_s = static_cast<double>(island.batch_tokens) / island.tokens_per_s;
   }
-  reasons->push_back(all_measured ? "island batches scaled by compute so islands finish their inner steps together"
-                                  : "compute not measured on every worker: island batches equal, inner phase unknown");
+  reasons->push_back("island batches set so every island's inner step (compute + all-reduce) takes " + Num(step) +
+                     " s");
+}
+
+// A planner-formed island whose ring all-reduce per step would exceed its compute at the job's batch
+// is not worth a dense group: its members train alone and meet the others only at the outer sync.
+bool CommBound(const IslandPlan& island, const PlanJob& job) {
+  return island.members.size() > 1 && island.tokens_per_s > 0 &&
+         island.step_allreduce_s > static_cast<double>(job.tokens_per_step) / island.tokens_per_s;
+}
+
+std::vector<FormedIsland> SplitIsland(const FormedIsland& island, const IslandPlan& plan,
+                                      const std::vector<PlanWorker>& workers, const PlanJob& job) {
+  std::vector<FormedIsland> alone;
+  for (int m : island.members) {
+    alone.push_back({workers[m].inventory.worker_id, island.fabric, {m},
+                     "split from " + island.name + ": its ring all-reduce (" + Num(plan.step_allreduce_s) +
+                         " s per step) exceeds its compute (" +
+                         Num(static_cast<double>(job.tokens_per_step) / plan.tokens_per_s) +
+                         " s), so dense data parallel does not pay; trains alone, meets the others at the outer sync"});
+  }
+  return alone;
 }
 
 double OuterSyncSeconds(const std::vector<IslandPlan>& islands, const LinkMatrix& links, uint64_t bytes) {
@@ -348,11 +374,18 @@ Result<ClusterPlan> PlanCluster(const std::vector<PlanWorker>& workers, const Li
   ClusterPlan plan;
   for (const FormedIsland& island : formed) {
     if (island.members.empty()) return Status::FailedPrecondition("island '" + island.name + "' has no members");
-    plan.islands.push_back(PlanIsland(island, workers, links, job));
+    IslandPlan planned = PlanIsland(island, workers, links, job);
+    if (job.islands.empty() && CommBound(planned, job)) {
+      for (const FormedIsland& single : SplitIsland(island, planned, workers, job))
+        plan.islands.push_back(PlanIsland(single, workers, links, job));
+      continue;
+    }
+    plan.islands.push_back(std::move(planned));
   }
   std::sort(plan.islands.begin(), plan.islands.end(),
             [](const IslandPlan& a, const IslandPlan& b) { return a.name < b.name; });
-  TimeIslands(job, &plan.islands, &plan.reasons);
+  // The job's batch per inner step across islands is fixed by the islands as formed, before splits.
+  TimeIslands(job.tokens_per_step * static_cast<int64_t>(formed.size()), &plan.islands, &plan.reasons);
   ChooseOuter(job, links, &plan);
   for (IslandPlan& island : plan.islands)
     island.inner_phase_s = island.step_compute_s > 0 ? (island.step_compute_s + island.step_allreduce_s) *

@@ -213,3 +213,42 @@ TEST(PlannerTest, IslandRingAvoidsASlowLink) {
 
 }  // namespace
 }  // namespace tributary
+
+namespace tributary {
+namespace {
+
+// A 1 Gbit/s LAN cannot carry a 400 MB gradient every step: its ring all-reduce (4.8 s) would take
+// longer than its compute (0.25 s), so its members train alone. The InfiniBand island stays dense, and
+// every island's inner step then takes the same time.
+TEST(PlannerTest, ACommunicationBoundGroupIsSplitAndStepsAreBalanced) {
+  std::vector<PlanWorker> workers;
+  for (const char* id : {"e0", "e1", "e2", "e3"}) workers.push_back(Worker(id, NicFabric::kEthernet, 1000, "lan", 1000));
+  for (const char* id : {"i0", "i1"}) workers.push_back(Worker(id, NicFabric::kInfiniband, 100000, "ib", 2000));
+  PlanJob job = Job();
+  job.parameters = 100'000'000;
+  auto plan = PlanCluster(workers, LinkMatrix(), job);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_EQ(plan->islands.size(), 5u);
+  EXPECT_EQ(FindIsland(*plan, "fabric:ib")->members.size(), 2u);
+  const IslandPlan* e0 = FindIsland(*plan, "e0");
+  ASSERT_NE(e0, nullptr);
+  EXPECT_NE(e0->reasons[0].find("split from fabric:lan: its ring all-reduce (4.8 s per step) exceeds its compute"),
+            std::string::npos)
+      << e0->reasons[0];
+  int64_t total = 0;
+  for (const IslandPlan& island : plan->islands) {
+    total += island.batch_tokens;
+    EXPECT_NEAR(island.step_compute_s + island.step_allreduce_s,
+                plan->islands[0].step_compute_s + plan->islands[0].step_allreduce_s, 1e-3)
+        << island.name;
+  }
+  EXPECT_NEAR(static_cast<double>(total), 2000, 3);  // two islands as formed x 1000 tokens
+
+  job.islands = {{"lan", {"e0", "e1", "e2", "e3"}}, {"ib", {"i0", "i1"}}};  // given by the job: kept
+  plan = PlanCluster(workers, LinkMatrix(), job);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->islands.size(), 2u);
+}
+
+}  // namespace
+}  // namespace tributary

@@ -3,14 +3,21 @@
 #include <algorithm>
 
 #include "scheduler/islands.h"
+#include "scheduler/planner.h"
 
 namespace tributary {
 namespace {
 
 // The configured membership: the spec's explicit islands (validated when the spec was parsed), or the
-// workers' fabric identity.
+// planner's islands from the workers' fabric identity (scheduler/planner.h; no links are measured yet,
+// so they are IslandsByFabric's).
 std::vector<IslandDefinition> ConfiguredIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory) {
-  if (spec.cluster.islands.empty()) return IslandsByFabric(inventory);
+  if (spec.cluster.islands.empty()) {
+    std::vector<PlanWorker> workers;
+    for (const WorkerInventory& worker : inventory) workers.push_back({worker, 0});
+    Result<std::vector<IslandDefinition>> planned = PlanIslands(workers, LinkMatrix(), PlanJob());
+    return planned.ok() ? *planned : IslandsByFabric(inventory);
+  }
   std::vector<IslandDefinition> islands;
   auto parsed = ParseIslands(spec.cluster.islands);
   if (!parsed.ok()) return islands;

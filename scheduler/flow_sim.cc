@@ -95,8 +95,8 @@ struct BuiltCluster {
   struct Ports {
     int fabric_up = -1, fabric_down = -1, eth_up = -1, eth_down = -1, site = -1;
   };
-  std::map<std::string, Ports> ports;                 // by worker id
-  std::vector<std::pair<int, int>> site_links;        // per site: (up, down)
+  std::map<std::string, Ports> ports;           // by worker id
+  std::vector<std::pair<int, int>> site_links;  // per site: (up, down)
   int coordinator_in = -1, coordinator_out = -1;
   std::map<std::string, const SimWorker*> workers;
 };
@@ -107,15 +107,16 @@ Result<BuiltCluster> Build(const SimCluster& cluster) {
   for (const SimSite& site : cluster.sites) {
     if (!(site.wan_mbps > 0)) return Status::InvalidArgument("site '" + site.name + "': wan_mbps must be > 0");
     site_index[site.name] = static_cast<int>(b.site_links.size());
-    b.site_links.push_back({b.net.AddLink(site.wan_mbps, site.wan_latency_ms),
-                            b.net.AddLink(site.wan_mbps, site.wan_latency_ms)});
+    b.site_links.push_back(
+        {b.net.AddLink(site.wan_mbps, site.wan_latency_ms), b.net.AddLink(site.wan_mbps, site.wan_latency_ms)});
   }
   if (!(cluster.coordinator_mbps > 0)) return Status::InvalidArgument("coordinator_mbps: must be > 0");
   b.coordinator_in = b.net.AddLink(cluster.coordinator_mbps, cluster.coordinator_latency_ms);
   b.coordinator_out = b.net.AddLink(cluster.coordinator_mbps, cluster.coordinator_latency_ms);
   for (const SimWorker& w : cluster.workers) {
     auto site = site_index.find(w.site);
-    if (site == site_index.end()) return Status::InvalidArgument("worker '" + w.id + "': unknown site '" + w.site + "'");
+    if (site == site_index.end())
+      return Status::InvalidArgument("worker '" + w.id + "': unknown site '" + w.site + "'");
     if (!(w.eth_mbps > 0) || (!w.fabric.empty() && !(w.fabric_mbps > 0)))
       return Status::InvalidArgument("worker '" + w.id + "': NIC speeds must be > 0");
     BuiltCluster::Ports p;
@@ -204,8 +205,8 @@ Result<SimResult> SimulateRound(const SimCluster& cluster, const SimRound& round
     for (const std::string& id : island.ring) down.push_back({DownPath(b, id), round.payload_bytes});
   }
   const std::vector<double> up_done = b.net.RunFlows(up), down_done = b.net.RunFlows(down);
-  result.outer_sync_s = *std::max_element(up_done.begin(), up_done.end()) +
-                        *std::max_element(down_done.begin(), down_done.end());
+  result.outer_sync_s =
+      *std::max_element(up_done.begin(), up_done.end()) + *std::max_element(down_done.begin(), down_done.end());
   result.round_s = result.inner_phase_s + result.outer_sync_s;
   result.tokens_per_s = result.round_s > 0 ? tokens / result.round_s : 0;
   return result;

@@ -45,10 +45,10 @@ class SimNetwork {
 struct SimWorker {
   std::string id;
   std::string site;
-  std::string fabric;        // "" = no fabric NIC
+  std::string fabric;  // "" = no fabric NIC
   double fabric_mbps = 0;
   double eth_mbps = 0;
-  double tokens_per_s = 0;   // compute for the job's model
+  double tokens_per_s = 0;  // compute for the job's model
 };
 
 struct SimSite {
@@ -67,25 +67,25 @@ struct SimCluster {
 };
 
 struct SimIsland {
-  std::vector<std::string> ring;          // ring order; ring[0] leads
-  std::map<std::string, double> shares;   // fraction of the island's batch per member
-  int64_t batch_tokens = 0;               // per inner step
+  std::vector<std::string> ring;         // ring order; ring[0] leads
+  std::map<std::string, double> shares;  // fraction of the island's batch per member
+  int64_t batch_tokens = 0;              // per inner step
 };
 
 struct SimRound {
   std::vector<SimIsland> islands;
-  int64_t local_steps = 0;     // H
-  double gradient_bytes = 0;   // all-reduced every inner step
-  double payload_bytes = 0;    // one outer upload (and the broadcast mean)
+  int64_t local_steps = 0;    // H
+  double gradient_bytes = 0;  // all-reduced every inner step
+  double payload_bytes = 0;   // one outer upload (and the broadcast mean)
 };
 
 struct SimResult {
-  double inner_step_s = 0;    // the slowest island's compute + all-reduce
-  double allreduce_s = 0;     // the slowest island's all-reduce
-  double inner_phase_s = 0;   // H x inner_step_s
+  double inner_step_s = 0;   // the slowest island's compute + all-reduce
+  double allreduce_s = 0;    // the slowest island's all-reduce
+  double inner_phase_s = 0;  // H x inner_step_s
   double outer_sync_s = 0;
-  double round_s = 0;         // inner phase + outer sync
-  double tokens_per_s = 0;    // tokens of all islands' H steps / round_s
+  double round_s = 0;       // inner phase + outer sync
+  double tokens_per_s = 0;  // tokens of all islands' H steps / round_s
 };
 
 // One outer round of `round` on `cluster`. InvalidArgument naming the worker or site for an unknown

@@ -255,7 +255,9 @@ std::vector<FormedIsland> SplitIsland(const FormedIsland& island, const IslandPl
                                       const std::vector<PlanWorker>& workers, const PlanJob& job) {
   std::vector<FormedIsland> alone;
   for (int m : island.members) {
-    alone.push_back({workers[m].inventory.worker_id, island.fabric, {m},
+    alone.push_back({workers[m].inventory.worker_id,
+                     island.fabric,
+                     {m},
                      "split from " + island.name + ": its ring all-reduce (" + Num(plan.step_allreduce_s) +
                          " s per step) exceeds its compute (" +
                          Num(static_cast<double>(job.tokens_per_step) / plan.tokens_per_s) +
@@ -361,6 +363,21 @@ void LinkMatrix::SetUplink(const std::string& worker, LinkMeasurement link) {
 const LinkMeasurement* LinkMatrix::FindUplink(const std::string& worker) const {
   auto it = uplinks_.find(worker);
   return it == uplinks_.end() ? nullptr : &it->second;
+}
+
+Result<std::vector<IslandDefinition>> PlanIslands(const std::vector<PlanWorker>& workers, const LinkMatrix& links,
+                                                  const PlanJob& job) {
+  TRIB_ASSIGN_OR_RETURN(std::vector<FormedIsland> formed, FormIslands(workers, links, job));
+  std::vector<IslandDefinition> islands;
+  for (const FormedIsland& island : formed) {
+    IslandDefinition definition{island.name, {}};
+    for (int m : island.members) definition.workers.push_back(workers[m].inventory.worker_id);
+    std::sort(definition.workers.begin(), definition.workers.end());
+    islands.push_back(std::move(definition));
+  }
+  std::sort(islands.begin(), islands.end(),
+            [](const IslandDefinition& a, const IslandDefinition& b) { return a.name < b.name; });
+  return islands;
 }
 
 Result<ClusterPlan> PlanCluster(const std::vector<PlanWorker>& workers, const LinkMatrix& links, const PlanJob& job) {

@@ -105,6 +105,12 @@ struct ClusterPlan {
   std::vector<std::string> reasons;
 };
 
+// The islands alone (decisions 1 and 2: fabric identity, then bandwidth clustering; job-given islands
+// checked), members ascending: the runtime's membership source (coordinator/cluster_round.h), so the
+// running job and `tributary plan` form the same islands. Errors as PlanCluster's for islands.
+Result<std::vector<IslandDefinition>> PlanIslands(const std::vector<PlanWorker>& workers, const LinkMatrix& links,
+                                                  const PlanJob& job);
+
 // The plan. InvalidArgument naming the field for a bad job (parameters, tokens_per_step, codecs, a
 // fraction out of range) or a worker that is not in the inventory; FailedPrecondition saying why for
 // an infeasible job: no workers, or a job-given island whose members are on different fabrics (a

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A cluster-mode job on the one-machine testbed (docs/testbed.md, docs/cluster.md):
 #   bash tests/system/cluster_testbed_job_test.sh BUILD_DIR
-# 2 islands x 2 workers in their own network namespaces, islands found from the workers' fabric identity,
+# 2 islands x 2 workers in their own network namespaces, islands planned from the fabric identity the workers
+# detect themselves (the IPv4 network of their fabric interface: no worker.nics given),
 # the coordinator in the wan namespace behind tbf-shaped, delayed links; the real daemons with CURVE.
 # Checks: the job completes; every member ends on the committed weights; the bytes on the wan links match
 # the int8 codec's formula (islands x upload + members x broadcast per round, plus bounded control
@@ -58,7 +59,7 @@ source "$WORK/testbed.env"
 for i in 0 1; do
   for j in 0 1; do
     n=$((2 * i + j))
-    testbed_start_worker "$TB" "$WORK" "$BIN" "$i" "$j" "$n" island "$WORK/w$n.log"
+    testbed_start_worker "$TB" "$WORK" "$BIN" "$i" "$j" "$n" - "$WORK/w$n.log"
   done
 done
 
@@ -78,6 +79,22 @@ before="$(wan_bytes)"
 job="$(cli submit "$WORK/job.yaml")"
 echo "job $job"
 
+# Two fabrics detected from the workers' reports, and the plan keeps every dense group inside one.
+islands_of_round1() {
+  python3 - "$1" <<'PY'
+import json, sys
+islands = {i["island_id"]: sorted(i["members"]) for i in json.loads(sys.argv[1])["data"].get("islands", [])}
+print(islands)
+sys.exit(0 if islands == {"fabric:10.10.0.0/24": ["w0", "w1"], "fabric:10.11.0.0/24": ["w2", "w3"]} else 1)
+PY
+}
+for _ in $(seq 1 300); do
+  status="$(cli status "$job" --format json 2>/dev/null || true)"
+  [[ -n $status ]] && islands_of_round1 "$status" >/dev/null && break
+  sleep 0.2
+done
+check "islands are the two detected fabrics, each with its own two workers" islands_of_round1 "$status"
+
 # Kill island 0's second member once round 2 is open.
 for _ in $(seq 1 600); do
   cli logs "$job" 2>/dev/null | grep -q "round 2 opened" && break
@@ -88,10 +105,10 @@ killed_ms="$(date +%s%3N)"
 "$TB" exec i0w1 -- pkill -9 -f "name w1" || true
 check "the job completes" cli wait "$job" --timeout 600
 log="$(cli logs "$job")"
-check "island fabric:island0 re-forms without its killed member" \
-  grep -q "round 2: island fabric:island0 lost w1: re-formed" <<<"$log"
+check "island fabric:10.10.0.0/24 re-forms without its killed member" \
+  grep -q "round 2: island fabric:10.10.0.0/24 lost w1: re-formed" <<<"$log"
 # shellcheck disable=SC2016  # $1 is bash -c's argument, expanded there
-check "island fabric:island1's round 2 is not re-planned" bash -c '! grep -q "re-planning the round" <<<"$1"' _ "$log"
+check "island fabric:10.11.0.0/24's round 2 is not re-planned" bash -c '! grep -q "re-planning the round" <<<"$1"' _ "$log"
 
 # How long eviction took (reported, not asserted: a test never times): kill to the coordinator's re-formation.
 reformed="$(grep -m1 "re-formed as incarnation" "$WORK/coordinator.log" | cut -c1-23 || true)"

@@ -35,11 +35,13 @@ testbed_prepare() { # testbed_prepare WORK BIN COORD_IP
 }
 
 # Starts worker wN (N = the worker's index over the islands) in namespace i<I>w<J>, in the background: its
-# island fabric address, fabric identity "<FABRIC_PREFIX><I>" on fab0, the demo shard worker-<N+1>.
+# island fabric address, fabric identity "<FABRIC_PREFIX><I>" on fab0 (FABRIC_PREFIX "-": none given, the
+# worker detects it: the IPv4 network of fab0), the demo shard worker-<N+1>.
 testbed_start_worker() { # testbed_start_worker TB WORK BIN I J N FABRIC_PREFIX LOG
-  local tb="$1" work="$2" bin="$3" i="$4" j="$5" n="$6"
+  local tb="$1" work="$2" bin="$3" i="$4" j="$5" n="$6" nics=""
+  if [[ $7 != "-" ]]; then nics="--set \"worker.nics=['fab0:ethernet:10000:$7$i']\""; fi
   "$tb" exec "i${i}w$j" -- sh -c "exec '$bin' --set worker.threads=1 --set worker.island_address=\$TB_SELF_IP \
-    --set \"worker.nics=['fab0:ethernet:10000:$7$i']\" worker --coordinator tcp://\$TB_COORD_ADDR --name w$n \
+    $nics worker --coordinator tcp://\$TB_COORD_ADDR --name w$n \
     --key '$work/keys/w$n.key' --coordinator-key '$work/keys/coordinator.pub' \
     --data 'demo=$work/demo/data/worker-$((n + 1)).jsonl'" >>"$8" 2>&1 &
 }

@@ -50,3 +50,30 @@ if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja ${CMAKE_ARGS:-}
 fi
 cmake --build "$BUILD_DIR"
+
+# Kubernetes manifest checks (tests/deploy/kubernetes_test.sh): kubectl for `kubectl kustomize` (Debian's
+# kubernetes-client when the image has no kubectl) and a small venv outside the tree with kubernetes-validate
+# (the API schemas, offline). Best effort: when the package or PyPI is unreachable the build goes on and
+# that test prints SKIP.
+DEPLOY_SUDO=""
+if [[ $(id -u) -ne 0 ]]; then DEPLOY_SUDO="sudo"; fi
+deploy_apt_install() {
+  DEBIAN_FRONTEND=noninteractive $DEPLOY_SUDO apt-get install -y -qq --no-install-recommends "$@" ||
+    { $DEPLOY_SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $DEPLOY_SUDO apt-get install -y -qq \
+      --no-install-recommends "$@"; }
+}
+if ! command -v kubectl >/dev/null; then
+  echo "setup: installing kubernetes-client (kubectl)"
+  deploy_apt_install kubernetes-client || echo "setup: kubernetes-client not installed; deploy.kubernetes will skip"
+fi
+DEPLOY_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/tributary/venv-deploy"
+if ! "$DEPLOY_VENV/bin/python" -c 'import kubernetes_validate' 2>/dev/null; then
+  echo "setup: creating $DEPLOY_VENV (kubernetes-validate)"
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    deploy_apt_install python3-venv || true
+  fi
+  if ! { python3 -m venv "$DEPLOY_VENV" && "$DEPLOY_VENV/bin/pip" install -q 'kubernetes-validate==1.37.0'; }; then
+    rm -rf "$DEPLOY_VENV"
+    echo "setup: kubernetes-validate not installed (PyPI unreachable?); deploy.kubernetes will skip"
+  fi
+fi

@@ -1,9 +1,7 @@
 // Checks of the deployment artefacts in deploy/: the systemd units pass `systemd-analyze verify`
-// and carry the directives deploy/README.md promises; the Helm chart's Chart.yaml and values.yaml
-// parse, every template exists, and every .Values path a template uses is defined in values.yaml.
-// Templates themselves contain {{ }} and are not YAML until Helm renders them.
+// and carry the directives deploy/README.md promises. The Kubernetes manifests are rendered and
+// validated by tests/deploy/kubernetes_test.sh.
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <sys/wait.h>
 #include <array>
@@ -12,8 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,7 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 
 const fs::path kSystemdDir = "deploy/systemd";
-const fs::path kChartDir = "deploy/helm/tributary";
 
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path);
@@ -162,76 +157,6 @@ TEST_F(DeployTest, UnitsCarryTheRequiredDirectives) {
     // Exit 69 (a capability this build lacks) must not cause a restart loop.
     EXPECT_NE(Only(unit, "Service", "RestartPreventExitStatus").find("69"), std::string::npos);
   }
-}
-
-// Loads a YAML file, turning a parse error into a test failure naming file and line.
-YAML::Node LoadYaml(const fs::path& path) {
-  try {
-    return YAML::LoadFile(path.string());
-  } catch (const YAML::Exception& e) {
-    ADD_FAILURE() << path << ": " << e.what();
-    return YAML::Node();
-  }
-}
-
-TEST_F(DeployTest, HelmChartAndValuesParse) {
-  const YAML::Node chart = LoadYaml(kChartDir / "Chart.yaml");
-  ASSERT_TRUE(chart.IsMap());
-  EXPECT_EQ(chart["apiVersion"].as<std::string>(""), "v2");
-  EXPECT_EQ(chart["name"].as<std::string>(""), "tributary");
-  EXPECT_FALSE(chart["version"].as<std::string>("").empty());
-  EXPECT_FALSE(chart["appVersion"].as<std::string>("").empty());
-
-  const YAML::Node values = LoadYaml(kChartDir / "values.yaml");
-  ASSERT_TRUE(values.IsMap());
-  EXPECT_EQ(values["coordinator"]["ports"]["zmq"].as<int>(0), 7400);
-  EXPECT_EQ(values["coordinator"]["ports"]["http"].as<int>(0), 7401);
-  EXPECT_TRUE(values["worker"]["data"].IsSequence());
-  EXPECT_FALSE(values["coordinator"]["keySecret"].as<std::string>("").empty());
-  EXPECT_FALSE(values["worker"]["keySecret"].as<std::string>("").empty());
-}
-
-TEST_F(DeployTest, HelmTemplatesExistAndUseOnlyDefinedValues) {
-  const char* templates[] = {
-      "_helpers.tpl",           "configmap.yaml", "coordinator-statefulset.yaml", "coordinator-service.yaml",
-      "worker-deployment.yaml", "NOTES.txt"};
-  const YAML::Node values = LoadYaml(kChartDir / "values.yaml");
-  ASSERT_TRUE(values.IsMap());
-  const std::regex value_ref(R"(\.Values\.([A-Za-z0-9_.]+))");
-  std::string all_text;
-  for (const char* name : templates) {
-    const fs::path path = kChartDir / "templates" / name;
-    ASSERT_TRUE(fs::exists(path)) << path;
-    const std::string text = ReadFile(path);
-    all_text += text;
-    for (auto it = std::sregex_iterator(text.begin(), text.end(), value_ref); it != std::sregex_iterator(); ++it) {
-      const std::string dotted = (*it)[1].str();
-      // Walk with const lookups and reset(): Node::operator= and non-const [] would edit the tree.
-      YAML::Node node;
-      node.reset(values);
-      std::stringstream parts(dotted);
-      std::string part;
-      bool found = true;
-      while (std::getline(parts, part, '.')) {
-        const YAML::Node& current = node;
-        if (!current.IsMap() || !current[part].IsDefined()) {
-          found = false;
-          break;
-        }
-        node.reset(current[part]);
-      }
-      EXPECT_TRUE(found) << path << ": .Values." << dotted << " is not defined in values.yaml";
-    }
-  }
-  // The promises of deploy/README.md.
-  EXPECT_NE(all_text.find("path: /healthz"), std::string::npos);
-  EXPECT_NE(all_text.find("path: /readyz"), std::string::npos);
-  EXPECT_NE(all_text.find("prometheus.io/scrape"), std::string::npos);
-  EXPECT_NE(all_text.find("volumeClaimTemplates"), std::string::npos);
-  EXPECT_NE(all_text.find("kind: StatefulSet"), std::string::npos);
-  EXPECT_NE(all_text.find("kind: Deployment"), std::string::npos);
-  EXPECT_NE(all_text.find("kind: ConfigMap"), std::string::npos);
-  EXPECT_NE(all_text.find("kind: Service"), std::string::npos);
 }
 
 }  // namespace

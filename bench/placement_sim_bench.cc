@@ -42,8 +42,8 @@ PlanWorker InventoryWorker(const SimWorker& w) {
   p.inventory.nics.push_back(eth);
   if (!w.fabric.empty()) {
     const bool ib = w.fabric.rfind("ib", 0) == 0;
-    p.inventory.nics.push_back({"fab0", ib ? NicFabric::kInfiniband : NicFabric::kRoce,
-                                static_cast<int64_t>(w.fabric_mbps), true, w.fabric});
+    p.inventory.nics.push_back(
+        {"fab0", ib ? NicFabric::kInfiniband : NicFabric::kRoce, static_cast<int64_t>(w.fabric_mbps), true, w.fabric});
   }
   p.tokens_per_s = w.tokens_per_s;
   return p;
@@ -86,7 +86,8 @@ Topology MakeTopology(int workers) {
 
 SimRound RoundOf(const ClusterPlan& plan) {
   SimRound round;
-  for (const IslandPlan& island : plan.islands) round.islands.push_back({island.ring, island.shares, island.batch_tokens});
+  for (const IslandPlan& island : plan.islands)
+    round.islands.push_back({island.ring, island.shares, island.batch_tokens});
   round.local_steps = kLocalSteps;
   round.gradient_bytes = kValues * 4;
   round.payload_bytes = kValues;
@@ -123,8 +124,7 @@ int Run(int max_workers) {
     job.codecs = {{"int8", static_cast<uint64_t>(kValues)}};
     const auto start = std::chrono::steady_clock::now();
     Result<ClusterPlan> plan = PlanCluster(t.inventory, LinkMatrix(), job);
-    const double plan_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double plan_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (!plan.ok()) {
       std::fprintf(stderr, "plan: %s\n", plan.status().ToString().c_str());
       return 1;

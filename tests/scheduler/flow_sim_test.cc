@@ -32,9 +32,8 @@ SimCluster TwoSites() {
   c.coordinator_mbps = 1000;
   c.fabric_latency_ms = 0;
   c.eth_latency_ms = 0;
-  c.workers = {{"a", "east", "ib", 1000, 1000, 500},
-               {"b", "east", "ib", 1000, 1000, 500},
-               {"c", "west", "", 0, 1000, 500}};
+  c.workers = {
+      {"a", "east", "ib", 1000, 1000, 500}, {"b", "east", "ib", 1000, 1000, 500}, {"c", "west", "", 0, 1000, 500}};
   return c;
 }
 
@@ -48,8 +47,8 @@ TEST(FlowSimTest, ARoundMatchesTheClosedFormOnAnUncontendedFabric) {
   round.payload_bytes = 100 * kMbit;
   auto r = SimulateRound(TwoSites(), round);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_NEAR(r->allreduce_s, 1.0, 1e-9);     // 2 x 1/2 x 1000 Mbit / 1000 Mbit/s
-  EXPECT_NEAR(r->inner_step_s, 2.0, 1e-9);    // + 500 tokens at 500 tokens/s
+  EXPECT_NEAR(r->allreduce_s, 1.0, 1e-9);   // 2 x 1/2 x 1000 Mbit / 1000 Mbit/s
+  EXPECT_NEAR(r->inner_step_s, 2.0, 1e-9);  // + 500 tokens at 500 tokens/s
   EXPECT_NEAR(r->inner_phase_s, 20.0, 1e-9);
   EXPECT_NEAR(r->outer_sync_s, 1.0 + 2.0, 1e-9);
   EXPECT_NEAR(r->tokens_per_s, 10000 / 23.0, 1e-9);

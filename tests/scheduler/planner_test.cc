@@ -222,7 +222,8 @@ namespace {
 // every island's inner step then takes the same time.
 TEST(PlannerTest, ACommunicationBoundGroupIsSplitAndStepsAreBalanced) {
   std::vector<PlanWorker> workers;
-  for (const char* id : {"e0", "e1", "e2", "e3"}) workers.push_back(Worker(id, NicFabric::kEthernet, 1000, "lan", 1000));
+  for (const char* id : {"e0", "e1", "e2", "e3"})
+    workers.push_back(Worker(id, NicFabric::kEthernet, 1000, "lan", 1000));
   for (const char* id : {"i0", "i1"}) workers.push_back(Worker(id, NicFabric::kInfiniband, 100000, "ib", 2000));
   PlanJob job = Job();
   job.parameters = 100'000'000;

@@ -253,3 +253,31 @@ TEST(PlannerTest, ACommunicationBoundGroupIsSplitAndStepsAreBalanced) {
 
 }  // namespace
 }  // namespace tributary
+
+namespace tributary {
+namespace {
+
+// Without measured links the runtime's islands (PlanIslands) are exactly IslandsByFabric's, and they are
+// the islands PlanCluster plans.
+TEST(PlannerTest, PlanIslandsAgreesWithFabricIdentityAndWithThePlan) {
+  std::vector<PlanWorker> workers = {
+      Worker("b", NicFabric::kRoce, 50000, "r"), Worker("a", NicFabric::kRoce, 50000, "r"),
+      Worker("c", NicFabric::kInfiniband, 100000, "ib"), Worker("d", NicFabric::kEthernet, 0, "")};
+  auto planned = PlanIslands(workers, LinkMatrix(), Job());
+  ASSERT_TRUE(planned.ok());
+  std::vector<WorkerInventory> inventory;
+  for (const PlanWorker& w : workers) inventory.push_back(w.inventory);
+  const std::vector<IslandDefinition> by_fabric = IslandsByFabric(inventory);
+  ASSERT_EQ(planned->size(), by_fabric.size());
+  auto plan = PlanCluster(workers, LinkMatrix(), Job());
+  ASSERT_TRUE(plan.ok());
+  for (size_t i = 0; i < by_fabric.size(); ++i) {
+    EXPECT_EQ((*planned)[i].name, by_fabric[i].name);
+    EXPECT_EQ((*planned)[i].workers, by_fabric[i].workers);
+    EXPECT_EQ(plan->islands[i].name, by_fabric[i].name);
+    EXPECT_EQ(plan->islands[i].members, by_fabric[i].workers);
+  }
+}
+
+}  // namespace
+}  // namespace tributary

@@ -13,6 +13,7 @@ void RegisterCommands(CLI::App& app, CommandRegistry& registry) {
   RegisterModelCommands(app, registry);
   RegisterGenerateCommands(app, registry);
   RegisterPlanCommand(app, registry);
+  RegisterProbeCommand(app, registry);
   RegisterInfoCommands(app, registry);
 }
 

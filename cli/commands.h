@@ -36,6 +36,7 @@ void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);     // mer
 void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);       // demo (called by RegisterModelCommands)
 void RegisterGenerateCommands(CLI::App& app, CommandRegistry& registry);  // generate, eval
 void RegisterPlanCommand(CLI::App& app, CommandRegistry& registry);       // plan
+void RegisterProbeCommand(CLI::App& app, CommandRegistry& registry);      // probe
 
 // The failure for a command or mode that is not built yet: exit 69 with what is missing.
 Status NotBuiltYet(const std::string& what_is_missing);

@@ -309,7 +309,8 @@ std::string JsonErrorCode(const Status& status) {
 void PrintJsonOk(const std::string& command, const nlohmann::json& data) {
   nlohmann::json envelope = {
       {"schema_version", "1"}, {"ok", true}, {"command", command}, {"exit_code", kExitOk}, {"data", data}};
-  std::printf("%s\n", envelope.dump().c_str());
+  // Invalid UTF-8 (a log line cut mid-character) is replaced rather than thrown on.
+  std::printf("%s\n", envelope.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   std::fflush(stdout);
 }
 
@@ -321,7 +322,8 @@ void PrintJsonError(const std::string& command, int exit_code, const std::string
                              {"exit_code", exit_code},
                              {"error", {{"code", error_code}, {"message", message}}}};
   if (!data.is_null()) envelope["data"] = data;
-  std::printf("%s\n", envelope.dump().c_str());
+  // Invalid UTF-8 (a log line cut mid-character) is replaced rather than thrown on.
+  std::printf("%s\n", envelope.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   std::fflush(stdout);
 }
 

@@ -97,7 +97,9 @@ Status WatchJob(CoordinatorClient& client, const WatchOptions& options, int* exi
     }
     failures = 0;
     last = *reply;
-    const std::string shown = options.json ? JobDetailJson(*reply).dump() : WatchBlock(*reply, TerminalWidth());
+    const std::string shown = options.json
+                                  ? JobDetailJson(*reply).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                                  : WatchBlock(*reply, TerminalWidth());
     if (redraw) {
       std::printf("\033[H\033[2J%s", shown.c_str());
     } else if (shown != last_shown) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -143,6 +144,23 @@ TEST(CliOpsSystemTest, WatchWorkerLogsAndJsonEverywhere) {
   CliRun long_submit = Cli(dir.path(), profile, {"submit", long_file});
   ASSERT_EQ(long_submit.exit_code, 0) << long_submit.err;
   const std::string long_job = Lines(long_submit.out).at(0);
+  {
+    // Ctrl-C ends a watch with exit 0 (the job goes on).
+    const std::string out_path = (fs::path(dir.path()) / "watch.out").string();
+    auto watching =
+        cli::ChildProcess::Spawn(TRIBUTARY_BINARY, {"--config", profile, "status", long_job, "--watch"}, out_path);
+    ASSERT_TRUE(watching.ok());
+    for (int i = 0; i < 600; ++i) {
+      auto shown = ReadFileToString(out_path);
+      if (shown.ok() && shown->find("job           " + long_job) != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    (*watching)->Signal(SIGINT);
+    EXPECT_EQ((*watching)->Wait(60000), 0);
+    auto still = GetJob(cluster.client(), long_job);
+    ASSERT_TRUE(still.ok());
+    EXPECT_EQ(still->job().state(), "RUNNING");
+  }
   ASSERT_EQ(Cli(dir.path(), profile, {"stop", long_job}).exit_code, 0);
   CliRun stopped = Cli(dir.path(), profile, {"status", long_job, "--watch", "--format", "json"});
   EXPECT_EQ(stopped.exit_code, 1) << stopped.out;

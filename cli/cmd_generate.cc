@@ -12,6 +12,8 @@
 
 #include "base/file_util.h"
 #include "cli/commands.h"
+#include "cli/coordinator_client.h"
+#include "cli/json_envelope.h"
 #include "cli/model_refs.h"
 #include "engine/io/model_dir.h"
 #include "engine/model/generate.h"
@@ -166,7 +168,7 @@ Status RunEval(const EvalFlags& f) {
                                   {"exact_match", generation.exact_match},
                                   {"generated_examples", generation.examples}};
   if (f.format == "json") {
-    std::printf("%s\n", summary.dump().c_str());
+    PrintJsonOk("eval", summary);
     return Status::OK();
   }
   std::printf("loss %.4f (perplexity %.2f) over %lld tokens of %zu examples\n", loss.mean_loss, loss.perplexity,
@@ -224,8 +226,9 @@ void RegisterGenerateCommands(CLI::App& app, CommandRegistry& registry) {
   eval->add_option("--max-new-tokens", e->max_new_tokens, "Answer length limit")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  eval->add_option("--format", e->format, "text|json summary on stdout")->check(CLI::IsMember({"text", "json"}));
-  registry.handlers["eval"] = [e](CommandContext&) -> Status { return RunEval(*e); };
+  AddFormatOption(eval, e->format, "text|json summary on stdout (json: one envelope object)");
+  registry.handlers["eval"] = WithJsonErrors("eval", std::shared_ptr<const std::string>(e, &e->format),
+                                             [e](CommandContext&) -> Status { return RunEval(*e); });
 }
 
 }  // namespace tributary::cli

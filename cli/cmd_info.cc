@@ -8,17 +8,40 @@
 #include "cli/build_info.h"
 #include "cli/cli_config.h"
 #include "cli/commands.h"
+#include "cli/coordinator_client.h"
+#include "cli/json_envelope.h"
 #include "engine/device.h"
 
 extern "C" char* openblas_get_corename(void);
 extern "C" char* openblas_get_config(void);
 
 namespace tributary::cli {
+namespace {
+
+// `config --format json`: {"keys": [{"key", "value" (typed), "origin"}]} in schema order.
+nlohmann::json ConfigJson(const Config& config) {
+  nlohmann::json keys = nlohmann::json::array();
+  for (const ConfigKeySpec& spec : GlobalConfigSchema().keys()) {
+    if (!config.Has(spec.key)) continue;
+    nlohmann::json value;
+    switch (spec.type) {
+      case ConfigType::kString: value = config.GetString(spec.key); break;
+      case ConfigType::kInt: value = config.GetInt(spec.key); break;
+      case ConfigType::kFloat: value = config.GetFloat(spec.key); break;
+      case ConfigType::kBool: value = config.GetBool(spec.key); break;
+      case ConfigType::kStringList: value = config.GetStringList(spec.key); break;
+    }
+    keys.push_back({{"key", spec.key}, {"value", value}, {"origin", config.Origin(spec.key)}});
+  }
+  return {{"keys", keys}};
+}
+
+}  // namespace
 
 void RegisterInfoCommands(CLI::App& app, CommandRegistry& registry) {
   auto version_format = std::make_shared<std::string>("text");
   CLI::App* version = app.add_subcommand("version", "Print the version and how this binary was built");
-  version->add_option("--format", *version_format, "text|json")->check(CLI::IsMember({"text", "json"}));
+  AddFormatOption(version, *version_format);
   registry.handlers["version"] = [version_format](CommandContext&) -> Status {
     const AcceleratorReport acc = QueryAccelerators();
     nlohmann::json j = {
@@ -34,7 +57,7 @@ void RegisterInfoCommands(CLI::App& app, CommandRegistry& registry) {
         {"openblas_config", openblas_get_config()},
     };
     if (*version_format == "json") {
-      std::printf("%s\n", j.dump().c_str());
+      PrintJsonOk("version", j);
       return Status::OK();
     }
     std::printf("tributary %s (%s)\n", kTributaryVersion, kTributaryGitRevision);
@@ -49,10 +72,15 @@ void RegisterInfoCommands(CLI::App& app, CommandRegistry& registry) {
     return Status::OK();
   };
 
+  auto config_format = std::make_shared<std::string>("text");
   CLI::App* config = app.add_subcommand("config", "Print the effective configuration and where each value came from");
-  (void)config;
-  registry.handlers["config"] = [](CommandContext& ctx) -> Status {
-    std::printf("%s", ctx.config.Dump().c_str());
+  AddFormatOption(config, *config_format);
+  registry.handlers["config"] = [config_format](CommandContext& ctx) -> Status {
+    if (*config_format == "json") {
+      PrintJsonOk("config", ConfigJson(ctx.config));
+    } else {
+      std::printf("%s", ctx.config.Dump().c_str());
+    }
     return Status::OK();
   };
 }

@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
 #include "cli/exit_codes.h"
+#include "cli/status_watch.h"
 #include "federation/job_spec.h"
 
 namespace tributary::cli {
@@ -36,6 +37,9 @@ struct JobFlags {
   uint32_t limit = 0;
   double timeout_s = 0;
   bool follow = false;
+  bool watch = false;
+  double interval_s = 2;
+  std::string worker;  // logs --worker
   int64_t round = 0;
   std::string output_dir;
   bool force = false;
@@ -221,6 +225,9 @@ void PrintStatusText(const v1::GetJobReply& reply) {
 
 Status RunStatus(JobFlags& f, CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(auto client, ConnectFromFlags(f, ctx));
+  if (f.watch) {
+    return WatchJob(*client, {f.job, f.interval_s, f.format == "json"}, &ctx.exit_code_override, &f.json_printed);
+  }
   TRIB_ASSIGN_OR_RETURN(v1::GetJobReply reply, client->GetJob(f.job));
   if (f.format == "json") {
     PrintJsonOk("status", JobDetailJson(reply));
@@ -318,7 +325,7 @@ Status RunLogs(JobFlags& f, CommandContext& ctx) {
   bool answered = false;
   int failures = 0;
   while (true) {
-    Result<v1::FetchLogsReply> reply = client->FetchLogs(f.job, from, kLogPageLines);
+    Result<v1::FetchLogsReply> reply = client->FetchLogs(f.job, from, kLogPageLines, f.worker);
     if (!reply.ok()) {
       if (f.follow && IsConnectionFailure(reply.status()) && answered && ++failures <= kPollRetries) {
         std::fprintf(stderr, "tributary logs: %s; retrying\n", reply.status().message().c_str());
@@ -345,7 +352,13 @@ Status RunLogs(JobFlags& f, CommandContext& ctx) {
     if (!f.follow) break;
     std::this_thread::sleep_for(kPollInterval);
   }
-  if (json) PrintJsonOk("logs", {{"job_id", f.job}, {"lines", lines}, {"next_line", from}, {"eof", eof}});
+  if (json) {
+    PrintJsonOk("logs", {{"job_id", f.job},
+                         {"worker_id", f.worker.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.worker)},
+                         {"lines", lines},
+                         {"next_line", from},
+                         {"eof", eof}});
+  }
   return Status::OK();
 }
 
@@ -410,6 +423,17 @@ Status RunDownload(JobFlags& f, CommandContext& ctx) {
     TRIB_RETURN_IF_ERROR(client->FetchFile(file.object_id(), path, file.checksum()));
     total += file.size();
   }
+  if (f.format == "json") {
+    nlohmann::json files = nlohmann::json::array();
+    for (const v1::ExportedFile& file : reply.files()) files.push_back({{"name", file.name()}, {"size", file.size()}});
+    PrintJsonOk("download", {{"job_id", f.job},
+                             {"round", reply.round()},
+                             {"format", f.export_format},
+                             {"output_dir", f.output_dir},
+                             {"bytes", total},
+                             {"files", files}});
+    return Status::OK();
+  }
   std::printf("wrote job %s round %llu (%s, %d files, %s) to %s\n", f.job.c_str(),
               static_cast<unsigned long long>(reply.round()), f.export_format.c_str(), reply.files_size(),
               FormatBytes(total).c_str(), f.output_dir.c_str());
@@ -457,6 +481,11 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
 
   CLI::App* status = app.add_subcommand("status", "Show a job's round, participants, loss, bytes and progress");
   status->add_option("job", f->job, "Job id")->required();
+  CLI::Option* watch = status->add_flag(
+      "--watch,-w", f->watch, "Refresh until the job ends (loss curve drawn; exit codes as wait; Ctrl-C exits 0)");
+  status->add_option("--interval", f->interval_s, "Seconds between refreshes of --watch (default 2)")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->needs(watch);
   AddReadFormat(status, f->format);
   AddConnectionFlags(status, f->connection);
 
@@ -467,8 +496,9 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
   AddReadFormat(wait, f->format);
   AddConnectionFlags(wait, f->connection);
 
-  CLI::App* logs = app.add_subcommand("logs", "Print a job's log");
+  CLI::App* logs = app.add_subcommand("logs", "Print a job's log (the coordinator's, or a worker's with --worker)");
   logs->add_option("job", f->job, "Job id")->required();
+  logs->add_option("--worker", f->worker, "The lines this worker logged for the job (shipped to the coordinator)");
   logs->add_flag("--follow,-f", f->follow, "Keep printing new lines until the job finishes");
   AddReadFormat(logs, f->format);
   AddConnectionFlags(logs, f->connection);
@@ -489,6 +519,9 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
   download->add_option("-o,--output", f->output_dir, "Output directory (created; must be empty unless --force)")
       ->required();
   download->add_flag("--force", f->force, "Write into a non-empty output directory");
+  // --format names the model format here, so the summary's format has its own flag.
+  download->add_option("--summary-format", f->format, "text|json summary on stdout (json: one envelope object)")
+      ->check(CLI::IsMember({"text", "json"}));
   AddConnectionFlags(download, f->connection);
 
   registry.handlers["submit"] = JsonAware(f, "submit", RunSubmit);

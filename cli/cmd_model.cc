@@ -5,6 +5,8 @@
 
 #include "base/file_util.h"
 #include "cli/commands.h"
+#include "cli/coordinator_client.h"
+#include "cli/json_envelope.h"
 #include "cli/model_refs.h"
 #include "peft/merge.h"
 #include "transport/security.h"
@@ -56,14 +58,22 @@ void RegisterModelCommands(CLI::App& app, CommandRegistry& registry) {
   CLI::App* keygen = app.add_subcommand("keygen", "Write a CURVE key pair: PREFIX.key (secret, 0600) and PREFIX.pub");
   keygen->add_option("-o,--output", f->output_dir, "Key file prefix")->required();
   keygen->add_flag("--force", f->force, "Overwrite existing key files");
-  registry.handlers["keygen"] = [f](CommandContext&) -> Status {
+  auto keygen_format = std::make_shared<std::string>("text");
+  AddFormatOption(keygen, *keygen_format);
+  registry.handlers["keygen"] = WithJsonErrors("keygen", keygen_format, [f, keygen_format](CommandContext&) -> Status {
     std::string public_key;
     TRIB_RETURN_IF_ERROR(transport::WriteKeyPairFiles(f->output_dir, f->force, &public_key));
+    if (*keygen_format == "json") {
+      PrintJsonOk("keygen", {{"secret_key_file", f->output_dir + ".key"},
+                             {"public_key_file", f->output_dir + ".pub"},
+                             {"public_key", public_key}});
+      return Status::OK();
+    }
     std::printf("wrote %s.key (secret, mode 0600) and %s.pub\n", f->output_dir.c_str(), f->output_dir.c_str());
     std::printf("public key: %s\n", public_key.c_str());
     std::printf("admit it by appending %s.pub to the coordinator's allowed_keys file\n", f->output_dir.c_str());
     return Status::OK();
-  };
+  });
   RegisterDemoCommand(app, registry);
 }
 

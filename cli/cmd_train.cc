@@ -12,6 +12,8 @@
 
 #include "base/config.h"
 #include "cli/commands.h"
+#include "cli/coordinator_client.h"
+#include "cli/json_envelope.h"
 #include "engine/io/model_dir.h"
 #include "engine/model/llama_model.h"
 #include "engine/model/model_init.h"
@@ -187,7 +189,7 @@ Status RunTrain(const TrainFlags& f) {
       {"wall_seconds", wall},
   };
   if (f.format == "json") {
-    std::printf("%s\n", summary.dump().c_str());
+    PrintJsonOk("train", summary);
   } else {
     std::printf("trained %lld steps in %s (%.0f tokens/s)\n", static_cast<long long>(f.steps),
                 FormatDuration(train_seconds).c_str(), train_seconds > 0 ? tokens_done / train_seconds : 0.0);
@@ -306,8 +308,9 @@ void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry) {
       ->capture_default_str();
   train->add_option("--max-new-tokens", f->max_new_tokens, "Answer length limit for Rouge-L")->capture_default_str();
   train->add_flag("--no-pack", f->no_pack, "One example per row instead of packing");
-  train->add_option("--format", f->format, "text|json summary on stdout")->check(CLI::IsMember({"text", "json"}));
-  registry.handlers["train"] = [f](CommandContext&) -> Status { return RunTrain(*f); };
+  AddFormatOption(train, f->format, "text|json summary on stdout (json: one envelope object)");
+  registry.handlers["train"] = WithJsonErrors("train", std::shared_ptr<const std::string>(f, &f->format),
+                                              [f](CommandContext&) -> Status { return RunTrain(*f); });
 
   auto i = std::make_shared<InitFlags>();
   CLI::App* init = app.add_subcommand("init-model", "Create a randomly initialised HF model directory");

@@ -1,5 +1,6 @@
 #include "cli/coordinator_client.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -248,10 +249,11 @@ Result<v1::StopJobReply> CoordinatorClient::StopJob(const std::string& job_id, c
 }
 
 Result<v1::FetchLogsReply> CoordinatorClient::FetchLogs(const std::string& job_id, uint64_t from_line,
-                                                        uint32_t max_lines) {
+                                                        uint32_t max_lines, const std::string& worker_id) {
   Envelope request = transport::NewEnvelope(kSender);
   v1::FetchLogs* body = request.mutable_fetch_logs();
   body->set_job_id(job_id);
+  body->set_worker_id(worker_id);
   body->set_from_line(from_line);
   body->set_max_lines(max_lines);
   TRIB_ASSIGN_OR_RETURN(Message reply, Call(std::move(request), Envelope::kFetchLogsReply));
@@ -307,7 +309,8 @@ std::string JsonErrorCode(const Status& status) {
 void PrintJsonOk(const std::string& command, const nlohmann::json& data) {
   nlohmann::json envelope = {
       {"schema_version", "1"}, {"ok", true}, {"command", command}, {"exit_code", kExitOk}, {"data", data}};
-  std::printf("%s\n", envelope.dump().c_str());
+  // Invalid UTF-8 (a log line cut mid-character) is replaced rather than thrown on.
+  std::printf("%s\n", envelope.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   std::fflush(stdout);
 }
 
@@ -319,7 +322,8 @@ void PrintJsonError(const std::string& command, int exit_code, const std::string
                              {"exit_code", exit_code},
                              {"error", {{"code", error_code}, {"message", message}}}};
   if (!data.is_null()) envelope["data"] = data;
-  std::printf("%s\n", envelope.dump().c_str());
+  // Invalid UTF-8 (a log line cut mid-character) is replaced rather than thrown on.
+  std::printf("%s\n", envelope.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   std::fflush(stdout);
 }
 
@@ -360,6 +364,12 @@ std::string ProgressBar(uint64_t done, uint64_t total, int width) {
 
 bool StdoutIsTerminal() {
   return ::isatty(STDOUT_FILENO) == 1;
+}
+
+int TerminalWidth() {
+  winsize size{};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 80;
 }
 
 }  // namespace tributary::cli

@@ -66,7 +66,9 @@ class CoordinatorClient {
   Result<v1::ListJobsReply> ListJobs(const std::string& state_filter, uint32_t limit, const std::string& submit_token);
   Result<v1::GetJobReply> GetJob(const std::string& job_id);
   Result<v1::StopJobReply> StopJob(const std::string& job_id, const std::string& reason);
-  Result<v1::FetchLogsReply> FetchLogs(const std::string& job_id, uint64_t from_line, uint32_t max_lines);
+  // The coordinator's log of the job, or with a worker_id the lines that worker shipped for it.
+  Result<v1::FetchLogsReply> FetchLogs(const std::string& job_id, uint64_t from_line, uint32_t max_lines,
+                                       const std::string& worker_id = "");
   Result<v1::ExportModelReply> ExportModel(const std::string& job_id, uint64_t round, const std::string& format);
   // Fetches a bulk object into `path` (written as path.partial, renamed when verified).
   Status FetchFile(const std::string& object_id, const std::string& path, const std::string& expected_checksum);
@@ -109,5 +111,7 @@ std::string FormatUnixMs(int64_t unix_ms);
 std::string ProgressBar(uint64_t done, uint64_t total, int width);
 // Whether stdout is a terminal (live progress is drawn only then).
 bool StdoutIsTerminal();
+// The terminal's width in columns (TIOCGWINSZ on stdout), else 80.
+int TerminalWidth();
 
 }  // namespace tributary::cli

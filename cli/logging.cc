@@ -6,6 +6,8 @@
 
 #include <memory>
 
+#include "worker/job_log_capture.h"
+
 namespace tributary::cli {
 namespace {
 
@@ -49,6 +51,8 @@ Status SetupLogging(const std::string& level, const std::string& format) {
   auto logger = spdlog::get("tributary");
   if (!logger) logger = spdlog::stderr_color_mt("tributary");
   spdlog::set_default_logger(logger);
+  // Before any daemon thread logs: a worker's lines per job (`tributary logs JOB --worker W`).
+  JobLogCapture::InstallSink();
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   if (format == "json") {
     formatter->add_flag<JsonEscapedMessage>('*').set_pattern(

@@ -225,6 +225,7 @@ void Coordinator::Impl::Handle(Incoming& in) {
     case Envelope::kStopJob: return HandleStopJob(in);
     case Envelope::kFetchLogs: return HandleFetchLogs(in);
     case Envelope::kExportModel: return HandleExport(in);
+    case Envelope::kWorkerLogLines: return HandleWorkerLogLines(in);
     case Envelope::kError:
       spdlog::warn("coordinator: error from {}: {}", in.peer.Describe(), in.message.envelope.error().message());
       return;

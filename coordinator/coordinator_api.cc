@@ -114,9 +114,7 @@ void Coordinator::Impl::HandleStopJob(const Incoming& in) {
 
 void Coordinator::Impl::HandleFetchLogs(const Incoming& in) {
   const v1::FetchLogs& req = in.message.envelope.fetch_logs();
-  if (!req.worker_id().empty())
-    return ReplyError(in, Status::InvalidArgument("worker logs stay on the worker (e.g. journalctl -u tributary-worker "
-                                                  "on its host); FetchLogs serves the coordinator's job log"));
+  if (!req.worker_id().empty()) return HandleFetchWorkerLogs(in);
   JobRunner* job = FindJob(req.job_id());
   if (job == nullptr) return ReplyError(in, Status::NotFound("job '" + req.job_id() + "' not found"));
   const uint32_t max_lines = req.max_lines() == 0 ? kDefaultLogPage : req.max_lines();

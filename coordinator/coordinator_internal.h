@@ -19,6 +19,7 @@
 #include "coordinator/job_runner.h"
 #include "coordinator/metrics.h"
 #include "coordinator/upload_intake.h"
+#include "coordinator/worker_logs.h"
 #include "coordinator/worker_registry.h"
 #include "transport/channel.h"
 
@@ -35,6 +36,8 @@ struct Coordinator::Impl {
   std::unique_ptr<WorkerRegistry> workers;
   std::map<std::string, std::unique_ptr<JobRunner>> jobs;
   std::unique_ptr<UploadIntake> uploads;
+  WorkerLogs worker_logs;           // lines workers shipped per job (`tributary logs JOB --worker W`)
+  int64_t last_log_refusal_ms = 0;  // refused WorkerLogLines are logged at most once a minute
 
   // What the HTTP callbacks read (they run on other threads), rebuilt when a component's version moved.
   std::mutex view_mu;
@@ -73,6 +76,9 @@ struct Coordinator::Impl {
   void HandleStopJob(const transport::Incoming& in);
   void HandleFetchLogs(const transport::Incoming& in);
   void HandleExport(const transport::Incoming& in);
+  // A worker's log lines (WorkerLogLines); FetchLogs with a worker_id reads them.
+  void HandleWorkerLogLines(const transport::Incoming& in);
+  void HandleFetchWorkerLogs(const transport::Incoming& in);
 };
 
 }  // namespace tributary

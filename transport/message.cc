@@ -70,7 +70,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kCatchUpRequest:
     case Envelope::kExportModel:
     case Envelope::kSecaggRequest:
-    case Envelope::kIslandStoreRequest: return direction == Direction::kToServer;
+    case Envelope::kIslandStoreRequest:
+    case Envelope::kWorkerLogLines: return direction == Direction::kToServer;
     case Envelope::kRegisterAck:
     case Envelope::kHeartbeatAck:
     case Envelope::kRoundStart:
@@ -84,7 +85,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kCatchUpReply:
     case Envelope::kExportModelReply:
     case Envelope::kSecaggReply:
-    case Envelope::kIslandStoreReply: return direction == Direction::kToClient;
+    case Envelope::kIslandStoreReply:
+    case Envelope::kWorkerLogLinesReply: return direction == Direction::kToClient;
     case Envelope::kBulkRequest:
     case Envelope::kBulkChunkHeader:
     case Envelope::kError: return true;

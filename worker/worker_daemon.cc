@@ -61,6 +61,8 @@ Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Create(WorkerOptions options
   TRIB_ASSIGN_OR_RETURN(daemon->control_, transport::Client::Connect(o.coordinator, client));
   client.name = "worker '" + o.worker_id + "' work";
   TRIB_ASSIGN_OR_RETURN(daemon->work_, transport::Client::Connect(o.coordinator, client));
+  client.name = "worker '" + o.worker_id + "' logs";
+  TRIB_ASSIGN_OR_RETURN(daemon->logs_, transport::Client::Connect(o.coordinator, client));
   daemon->Wire();
   return daemon;
 }
@@ -87,12 +89,15 @@ void WorkerDaemon::Wire() {
   compute_ = std::make_unique<ComputeLoop>(o, queue_.get(), board_.get(), sync_.get(), uploader_.get(), secagg_.get(),
                                            island_.get(), stopping);
   control_loop_ = std::make_unique<ControlLoop>(o, control_.get(), queue_.get(), board_.get(), stopping);
+  log_capture_ = std::make_unique<JobLogCapture>();
+  log_shipper_ = std::make_unique<LogShipper>(o.worker_id, logs_.get(), log_capture_.get(), o.request_timeout_ms);
 }
 
 WorkerDaemon::~WorkerDaemon() {
   stopping_ = true;
   if (queue_) queue_->Close();
   if (compute_thread_.joinable()) compute_thread_.join();
+  if (log_shipper_) log_shipper_->Stop();
 }
 
 Status WorkerDaemon::Run(const std::atomic<bool>* stop) {
@@ -103,11 +108,20 @@ Status WorkerDaemon::Run(const std::atomic<bool>* stop) {
                  options_.worker_id, peer);
   spdlog::info("worker '{}' starting: {} dataset(s), {} compute thread(s), {}", options_.worker_id,
                options_.datasets.size(), NumThreads(), peer);
-  compute_thread_ = std::thread([this] { compute_->Run(); });
-  Status result = control_loop_->Run();
+  log_shipper_->Start();
+  compute_thread_ = std::thread([this] {
+    JobLogThread mark(log_capture_.get(), board_.get());
+    compute_->Run();
+  });
+  Status result;
+  {
+    JobLogThread mark(log_capture_.get(), board_.get());
+    result = control_loop_->Run();
+  }
   stopping_ = true;
   queue_->Close();
   compute_thread_.join();
+  log_shipper_->Stop();
   spdlog::info("worker '{}' stopped", options_.worker_id);
   return result;
 }

@@ -10,8 +10,9 @@
 //               and handles them with ReplicaSync (worker/replica_sync.h: replicas, catch-up, snapshot
 //               and aggregate fetches) and the Uploader (worker/uploader.h).
 // The compute thread publishes what it is doing and its replicas on the StatusBoard
-// (worker/status_board.h), which the heartbeats report. This class only validates the options and
-// wires the parts together.
+// (worker/status_board.h), which the heartbeats report. Lines both threads log about a job are kept
+// (worker/job_log_capture.h) and shipped to the coordinator by a LogShipper on a third connection.
+// This class only validates the options and wires the parts together.
 #pragma once
 
 #include <atomic>
@@ -25,6 +26,8 @@
 #include "worker/compute_loop.h"
 #include "worker/control_loop.h"
 #include "worker/island_session.h"
+#include "worker/job_log_capture.h"
+#include "worker/log_shipper.h"
 #include "worker/replica_sync.h"
 #include "worker/secagg_session.h"
 #include "worker/status_board.h"
@@ -75,6 +78,10 @@ class WorkerDaemon {
   std::unique_ptr<ComputeLoop> compute_;
   std::unique_ptr<ControlLoop> control_loop_;
   std::thread compute_thread_;
+  // Job log lines for `tributary logs JOB --worker W`, shipped on a third connection of their own.
+  std::unique_ptr<transport::Client> logs_;
+  std::unique_ptr<JobLogCapture> log_capture_;
+  std::unique_ptr<LogShipper> log_shipper_;
 };
 
 }  // namespace tributary

@@ -101,7 +101,10 @@ TEST(CliTest, DaemonsAndClientsNameTheMissingSetting) {
 TEST(CliTest, VersionJson) {
   ProcessResult r = RunTributary({"version", "--format", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto j = nlohmann::json::parse(r.out);
+  const auto envelope = nlohmann::json::parse(r.out);
+  EXPECT_EQ(envelope["ok"], true);
+  EXPECT_EQ(envelope["command"], "version");
+  const auto& j = envelope["data"];
   EXPECT_EQ(j["version"], "0.1.0");
   EXPECT_TRUE(j.contains("cuda"));
   EXPECT_FALSE(j["openblas_core"].get<std::string>().empty());

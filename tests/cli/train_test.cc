@@ -45,7 +45,9 @@ TEST(TrainCliTest, InitModelThenTrainLowersHeldOutLoss) {
                     "json",  "-o",
                     out});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto summary = nlohmann::json::parse(r.out);
+  const auto envelope = nlohmann::json::parse(r.out);
+  EXPECT_EQ(envelope["command"], "train");
+  const auto& summary = envelope["data"];
   EXPECT_LT(summary["held_out_loss_after"].get<double>(), summary["held_out_loss_before"].get<double>());
   EXPECT_GT(summary["held_out_tokens"].get<int64_t>(), 0);
   EXPECT_EQ(summary["generated_examples"].get<int64_t>(), 2);
@@ -74,7 +76,7 @@ TEST(TrainCliTest, GenerateAndEvalATunedModel) {
     ProcessResult e = RunTributary({"eval", "--model", m, "--data", data, "--seq-len", "96", "--generations", "3",
                                     "--max-new-tokens", "6", "--format", "json"});
     EXPECT_EQ(e.exit_code, 0) << e.err;
-    return e.exit_code == 0 ? nlohmann::json::parse(e.out) : nlohmann::json();
+    return e.exit_code == 0 ? nlohmann::json::parse(e.out)["data"] : nlohmann::json();
   };
   const nlohmann::json before = eval(model), after = eval(out);
   ASSERT_TRUE(after.contains("loss")) << after.dump();

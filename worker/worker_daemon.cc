@@ -136,17 +136,19 @@ Status WorkerDaemon::Run(const std::atomic<bool>* stop) {
 bool WorkerDaemon::ControlLoopDone() {
   if (Stopping() || compute_done_.load()) return true;
   if (!DrainRequested()) return false;
-  const auto now = std::chrono::steady_clock::now();
-  if (drain_deadline_ == std::chrono::steady_clock::time_point{}) {
-    drain_deadline_ = now + std::chrono::milliseconds(options_.drain_timeout_ms);
-    spdlog::info("worker '{}': stop requested: draining (the item in progress may finish within {} s)",
-                 options_.worker_id, options_.drain_timeout_ms / 1000);
+  if (options_.drain_timeout_ms > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (drain_deadline_ == std::chrono::steady_clock::time_point{}) {
+      drain_deadline_ = now + std::chrono::milliseconds(options_.drain_timeout_ms);
+      spdlog::info("worker '{}': stop requested: draining (the item in progress may finish within {} s)",
+                   options_.worker_id, options_.drain_timeout_ms / 1000);
+    }
+    if (now < drain_deadline_) return false;
+    spdlog::warn("worker '{}': drain timeout ({} s): giving up the item in progress", options_.worker_id,
+                 options_.drain_timeout_ms / 1000);
+    drain_timed_out_ = true;
   }
-  if (now < drain_deadline_) return false;
-  spdlog::warn("worker '{}': drain timeout ({} s): giving up the item in progress", options_.worker_id,
-               options_.drain_timeout_ms / 1000);
-  drain_timed_out_ = true;
-  stopping_ = true;
+  stopping_ = true;  // a hard stop: the compute thread's requests give up
   return true;
 }
 

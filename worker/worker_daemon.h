@@ -52,8 +52,9 @@ class WorkerDaemon {
   // while heartbeats go on, and a last "leaving" heartbeat tells the coordinator to plan without this
   // worker. Returns OK on a clean stop; an error when the coordinator refuses the registration (the
   // worker id is held by another key, a bad field); Timeout when the drain timed out and the
-  // compute thread is still inside a tasklet that cannot be interrupted. In that last case the daemon
-  // must not be destroyed (the thread still uses it): the caller ends the process. Call once.
+  // compute thread is still inside a tasklet that cannot be interrupted. In that last case destroying
+  // the daemon waits for the tasklet (its thread still uses the daemon): a caller that must stop now
+  // ends the process instead (`tributary worker` does). Call once.
   Status Run(const std::atomic<bool>* stop);
 
  private:

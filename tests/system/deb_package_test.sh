@@ -7,12 +7,11 @@
 # touched). A trap purges the package whatever fails.
 #   tests/system/deb_package_test.sh BUILD_DIR
 set -euo pipefail
-BUILD_DIR="$(cd "${1:?usage: deb_package_test.sh BUILD_DIR}" && pwd)"
-
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || skip "installing a .deb needs root"
+BUILD_DIR="$(cd "${1:?usage: deb_package_test.sh BUILD_DIR}" && pwd)"
 for tool in dpkg dpkg-deb dpkg-query cpack dpkg-shlibdeps; do
   command -v "$tool" >/dev/null || skip "$tool is not installed (scripts/setup.sh installs dpkg-dev and cmake)"
 done

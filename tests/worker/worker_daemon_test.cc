@@ -562,7 +562,8 @@ bool IsHeartbeat(const Incoming& in, const std::string& state) {
 }
 
 // A stop request during an upload: the worker keeps heartbeating ("uploading"), waits for the upload's
-// ack instead of giving it up, and only then sends its "leaving" heartbeat and stops.
+// ack instead of giving it up, and only then sends its "leaving"
+// heartbeat and stops.
 TEST(WorkerDaemonTest, StopDrainsTheUploadInProgressThenSaysItIsLeaving) {
   World world;
   transport::ServerOptions server_options;
@@ -570,6 +571,7 @@ TEST(WorkerDaemonTest, StopDrainsTheUploadInProgressThenSaysItIsLeaving) {
   ScriptedCoordinator coordinator(server_options);
   WorkerOptions options = Options(world, coordinator.endpoint());
   options.drain_timeout_ms = 60000;
+  options.request_timeout_ms = 60000;  // the upload is not re-sent while the test holds its ack back
   RunningWorker worker(options);
   ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
   ASSERT_TRUE(coordinator.WaitFor([](const Incoming& in) { return in.message.envelope.has_heartbeat(); }).has_value());
@@ -578,11 +580,15 @@ TEST(WorkerDaemonTest, StopDrainsTheUploadInProgressThenSaysItIsLeaving) {
   ASSERT_TRUE(upload.has_value());
 
   worker.RequestStop();
+  // Three heartbeats after the stop request, all "uploading": the worker stays up for its upload (a
+  // worker that gave the upload up would have sent "leaving" or gone silent).
   bool left_early = false;
+  int uploading = 0;
   ASSERT_TRUE(coordinator
                   .WaitFor([&](const Incoming& in) {
                     left_early = left_early || IsHeartbeat(in, "leaving");
-                    return IsHeartbeat(in, "uploading");
+                    uploading += IsHeartbeat(in, "uploading") ? 1 : 0;
+                    return left_early || uploading == 3;
                   })
                   .has_value());
   EXPECT_FALSE(left_early) << "the worker left before its upload was acknowledged";

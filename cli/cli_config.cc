@@ -46,6 +46,8 @@ const ConfigSchema& GlobalConfigSchema() {
         "same FABRIC_ID share one network); empty = detect from /sys"));
     s->Add(ConfigKey("worker.island_address", T::kString, "'127.0.0.1'",
                      "cluster mode: IP of this worker's island fabric interface (island all-reduce binds there)"));
+    s->Add(ConfigRanged("worker.drain_timeout_s", T::kFloat, "60",
+                        "after SIGTERM: seconds the tasklet in progress may take to finish and upload", 0, 86400));
     s->Add(ConfigRanged("worker.inline_payload_bytes", T::kInt, std::to_string(transport::kDefaultInlinePayloadBytes),
                         "uploads above this many bytes are pulled by the coordinator as bulk objects",
                         static_cast<double>(transport::kMinInlinePayloadBytes),

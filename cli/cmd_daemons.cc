@@ -1,7 +1,8 @@
 // `tributary coordinator` and `tributary worker`.
-#include <systemd/sd-daemon.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/daemon_coordinator.h"
 #include "cli/daemon_support.h"
+#include "cli/exit_codes.h"
 #include "engine/text/dataset.h"
 #include "transport/security.h"
 #include "worker/capabilities.h"
@@ -114,17 +116,29 @@ Result<WorkerOptions> BuildWorkerOptions(const Config& config, const WorkerFlags
   options.island_address = config.GetString("worker.island_address");
   if (options.island_address.empty())
     return Status::InvalidArgument("key 'worker.island_address': must not be empty (the island fabric interface's IP)");
+  options.drain_timeout_ms = std::llround(config.GetFloat("worker.drain_timeout_s") * 1000.0);
   options.software_version = kTributaryVersion;
   return options;
 }
 
 Status RunWorker(const Config& config, const WorkerFlags& flags) {
   TRIB_ASSIGN_OR_RETURN(WorkerOptions options, BuildWorkerOptions(config, flags));
+  // systemd: the control loop sends READY=1 once registered, STATUS= and WATCHDOG=1, and STOPPING=1
+  // when it starts draining (docs/deploy.md).
+  TRIB_ASSIGN_OR_RETURN(SystemdNotifier notifier, SystemdNotifier::Create());
+  options.hooks = notifier.Hooks();
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<WorkerDaemon> daemon, WorkerDaemon::Create(std::move(options)));
   const std::atomic<bool>* stop = InstallStopSignalHandlers();
-  if (std::getenv("NOTIFY_SOCKET") != nullptr) sd_notify(0, "READY=1");
   Status result = daemon->Run(stop);
-  if (std::getenv("NOTIFY_SOCKET") != nullptr) sd_notify(0, "STOPPING=1");
+  notifier.Stopping();
+  if (result.code() == StatusCode::kTimeout) {
+    // The drain timed out inside a tasklet that cannot be interrupted: its thread still uses the daemon,
+    // so the process ends here (a requested stop: exit 0) rather than waiting for the tasklet.
+    spdlog::warn("worker: {}; exiting now", result.message());
+    spdlog::shutdown();
+    std::fflush(nullptr);
+    std::_Exit(kExitOk);
+  }
   return result;
 }
 

@@ -1,7 +1,6 @@
 #include "cli/daemon_coordinator.h"
 
 #include <spdlog/spdlog.h>
-#include <systemd/sd-daemon.h>
 
 #include <atomic>
 #include <cmath>
@@ -62,14 +61,21 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
     TRIB_ASSIGN_OR_RETURN(options.allow_list, transport::AllowList::Parse(allow_text, allow_file));
   }
 
+  // systemd: READY=1 once the store is open and the listeners are bound (Create), then STATUS= and
+  // WATCHDOG=1 from the loop, STOPPING=1 when it ends (docs/deploy.md).
+  TRIB_ASSIGN_OR_RETURN(SystemdNotifier notifier, SystemdNotifier::Create());
+  options.hooks = notifier.Hooks();
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Create(options));
   const std::atomic<bool>* stop = InstallStopSignalHandlers();
   // Machine-readable line for scripts and tests that start the daemon with port 0.
   std::printf("coordinator listening on %s http %d\n", coordinator->endpoint().c_str(), coordinator->http_port());
   std::fflush(stdout);
-  sd_notify(0, "READY=1");
+  notifier.Ready();
   Status run = coordinator->Run(stop);
-  sd_notify(0, "STOPPING=1");
+  notifier.Stopping();
+  // Closes the store: every acknowledged write is already in its synced WAL, so this only releases it.
+  coordinator.reset();
+  spdlog::info("coordinator: stopped, store closed");
   return run;
 }
 

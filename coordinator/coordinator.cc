@@ -140,8 +140,11 @@ Status Coordinator::Run(const std::atomic<bool>* stop) {
       s.Tick(now_ms);
     }
     s.PublishViewIfChanged();
+    s.ReportStatus();
+    s.options.hooks.Alive();
   }
   spdlog::info("coordinator {}: stopping", s.coordinator_id);
+  s.options.hooks.Stopping();
   if (s.http) s.http->Stop();
   return Status::OK();
 }
@@ -197,7 +200,8 @@ JobRunner* Coordinator::Impl::FindJob(const std::string& job_id) {
 }
 
 void Coordinator::Impl::Tick(int64_t now_ms) {
-  metrics.SetWorkersAlive(workers->MarkDead(now_ms));
+  alive_workers = workers->MarkDead(now_ms);
+  metrics.SetWorkersAlive(alive_workers);
   // After a start, rounds wait for the workers that were connected before to re-register (coordinator.h).
   const bool may_plan = now_ms >= started_ms + options.restart_grace_ms;
   for (auto& [id, job] : jobs) job->Tick(now_ms, may_plan);
@@ -323,6 +327,29 @@ void Coordinator::Impl::PublishViewIfChanged() {
   if (version == published_version) return;
   published_version = version;
   PublishView();
+}
+
+void Coordinator::Impl::ReportStatus() {
+  if (!options.hooks.status || (published_version == status_version && alive_workers == status_alive)) return;
+  status_version = published_version;
+  status_alive = alive_workers;
+  constexpr int kJobsNamed = 3;  // a status line stays one line
+  int running = 0;
+  std::string rounds;
+  for (const auto& [id, job] : jobs) {
+    if (!job->running()) continue;
+    if (++running > kJobsNamed) continue;
+    const v1::JobStatus status = job->Describe();
+    rounds += "; job " + id + " round " + std::to_string(status.round()) + "/" + std::to_string(status.total_rounds());
+  }
+  if (running > kJobsNamed) rounds += "; ...";
+  std::string line = (running == 0 ? std::string("no job running")
+                                   : std::to_string(running) + (running == 1 ? " job" : " jobs") + " running") +
+                     rounds + "; " + std::to_string(alive_workers) + (alive_workers == 1 ? " worker" : " workers") +
+                     " alive";
+  if (line == status_line) return;
+  status_line = line;
+  options.hooks.ReportStatus(status_line);
 }
 
 void Coordinator::Impl::PublishView() {

@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 
+#include "base/loop_hooks.h"
 #include "base/status.h"
 #include "transport/bulk.h"
 #include "transport/security.h"
@@ -41,6 +42,9 @@ struct CoordinatorOptions {
   std::map<std::string, std::string> eval_data;  // held-out datasets: name -> path (job spec eval.dataset)
   bool sync_writes = true;                       // synced RocksDB writes (off only for benchmarks)
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;  // larger aggregates go as bulk objects
+  // Run calls hooks.alive every loop iteration, hooks.status with a summary line when it changed
+  // ("1 job running; job J round 3/10; 4 workers alive") and hooks.stopping when it stops.
+  LoopHooks hooks;
 };
 
 class Coordinator {

@@ -45,6 +45,10 @@ struct Coordinator::Impl {
   std::map<std::string, nlohmann::json> job_details;   // job id -> JobDetailJson
   std::vector<std::string> not_ready;
   uint64_t published_version = 0;
+  int64_t alive_workers = 0;
+  std::string status_line;  // the last one given to options.hooks.status
+  uint64_t status_version = UINT64_MAX;
+  int64_t status_alive = -1;
   // Last, so it is stopped first: its callbacks read the view and the metrics.
   std::unique_ptr<HttpServer> http;
 
@@ -68,6 +72,8 @@ struct Coordinator::Impl {
   // Rebuilds the HTTP view and the job gauges when a job or the registry changed since the last one.
   void PublishViewIfChanged();
   void PublishView();
+  // Gives options.hooks.status the summary line when the jobs or the alive workers changed.
+  void ReportStatus();
 
   // ---- coordinator_api.cc ----
   void HandleSubmit(const transport::Incoming& in);

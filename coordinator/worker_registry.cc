@@ -125,6 +125,15 @@ Result<const WorkerEntry*> WorkerRegistry::Heartbeat(const v1::Heartbeat& heartb
   TRIB_RETURN_IF_ERROR(Authorize(heartbeat.worker_id(), peer).status());
   TRIB_RETURN_IF_ERROR(CheckHeartbeatSize(heartbeat));
   WorkerEntry& w = workers_.at(heartbeat.worker_id());
+  if (heartbeat.state() == "leaving") {  // a stopping worker: plan without it now, not after missed heartbeats
+    w.state = heartbeat.state();
+    w.inventory.alive = false;
+    w.declared_dead = true;
+    w.replicas.clear();
+    ++version_;
+    spdlog::info("coordinator: worker '{}' is leaving (it is stopping)", w.worker_id);
+    return &w;
+  }
   if (w.declared_dead) spdlog::info("coordinator: worker '{}' is alive again", w.worker_id);
   w.declared_dead = false;
   w.inventory.alive = true;

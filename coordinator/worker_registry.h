@@ -56,7 +56,8 @@ class WorkerRegistry {
   // A Heartbeat of an authorized worker (errors as Authorize): alive again as of now_ms, its state and
   // the replicas it reports; pushes go to the heartbeat's connection from now on. InvalidArgument naming
   // the worker for more than kMaxHeartbeatReplicas replicas or an oversized field: a heartbeat stays
-  // small, and what `status` shows of it stays bounded.
+  // small, and what `status` shows of it stays bounded. State "leaving" (a worker's last heartbeat
+  // before it exits) makes the worker not alive at once, its replicas forgotten.
   Result<const WorkerEntry*> Heartbeat(const v1::Heartbeat& heartbeat, const transport::PeerInfo& peer, int64_t now_ms);
   static constexpr int kMaxHeartbeatReplicas = 64;
 

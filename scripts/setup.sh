@@ -22,6 +22,8 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev libsystemd-dev
+  # deployment checks: systemd-analyze / systemd-sysusers (units), dpkg-shlibdeps (the .deb's Depends)
+  systemd dpkg-dev
   # test oracles and benchmark peers (Debian's CPU PyTorch, used by /usr/bin/python3 only)
   python3 python3-numpy python3-torch
 )

@@ -51,7 +51,7 @@ int64_t MsSince(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 ControlLoop::ControlLoop(const WorkerOptions& options, transport::Client* control, WorkQueue* queue,
-                         const StatusBoard* board, std::function<bool()> stopping)
+                         const StatusBoard* board, std::function<bool()> stopping, std::function<bool()> draining)
     : options_(options),
       name_("worker '" + options.worker_id + "'"),
       peer_("coordinator " + options.coordinator),
@@ -59,6 +59,7 @@ ControlLoop::ControlLoop(const WorkerOptions& options, transport::Client* contro
       queue_(queue),
       board_(board),
       stopping_(std::move(stopping)),
+      draining_(std::move(draining)),
       heartbeat_interval_ms_(options.default_heartbeat_interval_ms) {}
 
 Status ControlLoop::Run() {
@@ -66,6 +67,7 @@ Status ControlLoop::Run() {
   next_heartbeat_ = Clock::now();
   last_ack_ = Clock::now();
   while (!stopping_()) {
+    Report();
     const auto now = Clock::now();
     if (!registered_ && now >= next_register_) {
       SendRegister();
@@ -105,6 +107,11 @@ Status ControlLoop::Handle(const Envelope& envelope) {
     case Envelope::kError: HandleError(envelope); return Status::OK();
     case Envelope::kRoundStart: {
       const v1::RoundStart& start = envelope.round_start();
+      if (draining_()) {
+        spdlog::info("{}: {}: RoundStart from {} not taken: the worker is stopping", name_,
+                     JobRound(start.job_id(), start.round()), peer_);
+        return Status::OK();
+      }
       spdlog::info("{}: {}: RoundStart from {}", name_, JobRound(start.job_id(), start.round()), peer_);
       queue_->PushStart(start);
       return Status::OK();
@@ -132,6 +139,7 @@ Status ControlLoop::HandleRegisterAck(const v1::RegisterAck& ack) {
   next_heartbeat_ = last_ack_;
   spdlog::info("{} registered with {} (coordinator id '{}', heartbeat every {} ms)", name_, peer_, ack.coordinator_id(),
                heartbeat_interval_ms_);
+  options_.hooks.Ready();
   return Status::OK();
 }
 
@@ -164,13 +172,13 @@ void ControlLoop::SendRegister() {
   if (!sent.ok()) spdlog::warn("{}: sending Register to {}: {}", name_, peer_, sent.message());
 }
 
-void ControlLoop::SendHeartbeat() {
+uint64_t ControlLoop::SendHeartbeat(const std::string& state) {
   Envelope envelope = transport::NewEnvelope(options_.worker_id);
   v1::Heartbeat* heartbeat = envelope.mutable_heartbeat();
   heartbeat->set_worker_id(options_.worker_id);
   heartbeat->set_sequence(++heartbeat_sequence_);
   const PublishedStatus status = board_->Snapshot();
-  heartbeat->set_state(status.state);
+  heartbeat->set_state(state.empty() ? status.state : state);
   heartbeat->set_job_id(status.job_id);
   heartbeat->set_round(status.round);
   heartbeat->set_progress(status.state == "uploading" ? 1.0 : 0.0);
@@ -183,6 +191,52 @@ void ControlLoop::SendHeartbeat() {
   }
   Status sent = control_->Send(envelope);
   if (!sent.ok()) spdlog::warn("{}: sending Heartbeat to {}: {}", name_, peer_, sent.message());
+  return heartbeat_sequence_;
+}
+
+void ControlLoop::SendLeaving(int wait_ms) {
+  if (register_message_id_ == 0) return;  // never sent a Register: the coordinator does not know this worker
+  const uint64_t sequence = SendHeartbeat("leaving");
+  const auto until = Clock::now() + std::chrono::milliseconds(wait_ms);
+  while (Clock::now() < until) {
+    Result<Message> received = control_->Receive(kControlPollMs);
+    if (!received.ok()) continue;
+    const Envelope& envelope = received->envelope;
+    if (envelope.body_case() == Envelope::kHeartbeatAck && envelope.heartbeat_ack().sequence() == sequence) {
+      spdlog::info("{}: {} knows this worker is leaving", name_, peer_);
+      return;
+    }
+    if (envelope.body_case() == Envelope::kError && envelope.in_reply_to() > register_message_id_) {
+      spdlog::info("{}: {} did not take the leaving heartbeat: {}", name_, peer_, envelope.error().message());
+      return;
+    }
+  }
+  spdlog::info("{}: no answer from {} to the leaving heartbeat in {} ms", name_, peer_, wait_ms);
+}
+
+std::string ControlLoop::StatusLine() const {
+  std::string line;
+  if (!registered_) {
+    line = "registering as " + options_.worker_id + " with " + peer_;
+  } else {
+    const PublishedStatus status = board_->Snapshot();
+    line = "registered as " + options_.worker_id + "; " + status.state;
+    if (status.state != "idle") line += " " + JobRound(status.job_id, status.round);
+  }
+  return drain_reported_ ? "draining: " + line : line;
+}
+
+void ControlLoop::Report() {
+  options_.hooks.Alive();
+  if (!drain_reported_ && draining_()) {
+    drain_reported_ = true;
+    options_.hooks.Stopping();
+  }
+  if (!options_.hooks.status) return;
+  std::string line = StatusLine();
+  if (line == status_line_) return;
+  status_line_ = std::move(line);
+  options_.hooks.ReportStatus(status_line_);
 }
 
 }  // namespace tributary

@@ -21,15 +21,21 @@ namespace tributary {
 
 class ControlLoop {
  public:
-  // None of the pointers is owned; all must outlive the loop. `stopping` is polled at least every
-  // 100 ms.
+  // None of the pointers is owned; all must outlive the loop. `stopping` and `draining` are polled at
+  // least every 100 ms.
   ControlLoop(const WorkerOptions& options, transport::Client* control, WorkQueue* queue, const StatusBoard* board,
-              std::function<bool()> stopping);
+              std::function<bool()> stopping, std::function<bool()> draining);
 
   // Runs on the calling thread until `stopping` returns true (then OK), or until the coordinator
   // refuses the registration (PermissionDenied with its reason). Send failures and errors answered
-  // to heartbeats are logged and do not end the loop.
+  // to heartbeats are logged and do not end the loop. While `draining`, heartbeats go on but pushed
+  // RoundStarts are not queued (the item in progress finishes; RoundCommitted still tells it when its
+  // upload is no longer needed). Calls options.hooks (worker_options.h) from this thread.
   Status Run();
+  // After Run: a last Heartbeat with state "leaving" (when a Register was ever sent), so the
+  // coordinator stops counting on this worker at once rather than after heartbeat_miss_limit
+  // intervals; waits up to `wait_ms` for its ack (a closing socket drops what it has not sent).
+  void SendLeaving(int wait_ms);
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -41,7 +47,13 @@ class ControlLoop {
   // An Error envelope: a failed registration is retried, NotFound registers again.
   void HandleError(const transport::Envelope& envelope);
   void SendRegister();
-  void SendHeartbeat();
+  // Sends a Heartbeat with the board's state, or `state` when not empty; returns its sequence.
+  uint64_t SendHeartbeat(const std::string& state = "");
+  // The line hooks.status shows: "registering as w1 with coordinator tcp://..." or "registered as w1;
+  // training job J round 3", prefixed by "draining: " after a stop request.
+  std::string StatusLine() const;
+  // One iteration's reports to options.hooks: alive, the status line when it changed, stopping once.
+  void Report();
 
   const WorkerOptions& options_;
   std::string name_;  // "worker 'w1'"
@@ -50,6 +62,9 @@ class ControlLoop {
   WorkQueue* queue_;
   const StatusBoard* board_;
   std::function<bool()> stopping_;
+  std::function<bool()> draining_;
+  bool drain_reported_ = false;
+  std::string status_line_;  // the last one given to hooks.status
 
   bool registered_ = false;
   uint64_t register_message_id_ = 0;

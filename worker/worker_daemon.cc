@@ -10,6 +10,10 @@ namespace tributary {
 namespace {
 
 constexpr int kRetryPauseMs = 1000;  // between retries of a work-connection request
+constexpr int kLeavingAckWaitMs = 500;
+// After the drain timed out: how long the compute thread gets to notice the hard stop (its requests
+// give up within a poll) before the tasklet counts as not interruptible.
+constexpr int kHardStopGraceMs = 2000;
 
 Status ValidateOptions(const WorkerOptions& options) {
   if (options.worker_id.empty()) return Status::InvalidArgument("worker: the worker id (worker.name) is empty");
@@ -36,6 +40,9 @@ Status ValidateOptions(const WorkerOptions& options) {
   if (options.default_heartbeat_interval_ms <= 0)
     return Status::InvalidArgument("worker: heartbeat interval must be > 0 ms");
   if (options.request_timeout_ms <= 0) return Status::InvalidArgument("worker: request timeout must be > 0 ms");
+  if (options.drain_timeout_ms < 0)
+    return Status::InvalidArgument("worker: worker.drain_timeout_s must be >= 0, got " +
+                                   std::to_string(options.drain_timeout_ms / 1000.0));
   if (options.inline_payload_bytes < transport::kMinInlinePayloadBytes ||
       options.inline_payload_bytes > transport::kMaxInlinePayloadBytes)
     return Status::InvalidArgument(
@@ -86,9 +93,12 @@ void WorkerDaemon::Wire() {
   uploader_ = std::make_unique<Uploader>(o, work_client_.get(), upload_objects_.get(), queue_.get());
   secagg_ = std::make_unique<SecAggSession>(o, work_client_.get(), queue_.get());
   island_ = std::make_unique<IslandSession>(o, work_client_.get());
+  // The compute loop takes no new item once a drain was requested; its requests retry until the hard stop.
   compute_ = std::make_unique<ComputeLoop>(o, queue_.get(), board_.get(), sync_.get(), uploader_.get(), secagg_.get(),
-                                           island_.get(), stopping);
-  control_loop_ = std::make_unique<ControlLoop>(o, control_.get(), queue_.get(), board_.get(), stopping);
+                                           island_.get(), [this] { return DrainRequested() || Stopping(); });
+  control_loop_ = std::make_unique<ControlLoop>(
+      o, control_.get(), queue_.get(), board_.get(), [this] { return ControlLoopDone(); },
+      [this] { return DrainRequested(); });
   log_capture_ = std::make_unique<JobLogCapture>();
   log_shipper_ = std::make_unique<LogShipper>(o.worker_id, logs_.get(), log_capture_.get(), o.request_timeout_ms);
 }
@@ -110,20 +120,59 @@ Status WorkerDaemon::Run(const std::atomic<bool>* stop) {
                options_.datasets.size(), NumThreads(), peer);
   log_shipper_->Start();
   compute_thread_ = std::thread([this] {
-    JobLogThread mark(log_capture_.get(), board_.get());
-    compute_->Run();
+    {
+      JobLogThread mark(log_capture_.get(), board_.get());
+      compute_->Run();
+    }
+    compute_done_ = true;
   });
   Status result;
   {
     JobLogThread mark(log_capture_.get(), board_.get());
     result = control_loop_->Run();
   }
+  if (result.ok()) control_loop_->SendLeaving(kLeavingAckWaitMs);
   stopping_ = true;
   queue_->Close();
+  if (!WaitComputeDone(kHardStopGraceMs)) {
+    spdlog::warn("worker '{}': the drain timed out inside a tasklet that cannot be interrupted: exiting without it",
+                 options_.worker_id);
+    return Status::Timeout("worker '" + options_.worker_id + "': drain timed out after " +
+                           std::to_string(options_.drain_timeout_ms / 1000) + " s");
+  }
   compute_thread_.join();
   log_shipper_->Stop();
-  spdlog::info("worker '{}' stopped", options_.worker_id);
+  spdlog::info("worker '{}' stopped{}", options_.worker_id,
+               drain_timed_out_ ? " (the drain timed out: the item in progress was given up)" : "");
   return result;
+}
+
+bool WorkerDaemon::ControlLoopDone() {
+  if (Stopping() || compute_done_.load()) return true;
+  if (!DrainRequested()) return false;
+  if (options_.drain_timeout_ms > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (drain_deadline_ == std::chrono::steady_clock::time_point{}) {
+      drain_deadline_ = now + std::chrono::milliseconds(options_.drain_timeout_ms);
+      spdlog::info("worker '{}': stop requested: draining (the item in progress may finish within {} s)",
+                   options_.worker_id, options_.drain_timeout_ms / 1000);
+    }
+    if (now < drain_deadline_) return false;
+    spdlog::warn("worker '{}': drain timeout ({} s): giving up the item in progress", options_.worker_id,
+                 options_.drain_timeout_ms / 1000);
+    drain_timed_out_ = true;
+  }
+  stopping_ = true;  // a hard stop: the compute thread's requests give up
+  return true;
+}
+
+bool WorkerDaemon::WaitComputeDone(int ms) const {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!compute_done_.load()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
 }
 
 }  // namespace tributary

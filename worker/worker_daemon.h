@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <thread>
 
@@ -49,20 +50,35 @@ class WorkerDaemon {
   WorkerDaemon(const WorkerDaemon&) = delete;
   WorkerDaemon& operator=(const WorkerDaemon&) = delete;
 
-  // Runs until *stop becomes true (SIGTERM/SIGINT handler sets it); returns OK on a clean stop, an error
-  // when the coordinator refuses the registration (the worker id is held by another key, a bad field).
-  // Call once.
+  // Runs until *stop becomes true (SIGTERM/SIGINT handler sets it), then drains: no new tasklet is
+  // taken, the item in progress (a tasklet and its upload) may finish within options.drain_timeout_ms
+  // while heartbeats go on, and a last "leaving" heartbeat tells the coordinator to plan without this
+  // worker. Returns OK on a clean stop; an error when the coordinator refuses the registration (the
+  // worker id is held by another key, a bad field); Timeout when the drain timed out and the
+  // compute thread is still inside a tasklet that cannot be interrupted. In that last case destroying
+  // the daemon waits for the tasklet (its thread still uses the daemon): a caller that must stop now
+  // ends the process instead (`tributary worker` does). Call once.
   Status Run(const std::atomic<bool>* stop);
 
  private:
   explicit WorkerDaemon(WorkerOptions options) : options_(std::move(options)) {}
-  bool Stopping() const { return stopping_.load() || (stop_ != nullptr && stop_->load()); }
+  // Work-connection requests give up (a hard stop: after the drain).
+  bool Stopping() const { return stopping_.load(); }
+  bool DrainRequested() const { return stop_ != nullptr && stop_->load(); }
+  // The control loop's end: not before a stop request, then once the compute thread is idle or the
+  // drain timed out (which makes the stop hard).
+  bool ControlLoopDone();
+  // Waits up to `ms` for the compute thread to return.
+  bool WaitComputeDone(int ms) const;
   // Builds the components on the opened Clients.
   void Wire();
 
   WorkerOptions options_;
   const std::atomic<bool>* stop_ = nullptr;  // set by Run before the compute thread starts
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> compute_done_{false};
+  std::chrono::steady_clock::time_point drain_deadline_{};  // set at the stop request
+  bool drain_timed_out_ = false;
 
   std::unique_ptr<transport::Client> control_;
   std::unique_ptr<transport::Client> work_;

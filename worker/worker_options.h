@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "base/loop_hooks.h"
 #include "transport/bulk.h"
 #include "transport/security.h"
 #include "worker/capabilities.h"
@@ -32,6 +33,13 @@ struct WorkerOptions {
   std::string island_address = "127.0.0.1";
   // Uploads above this go as a bulk object the coordinator pulls (transport/bulk.h bounds it).
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;
+  // After a stop request: how long the worker may go on with the item in progress (its tasklet and
+  // upload) before it gives up on it (WorkerDaemon::Run). 0: at once. `tributary worker` sets it from
+  // worker.drain_timeout_s (default 60 s).
+  int64_t drain_timeout_ms = 0;
+  // The control loop calls hooks.alive every iteration, hooks.ready once registered, hooks.status
+  // with "registered as w1; training job J round 3" when that changed, hooks.stopping when it drains.
+  LoopHooks hooks;
 };
 
 }  // namespace tributary

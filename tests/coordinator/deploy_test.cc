@@ -84,7 +84,7 @@ class DeployTest : public ::testing::Test {
   // tributary binary is not installed where tests run). Returns the diagnostics about the unit.
   std::string Verify(const std::string& unit_name, const std::string& text) {
     std::string copy = text;
-    const std::string binary = "/usr/local/bin/tributary";
+    const std::string binary = "/usr/bin/tributary";
     for (size_t at = copy.find(binary); at != std::string::npos; at = copy.find(binary, at)) {
       copy.replace(at, binary.size(), "/bin/true");
     }
@@ -132,31 +132,60 @@ TEST_F(DeployTest, UnitsCarryTheRequiredDirectives) {
   struct Expected {
     const char* file;
     const char* exec_start;
+    int max_watchdog_s;  // the daemon pings at half of WatchdogSec; it must be set and sane
   };
   const Expected units[] = {
-      {"tributary-coordinator.service",
-       "/usr/local/bin/tributary --config /etc/tributary/coordinator.yaml coordinator"},
-      {"tributary-worker@.service", "/usr/local/bin/tributary --config /etc/tributary/worker-%i.yaml worker"},
+      {"tributary-coordinator.service", "/usr/bin/tributary --config /etc/tributary/coordinator.yaml coordinator", 300},
+      {"tributary-worker@.service", "/usr/bin/tributary --config /etc/tributary/worker-%i.yaml worker", 60},
   };
   for (const Expected& expected : units) {
     SCOPED_TRACE(expected.file);
     const UnitFile unit = ParseUnit(ReadFile(kSystemdDir / expected.file));
     EXPECT_EQ(Only(unit, "Service", "ExecStart"), expected.exec_start);
     EXPECT_EQ(Only(unit, "Service", "Type"), "notify");
+    EXPECT_EQ(Only(unit, "Service", "NotifyAccess"), "main");
+    const std::string watchdog = Only(unit, "Service", "WatchdogSec");
+    ASSERT_TRUE(std::regex_match(watchdog, std::regex("[0-9]+s"))) << watchdog;
+    EXPECT_GE(std::atoi(watchdog.c_str()), 10);
+    EXPECT_LE(std::atoi(watchdog.c_str()), expected.max_watchdog_s);
     EXPECT_EQ(Only(unit, "Service", "User"), "tributary");
     EXPECT_EQ(Only(unit, "Service", "Group"), "tributary");
-    EXPECT_EQ(Only(unit, "Service", "StateDirectory").rfind("tributary", 0), 0u);
+    EXPECT_EQ(Only(unit, "Service", "ConfigurationDirectory"), "tributary");
     EXPECT_EQ(Only(unit, "Service", "Restart"), "on-failure");
     EXPECT_NE(Only(unit, "Unit", "StartLimitBurst"), "<missing>");
     EXPECT_NE(Only(unit, "Unit", "StartLimitIntervalSec"), "<missing>");
-    EXPECT_EQ(Only(unit, "Service", "NoNewPrivileges"), "yes");
+    for (const char* key : {"NoNewPrivileges", "PrivateTmp", "ProtectHome", "ProtectKernelTunables",
+                            "ProtectKernelModules", "ProtectControlGroups", "RestrictSUIDSGID", "LockPersonality"})
+      EXPECT_EQ(Only(unit, "Service", key), "yes") << key;
     EXPECT_EQ(Only(unit, "Service", "ProtectSystem"), "strict");
-    EXPECT_EQ(Only(unit, "Service", "ReadWritePaths"), "/var/lib/tributary");
-    EXPECT_EQ(Only(unit, "Service", "PrivateTmp"), "yes");
+    EXPECT_EQ(Only(unit, "Service", "CapabilityBoundingSet"), "");
     EXPECT_GT(std::atol(Only(unit, "Service", "LimitNOFILE").c_str()), 1024);
     // Exit 69 (a capability this build lacks) must not cause a restart loop.
     EXPECT_NE(Only(unit, "Service", "RestartPreventExitStatus").find("69"), std::string::npos);
   }
+  // The coordinator's store is its state directory; the worker writes nothing.
+  const UnitFile coordinator = ParseUnit(ReadFile(kSystemdDir / "tributary-coordinator.service"));
+  EXPECT_EQ(Only(coordinator, "Service", "StateDirectory"), "tributary");
+  EXPECT_EQ(Only(coordinator, "Service", "ReadWritePaths"), "/var/lib/tributary");
+  EXPECT_EQ(Only(coordinator, "Service", "PrivateDevices"), "yes");
+  const UnitFile worker = ParseUnit(ReadFile(kSystemdDir / "tributary-worker@.service"));
+  EXPECT_EQ(Only(worker, "Service", "StateDirectory"), "<missing>");
+  // The drain after SIGTERM (worker.drain_timeout_s, default 60 s) must fit before systemd's SIGKILL.
+  EXPECT_GT(std::atoi(Only(worker, "Service", "TimeoutStopSec").c_str()), 60);
+}
+
+TEST_F(DeployTest, SysusersCreatesTheUnitsUser) {
+  const std::string text = ReadFile(kSystemdDir / "tributary.sysusers");
+  EXPECT_TRUE(std::regex_search(text, std::regex(R"(\nu tributary - "[^"]+" /var/lib/tributary\n)"))) << text;
+  if (RunCommand("command -v systemd-sysusers").first != 0)
+    GTEST_SKIP() << "systemd-sysusers is not installed; the file is not parsed";
+  // --root: applied to an empty tree, so the host's users are not touched.
+  const fs::path root = temp_dir_ / "root";
+  fs::create_directories(root / "etc");
+  auto [rc, output] = RunCommand("systemd-sysusers --root='" + root.string() + "' '" +
+                                 (fs::current_path() / kSystemdDir / "tributary.sysusers").string() + "'");
+  EXPECT_EQ(rc, 0) << output;
+  EXPECT_NE(ReadFile(root / "etc" / "passwd").find("tributary:x:"), std::string::npos) << output;
 }
 
 }  // namespace

@@ -157,6 +157,8 @@ class RunningWorker {
     thread_ = std::thread([this] { result_ = daemon_->Run(&stop_); });
   }
   ~RunningWorker() { Stop().IgnoreError(); }
+  // What SIGTERM does: the daemon drains (WorkerDaemon::Run) while the test goes on.
+  void RequestStop() { stop_ = true; }
   Status Stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -538,6 +540,84 @@ TEST(WorkerDaemonTest, CurveWorkerWarmsAReplicaByCatchUpAndReregistersWithoutAck
   coordinator.ack_heartbeats = false;
   EXPECT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
   EXPECT_EQ(coordinator.registers, registers_before + 1);
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+Envelope RoundOneStart(const World& world, const JobSpec& spec) {
+  Envelope start = transport::NewEnvelope("coordinator");
+  v1::RoundStart* s = start.mutable_round_start();
+  s->set_job_id("job-1");
+  s->set_round(1);
+  s->set_mode("ferret");
+  s->set_committed_round(0);
+  s->set_seed(spec.seed);
+  s->set_local_steps(static_cast<uint32_t>(spec.local_steps));
+  s->set_weights_hash(HashHex(WeightsHash(world.base->params())));
+  s->set_job_spec_yaml(EffectiveJobSpecYaml(spec));
+  return start;
+}
+
+bool IsHeartbeat(const Incoming& in, const std::string& state) {
+  return in.message.envelope.has_heartbeat() && in.message.envelope.heartbeat().state() == state;
+}
+
+// A stop request during an upload: the worker keeps heartbeating ("uploading"), waits for the upload's
+// ack instead of giving it up, and only then sends its "leaving"
+// heartbeat and stops.
+TEST(WorkerDaemonTest, StopDrainsTheUploadInProgressThenSaysItIsLeaving) {
+  World world;
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  WorkerOptions options = Options(world, coordinator.endpoint());
+  options.drain_timeout_ms = 60000;
+  options.request_timeout_ms = 60000;  // the upload is not re-sent while the test holds its ack back
+  RunningWorker worker(options);
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+  ASSERT_TRUE(coordinator.WaitFor([](const Incoming& in) { return in.message.envelope.has_heartbeat(); }).has_value());
+  coordinator.Push(RoundOneStart(world, world.Spec("ferret")));
+  auto upload = coordinator.WaitForBody(Envelope::kUploadUpdate);
+  ASSERT_TRUE(upload.has_value());
+
+  worker.RequestStop();
+  // Three heartbeats after the stop request, all "uploading": the worker stays up for its upload (a
+  // worker that gave the upload up would have sent "leaving" or gone silent).
+  bool left_early = false;
+  int uploading = 0;
+  ASSERT_TRUE(coordinator
+                  .WaitFor([&](const Incoming& in) {
+                    left_early = left_early || IsHeartbeat(in, "leaving");
+                    uploading += IsHeartbeat(in, "uploading") ? 1 : 0;
+                    return left_early || uploading == 3;
+                  })
+                  .has_value());
+  EXPECT_FALSE(left_early) << "the worker left before its upload was acknowledged";
+  Envelope ack = transport::NewEnvelope("coordinator");
+  ack.mutable_upload_ack()->set_job_id("job-1");
+  ack.mutable_upload_ack()->set_round(1);
+  ack.mutable_upload_ack()->set_accepted(true);
+  coordinator.Reply(*upload, ack);
+  ASSERT_TRUE(coordinator.WaitFor([](const Incoming& in) { return IsHeartbeat(in, "leaving"); }).has_value());
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+// The drain is bounded: an upload never acknowledged is given up after drain_timeout_ms, and the worker
+// still says it is leaving and stops cleanly.
+TEST(WorkerDaemonTest, DrainTimeoutGivesUpTheUploadAndStops) {
+  World world;
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  WorkerOptions options = Options(world, coordinator.endpoint());
+  options.drain_timeout_ms = 300;
+  RunningWorker worker(options);
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+  ASSERT_TRUE(coordinator.WaitFor([](const Incoming& in) { return in.message.envelope.has_heartbeat(); }).has_value());
+  coordinator.Push(RoundOneStart(world, world.Spec("ferret")));
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kUploadUpdate).has_value());
+
+  worker.RequestStop();
+  ASSERT_TRUE(coordinator.WaitFor([](const Incoming& in) { return IsHeartbeat(in, "leaving"); }).has_value());
   EXPECT_TRUE(worker.Stop().ok());
 }
 

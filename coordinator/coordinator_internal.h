@@ -42,6 +42,9 @@ struct Coordinator::Impl {
   std::map<std::string, nlohmann::json> job_details;   // job id -> JobDetailJson
   std::vector<std::string> not_ready;
   uint64_t published_version = 0;
+  nlohmann::json workers_view;  // WorkersViewJson, refreshed on liveness changes and at least every second
+  uint64_t workers_view_version = 0;
+  int64_t workers_view_ms = 0;
   // Last, so it is stopped first: its callbacks read the view and the metrics.
   std::unique_ptr<HttpServer> http;
 
@@ -73,6 +76,8 @@ struct Coordinator::Impl {
   void HandleStopJob(const transport::Incoming& in);
   void HandleFetchLogs(const transport::Incoming& in);
   void HandleExport(const transport::Incoming& in);
+  // Rebuilds the HTTP workers view (/api/workers) when the registry's liveness moved or a second passed.
+  void PublishWorkersView(int64_t now_ms);
 };
 
 }  // namespace tributary

@@ -56,7 +56,7 @@ std::vector<std::string> OpenTags(const std::string& html, const std::string& ta
 // The value of attribute `name` in an opening tag; "" when absent.
 std::string Attr(const std::string& tag, const std::string& name) {
   std::smatch m;
-  if (!std::regex_search(tag, m, std::regex("\\s" + name + R"(="([^"]*)")"))) return "";
+  if (!std::regex_search(tag, m, std::regex("\\s" + name + R"re(="([^"]*)")re"))) return "";
   return m[1].str();
 }
 

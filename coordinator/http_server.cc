@@ -105,6 +105,33 @@ std::string JoinNotReady(const std::vector<std::string>& items) {
   return out;
 }
 
+// A route answering the JSON of `callback` (503 naming `what` when it is not set, its error's status).
+httplib::Server::Handler JsonListRoute(std::function<Result<nlohmann::json>()> callback, const std::string& what) {
+  return Guarded([callback = std::move(callback), what](const httplib::Request&, httplib::Response& res) {
+    if (!callback) return SetJson(res, 503, {{"error", what + " is not available"}});
+    Result<nlohmann::json> body = callback();
+    if (!body.ok()) return SetJson(res, HttpStatusFor(body.status()), {{"error", body.status().message()}});
+    SetJson(res, 200, *body);
+  });
+}
+
+// The token check before any route runs (a 401 tells nothing about which ids exist), and the security
+// headers on every answer, errors included.
+void InstallPolicies(httplib::Server& server,
+                     std::function<bool(const httplib::Request&, httplib::Response&)> authorized) {
+  server.set_pre_routing_handler(
+      [authorized = std::move(authorized)](const httplib::Request& req, httplib::Response& res) {
+        if (!IsProtectedPath(req.path) || authorized(req, res)) return httplib::Server::HandlerResponse::Unhandled;
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Content-Security-Policy", kContentSecurityPolicy);
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Referrer-Policy", "no-referrer");
+    res.set_header("Cache-Control", "no-store");
+  });
+}
+
 }  // namespace
 
 Result<std::string> LoadHttpToken(const std::string& path) {
@@ -177,20 +204,8 @@ void HttpServer::RegisterRoutes(httplib::Server& server) {
                res.set_content(callbacks_.metrics_text(), kPrometheusTextContentType);
              }));
 
-  server.Get("/api/jobs", Guarded([this](const httplib::Request&, httplib::Response& res) {
-               if (!callbacks_.list_jobs) return SetJson(res, 503, {{"error", "job listing is not available"}});
-               Result<nlohmann::json> jobs = callbacks_.list_jobs();
-               if (!jobs.ok()) return SetJson(res, HttpStatusFor(jobs.status()), {{"error", jobs.status().message()}});
-               SetJson(res, 200, *jobs);
-             }));
-
-  server.Get("/api/workers", Guarded([this](const httplib::Request&, httplib::Response& res) {
-               if (!callbacks_.list_workers) return SetJson(res, 503, {{"error", "the worker list is not available"}});
-               Result<nlohmann::json> workers = callbacks_.list_workers();
-               if (!workers.ok())
-                 return SetJson(res, HttpStatusFor(workers.status()), {{"error", workers.status().message()}});
-               SetJson(res, 200, *workers);
-             }));
+  server.Get("/api/jobs", JsonListRoute(callbacks_.list_jobs, "job listing"));
+  server.Get("/api/workers", JsonListRoute(callbacks_.list_workers, "the worker list"));
 
   server.Get(kJobRoutePattern, Guarded([this](const httplib::Request& req, httplib::Response& res) {
                const std::string job_id = req.matches[1].str();
@@ -206,17 +221,7 @@ void HttpServer::RegisterRoutes(httplib::Server& server) {
 
   RegisterDashboard(server);
 
-  // The token guards state before any route runs (a 401 tells nothing about which ids exist).
-  server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (!IsProtectedPath(req.path) || Authorized(req, res)) return httplib::Server::HandlerResponse::Unhandled;
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
-    res.set_header("Content-Security-Policy", kContentSecurityPolicy);
-    res.set_header("X-Content-Type-Options", "nosniff");
-    res.set_header("Referrer-Policy", "no-referrer");
-    res.set_header("Cache-Control", "no-store");
-  });
+  InstallPolicies(server, [this](const httplib::Request& req, httplib::Response& res) { return Authorized(req, res); });
 
   // The API is read-only: known routes refuse other methods with 405, unknown paths stay 404.
   const httplib::Server::Handler refuse = Guarded([](const httplib::Request& req, httplib::Response& res) {

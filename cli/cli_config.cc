@@ -15,6 +15,8 @@ const ConfigSchema& GlobalConfigSchema() {
         ConfigKey("coordinator.listen", T::kString, "tcp://0.0.0.0:7400", "ZeroMQ endpoint for workers and clients"));
     s->Add(ConfigKey("coordinator.http_listen", T::kString, "127.0.0.1:7401",
                      "host:port for /healthz, /readyz, /metrics, /api"));
+    s->Add(ConfigKey("coordinator.http_token_file", T::kString, "''",
+                     "file holding the bearer token /metrics, /api and the dashboard's data need ('': none)"));
     s->Add(ConfigKey("coordinator.data_dir", T::kString, "/var/lib/tributary", "RocksDB checkpoint store directory"));
     s->Add(ConfigKey("coordinator.secret_key", T::kString, "''", "CURVE secret key file of the coordinator"));
     s->Add(ConfigKey("coordinator.allowed_keys", T::kString, "''", "file of admitted worker and client public keys"));

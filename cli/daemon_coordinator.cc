@@ -9,6 +9,7 @@
 #include "base/file_util.h"
 #include "cli/daemon_support.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/http_server.h"
 #include "transport/security.h"
 
 namespace tributary::cli {
@@ -30,6 +31,7 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
   CoordinatorOptions options;
   options.listen = flags.listen.empty() ? config.GetString("coordinator.listen") : flags.listen;
   options.http_listen = flags.http_listen.empty() ? config.GetString("coordinator.http_listen") : flags.http_listen;
+  TRIB_ASSIGN_OR_RETURN(options.http_token, LoadHttpToken(config.GetString("coordinator.http_token_file")));
   options.data_dir = flags.data_dir.empty() ? config.GetString("coordinator.data_dir") : flags.data_dir;
   options.insecure = flags.insecure || config.GetBool("coordinator.insecure");
   options.heartbeat_interval_ms = std::llround(config.GetFloat("coordinator.heartbeat_interval_s") * 1000.0);

@@ -116,6 +116,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
                                                  [raw](const std::string& job_id) { return raw->FindJob(job_id); });
   TRIB_RETURN_IF_ERROR(impl->LoadJobs());
   impl->PublishView();
+  impl->PublishWorkersView(UnixMillis());
 
   if (!options.http_listen.empty()) TRIB_RETURN_IF_ERROR(impl->StartHttp());
   spdlog::info("coordinator {}: listening on {} ({}), store {}, {} job(s) loaded", impl->coordinator_id,
@@ -170,7 +171,11 @@ Status Coordinator::Impl::StartHttp() {
     if (it == raw->job_details.end()) return Status::NotFound("job '" + job_id + "' not found");
     return it->second;
   };
-  http = std::make_unique<HttpServer>(std::move(callbacks));
+  callbacks.list_workers = [raw]() -> Result<nlohmann::json> {
+    std::lock_guard<std::mutex> lock(raw->view_mu);
+    return raw->workers_view;
+  };
+  http = std::make_unique<HttpServer>(std::move(callbacks), HttpServerOptions{options.http_token});
   return http->Start(http_host, http_port).WithContext("coordinator.http_listen");
 }
 
@@ -322,6 +327,7 @@ void Coordinator::Impl::HandleIslandStore(const Incoming& in) {
 }
 
 void Coordinator::Impl::PublishViewIfChanged() {
+  PublishWorkersView(UnixMillis());
   uint64_t version = workers->version() + jobs.size();
   for (const auto& [id, job] : jobs) version += job->version();
   if (version == published_version) return;

@@ -1,6 +1,7 @@
 // The coordinator daemon (`tributary coordinator`): the worker registry, the job table and the round
 // loop of every running job, behind one ZeroMQ ROUTER endpoint (workers and CLI clients, CURVE by
-// default; docs/protocol.md) and an optional HTTP endpoint (health, metrics, JSON job view).
+// default; docs/protocol.md) and an optional HTTP endpoint (health, metrics, JSON job and worker view,
+// the dashboard page: docs/dashboard.md).
 //
 // One thread owns the socket, the store and every job (Run); HTTP callbacks read a view the loop
 // publishes. Inside, the loop dispatches to components that own their state (coordinator_internal.h):
@@ -32,6 +33,7 @@ namespace tributary {
 struct CoordinatorOptions {
   std::string listen = "tcp://0.0.0.0:7400";     // ZeroMQ endpoint ("tcp://127.0.0.1:*": any free port)
   std::string http_listen;                       // "host:port" (port 0: any free port); empty: no HTTP
+  std::string http_token;                        // bearer token for /metrics and /api (http_server.h); "": none
   std::string data_dir;                          // RocksDB store, job logs and exports live here
   bool insecure = false;                         // no CURVE (logs a warning at every start)
   transport::KeyPair keys;                       // required unless insecure

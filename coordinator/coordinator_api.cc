@@ -7,6 +7,7 @@
 #include <random>
 
 #include "coordinator/coordinator_internal.h"
+#include "coordinator/job_view.h"
 
 namespace tributary {
 
@@ -160,6 +161,16 @@ void Coordinator::Impl::HandleExport(const Incoming& in) {
     file->set_checksum(bulk.ChecksumOf(object_id));
   }
   Reply(in, std::move(reply));
+}
+
+void Coordinator::Impl::PublishWorkersView(int64_t now_ms) {
+  // Missed heartbeats grow with time alone, so the view is also rebuilt once a second.
+  if (workers->liveness_version() == workers_view_version && now_ms - workers_view_ms < 1000) return;
+  nlohmann::json view = WorkersViewJson(*workers, now_ms);
+  workers_view_version = workers->liveness_version();
+  workers_view_ms = now_ms;
+  std::lock_guard<std::mutex> lock(view_mu);
+  workers_view = std::move(view);
 }
 
 }  // namespace tributary

@@ -49,6 +49,9 @@ struct Coordinator::Impl {
   std::string status_line;  // the last one given to options.hooks.status
   uint64_t status_version = UINT64_MAX;
   int64_t status_alive = -1;
+  nlohmann::json workers_view;  // WorkersViewJson, refreshed on liveness changes and at least every second
+  uint64_t workers_view_version = 0;
+  int64_t workers_view_ms = 0;
   // Last, so it is stopped first: its callbacks read the view and the metrics.
   std::unique_ptr<HttpServer> http;
 
@@ -85,6 +88,8 @@ struct Coordinator::Impl {
   // A worker's log lines (WorkerLogLines); FetchLogs with a worker_id reads them.
   void HandleWorkerLogLines(const transport::Incoming& in);
   void HandleFetchWorkerLogs(const transport::Incoming& in);
+  // Rebuilds the HTTP workers view (/api/workers) when the registry's liveness moved or a second passed.
+  void PublishWorkersView(int64_t now_ms);
 };
 
 }  // namespace tributary

@@ -1,16 +1,22 @@
 #include "coordinator/http_server.h"
 
 #include <httplib.h>
+#include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <regex>
 #include <utility>
 
+#include "base/file_util.h"
+#include "coordinator/dashboard_assets.h"
 #include "coordinator/metrics.h"
 
 namespace tributary {
@@ -19,6 +25,10 @@ namespace {
 constexpr const char* kJsonContentType = "application/json";
 constexpr const char* kPlainContentType = "text/plain; charset=utf-8";
 constexpr const char* kJobRoutePattern = R"(/api/jobs/([^/]+))";
+constexpr const char* kAssetRoutePattern = R"(/dashboard/([^/]+))";
+// The page may load its script, style sheet and data from this server only; nothing inline, no frames.
+constexpr const char* kContentSecurityPolicy =
+    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 void SetJson(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
@@ -44,8 +54,35 @@ int HttpStatusFor(const Status& status) {
 
 bool IsKnownPath(const std::string& path) {
   static const std::regex kJobRoute(kJobRoutePattern);
+  static const std::regex kAssetRoute(kAssetRoutePattern);
   return path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/api/jobs" ||
-         std::regex_match(path, kJobRoute);
+         path == "/api/workers" || path == "/" || std::regex_match(path, kJobRoute) ||
+         std::regex_match(path, kAssetRoute);
+}
+
+// What the bearer token guards: everything that shows state (the probes and the page shell do not).
+bool IsProtectedPath(const std::string& path) {
+  return path == "/metrics" || path == "/api" || path.rfind("/api/", 0) == 0;
+}
+
+// The token of an "Authorization: Bearer <token>" header; "" when there is none.
+std::string BearerTokenOf(const httplib::Request& req) {
+  const std::string header = req.get_header_value("Authorization");
+  constexpr size_t kScheme = 7;  // "Bearer "
+  if (header.size() <= kScheme || strncasecmp(header.c_str(), "Bearer ", kScheme) != 0) return "";
+  const size_t begin = header.find_first_not_of(' ', kScheme);
+  const size_t end = header.find_last_not_of(' ');
+  return begin == std::string::npos ? "" : header.substr(begin, end - begin + 1);
+}
+
+// Constant-time in the tokens' contents and lengths: both are hashed, and the digests compared.
+bool TokenMatches(const std::string& given, const std::string& expected) {
+  unsigned char a[crypto_generichash_BYTES];
+  unsigned char b[crypto_generichash_BYTES];
+  crypto_generichash(a, sizeof(a), reinterpret_cast<const unsigned char*>(given.data()), given.size(), nullptr, 0);
+  crypto_generichash(b, sizeof(b), reinterpret_cast<const unsigned char*>(expected.data()), expected.size(), nullptr,
+                     0);
+  return sodium_memcmp(a, b, sizeof(a)) == 0;
 }
 
 // Runs a route handler, turning an exception escaping a callback into a 500 with its message.
@@ -68,9 +105,84 @@ std::string JoinNotReady(const std::vector<std::string>& items) {
   return out;
 }
 
+// A route answering the JSON of `callback` (503 naming `what` when it is not set, its error's status).
+httplib::Server::Handler JsonListRoute(std::function<Result<nlohmann::json>()> callback, const std::string& what) {
+  return Guarded([callback = std::move(callback), what](const httplib::Request&, httplib::Response& res) {
+    if (!callback) return SetJson(res, 503, {{"error", what + " is not available"}});
+    Result<nlohmann::json> body = callback();
+    if (!body.ok()) return SetJson(res, HttpStatusFor(body.status()), {{"error", body.status().message()}});
+    SetJson(res, 200, *body);
+  });
+}
+
+// The token check before any route runs (a 401 tells nothing about which ids exist), and the security
+// headers on every answer, errors included.
+void InstallPolicies(httplib::Server& server,
+                     std::function<bool(const httplib::Request&, httplib::Response&)> authorized) {
+  server.set_pre_routing_handler(
+      [authorized = std::move(authorized)](const httplib::Request& req, httplib::Response& res) {
+        if (!IsProtectedPath(req.path) || authorized(req, res)) return httplib::Server::HandlerResponse::Unhandled;
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Content-Security-Policy", kContentSecurityPolicy);
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Referrer-Policy", "no-referrer");
+    res.set_header("Cache-Control", "no-store");
+  });
+}
+
 }  // namespace
 
-HttpServer::HttpServer(HttpCallbacks callbacks) : callbacks_(std::move(callbacks)) {}
+Result<std::string> LoadHttpToken(const std::string& path) {
+  if (path.empty()) return std::string();
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status().WithContext("coordinator.http_token_file");
+  const size_t begin = text->find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos)
+    return Status::InvalidArgument("coordinator.http_token_file " + path + ": the file holds no token");
+  const std::string token = text->substr(begin, text->find_last_not_of(" \t\r\n") - begin + 1);
+  for (char c : token) {
+    if (c <= ' ' || c > '~')
+      return Status::InvalidArgument("coordinator.http_token_file " + path +
+                                     ": the token must be one word of printable ASCII characters");
+  }
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0)
+    spdlog::warn("coordinator.http_token_file {}: readable by every user (chmod 600 it)", path);
+  return token;
+}
+
+HttpServer::HttpServer(HttpCallbacks callbacks, HttpServerOptions options)
+    : callbacks_(std::move(callbacks)), options_(std::move(options)) {
+  if (sodium_init() < 0) spdlog::error("http server: libsodium failed to initialize");
+}
+
+bool HttpServer::Authorized(const httplib::Request& req, httplib::Response& res) const {
+  if (options_.bearer_token.empty()) return true;
+  const std::string given = BearerTokenOf(req);
+  if (!given.empty() && TokenMatches(given, options_.bearer_token)) return true;
+  // RFC 6750: no credentials gets the bare challenge; wrong ones say invalid_token.
+  res.set_header("WWW-Authenticate",
+                 given.empty() ? R"(Bearer realm="tributary")" : R"(Bearer realm="tributary", error="invalid_token")");
+  SetJson(res, 401,
+          {{"error", given.empty() ? "this needs an Authorization: Bearer header (coordinator.http_token_file)"
+                                   : "the bearer token is not the coordinator's"}});
+  return false;
+}
+
+void HttpServer::RegisterDashboard(httplib::Server& server) {
+  const auto serve = [](const std::string& name, httplib::Response& res) {
+    const DashboardAsset* asset = FindDashboardAsset(name);
+    if (asset == nullptr) return SetJson(res, 404, {{"error", "no dashboard file '" + name + "'"}});
+    res.status = 200;
+    res.set_content(std::string(asset->body), std::string(asset->content_type).c_str());
+  };
+  server.Get("/", Guarded([serve](const httplib::Request&, httplib::Response& res) { serve("index.html", res); }));
+  server.Get(kAssetRoutePattern, Guarded([serve](const httplib::Request& req, httplib::Response& res) {
+               serve(req.matches[1].str(), res);
+             }));
+}
 
 HttpServer::~HttpServer() {
   Stop();
@@ -92,12 +204,8 @@ void HttpServer::RegisterRoutes(httplib::Server& server) {
                res.set_content(callbacks_.metrics_text(), kPrometheusTextContentType);
              }));
 
-  server.Get("/api/jobs", Guarded([this](const httplib::Request&, httplib::Response& res) {
-               if (!callbacks_.list_jobs) return SetJson(res, 503, {{"error", "job listing is not available"}});
-               Result<nlohmann::json> jobs = callbacks_.list_jobs();
-               if (!jobs.ok()) return SetJson(res, HttpStatusFor(jobs.status()), {{"error", jobs.status().message()}});
-               SetJson(res, 200, *jobs);
-             }));
+  server.Get("/api/jobs", JsonListRoute(callbacks_.list_jobs, "job listing"));
+  server.Get("/api/workers", JsonListRoute(callbacks_.list_workers, "the worker list"));
 
   server.Get(kJobRoutePattern, Guarded([this](const httplib::Request& req, httplib::Response& res) {
                const std::string job_id = req.matches[1].str();
@@ -110,6 +218,10 @@ void HttpServer::RegisterRoutes(httplib::Server& server) {
                }
                SetJson(res, 200, *job);
              }));
+
+  RegisterDashboard(server);
+
+  InstallPolicies(server, [this](const httplib::Request& req, httplib::Response& res) { return Authorized(req, res); });
 
   // The API is read-only: known routes refuse other methods with 405, unknown paths stay 404.
   const httplib::Server::Handler refuse = Guarded([](const httplib::Request& req, httplib::Response& res) {

@@ -1,7 +1,10 @@
 #include "coordinator/job_view.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 namespace tributary {
 namespace {
@@ -155,6 +158,55 @@ nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {
           {"rounds", rounds},
           {"replicas", replicas},
           {"spec_yaml", reply.spec_yaml()}};
+}
+
+namespace {
+
+nlohmann::json CapabilitiesJson(const v1::Capabilities& caps) {
+  nlohmann::json gpus = nlohmann::json::array(), nics = nlohmann::json::array(), datasets = nlohmann::json::array();
+  for (const v1::Gpu& g : caps.gpus())
+    gpus.push_back(
+        {{"name", g.name()}, {"memory_bytes", g.memory_bytes()}, {"compute_capability", g.compute_capability()}});
+  for (const v1::Nic& n : caps.nics())
+    nics.push_back(
+        {{"name", n.name()}, {"kind", n.kind()}, {"speed_mbps", n.speed_mbps()}, {"fabric_id", n.fabric_id()}});
+  for (const v1::DatasetInfo& d : caps.datasets()) datasets.push_back({{"name", d.name()}, {"samples", d.samples()}});
+  return {{"cpu_cores", caps.cpu_cores()},
+          {"memory_bytes", caps.memory_bytes()},
+          {"software_version", caps.software_version()},
+          {"modes", std::vector<std::string>(caps.modes().begin(), caps.modes().end())},
+          {"gpus", std::move(gpus)},
+          {"nics", std::move(nics)},
+          {"datasets", std::move(datasets)}};
+}
+
+}  // namespace
+
+nlohmann::json WorkerStatusJson(const WorkerEntry& w, int64_t now_ms, int64_t heartbeat_interval_ms) {
+  const int64_t last = w.inventory.last_heartbeat_ms;
+  // A heartbeat counts as missed once it is half an interval overdue, so scheduling jitter is not "late".
+  const int64_t interval = std::max<int64_t>(1, heartbeat_interval_ms);
+  const int64_t missed = std::max<int64_t>(0, (now_ms - last + interval / 2) / interval - 1);
+  const char* liveness = !w.inventory.alive ? "dead" : missed >= 1 ? "late" : "alive";
+  return {{"worker_id", w.worker_id},
+          {"hostname", w.hostname},
+          {"state", w.state},  // as last reported; liveness says whether it is current
+          {"job_id", w.job_id.empty() ? nlohmann::json() : nlohmann::json(w.job_id)},
+          {"round", w.round},
+          {"liveness", liveness},
+          {"missed_heartbeats", missed},
+          {"last_seen_unix_ms", last},
+          {"capabilities", CapabilitiesJson(w.capabilities)}};
+}
+
+nlohmann::json WorkersViewJson(const WorkerRegistry& registry, int64_t now_ms) {
+  nlohmann::json workers = nlohmann::json::array();
+  for (const WorkerEntry* w : registry.All())
+    workers.push_back(WorkerStatusJson(*w, now_ms, registry.options().heartbeat_interval_ms));
+  return {{"now_unix_ms", now_ms},
+          {"heartbeat_interval_ms", registry.options().heartbeat_interval_ms},
+          {"heartbeat_misses", registry.options().heartbeat_misses},
+          {"workers", std::move(workers)}};
 }
 
 }  // namespace tributary

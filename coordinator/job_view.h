@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/store.h"
+#include "coordinator/worker_registry.h"
 #include "federation/job_spec.h"
 #include "transport/message.h"
 
@@ -46,5 +47,16 @@ std::string ClientReportsText(const v1::RoundSummary& round);
 // A job in detail: job (a job object), workers (the open round's participants), islands (the open
 // round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash) and spec_yaml.
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
+
+// A registered worker for the dashboard (/api/workers): worker_id, hostname, state, job_id (null when
+// idle) and round of its last heartbeat, liveness ("alive"; "late" once a heartbeat is missed, i.e. half an interval
+// overdue; "dead" once declared dead), missed_heartbeats, last_seen_unix_ms, capabilities (cpu_cores, memory_bytes,
+// software_version, modes, gpus: name/memory_bytes/compute_capability, nics: name/kind/speed_mbps/fabric_id, datasets:
+// name/samples).
+nlohmann::json WorkerStatusJson(const WorkerEntry& worker, int64_t now_ms, int64_t heartbeat_interval_ms);
+
+// Every registered worker as of now_ms: now_unix_ms, heartbeat_interval_ms, heartbeat_misses and
+// workers (WorkerStatusJson, ascending worker id).
+nlohmann::json WorkersViewJson(const WorkerRegistry& registry, int64_t now_ms);
 
 }  // namespace tributary

@@ -91,8 +91,10 @@ Result<const WorkerEntry*> WorkerRegistry::Register(const v1::Register& reg, con
   inventory.alive = true;
   inventory.last_heartbeat_ms = now_ms;
   worker.inventory = inventory;
+  worker.capabilities = reg.capabilities();
   worker.declared_dead = false;
   ++version_;
+  ++liveness_version_;
   std::string datasets;
   for (const auto& [name, samples] : inventory.datasets)
     datasets += (datasets.empty() ? "" : ", ") + name + "=" + std::to_string(samples);
@@ -111,6 +113,7 @@ Status CheckHeartbeatSize(const v1::Heartbeat& heartbeat) {
     return Status::InvalidArgument(who + std::to_string(heartbeat.replicas_size()) + " replicas, at most " +
                                    std::to_string(WorkerRegistry::kMaxHeartbeatReplicas));
   if (heartbeat.state().size() > 256) return Status::InvalidArgument(who + "state is longer than 256 bytes");
+  if (heartbeat.job_id().size() > checkpoint::kMaxIdBytes) return Status::InvalidArgument(who + "oversized job id");
   for (const v1::ReplicaState& r : heartbeat.replicas())
     if (r.job_id().size() > checkpoint::kMaxIdBytes || r.weights_hash().size() > 64 ||
         r.worker_id().size() > checkpoint::kMaxIdBytes)
@@ -140,6 +143,9 @@ Result<const WorkerEntry*> WorkerRegistry::Heartbeat(const v1::Heartbeat& heartb
   w.inventory.last_heartbeat_ms = now_ms;
   w.routing_id = peer.routing_id;
   w.state = heartbeat.state();
+  w.job_id = heartbeat.job_id();
+  w.round = heartbeat.round();
+  ++liveness_version_;
   if (!SameReplicas(w.replicas, heartbeat.replicas())) {
     w.replicas.assign(heartbeat.replicas().begin(), heartbeat.replicas().end());
     ++version_;
@@ -164,6 +170,7 @@ int64_t WorkerRegistry::MarkDead(int64_t now_ms) {
     if (w.inventory.alive && now_ms - w.inventory.last_heartbeat_ms > timeout) {
       w.inventory.alive = false;
       w.declared_dead = true;
+      ++liveness_version_;
       if (!w.replicas.empty()) {  // a dead worker's replicas are not state anyone can rely on
         w.replicas.clear();
         ++version_;
@@ -194,6 +201,12 @@ std::vector<const WorkerEntry*> WorkerRegistry::Alive() const {
   for (const auto& [id, w] : workers_) {
     if (w.inventory.alive) out.push_back(&w);
   }
+  return out;
+}
+
+std::vector<const WorkerEntry*> WorkerRegistry::All() const {
+  std::vector<const WorkerEntry*> out;
+  for (const auto& [id, w] : workers_) out.push_back(&w);
   return out;
 }
 

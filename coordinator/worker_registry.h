@@ -24,7 +24,10 @@ struct WorkerEntry {
   std::string hostname;
   std::string peer;  // PeerInfo::Describe, for logs
   WorkerInventory inventory;
-  std::string state;  // from the last heartbeat
+  v1::Capabilities capabilities;  // as registered (the dashboard shows them; inventory keeps the placeable part)
+  std::string state;              // from the last heartbeat
+  std::string job_id;             // the tasklet of the last heartbeat ("" when idle) and its round
+  uint64_t round = 0;
   std::vector<v1::ReplicaState> replicas;
   bool declared_dead = false;
 };
@@ -76,18 +79,24 @@ class WorkerRegistry {
   std::vector<WorkerInventory> AliveInventory() const;
   // The alive workers (ascending worker id), for broadcasts.
   std::vector<const WorkerEntry*> Alive() const;
+  // Every registered worker, dead ones included (ascending worker id), for the dashboard.
+  std::vector<const WorkerEntry*> All() const;
   // The replicas of `job_id` the workers reported in their last heartbeats (worker_id set).
   std::vector<v1::ReplicaState> ReplicasOf(const std::string& job_id) const;
+  const WorkerRegistryOptions& options() const { return options_; }
 
   // Grows whenever what ReplicasOf returns may have changed (a registration, a heartbeat with other
   // replicas), so a view of it is rebuilt only then.
   uint64_t version() const { return version_; }
+  // Grows on every registration, heartbeat and death, so the workers view follows liveness.
+  uint64_t liveness_version() const { return liveness_version_; }
 
  private:
   checkpoint::CheckpointStore* store_;
   WorkerRegistryOptions options_;
   std::map<std::string, WorkerEntry> workers_;
   uint64_t version_ = 0;
+  uint64_t liveness_version_ = 0;
 };
 
 }  // namespace tributary

@@ -26,6 +26,8 @@ PACKAGES=(
   systemd dpkg-dev
   # test oracles and benchmark peers (Debian's CPU PyTorch, used by /usr/bin/python3 only)
   python3 python3-numpy python3-torch
+  # the dashboard test renders the coordinator's page in headless Chromium (tests/system/dashboard_test.cc)
+  chromium
 )
 
 missing=()

@@ -6,11 +6,15 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/file_util.h"
+#include "coordinator/dashboard_assets.h"
 #include "coordinator/metrics.h"
+#include "tests/common/temp_dir.h"
 
 namespace tributary {
 namespace {
@@ -20,6 +24,7 @@ struct FakeCoordinator {
   std::mutex mutex;
   std::vector<std::string> not_ready;
   std::map<std::string, nlohmann::json> jobs;
+  nlohmann::json workers = {{"now_unix_ms", 5000}, {"workers", {{{"worker_id", "w1"}, {"liveness", "alive"}}}}};
   bool list_fails = false;
   CoordinatorMetrics metrics;
 
@@ -42,6 +47,10 @@ struct FakeCoordinator {
       auto it = jobs.find(id);
       if (it == jobs.end()) return Status::NotFound("job '" + id + "' does not exist");
       return it->second;
+    };
+    callbacks.list_workers = [this]() -> Result<nlohmann::json> {
+      std::lock_guard<std::mutex> lock(mutex);
+      return workers;
     };
     return callbacks;
   }
@@ -184,7 +193,8 @@ TEST_F(HttpServerTest, UnknownJobIs404WithJsonError) {
 
 TEST_F(HttpServerTest, UnknownPathIs404) {
   httplib::Client client = Client();
-  for (const char* path : {"/", "/nope", "/api", "/api/jobs/alpha/rounds", "/healthz/extra"}) {
+  for (const char* path : {"/nope", "/api", "/api/jobs/alpha/rounds", "/healthz/extra", "/dashboard/nope.js",
+                           "/dashboard/", "/index.html"}) {
     auto res = client.Get(path);
     ASSERT_TRUE(res) << path;
     EXPECT_EQ(res->status, 404) << path;
@@ -307,7 +317,7 @@ TEST(HttpServerStandaloneTest, MissingCallbacksAnswer503ButHealthzStaysUp) {
   auto health = client.Get("/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
-  for (const char* path : {"/readyz", "/metrics", "/api/jobs", "/api/jobs/alpha"}) {
+  for (const char* path : {"/readyz", "/metrics", "/api/jobs", "/api/jobs/alpha", "/api/workers"}) {
     auto res = client.Get(path);
     ASSERT_TRUE(res) << path;
     EXPECT_EQ(res->status, 503) << path;
@@ -329,6 +339,169 @@ TEST(HttpServerStandaloneTest, ThrowingCallbackIs500) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 500);
   EXPECT_TRUE(nlohmann::json::parse(res->body).contains("error"));
+}
+
+// ---- the dashboard page, /api/workers and the bearer token ----
+
+constexpr const char* kCsp = "default-src 'self'";
+
+TEST_F(HttpServerTest, DashboardPageAndFilesAreServedWithTheirTypesAndCsp) {
+  httplib::Client client = Client();
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"/", "text/html; charset=utf-8"},
+      {"/dashboard/app.js", "text/javascript; charset=utf-8"},
+      {"/dashboard/style.css", "text/css; charset=utf-8"}};
+  for (const auto& [path, type] : files) {
+    auto res = client.Get(path.c_str());
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 200) << path;
+    EXPECT_EQ(res->get_header_value("Content-Type"), type) << path;
+    EXPECT_EQ(res->get_header_value("Content-Security-Policy").rfind(kCsp, 0), 0u) << path;
+    EXPECT_EQ(res->get_header_value("X-Content-Type-Options"), "nosniff") << path;
+    // Served from the bytes compiled in, unchanged.
+    const DashboardAsset* asset = FindDashboardAsset(path == "/" ? "index.html" : path.substr(11));
+    ASSERT_NE(asset, nullptr) << path;
+    EXPECT_EQ(res->body, std::string(asset->body)) << path;
+  }
+  auto page = client.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_NE(page->body.find(R"(<script src="dashboard/app.js")"), std::string::npos);
+  EXPECT_NE(page->body.find(R"(<link rel="stylesheet" href="dashboard/style.css">)"), std::string::npos);
+  // The API answers carry the same policy (a JSON body opened as a page cannot run anything either).
+  auto api = client.Get("/api/jobs");
+  ASSERT_TRUE(api);
+  EXPECT_EQ(api->get_header_value("Content-Security-Policy").rfind(kCsp, 0), 0u);
+  EXPECT_EQ(api->get_header_value("Cache-Control"), "no-store");
+}
+
+// Nothing the page loads comes from elsewhere: no absolute URL but the SVG namespace name, no inline
+// script or style (the policy would block them, so the page would silently break).
+TEST(DashboardAssetsTest, FetchNothingFromElsewhereAndHaveNoInlineCode) {
+  ASSERT_EQ(kDashboardAssetCount, 3u);
+  for (size_t i = 0; i < kDashboardAssetCount; ++i) {
+    std::string body(kDashboardAssets[i].body);
+    const std::string name(kDashboardAssets[i].name);
+    ASSERT_FALSE(body.empty()) << name;
+    EXPECT_EQ(body.find("https://"), std::string::npos) << name;
+    for (size_t at = body.find("http://"); at != std::string::npos; at = body.find("http://", at + 1))
+      EXPECT_EQ(body.compare(at, 26, "http://www.w3.org/2000/svg"), 0) << name << " at " << at;
+    EXPECT_EQ(body.find("@import"), std::string::npos) << name;
+    EXPECT_EQ(body.find("url("), std::string::npos) << name;
+    EXPECT_EQ(body.find("innerHTML"), std::string::npos) << name << ": data goes in as text only";
+  }
+  const std::string html(FindDashboardAsset("index.html")->body);
+  EXPECT_EQ(html.find("<script>"), std::string::npos);
+  EXPECT_EQ(html.find("<style"), std::string::npos);
+  EXPECT_EQ(html.find("style=\""), std::string::npos);
+  EXPECT_FALSE(std::regex_search(html, std::regex(R"(\son[a-z]+\s*=)"))) << "no inline event handler attributes";
+}
+
+TEST_F(HttpServerTest, WorkersRouteServesTheCallbacksJson) {
+  httplib::Client client = Client();
+  auto res = client.Get("/api/workers");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "application/json");
+  const nlohmann::json body = nlohmann::json::parse(res->body);
+  EXPECT_EQ(body["now_unix_ms"], 5000);
+  ASSERT_EQ(body["workers"].size(), 1u);
+  EXPECT_EQ(body["workers"][0]["worker_id"], "w1");
+  auto post = client.Post("/api/workers", "{}", "application/json");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+}
+
+class HttpTokenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fake_.jobs["alpha"] = {{"id", "alpha"}, {"state", "running"}};
+    server_ = std::make_unique<HttpServer>(fake_.Callbacks(), HttpServerOptions{"s3cret-Token_42"});
+    Status started = server_->Start("127.0.0.1", 0);
+    ASSERT_TRUE(started.ok()) << started.ToString();
+  }
+
+  httplib::Result Get(const std::string& path, const std::string& authorization = "") const {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_read_timeout(10);
+    httplib::Headers headers;
+    if (!authorization.empty()) headers.emplace("Authorization", authorization);
+    return client.Get(path.c_str(), headers);
+  }
+
+  FakeCoordinator fake_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+TEST_F(HttpTokenTest, ApiAndMetricsNeedTheToken) {
+  for (const char* path : {"/api/jobs", "/api/jobs/alpha", "/api/jobs/unknown", "/api/workers", "/metrics", "/api/x"}) {
+    auto missing = Get(path);
+    ASSERT_TRUE(missing) << path;
+    EXPECT_EQ(missing->status, 401) << path;
+    EXPECT_EQ(missing->get_header_value("WWW-Authenticate"), R"(Bearer realm="tributary")") << path;
+    EXPECT_EQ(missing->get_header_value("Content-Type"), "application/json") << path;
+    EXPECT_EQ(missing->body.find("alpha"), std::string::npos) << path << ": a 401 shows no data";
+
+    for (const char* wrong : {"Bearer s3cret-Token_4", "Bearer s3cret-Token_42x", "Bearer S3CRET-TOKEN_42",
+                              "Basic s3cret-Token_42", "s3cret-Token_42", "Bearer "}) {
+      auto refused = Get(path, wrong);
+      ASSERT_TRUE(refused) << path;
+      EXPECT_EQ(refused->status, 401) << path << " with '" << wrong << "'";
+      EXPECT_EQ(refused->get_header_value("WWW-Authenticate").rfind("Bearer realm=", 0), 0u);
+    }
+    auto wrong = Get(path, "Bearer nope");
+    ASSERT_TRUE(wrong);
+    EXPECT_NE(wrong->get_header_value("WWW-Authenticate").find(R"(error="invalid_token")"), std::string::npos);
+  }
+  auto jobs = Get("/api/jobs", "Bearer s3cret-Token_42");
+  ASSERT_TRUE(jobs);
+  EXPECT_EQ(jobs->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(jobs->body)[0]["id"], "alpha");
+  auto lower_scheme = Get("/api/workers", "bearer s3cret-Token_42");
+  ASSERT_TRUE(lower_scheme);
+  EXPECT_EQ(lower_scheme->status, 200) << "the auth scheme is case-insensitive (RFC 7235)";
+  auto metrics = Get("/metrics", "Bearer s3cret-Token_42");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  auto unknown = Get("/api/jobs/unknown", "Bearer s3cret-Token_42");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+}
+
+TEST_F(HttpTokenTest, ProbesAndThePageShellNeedNoToken) {
+  for (const char* path : {"/healthz", "/readyz", "/", "/dashboard/app.js", "/dashboard/style.css"}) {
+    auto res = Get(path);
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 200) << path;
+    EXPECT_FALSE(res->has_header("WWW-Authenticate")) << path;
+  }
+  auto wrong = Get("/healthz", "Bearer nope");
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 200) << "a probe does not look at credentials";
+}
+
+TEST(HttpTokenFileTest, LoadsOneTrimmedWordAndRefusesTheRest) {
+  testutil::TempDir dir;
+  const std::string path = dir.path() + "/token";
+  auto none = LoadHttpToken("");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, "");
+
+  ASSERT_TRUE(WriteFileAtomic(path, "  abc-DEF_123.~ \n").ok());
+  auto token = LoadHttpToken(path);
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_EQ(*token, "abc-DEF_123.~");
+
+  for (const char* bad : {"", " \n\t", "two words", "tab\tinside", "caf\xc3\xa9"}) {
+    ASSERT_TRUE(WriteFileAtomic(path, bad).ok());
+    auto refused = LoadHttpToken(path);
+    ASSERT_FALSE(refused.ok()) << "'" << bad << "'";
+    EXPECT_TRUE(refused.status().IsInvalidArgument()) << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find(path), std::string::npos) << refused.status().ToString();
+  }
+  auto missing = LoadHttpToken(dir.path() + "/absent");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().ToString().find("coordinator.http_token_file"), std::string::npos)
+      << missing.status().ToString();
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "tests/common/temp_dir.h"
+
 namespace tributary {
 namespace {
 
@@ -72,6 +74,87 @@ TEST(JobViewTest, IslandStatusTextIsOneLine) {
             "island a  incarnation 1796611270871  leader worker-1  members worker-1,worker-2  reported no  reforms 1");
   EXPECT_EQ(IslandStatusText(reply.islands(1)),
             "island b  incarnation 1796611270872  leader worker-3  members worker-3  reported yes  reforms 0");
+}
+
+// /api/workers: a real registry's workers with their capabilities, liveness and current tasklet.
+TEST(JobViewTest, WorkersViewJsonShowsCapabilitiesLivenessAndTasklet) {
+  testutil::TempDir dir;
+  auto store = checkpoint::CheckpointStore::Open(dir.path() + "/store");
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  WorkerRegistry registry(store->get(), WorkerRegistryOptions{/*insecure=*/true, 1000, 3});
+  const transport::PeerInfo peer{"route", "", "", "127.0.0.1"};
+  for (const char* id : {"w2", "w1"}) {
+    v1::Register reg;
+    reg.set_worker_id(id);
+    reg.set_hostname(std::string("host-") + id);
+    v1::Capabilities* caps = reg.mutable_capabilities();
+    caps->set_cpu_cores(16);
+    caps->set_memory_bytes(64ull << 30);
+    caps->set_software_version("0.4.0");
+    caps->add_modes("ferret");
+    v1::Gpu* gpu = caps->add_gpus();
+    gpu->set_name("NVIDIA H100");
+    gpu->set_memory_bytes(80ull << 30);
+    gpu->set_compute_capability("9.0");
+    v1::Nic* nic = caps->add_nics();
+    nic->set_name("ib0");
+    nic->set_kind("infiniband");
+    nic->set_speed_mbps(200000);
+    nic->set_fabric_id("island-a");
+    v1::DatasetInfo* data = caps->add_datasets();
+    data->set_name("dolly");
+    data->set_samples(120);
+    ASSERT_TRUE(registry.Register(reg, peer, 10000).ok());
+  }
+  v1::Heartbeat hb;
+  hb.set_worker_id("w1");
+  hb.set_state("training");
+  hb.set_job_id("job-1");
+  hb.set_round(7);
+  const uint64_t before = registry.liveness_version();
+  ASSERT_TRUE(registry.Heartbeat(hb, peer, 12000).ok());
+  EXPECT_GT(registry.liveness_version(), before) << "a heartbeat moves the view";
+
+  // At 13.5 s: w1 heard 1.5 s ago (one heartbeat missed), w2 3.5 s ago and declared dead.
+  EXPECT_EQ(registry.MarkDead(13500), 1);
+  const nlohmann::json view = WorkersViewJson(registry, 13500);
+  EXPECT_EQ(view["now_unix_ms"], 13500);
+  EXPECT_EQ(view["heartbeat_interval_ms"], 1000);
+  EXPECT_EQ(view["heartbeat_misses"], 3);
+  ASSERT_EQ(view["workers"].size(), 2u);
+  const nlohmann::json& w1 = view["workers"][0];
+  EXPECT_EQ(w1["worker_id"], "w1") << "ascending worker id";
+  EXPECT_EQ(w1["hostname"], "host-w1");
+  EXPECT_EQ(w1["state"], "training");
+  EXPECT_EQ(w1["job_id"], "job-1");
+  EXPECT_EQ(w1["round"], 7);
+  EXPECT_EQ(w1["liveness"], "late");
+  EXPECT_EQ(w1["missed_heartbeats"], 1);
+  EXPECT_EQ(w1["last_seen_unix_ms"], 12000);
+  const nlohmann::json& caps = w1["capabilities"];
+  EXPECT_EQ(caps["cpu_cores"], 16);
+  EXPECT_EQ(caps["memory_bytes"].get<uint64_t>(), 64ull << 30);
+  EXPECT_EQ(caps["software_version"], "0.4.0");
+  EXPECT_EQ(caps["modes"], nlohmann::json::array({"ferret"}));
+  EXPECT_EQ(
+      caps["gpus"],
+      nlohmann::json::array({{{"name", "NVIDIA H100"}, {"memory_bytes", 80ull << 30}, {"compute_capability", "9.0"}}}));
+  EXPECT_EQ(caps["nics"],
+            nlohmann::json::array(
+                {{{"name", "ib0"}, {"kind", "infiniband"}, {"speed_mbps", 200000}, {"fabric_id", "island-a"}}}));
+  EXPECT_EQ(caps["datasets"], nlohmann::json::array({{{"name", "dolly"}, {"samples", 120}}}));
+
+  const nlohmann::json& w2 = view["workers"][1];
+  EXPECT_EQ(w2["worker_id"], "w2");
+  EXPECT_EQ(w2["liveness"], "dead");
+  EXPECT_EQ(w2["missed_heartbeats"], 3);
+  EXPECT_TRUE(w2["job_id"].is_null()) << "no tasklet reported";
+
+  // A fresh heartbeat makes w1 alive with no missed beat.
+  ASSERT_TRUE(registry.Heartbeat(hb, peer, 14000).ok());
+  const nlohmann::json later = WorkersViewJson(registry, 14200);
+  EXPECT_EQ(later["workers"][0]["liveness"], "alive");
+  EXPECT_EQ(later["workers"][0]["missed_heartbeats"], 0);
 }
 
 }  // namespace

@@ -91,8 +91,10 @@ void RelayRead(Direction* d, Clock::duration delay, size_t window) {
           d->releases.pop_front();
         }
         if (d->inflight < window) break;
-        if (d->releases.empty()) d->cv.wait(lock);
-        else d->cv.wait_until(lock, d->releases.front().first);
+        if (d->releases.empty())
+          d->cv.wait(lock);
+        else
+          d->cv.wait_until(lock, d->releases.front().first);
       }
       room = std::min(buf.size(), window - d->inflight);
     }
@@ -146,8 +148,8 @@ int Relay(const std::string& listen, const std::string& target, int delay_ms, si
   auto listener = ms::ListenTcp(lhost, lport, nullptr);
   if (!listener.ok()) Die(listener.status().ToString());
   const auto delay = std::chrono::milliseconds(delay_ms);
-  std::fprintf(stderr, "relay %s -> %s delay %d ms each way, window %zu B per stream and direction\n",
-               listen.c_str(), target.c_str(), delay_ms, window);
+  std::fprintf(stderr, "relay %s -> %s delay %d ms each way, window %zu B per stream and direction\n", listen.c_str(),
+               target.c_str(), delay_ms, window);
   while (true) {
     auto accepted = ms::AcceptStreams(*listener, 1, 24 * 3600 * 1000);
     if (!accepted.ok()) continue;
@@ -203,7 +205,8 @@ struct SendArgs {
   uint32_t chunk = 256 * 1024;
 };
 
-tributary::Result<ms::MultistreamStats> SendOnce(const SendArgs& a, int n, uint64_t transfer_id, const std::string& data) {
+tributary::Result<ms::MultistreamStats> SendOnce(const SendArgs& a, int n, uint64_t transfer_id,
+                                                 const std::string& data) {
   const auto [host, port] = HostPort(a.target);
   auto fds = ms::ConnectStreams(host, port, n);
   if (!fds.ok()) return fds.status();
@@ -223,11 +226,11 @@ int Send(const SendArgs& a) {
   if (!rtt.ok()) Die(rtt.status().ToString());
   std::string data(a.bytes, '\0');
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 2654435761u >> 13);
-  std::printf("# line %.0f Mbit/s, RTT %.0f ms (1-byte transfer incl. hello: %.1f ms), emulated window %llu B, "
-              "chunk %u B, payload %llu B; StreamsForPath -> N = %d\n",
-              a.line_mbit, a.rtt_ms, rtt->seconds * 1000, static_cast<unsigned long long>(a.window), a.chunk,
-              static_cast<unsigned long long>(a.bytes),
-              ms::StreamsForPath(a.line_mbit * 1e6, a.rtt_ms / 1000, a.window));
+  std::printf(
+      "# line %.0f Mbit/s, RTT %.0f ms (1-byte transfer incl. hello: %.1f ms), emulated window %llu B, "
+      "chunk %u B, payload %llu B; StreamsForPath -> N = %d\n",
+      a.line_mbit, a.rtt_ms, rtt->seconds * 1000, static_cast<unsigned long long>(a.window), a.chunk,
+      static_cast<unsigned long long>(a.bytes), ms::StreamsForPath(a.line_mbit * 1e6, a.rtt_ms / 1000, a.window));
   std::printf("%-4s %10s %12s %8s %8s %8s\n", "N", "seconds", "goodput_Mb/s", "ratio", "resent", "stalled");
   for (size_t k = 0; k < a.streams.size(); ++k) {
     auto s = SendOnce(a, a.streams[k], k + 2, data);
@@ -254,8 +257,7 @@ int main(int argc, char** argv) {
     return fallback;
   };
   if (mode == "relay") {
-    return Relay(flag("--listen"), flag("--target"), std::stoi(flag("--delay-ms")),
-                 std::stoull(flag("--window")));
+    return Relay(flag("--listen"), flag("--target"), std::stoi(flag("--delay-ms")), std::stoull(flag("--window")));
   }
   if (mode == "recv") return Receive(flag("--listen"), ParseList(flag("--streams")), ParseKey(flag("--key")));
   if (mode == "send") {

@@ -21,7 +21,9 @@ namespace {
 
 constexpr uint64_t kCutAlign = uint64_t{64} << 10;
 
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string Errno(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
 
 Status TuneSocket(int fd, int socket_buffer_bytes) {
   const int one = 1;

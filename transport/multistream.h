@@ -48,15 +48,18 @@ std::vector<std::vector<ByteRange>> PlanMultistreamChunks(uint64_t size, const s
                                                           uint64_t chunk_bytes, size_t connections);
 
 struct MultistreamOptions {
-  uint64_t transfer_id = 1;  // bound into every frame; must match on both sides
+  uint64_t transfer_id = 1;   // bound into every frame; must match on both sides
   std::string peer = "peer";  // names the other side in errors
   uint32_t chunk_bytes = uint32_t{1} << 20;
   // Goodput estimates per connection (bytes/s), e.g. from the link matrix or a previous transfer's stats; used for
   // the split and the first stall deadlines. Empty: equal split, first deadline first_ack_timeout_ms.
   std::vector<double> initial_goodput;
+  // Sender: chunks sent and not yet acknowledged per connection; bounds what a stall strands in socket buffers.
+  // Per-connection rate <= max_inflight_chunks x chunk_bytes / RTT.
+  int max_inflight_chunks = 8;
   int min_stall_ms = 200;
-  int first_ack_timeout_ms = 5000;  // stall deadline of a connection before any goodput is known
-  int timeout_ms = 300000;          // the whole transfer
+  int first_ack_timeout_ms = 5000;          // stall deadline of a connection before any goodput is known
+  int timeout_ms = 300000;                  // the whole transfer
   uint64_t max_bytes = uint64_t{16} << 30;  // receiver: the largest size a sender may announce
   // Receiver only: called from a connection's reader thread after each chunk is written (progress, tests).
   std::function<void(size_t connection, const ByteRange& chunk)> on_chunk;
@@ -65,12 +68,12 @@ struct MultistreamOptions {
 struct MultistreamStats {
   double seconds = 0;
   uint64_t payload_bytes = 0;
-  uint64_t chunks = 0;              // sent (sender) or accepted (receiver), duplicates included
-  uint64_t chunks_resent = 0;       // sender: ranges requeued after a connection failed or stalled
-  uint64_t duplicate_chunks = 0;    // receiver: chunks whose range was already present
-  int connections_failed = 0;       // errored or closed mid-transfer
-  int connections_stalled = 0;      // sender: shut down for making no progress
-  std::vector<double> goodput;      // sender: EWMA (alpha 0.2) bytes/s per connection, for the next transfer
+  uint64_t chunks = 0;            // sent (sender) or accepted (receiver), duplicates included
+  uint64_t chunks_resent = 0;     // sender: ranges requeued after a connection failed or stalled
+  uint64_t duplicate_chunks = 0;  // receiver: chunks whose range was already present
+  int connections_failed = 0;     // errored or closed mid-transfer
+  int connections_stalled = 0;    // sender: shut down for making no progress
+  std::vector<double> goodput;    // sender: EWMA (alpha 0.2) bytes/s per connection, for the next transfer
 };
 
 // Sends size bytes at data over the connected TCP sockets fds (the caller keeps ownership and closes them; they
@@ -94,7 +97,6 @@ struct MultistreamReceived {
 [[nodiscard]] Result<std::vector<int>> ConnectStreams(const std::string& host, int port, int n,
                                                       int socket_buffer_bytes = 0);
 // Accepts n connections within timeout_ms.
-[[nodiscard]] Result<std::vector<int>> AcceptStreams(int listen_fd, int n, int timeout_ms,
-                                                     int socket_buffer_bytes = 0);
+[[nodiscard]] Result<std::vector<int>> AcceptStreams(int listen_fd, int n, int timeout_ms, int socket_buffer_bytes = 0);
 
 }  // namespace tributary::transport

@@ -30,8 +30,8 @@ class Receiver {
 
  private:
   std::string Where(size_t i) const {
-    return "multistream transfer " + std::to_string(options_.transfer_id) + " from peer '" + options_.peer +
-           "' conn " + std::to_string(i);
+    return "multistream transfer " + std::to_string(options_.transfer_id) + " from peer '" + options_.peer + "' conn " +
+           std::to_string(i);
   }
   void ReaderLoop(size_t i);
   // Adds [begin, end) to the covered set; returns how many of its bytes were new.
@@ -59,7 +59,6 @@ class Receiver {
   std::atomic<bool> stop_{false};
   MultistreamStats stats_;
   Status error_;
-
 };
 
 uint64_t Receiver::AddCoverage(uint64_t begin, uint64_t end) {
@@ -95,9 +94,8 @@ bool Receiver::Accept(size_t i, const wire::RawFrame& f, const std::string& nonc
   }
   if (h.type == wire::FrameType::kHello) {
     if (h.offset == 0 || h.offset > options_.max_bytes || (size_ != 0 && h.offset != size_)) {
-      Fatal(Status::InvalidArgument(Where(i) + ": announced size " + std::to_string(h.offset) +
-                                    " is invalid (limit " + std::to_string(options_.max_bytes) + ", agreed " +
-                                    std::to_string(size_) + ")"));
+      Fatal(Status::InvalidArgument(Where(i) + ": announced size " + std::to_string(h.offset) + " is invalid (limit " +
+                                    std::to_string(options_.max_bytes) + ", agreed " + std::to_string(size_) + ")"));
       return false;
     }
     if (size_ == 0) {
@@ -107,8 +105,7 @@ bool Receiver::Accept(size_t i, const wire::RawFrame& f, const std::string& nonc
     hello_[i] = true;
     return true;
   }
-  if (h.type != wire::FrameType::kData || !hello_[i] || h.offset > size_ || h.len > size_ - h.offset ||
-      h.len == 0) {
+  if (h.type != wire::FrameType::kData || !hello_[i] || h.offset > size_ || h.len > size_ - h.offset || h.len == 0) {
     Fatal(Status::Corruption(Where(i) + ": unexpected frame (type " + std::to_string(static_cast<int>(h.type)) +
                              ", offset " + std::to_string(h.offset) + ", len " + std::to_string(h.len) + ")"));
     return false;
@@ -151,8 +148,8 @@ void Receiver::ReaderLoop(size_t i) {
     }
     if (!ack) continue;
     if (options_.on_chunk) options_.on_chunk(i, ByteRange{f.header.offset, f.header.len});
-    const wire::FrameHeader a{wire::FrameType::kAck, static_cast<uint16_t>(i), options_.transfer_id,
-                              f.header.offset, f.header.len};
+    const wire::FrameHeader a{wire::FrameType::kAck, static_cast<uint16_t>(i), options_.transfer_id, f.header.offset,
+                              f.header.len};
     const std::string frame = wire::SealFrame(key_, a, nullptr, 0);
     const Status sent = wire::WriteAll(fds_[i], frame.data(), frame.size());
     std::lock_guard<std::mutex> lock(mu_);
@@ -170,9 +167,8 @@ Result<MultistreamReceived> Receiver::Run() {
   {
     std::unique_lock<std::mutex> lock(mu_);
     const auto deadline = start + std::chrono::milliseconds(options_.timeout_ms);
-    const bool in_time = cv_.wait_until(lock, deadline, [&] {
-      return !error_.ok() || (size_ != 0 && have_bytes_ == size_ && acks_pending_ == 0);
-    });
+    const bool in_time = cv_.wait_until(
+        lock, deadline, [&] { return !error_.ok() || (size_ != 0 && have_bytes_ == size_ && acks_pending_ == 0); });
     if (!in_time) {
       Fatal(Status::Timeout("multistream transfer " + std::to_string(options_.transfer_id) + " from peer '" +
                             options_.peer + "': " + std::to_string(have_bytes_) + " of " + std::to_string(size_) +

@@ -22,17 +22,19 @@ namespace {
 namespace wire = multistream_wire;
 using Clock = std::chrono::steady_clock;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double Seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 struct SendConn {
   int fd = -1;
-  std::deque<ByteRange> queue;                 // not yet sent
-  std::map<uint64_t, ByteRange> inflight;      // sent, not acknowledged (by offset)
+  std::deque<ByteRange> queue;             // not yet sent
+  std::map<uint64_t, ByteRange> inflight;  // sent, not acknowledged (by offset)
   bool dead = false;
   bool has_ack = false;
-  Clock::time_point started{};                 // first chunk sent
-  Clock::time_point last_progress{};           // last ack, or when inflight became non-empty
-  double goodput = 0;                          // EWMA bytes/s
+  Clock::time_point started{};        // first chunk sent
+  Clock::time_point last_progress{};  // last ack, or when inflight became non-empty
+  double goodput = 0;                 // EWMA bytes/s
 };
 
 class Sender {
@@ -47,8 +49,8 @@ class Sender {
 
  private:
   std::string Where(size_t i) const {
-    return "multistream transfer " + std::to_string(options_.transfer_id) + " to peer '" + options_.peer +
-           "' conn " + std::to_string(i);
+    return "multistream transfer " + std::to_string(options_.transfer_id) + " to peer '" + options_.peer + "' conn " +
+           std::to_string(i);
   }
   void WriterLoop(size_t i);
   void AckLoop(size_t i);
@@ -75,6 +77,9 @@ class Sender {
   uint64_t acked_bytes_ = 0;
   bool done_ = false;
   int readers_left_ = 0;
+  size_t max_inflight_ = 1;
+  Clock::time_point start_{};
+  Clock::time_point last_stall_kill_{};
   std::atomic<bool> stop_{false};
   MultistreamStats stats_;
   Status error_;
@@ -115,7 +120,10 @@ void Sender::WriterLoop(size_t i) {
     ByteRange r;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return done_ || c.dead || !error_.ok() || NextRange(i, &r); });
+      cv_.wait(lock, [&] {
+        if (done_ || c.dead || !error_.ok()) return true;
+        return c.inflight.size() < max_inflight_ && NextRange(i, &r);
+      });
       if (done_ || c.dead || !error_.ok()) return;
       const auto now = Clock::now();
       if (c.inflight.empty()) c.last_progress = now;
@@ -184,7 +192,8 @@ void Sender::FailConn(size_t i, const std::string& why, bool stalled) {
   ::shutdown(c.fd, SHUT_RDWR);  // wakes this connection's threads
   std::vector<ByteRange> orphans;
   for (const auto& [offset, r] : c.inflight) orphans.push_back(r);
-  stats_.chunks_resent += orphans.size();
+  const size_t unacked = orphans.size();
+  stats_.chunks_resent += unacked;
   orphans.insert(orphans.end(), c.queue.begin(), c.queue.end());
   c.inflight.clear();
   c.queue.clear();
@@ -192,31 +201,31 @@ void Sender::FailConn(size_t i, const std::string& why, bool stalled) {
   for (size_t j = 0; j < conns_.size(); ++j) {
     if (!conns_[j].dead) live.push_back(j);
   }
-  spdlog::warn("{}: {}; resending {} ranges on {} other connections", Where(i), why, orphans.size(), live.size());
+  spdlog::warn("{}: {}; moving its {} ranges ({} sent and unacknowledged) to {} other connections", Where(i), why,
+               orphans.size(), unacked, live.size());
   if (live.empty()) {
     return Fatal(Status::Unavailable(Where(i) + ": " + why + "; all " + std::to_string(conns_.size()) +
                                      " connections are gone"));
   }
   for (const ByteRange& r : orphans) {
-    const size_t to = *std::min_element(live.begin(), live.end(), [&](size_t a, size_t b) {
-      return conns_[a].queue.size() < conns_[b].queue.size();
-    });
+    const size_t to = *std::min_element(
+        live.begin(), live.end(), [&](size_t a, size_t b) { return conns_[a].queue.size() < conns_[b].queue.size(); });
     conns_[to].queue.push_back(r);
   }
   cv_.notify_all();
 }
 
 double Sender::StallSeconds(size_t i) const {
+  // Expected chunk time from the lower of this connection's EWMA and its fair share of the aggregate goodput so
+  // far (bursts of acks inflate a single connection's samples); before any ack, the caller's estimate.
   double estimate = conns_[i].has_ack ? conns_[i].goodput : 0;
-  if (estimate <= 0) {  // no sample yet: the others' mean, then the caller's estimate
-    double sum = 0;
-    int n = 0;
-    for (const auto& c : conns_) {
-      if (c.has_ack && c.goodput > 0) sum += c.goodput, ++n;
-    }
-    if (n > 0) estimate = sum / n;
-    else if (i < options_.initial_goodput.size()) estimate = options_.initial_goodput[i];
+  const double elapsed = Seconds(Clock::now() - start_);
+  const auto live = std::count_if(conns_.begin(), conns_.end(), [](const SendConn& c) { return !c.dead; });
+  if (acked_bytes_ > 0 && elapsed > 0 && live > 0) {
+    const double share = static_cast<double>(acked_bytes_) / elapsed / static_cast<double>(live);
+    estimate = estimate > 0 ? std::min(estimate, share) : share;
   }
+  if (estimate <= 0 && i < options_.initial_goodput.size()) estimate = options_.initial_goodput[i];
   if (estimate <= 0) return options_.first_ack_timeout_ms / 1000.0;
   return std::max(4.0 * options_.chunk_bytes / estimate, options_.min_stall_ms / 1000.0);
 }
@@ -228,9 +237,11 @@ void Sender::CheckStalls(Clock::time_point now) {
     const SendConn& c = conns_[i];
     if (c.dead || c.inflight.empty()) continue;
     const double limit = StallSeconds(i);
-    if (Seconds(now - c.last_progress) > limit) {
+    // One stall per stall period: when many stall at once the path is congested, and killing more would not help.
+    if (Seconds(now - c.last_progress) > limit && Seconds(now - last_stall_kill_) > limit) {
+      last_stall_kill_ = now;
       FailConn(i, "no progress for " + std::to_string(static_cast<int>(limit * 1000)) + " ms (stalled)", true);
-      return;  // at most one per check, so the survivors' estimates stay meaningful
+      return;
     }
   }
 }
@@ -252,6 +263,8 @@ void Sender::Teardown(std::vector<std::thread>* threads) {
 
 Result<MultistreamStats> Sender::Run() {
   const auto start = Clock::now();
+  start_ = start;
+  max_inflight_ = static_cast<size_t>(std::max(1, options_.max_inflight_chunks));
   const auto plan = PlanMultistreamChunks(size_, options_.initial_goodput, options_.chunk_bytes, conns_.size());
   for (size_t i = 0; i < plan.size(); ++i) {
     for (const ByteRange& r : plan[i]) {
@@ -272,9 +285,8 @@ Result<MultistreamStats> Sender::Run() {
       const auto now = Clock::now();
       if (now > deadline) {
         error_ = Status::Timeout("multistream transfer " + std::to_string(options_.transfer_id) + " to peer '" +
-                                 options_.peer + "': " + std::to_string(acked_bytes_) + " of " +
-                                 std::to_string(size_) + " bytes acknowledged after " +
-                                 std::to_string(options_.timeout_ms) + " ms");
+                                 options_.peer + "': " + std::to_string(acked_bytes_) + " of " + std::to_string(size_) +
+                                 " bytes acknowledged after " + std::to_string(options_.timeout_ms) + " ms");
         break;
       }
       CheckStalls(now);

@@ -69,9 +69,8 @@ std::string SealFrame(const MultistreamKey& key, const FrameHeader& header, cons
   out.resize(kHeaderBytes + payload_len + kTagBytes);
   unsigned long long sealed = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(
-      reinterpret_cast<unsigned char*>(out.data() + kHeaderBytes), &sealed,
-      static_cast<const unsigned char*>(payload), payload_len, reinterpret_cast<const unsigned char*>(out.data()),
-      kAadBytes, nullptr, nonce, key.data());
+      reinterpret_cast<unsigned char*>(out.data() + kHeaderBytes), &sealed, static_cast<const unsigned char*>(payload),
+      payload_len, reinterpret_cast<const unsigned char*>(out.data()), kAadBytes, nullptr, nonce, key.data());
   return out;
 }
 
@@ -90,7 +89,9 @@ Status OpenFrame(const MultistreamKey& key, const RawFrame& frame, std::string* 
   return Status::OK();
 }
 
-std::string FrameNonce(const RawFrame& frame) { return frame.header_bytes.substr(kAadBytes, kNonceBytes); }
+std::string FrameNonce(const RawFrame& frame) {
+  return frame.header_bytes.substr(kAadBytes, kNonceBytes);
+}
 
 Status WriteAll(int fd, const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);

@@ -203,7 +203,9 @@ TEST(MultistreamTest, WrongKeyFailsBothSides) {
   ASSERT_FALSE(out.received.ok());
   EXPECT_NE(out.received.status().message().find("failed authentication"), std::string::npos)
       << out.received.status().ToString();
-  EXPECT_FALSE(out.sent.ok());
+  ASSERT_FALSE(out.sent.ok());
+  EXPECT_NE(out.sent.status().message().find("to peer 'test-peer' conn "), std::string::npos)
+      << out.sent.status().ToString();
   CloseAll(s);
   CloseAll(r);
 }
@@ -241,7 +243,7 @@ TEST(MultistreamTest, StalledConnectionIsResentElsewhere) {
   ASSERT_TRUE(out.sent.ok()) << out.sent.status().ToString();
   ASSERT_TRUE(out.received.ok()) << out.received.status().ToString();
   EXPECT_TRUE(out.received->data == data);
-  EXPECT_EQ(out.sent->connections_stalled, 1);
+  EXPECT_GE(out.sent->connections_stalled, 1);  // connection 3 (a loaded machine may add a spurious one)
   EXPECT_GE(out.sent->chunks_resent, 1u);
   CloseAll(s);
   CloseAll(r);

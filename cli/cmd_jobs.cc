@@ -149,6 +149,33 @@ Status RunJobs(JobFlags& f, CommandContext& ctx) {
   return Status::OK();
 }
 
+// `tributary workers`: the registered workers, their liveness, tasklet and NICs (fabric identity).
+Status RunWorkers(JobFlags& f, CommandContext& ctx) {
+  TRIB_ASSIGN_OR_RETURN(auto client, ConnectFromFlags(f, ctx));
+  TRIB_ASSIGN_OR_RETURN(v1::ListWorkersReply reply, client->ListWorkers());
+  const nlohmann::json view = WorkersViewJson(reply);
+  if (f.format == "json") {
+    PrintJsonOk("workers", view);
+    return Status::OK();
+  }
+  std::vector<std::vector<std::string>> rows = {{"WORKER", "HOST", "LIVENESS", "TASKLET", "LAST SEEN (UTC)", "NICS"}};
+  for (size_t i = 0; i < view["workers"].size(); ++i) {
+    const nlohmann::json& w = view["workers"][i];
+    const v1::WorkerStatus& status = reply.workers(static_cast<int>(i));
+    std::string nics;
+    for (const v1::Nic& n : status.capabilities().nics())
+      nics += (nics.empty() ? "" : " ") + n.name() + ":" + n.kind() + ":" + std::to_string(n.speed_mbps()) +
+              (n.fabric_id().empty() ? "" : ":" + n.fabric_id());
+    rows.push_back({status.worker_id(), status.hostname().empty() ? "-" : status.hostname(),
+                    w["liveness"].get<std::string>(),
+                    status.job_id().empty() ? "idle" : status.job_id() + " round " + std::to_string(status.round()),
+                    FormatUnixMs(status.last_heartbeat_unix_ms()), nics.empty() ? "-" : nics});
+  }
+  PrintTable(rows);
+  if (reply.workers_size() == 0) std::fprintf(stderr, "tributary workers: no workers registered\n");
+  return Status::OK();
+}
+
 // What the last round's aggregation learned about each client (anomaly score: distance to the aggregate
 // over the median distance; 1 is typical).
 void PrintLastRoundClients(const v1::RoundSummary& round) {
@@ -479,6 +506,10 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
   AddReadFormat(jobs, f->format);
   AddConnectionFlags(jobs, f->connection);
 
+  CLI::App* workers = app.add_subcommand("workers", "List the registered workers: liveness, tasklet, NICs");
+  AddReadFormat(workers, f->format);
+  AddConnectionFlags(workers, f->connection);
+
   CLI::App* status = app.add_subcommand("status", "Show a job's round, participants, loss, bytes and progress");
   status->add_option("job", f->job, "Job id")->required();
   CLI::Option* watch = status->add_flag(
@@ -526,6 +557,7 @@ void RegisterJobCommands(CLI::App& app, CommandRegistry& registry) {
 
   registry.handlers["submit"] = JsonAware(f, "submit", RunSubmit);
   registry.handlers["jobs"] = JsonAware(f, "jobs", RunJobs);
+  registry.handlers["workers"] = JsonAware(f, "workers", RunWorkers);
   registry.handlers["status"] = JsonAware(f, "status", RunStatus);
   registry.handlers["wait"] = JsonAware(f, "wait", RunWait);
   registry.handlers["logs"] = JsonAware(f, "logs", RunLogs);

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
 #include "cli/plan_inventory.h"
+#include "coordinator/worker_registry.h"
 #include "engine/io/model_dir.h"
 #include "engine/model/llama_config.h"
 #include "federation/job_spec.h"
@@ -25,6 +26,7 @@ struct PlanFlags {
   std::string objective = "max_min";
   std::string format = "text";
   std::vector<std::string> sets;
+  ConnectionFlags connection;  // without --inventory: the coordinator whose live inventory is planned
 };
 
 // Encoded bytes of one pseudo-gradient of `table` under `codec` (per tensor, as cluster mode sends it);
@@ -143,14 +145,29 @@ void PrintPlanText(const ClusterPlan& plan) {
   for (const std::string& reason : plan.reasons) std::printf("  %s\n", reason.c_str());
 }
 
-Status RunPlan(const PlanFlags& f) {
-  if (f.inventory_file.empty())
-    return NotBuiltYet(
-        "plan against the live inventory (the coordinator does not serve its inventory yet); pass "
-        "--inventory FILE");
+// The coordinator's alive workers with their reported NICs; no links or compute are measured yet.
+Result<PlanInventory> LiveInventory(const PlanFlags& f, const CommandContext& ctx) {
+  TRIB_ASSIGN_OR_RETURN(ConnectionProfile profile, ResolveConnectionProfile(ctx.config, f.connection));
+  TRIB_ASSIGN_OR_RETURN(std::unique_ptr<CoordinatorClient> client, CoordinatorClient::Connect(profile));
+  TRIB_ASSIGN_OR_RETURN(v1::ListWorkersReply reply, client->ListWorkers());
+  PlanInventory inventory;
+  for (const v1::WorkerStatus& w : reply.workers()) {
+    if (!w.alive()) continue;
+    inventory.workers.push_back({InventoryFromCapabilities(w.worker_id(), w.capabilities()), 0});
+  }
+  if (inventory.workers.empty()) return Status::FailedPrecondition("the coordinator has no alive workers to plan for");
+  return inventory;
+}
+
+Status RunPlan(const PlanFlags& f, const CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(f.job_file, f.sets));
   TRIB_ASSIGN_OR_RETURN(PlanJob job, PlanJobOf(spec, f));
-  TRIB_ASSIGN_OR_RETURN(PlanInventory inventory, LoadPlanInventory(f.inventory_file));
+  PlanInventory inventory;
+  if (f.inventory_file.empty()) {
+    TRIB_ASSIGN_OR_RETURN(inventory, LiveInventory(f, ctx));
+  } else {
+    TRIB_ASSIGN_OR_RETURN(inventory, LoadPlanInventory(f.inventory_file));
+  }
   Result<ClusterPlan> plan = PlanCluster(inventory.workers, inventory.links, job);
   if (!plan.ok()) return plan.status().WithContext(f.job_file);
   if (f.format == "json") {
@@ -168,14 +185,17 @@ void RegisterPlanCommand(CLI::App& app, CommandRegistry& registry) {
   CLI::App* plan = app.add_subcommand(
       "plan", "Plan a cluster-mode job: islands, rings, leaders, shares, H and codec, with the reasons");
   plan->add_option("--job", f->job_file, "Job spec (YAML), federation.mode cluster")->required();
-  plan->add_option("--inventory", f->inventory_file, "Workers, NICs and measured links (YAML; docs/placement.md)");
+  plan->add_option("--inventory", f->inventory_file,
+                   "Workers, NICs and measured links (YAML; docs/placement.md); default: the coordinator's alive "
+                   "workers");
   plan->add_option("--codec", f->codec, "auto|fp32|bf16|int8|fp4|ferret (default: the job's cluster.codec)");
   plan->add_option("--local-steps", f->local_steps, "auto|N (default: the job's train.local_steps)");
   plan->add_option("--ring-objective", f->objective, "max_min|min_sum_inverse (default max_min)")
       ->check(CLI::IsMember({"max_min", "min_sum_inverse"}));
   plan->add_option("--set", f->sets, "Override a job spec key: --set key=value");
   plan->add_option("--format", f->format, "text|json")->check(CLI::IsMember({"text", "json"}));
-  registry.handlers["plan"] = [f](CommandContext&) -> Status { return RunPlan(*f); };
+  AddConnectionFlags(plan, f->connection);
+  registry.handlers["plan"] = [f](CommandContext& ctx) -> Status { return RunPlan(*f, ctx); };
 }
 
 }  // namespace tributary::cli

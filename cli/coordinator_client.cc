@@ -222,6 +222,13 @@ Result<v1::SubmitJobReply> CoordinatorClient::SubmitJob(const std::string& spec_
   return reply.envelope.submit_job_reply();
 }
 
+Result<v1::ListWorkersReply> CoordinatorClient::ListWorkers() {
+  Envelope request = transport::NewEnvelope(kSender);
+  request.mutable_list_workers();
+  TRIB_ASSIGN_OR_RETURN(Message reply, Call(std::move(request), Envelope::kListWorkersReply));
+  return reply.envelope.list_workers_reply();
+}
+
 Result<v1::ListJobsReply> CoordinatorClient::ListJobs(const std::string& state_filter, uint32_t limit,
                                                       const std::string& submit_token) {
   Envelope request = transport::NewEnvelope(kSender);

@@ -63,6 +63,8 @@ class CoordinatorClient {
   static Result<std::unique_ptr<CoordinatorClient>> Connect(const ConnectionProfile& profile);
 
   Result<v1::SubmitJobReply> SubmitJob(const std::string& spec_yaml, const std::string& submit_token, bool dry_run);
+  // The registered workers (ListWorkers).
+  Result<v1::ListWorkersReply> ListWorkers();
   Result<v1::ListJobsReply> ListJobs(const std::string& state_filter, uint32_t limit, const std::string& submit_token);
   Result<v1::GetJobReply> GetJob(const std::string& job_id);
   Result<v1::StopJobReply> StopJob(const std::string& job_id, const std::string& reason);

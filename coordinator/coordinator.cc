@@ -230,6 +230,7 @@ void Coordinator::Impl::Handle(Incoming& in) {
     case Envelope::kBulkChunkHeader: return uploads->OnBulkChunk(in, UnixMillis());
     case Envelope::kSubmitJob: return HandleSubmit(in);
     case Envelope::kListJobs: return HandleListJobs(in);
+    case Envelope::kListWorkers: return HandleListWorkers(in);
     case Envelope::kGetJob: return HandleGetJob(in);
     case Envelope::kStopJob: return HandleStopJob(in);
     case Envelope::kFetchLogs: return HandleFetchLogs(in);

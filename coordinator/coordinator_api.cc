@@ -84,6 +84,12 @@ void Coordinator::Impl::HandleListJobs(const Incoming& in) {
   Reply(in, std::move(reply));
 }
 
+void Coordinator::Impl::HandleListWorkers(const Incoming& in) {
+  Envelope reply = transport::NewEnvelope("coordinator");
+  *reply.mutable_list_workers_reply() = ListWorkersOf(*workers, UnixMillis());
+  Reply(in, std::move(reply));
+}
+
 void Coordinator::Impl::HandleGetJob(const Incoming& in) {
   const std::string& job_id = in.message.envelope.get_job().job_id();
   JobRunner* job = FindJob(job_id);

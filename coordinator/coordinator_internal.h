@@ -81,6 +81,7 @@ struct Coordinator::Impl {
   // ---- coordinator_api.cc ----
   void HandleSubmit(const transport::Incoming& in);
   void HandleListJobs(const transport::Incoming& in);
+  void HandleListWorkers(const transport::Incoming& in);
   void HandleGetJob(const transport::Incoming& in);
   void HandleStopJob(const transport::Incoming& in);
   void HandleFetchLogs(const transport::Incoming& in);

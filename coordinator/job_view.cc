@@ -182,31 +182,54 @@ nlohmann::json CapabilitiesJson(const v1::Capabilities& caps) {
 
 }  // namespace
 
-nlohmann::json WorkerStatusJson(const WorkerEntry& w, int64_t now_ms, int64_t heartbeat_interval_ms) {
-  const int64_t last = w.inventory.last_heartbeat_ms;
+v1::ListWorkersReply ListWorkersOf(const WorkerRegistry& registry, int64_t now_ms) {
+  v1::ListWorkersReply reply;
+  for (const WorkerEntry* w : registry.All()) {
+    v1::WorkerStatus* out = reply.add_workers();
+    out->set_worker_id(w->worker_id);
+    out->set_hostname(w->hostname);
+    out->set_state(w->state);
+    out->set_job_id(w->job_id);
+    out->set_round(w->round);
+    out->set_alive(w->inventory.alive);
+    out->set_last_heartbeat_unix_ms(w->inventory.last_heartbeat_ms);
+    *out->mutable_capabilities() = w->capabilities;
+  }
+  reply.set_now_unix_ms(now_ms);
+  reply.set_heartbeat_interval_ms(registry.options().heartbeat_interval_ms);
+  reply.set_heartbeat_misses(static_cast<uint32_t>(registry.options().heartbeat_misses));
+  return reply;
+}
+
+nlohmann::json WorkerStatusJson(const v1::WorkerStatus& w, int64_t now_ms, int64_t heartbeat_interval_ms) {
+  const int64_t last = w.last_heartbeat_unix_ms();
   // A heartbeat counts as missed once it is half an interval overdue, so scheduling jitter is not "late".
   const int64_t interval = std::max<int64_t>(1, heartbeat_interval_ms);
   const int64_t missed = std::max<int64_t>(0, (now_ms - last + interval / 2) / interval - 1);
-  const char* liveness = !w.inventory.alive ? "dead" : missed >= 1 ? "late" : "alive";
-  return {{"worker_id", w.worker_id},
-          {"hostname", w.hostname},
-          {"state", w.state},  // as last reported; liveness says whether it is current
-          {"job_id", w.job_id.empty() ? nlohmann::json() : nlohmann::json(w.job_id)},
-          {"round", w.round},
+  const char* liveness = !w.alive() ? "dead" : missed >= 1 ? "late" : "alive";
+  return {{"worker_id", w.worker_id()},
+          {"hostname", w.hostname()},
+          {"state", w.state()},  // as last reported; liveness says whether it is current
+          {"job_id", w.job_id().empty() ? nlohmann::json() : nlohmann::json(w.job_id())},
+          {"round", w.round()},
           {"liveness", liveness},
           {"missed_heartbeats", missed},
           {"last_seen_unix_ms", last},
-          {"capabilities", CapabilitiesJson(w.capabilities)}};
+          {"capabilities", CapabilitiesJson(w.capabilities())}};
+}
+
+nlohmann::json WorkersViewJson(const v1::ListWorkersReply& reply) {
+  nlohmann::json workers = nlohmann::json::array();
+  for (const v1::WorkerStatus& w : reply.workers())
+    workers.push_back(WorkerStatusJson(w, reply.now_unix_ms(), reply.heartbeat_interval_ms()));
+  return {{"now_unix_ms", reply.now_unix_ms()},
+          {"heartbeat_interval_ms", reply.heartbeat_interval_ms()},
+          {"heartbeat_misses", reply.heartbeat_misses()},
+          {"workers", std::move(workers)}};
 }
 
 nlohmann::json WorkersViewJson(const WorkerRegistry& registry, int64_t now_ms) {
-  nlohmann::json workers = nlohmann::json::array();
-  for (const WorkerEntry* w : registry.All())
-    workers.push_back(WorkerStatusJson(*w, now_ms, registry.options().heartbeat_interval_ms));
-  return {{"now_unix_ms", now_ms},
-          {"heartbeat_interval_ms", registry.options().heartbeat_interval_ms},
-          {"heartbeat_misses", registry.options().heartbeat_misses},
-          {"workers", std::move(workers)}};
+  return WorkersViewJson(ListWorkersOf(registry, now_ms));
 }
 
 }  // namespace tributary

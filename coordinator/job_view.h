@@ -48,15 +48,20 @@ std::string ClientReportsText(const v1::RoundSummary& round);
 // round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash) and spec_yaml.
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
 
-// A registered worker for the dashboard (/api/workers): worker_id, hostname, state, job_id (null when
-// idle) and round of its last heartbeat, liveness ("alive"; "late" once a heartbeat is missed, i.e. half an interval
-// overdue; "dead" once declared dead), missed_heartbeats, last_seen_unix_ms, capabilities (cpu_cores, memory_bytes,
-// software_version, modes, gpus: name/memory_bytes/compute_capability, nics: name/kind/speed_mbps/fabric_id, datasets:
-// name/samples).
-nlohmann::json WorkerStatusJson(const WorkerEntry& worker, int64_t now_ms, int64_t heartbeat_interval_ms);
+// The registered workers as the wire's ListWorkersReply (ascending worker id), as of now_ms: what
+// `tributary workers` receives and what /api/workers renders, so both show the same thing.
+v1::ListWorkersReply ListWorkersOf(const WorkerRegistry& registry, int64_t now_ms);
 
-// Every registered worker as of now_ms: now_unix_ms, heartbeat_interval_ms, heartbeat_misses and
-// workers (WorkerStatusJson, ascending worker id).
+// A registered worker (/api/workers, `tributary workers --format json`): worker_id, hostname, state, job_id (null
+// when idle) and round of its last heartbeat, liveness ("alive"; "late" once a heartbeat is missed, i.e. half an
+// interval overdue; "dead" once declared dead), missed_heartbeats, last_seen_unix_ms, capabilities (cpu_cores,
+// memory_bytes, software_version, modes, gpus: name/memory_bytes/compute_capability, nics:
+// name/kind/speed_mbps/fabric_id, datasets: name/samples).
+nlohmann::json WorkerStatusJson(const v1::WorkerStatus& worker, int64_t now_ms, int64_t heartbeat_interval_ms);
+
+// Every registered worker: now_unix_ms, heartbeat_interval_ms, heartbeat_misses and workers
+// (WorkerStatusJson, ascending worker id).
+nlohmann::json WorkersViewJson(const v1::ListWorkersReply& reply);
 nlohmann::json WorkersViewJson(const WorkerRegistry& registry, int64_t now_ms);
 
 }  // namespace tributary

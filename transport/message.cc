@@ -71,7 +71,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kExportModel:
     case Envelope::kSecaggRequest:
     case Envelope::kIslandStoreRequest:
-    case Envelope::kWorkerLogLines: return direction == Direction::kToServer;
+    case Envelope::kWorkerLogLines:
+    case Envelope::kListWorkers: return direction == Direction::kToServer;
     case Envelope::kRegisterAck:
     case Envelope::kHeartbeatAck:
     case Envelope::kRoundStart:
@@ -86,7 +87,8 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kExportModelReply:
     case Envelope::kSecaggReply:
     case Envelope::kIslandStoreReply:
-    case Envelope::kWorkerLogLinesReply: return direction == Direction::kToClient;
+    case Envelope::kWorkerLogLinesReply:
+    case Envelope::kListWorkersReply: return direction == Direction::kToClient;
     case Envelope::kBulkRequest:
     case Envelope::kBulkChunkHeader:
     case Envelope::kError: return true;

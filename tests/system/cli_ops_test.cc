@@ -7,6 +7,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -216,6 +217,71 @@ TEST(CliOpsSystemTest, WatchWorkerLogsAndJsonEverywhere) {
   const nlohmann::json config = nlohmann::json::parse(Cli(dir.path(), profile, {"config", "--format", "json"}).out);
   EXPECT_FALSE(config["data"]["keys"].empty());
   EXPECT_TRUE(config["data"]["keys"][0].contains("origin"));
+}
+
+}  // namespace
+}  // namespace tributary::system_test
+
+namespace tributary::system_test {
+namespace {
+
+// Registers a worker with one NIC of `kind` on network `fabric_id` (no training process behind it).
+void RegisterFabricWorker(transport::Client& client, const std::string& id, const std::string& kind,
+                          const std::string& fabric_id) {
+  transport::Envelope reg = transport::NewEnvelope(id);
+  v1::Register* body = reg.mutable_register_worker();
+  body->set_worker_id(id);
+  body->mutable_capabilities()->set_cpu_cores(1);
+  body->mutable_capabilities()->set_memory_bytes(1ull << 30);
+  v1::Nic* nic = body->mutable_capabilities()->add_nics();
+  nic->set_name("fab0");
+  nic->set_kind(kind);
+  nic->set_speed_mbps(kind == "infiniband" ? 100000 : 50000);
+  nic->set_fabric_id(fabric_id);
+  auto registered = client.Request(reg, 10000);
+  ASSERT_TRUE(registered.ok()) << registered.status().ToString();
+  ASSERT_TRUE(registered->envelope.register_ack().accepted()) << registered->envelope.register_ack().reason();
+}
+
+// `tributary workers` lists what the workers reported, and `tributary plan` without --inventory plans
+// the coordinator's alive workers: every dense group on one fabric.
+TEST(CliOpsSystemTest, WorkersAndPlanAgainstTheLiveInventory) {
+  TestDir dir;
+  TestCluster cluster(dir.path());
+  const std::string profile = cluster.cluster().client_config();
+  RegisterFabricWorker(cluster.client(), "ib-1", "infiniband", "ib-a");
+  RegisterFabricWorker(cluster.client(), "ib-2", "infiniband", "ib-a");
+  RegisterFabricWorker(cluster.client(), "roce-1", "roce", "r-1");
+  RegisterFabricWorker(cluster.client(), "roce-2", "roce", "r-1");
+
+  CliRun workers = Cli(dir.path(), profile, {"workers", "--format", "json"});
+  ASSERT_EQ(workers.exit_code, 0) << workers.err;
+  const nlohmann::json listed = nlohmann::json::parse(workers.out)["data"]["workers"];
+  std::map<std::string, nlohmann::json> by_id;
+  for (const auto& w : listed) by_id[w["worker_id"].get<std::string>()] = w;
+  ASSERT_EQ(by_id.count("ib-1"), 1u) << workers.out;
+  EXPECT_EQ(by_id["ib-1"]["liveness"], "alive");
+  EXPECT_EQ(by_id["ib-1"]["capabilities"]["nics"][0]["fabric_id"], "ib-a");
+  EXPECT_EQ(by_id.count(cli::LocalCluster::WorkerName(0)), 1u) << workers.out;
+  CliRun table = Cli(dir.path(), profile, {"workers"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("fab0:infiniband:100000:ib-a"), std::string::npos) << table.out;
+
+  const std::string job_file = (fs::path(dir.path()) / "cluster.yaml").string();
+  ASSERT_TRUE(WriteFileAtomic(job_file, "model: {base: " + cluster.base_model() +
+                                            "}\ndata: {dataset: demo, seq_len: 64}\nfederation: {mode: cluster, "
+                                            "rounds: 1}\ncluster: {codec: int8}\n")
+                  .ok());
+  CliRun plan = Cli(dir.path(), profile, {"plan", "--job", job_file, "--format", "json"});
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  std::map<std::string, std::vector<std::string>> islands;
+  const nlohmann::json planned = nlohmann::json::parse(plan.out);  // kept: the loop reads into it
+  for (const auto& island : planned["data"]["islands"])
+    islands[island["name"].get<std::string>()] = island["members"].get<std::vector<std::string>>();
+  EXPECT_EQ(islands["fabric:ib-a"], (std::vector<std::string>{"ib-1", "ib-2"})) << plan.out;
+  EXPECT_EQ(islands["fabric:r-1"], (std::vector<std::string>{"roce-1", "roce-2"})) << plan.out;
+  EXPECT_EQ(islands.size(), 2u + by_id.size() - 4u) << "every other worker alone (no placeable fabric NIC)\n"
+                                                    << plan.out;
 }
 
 }  // namespace

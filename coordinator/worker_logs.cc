@@ -4,17 +4,6 @@
 
 namespace tributary {
 
-void WorkerLogs::Push(Stream& stream, std::string line) {
-  if (line.size() > kMaxLineBytes) line = line.substr(0, kMaxLineBytes - 3) + "...";
-  stream.bytes += line.size();
-  stream.lines.push_back(std::move(line));
-  while (stream.lines.size() > kMaxLines || stream.bytes > kMaxBytes) {
-    stream.bytes -= stream.lines.front().size();
-    stream.lines.pop_front();
-    ++stream.first_line;
-  }
-}
-
 size_t WorkerLogs::Append(const std::string& job_id, const std::string& worker_id, uint64_t first_line,
                           const std::vector<std::string>& lines) {
   const auto key = std::make_pair(job_id, worker_id);
@@ -28,11 +17,12 @@ size_t WorkerLogs::Append(const std::string& job_id, const std::string& worker_i
   const uint64_t end = first_line + lines.size();
   if (end <= stream.worker_end) return 0;  // all seen already
   if (first_line > stream.worker_end) {
-    Push(stream, "[worker " + worker_id + ": " + std::to_string(first_line - stream.worker_end) +
-                     " line(s) lost before they were sent]");
+    stream.Push("[worker " + worker_id + ": " + std::to_string(first_line - stream.worker_end) +
+                    " line(s) lost before they were sent]",
+                kLimits);
   }
   const size_t skip = first_line < stream.worker_end ? static_cast<size_t>(stream.worker_end - first_line) : 0;
-  for (size_t i = skip; i < lines.size(); ++i) Push(stream, lines[i]);
+  for (size_t i = skip; i < lines.size(); ++i) stream.Push(lines[i], kLimits);
   stream.worker_end = end;
   return lines.size() - skip;
 }

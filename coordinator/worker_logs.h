@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include "base/line_ring.h"
 
 #include "transport/message.h"
 
@@ -45,14 +46,11 @@ class WorkerLogs {
   bool Has(const std::string& job_id, const std::string& worker_id) const;
 
  private:
-  struct Stream {
-    std::deque<std::string> lines;
-    uint64_t first_line = 0;  // number of lines.front()
+  struct Stream : LineRing {
     uint64_t worker_end = 0;  // the worker's numbering: the line it sends next
-    size_t bytes = 0;
     uint64_t touched = 0;
   };
-  void Push(Stream& stream, std::string line);
+  static constexpr LineRingLimits kLimits = {kMaxLines, kMaxBytes, kMaxLineBytes};
 
   std::map<std::pair<std::string, std::string>, Stream> streams_;  // (job, worker)
   uint64_t clock_ = 0;

@@ -53,7 +53,6 @@ std::string JobNamedInLine(const std::string& message) {
 }
 
 void JobLogCapture::Append(const std::string& job_id, std::string line) {
-  if (line.size() > kMaxLineBytes) line = line.substr(0, kMaxLineBytes - 3) + "...";
   std::lock_guard<std::mutex> lock(mutex_);
   if (jobs_.count(job_id) == 0 && jobs_.size() >= kMaxJobs) {
     auto oldest = std::min_element(jobs_.begin(), jobs_.end(),
@@ -62,13 +61,7 @@ void JobLogCapture::Append(const std::string& job_id, std::string line) {
   }
   Ring& ring = jobs_[job_id];
   ring.touched = ++clock_;
-  ring.bytes += line.size();
-  ring.lines.push_back(std::move(line));
-  while (ring.lines.size() > kMaxLinesPerJob || ring.bytes > kMaxBytesPerJob) {
-    ring.bytes -= ring.lines.front().size();
-    ring.lines.pop_front();
-    ++ring.first_line;
-  }
+  ring.Push(std::move(line), {kMaxLinesPerJob, kMaxBytesPerJob, kMaxLineBytes});
 }
 
 JobLogBatch JobLogCapture::Unsent(size_t max_bytes) const {

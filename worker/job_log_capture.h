@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <vector>
+#include "base/line_ring.h"
 
 #include "worker/status_board.h"
 
@@ -54,12 +55,9 @@ class JobLogCapture {
   uint64_t Captured(const std::string& job_id) const;
 
  private:
-  struct Ring {
-    std::deque<std::string> lines;
-    uint64_t first_line = 0;  // number of lines.front()
-    uint64_t sent_end = 0;    // lines below this number were sent
-    size_t bytes = 0;
-    uint64_t touched = 0;  // capture order, for eviction
+  struct Ring : LineRing {
+    uint64_t sent_end = 0;  // lines below this number were sent
+    uint64_t touched = 0;   // capture order, for eviction
   };
   mutable std::mutex mutex_;
   std::map<std::string, Ring> jobs_;

@@ -9,13 +9,16 @@ namespace tributary {
 namespace {
 
 // The configured membership: the spec's explicit islands (validated when the spec was parsed), or the
-// planner's islands from the workers' fabric identity (scheduler/planner.h; no links are measured yet,
-// so they are IslandsByFabric's).
-std::vector<IslandDefinition> ConfiguredIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory) {
+// planner's islands from the workers' fabric identity and the measured links (scheduler/planner.h).
+std::vector<IslandDefinition> ConfiguredIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
+                                                const PlanMeasurements& measured) {
   if (spec.cluster.islands.empty()) {
     std::vector<PlanWorker> workers;
-    for (const WorkerInventory& worker : inventory) workers.push_back({worker, 0});
-    Result<std::vector<IslandDefinition>> planned = PlanIslands(workers, LinkMatrix(), PlanJob());
+    for (const WorkerInventory& worker : inventory) {
+      auto rate = measured.tokens_per_s.find(worker.worker_id);
+      workers.push_back({worker, rate == measured.tokens_per_s.end() ? 0 : rate->second});
+    }
+    Result<std::vector<IslandDefinition>> planned = PlanIslands(workers, measured.links, PlanJob());
     return planned.ok() ? *planned : IslandsByFabric(inventory);
   }
   std::vector<IslandDefinition> islands;
@@ -34,11 +37,12 @@ const IslandDefinition* FindDefinition(const std::vector<IslandDefinition>& isla
 }  // namespace
 
 Result<std::vector<RoundIsland>> PlanRoundIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
+                                                  const PlanMeasurements& measured,
                                                   const std::vector<std::string>& participants,
                                                   uint64_t next_incarnation) {
   std::vector<RoundIsland> islands;
   std::string reasons;
-  for (const IslandDecision& d : DecideIslands(ConfiguredIslands(spec, inventory), participants)) {
+  for (const IslandDecision& d : DecideIslands(ConfiguredIslands(spec, inventory, measured), participants)) {
     reasons += (reasons.empty() ? "" : "; ") + d.name + ": " + d.reason;
     if (d.trains) islands.push_back({d.name, next_incarnation++, d.members, d.reason});
   }
@@ -48,9 +52,9 @@ Result<std::vector<RoundIsland>> PlanRoundIslands(const JobSpec& spec, const std
 }
 
 std::vector<IslandChange> ReformIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
-                                        const std::set<std::string>& alive, const std::vector<std::string>& reported,
+                                        const PlanMeasurements& measured, const std::set<std::string>& alive, const std::vector<std::string>& reported,
                                         uint64_t* next_incarnation, std::vector<RoundIsland>* islands) {
-  const std::vector<IslandDefinition> configured = ConfiguredIslands(spec, inventory);
+  const std::vector<IslandDefinition> configured = ConfiguredIslands(spec, inventory, measured);
   std::vector<IslandChange> changes;
   std::vector<RoundIsland> kept;
   for (RoundIsland& island : *islands) {

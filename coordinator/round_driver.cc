@@ -171,7 +171,7 @@ Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& i
 Status RoundDriver::PlanIslands(const std::vector<WorkerInventory>& inventory, int64_t now_ms) {
   // Incarnations start from the clock so a restarted coordinator never reuses one a stale member holds.
   next_incarnation_ = std::max(next_incarnation_, static_cast<uint64_t>(now_ms));
-  auto islands = PlanRoundIslands(spec_, inventory, current_.participants, next_incarnation_);
+  auto islands = PlanRoundIslands(spec_, inventory, measured_, current_.participants, next_incarnation_);
   if (!islands.ok())
     return islands.status().WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));
   next_incarnation_ += islands->size();
@@ -194,7 +194,7 @@ std::vector<IslandChange> RoundDriver::ReformIslands(const std::vector<WorkerInv
   for (const WorkerInventory& w : inventory)
     if (w.alive) alive.insert(w.worker_id);
   std::vector<IslandChange> changes =
-      tributary::ReformIslands(spec_, inventory, alive, reported(), &next_incarnation_, &current_.islands);
+      tributary::ReformIslands(spec_, inventory, measured_, alive, reported(), &next_incarnation_, &current_.islands);
   if (!changes.empty()) SetIslandRoles();
   return changes;
 }

@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -105,6 +106,10 @@ class RoundDriver {
   void SetEvaluator(Evaluator evaluator) { evaluator_ = std::move(evaluator); }
   // Host memory a worker needs for this job's tasklets (capability filter; 0 = no requirement).
   void SetMinWorkerMemory(int64_t bytes) { min_worker_memory_ = bytes; }
+  // Cluster mode: what was measured for this job's workers (links, compute); the next StartRound and
+  // ReformIslands plan with it.
+  void SetMeasurements(PlanMeasurements measured) { measured_ = std::move(measured); }
+  const PlanMeasurements& measurements() const { return measured_; }
 
   const std::string& job_id() const { return job_id_; }
   const JobSpec& spec() const { return spec_; }
@@ -191,6 +196,7 @@ class RoundDriver {
   std::unique_ptr<FederatedMethod> method_;
   std::unique_ptr<Aggregation> aggregation_;
   int64_t min_worker_memory_ = 0;
+  PlanMeasurements measured_;
   uint64_t next_incarnation_ = 0;  // cluster mode: from the clock at the first plan, then +1 per island formed
 };
 

@@ -51,6 +51,14 @@ class LinkMatrix {
   std::map<std::string, LinkMeasurement> uplinks_;
 };
 
+// What the coordinator measured for one job's workers: the links between them and to the
+// coordinator (probes) and each worker's compute rate for the job's model (calibration). The running
+// job plans with it (coordinator/cluster_round.h); empty members mean "not measured".
+struct PlanMeasurements {
+  LinkMatrix links;
+  std::map<std::string, double> tokens_per_s;  // worker -> tokens/s of the job's model
+};
+
 struct PlanWorker {
   WorkerInventory inventory;  // id, NICs (fabric, speed, fabric_id)
   double tokens_per_s = 0;    // measured compute rate for the job's model; 0 = not measured

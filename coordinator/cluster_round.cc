@@ -52,8 +52,9 @@ Result<std::vector<RoundIsland>> PlanRoundIslands(const JobSpec& spec, const std
 }
 
 std::vector<IslandChange> ReformIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
-                                        const PlanMeasurements& measured, const std::set<std::string>& alive, const std::vector<std::string>& reported,
-                                        uint64_t* next_incarnation, std::vector<RoundIsland>* islands) {
+                                        const PlanMeasurements& measured, const std::set<std::string>& alive,
+                                        const std::vector<std::string>& reported, uint64_t* next_incarnation,
+                                        std::vector<RoundIsland>* islands) {
   const std::vector<IslandDefinition> configured = ConfiguredIslands(spec, inventory, measured);
   std::vector<IslandChange> changes;
   std::vector<RoundIsland> kept;

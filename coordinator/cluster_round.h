@@ -24,9 +24,9 @@ struct RoundIsland {
 };
 
 // The islands of a round from the spec's membership (cluster.islands, or the planner's islands from the
-// workers' fabric identity in `inventory` and the `measured` links) and the round's eligible `participants`: every island with a strict majority of its
-// members eligible trains (scheduler/islands.h). Incarnations are next_incarnation, +1, ... in island
-// order. FailedPrecondition naming every island's reason when none can train.
+// workers' fabric identity in `inventory` and the `measured` links) and the round's eligible `participants`: every
+// island with a strict majority of its members eligible trains (scheduler/islands.h). Incarnations are
+// next_incarnation, +1, ... in island order. FailedPrecondition naming every island's reason when none can train.
 Result<std::vector<RoundIsland>> PlanRoundIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
                                                   const PlanMeasurements& measured,
                                                   const std::vector<std::string>& participants,
@@ -44,8 +44,9 @@ struct IslandChange {
 // are still a strict majority of the island's configured membership, else the island is dropped from the
 // round. `configured` is PlanRoundIslands' membership source for the same spec and inventory.
 std::vector<IslandChange> ReformIslands(const JobSpec& spec, const std::vector<WorkerInventory>& inventory,
-                                        const PlanMeasurements& measured, const std::set<std::string>& alive, const std::vector<std::string>& reported,
-                                        uint64_t* next_incarnation, std::vector<RoundIsland>* islands);
+                                        const PlanMeasurements& measured, const std::set<std::string>& alive,
+                                        const std::vector<std::string>& reported, uint64_t* next_incarnation,
+                                        std::vector<RoundIsland>* islands);
 
 // The island leaders (the round's uploaders), ascending.
 std::vector<std::string> IslandLeaders(const std::vector<RoundIsland>& islands);

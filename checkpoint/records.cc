@@ -447,12 +447,14 @@ std::string EncodeUpdate(const UpdateRecord& update) {
   w.F64(update.train_loss);
   w.Bytes(update.payload);
   w.I64(update.received_unix_ms);
+  w.U64(update.island_bytes);
   return w.Finish();
 }
 
 Status DecodeUpdate(std::string_view value, std::string_view what, UpdateRecord* update) {
   std::string_view fields;
-  TRIB_RETURN_IF_ERROR(OpenEnvelope(value, RecordKind::kUpdate, what, &fields));
+  uint8_t version = 0;
+  TRIB_RETURN_IF_ERROR(OpenEnvelope(value, RecordKind::kUpdate, what, &fields, &version));
   Reader r(fields, what);
   update->job_id = r.Bytes();
   update->round = r.U32();
@@ -461,6 +463,7 @@ Status DecodeUpdate(std::string_view value, std::string_view what, UpdateRecord*
   update->train_loss = r.F64();
   update->payload = r.Bytes();
   update->received_unix_ms = r.I64();
+  update->island_bytes = version >= 3 ? r.U64() : 0;
   return r.Finish();
 }
 
@@ -485,6 +488,7 @@ std::string EncodeRound(const RoundRecord& round) {
   w.U64(round.metrics.bytes_down);
   w.U64(round.weights_hash);
   w.I64(round.committed_unix_ms);
+  w.U64(round.metrics.island_bytes);
   return w.Finish();
 }
 
@@ -518,6 +522,7 @@ Status DecodeRound(std::string_view value, std::string_view what, RoundRecord* r
   round->metrics.bytes_down = r.U64();
   round->weights_hash = r.U64();
   round->committed_unix_ms = r.I64();
+  round->metrics.island_bytes = version >= 3 ? r.U64() : 0;
   return r.Finish();
 }
 

@@ -31,8 +31,9 @@ namespace tributary::checkpoint::internal {
 
 // Value format versions: every record is written at kFormatVersion and read at any version from
 // kOldestFormatVersion on. Version 2 added each round participant's aggregation report (anomaly score,
-// clip scale, excluded); a version-1 round reads with those unknown.
-inline constexpr uint8_t kFormatVersion = 2;
+// clip scale, excluded); a version-1 round reads with those unknown. Version 3 added island_bytes to
+// updates and rounds (cluster mode); older ones read 0.
+inline constexpr uint8_t kFormatVersion = 3;
 inline constexpr uint8_t kOldestFormatVersion = 1;
 
 enum class RecordKind : uint8_t {

@@ -93,6 +93,7 @@ struct UpdateRecord {
   double train_loss = 0.0;
   std::string payload;  // opaque bytes (the method's upload payload, federation/method.h)
   int64_t received_unix_ms = 0;
+  uint64_t island_bytes = 0;  // cluster mode: the leader's island's collective bytes; before format 3: 0
 };
 
 struct RoundParticipant {
@@ -109,6 +110,7 @@ struct RoundMetrics {
   double heldout_loss = 0.0;  // NaN when not evaluated this round
   uint64_t bytes_up = 0;
   uint64_t bytes_down = 0;
+  uint64_t island_bytes = 0;  // cluster mode: inside the islands; rounds stored before format 3 read 0
 };
 
 // One committed round: everything a replica needs to apply it (the aggregate) and to check itself.

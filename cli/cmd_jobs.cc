@@ -218,6 +218,10 @@ void PrintStatusText(const v1::GetJobReply& reply) {
   std::printf("bytes         up %s, down %s (last round: up %s, down %s)\n", FormatBytes(job.bytes_up()).c_str(),
               FormatBytes(job.bytes_down()).c_str(), FormatBytes(job.last_round_bytes_up()).c_str(),
               FormatBytes(job.last_round_bytes_down()).c_str());
+  if (job.mode() == "cluster") {
+    std::printf("in islands    %s (last round %s); up and down crossed the islands\n",
+                FormatBytes(job.island_bytes()).c_str(), FormatBytes(job.last_round_island_bytes()).c_str());
+  }
   if (job.dense_state_bytes() > 0) {
     std::printf("dense state   %s (what FedAvg sends per client per round, each way)\n",
                 FormatBytes(job.dense_state_bytes()).c_str());
@@ -230,12 +234,15 @@ void PrintStatusText(const v1::GetJobReply& reply) {
   }
   if (reply.rounds_size() > 0) {
     std::printf("\n");
+    const bool cluster = job.mode() == "cluster";
     std::vector<std::vector<std::string>> rows = {
         {"ROUND", "CLIENTS", "TRAIN LOSS", "HELD-OUT", "UP", "DOWN", "COMMITTED (UTC)", "WEIGHTS HASH"}};
+    if (cluster) rows[0].insert(rows[0].begin() + 6, "IN ISLANDS");
     for (const v1::RoundSummary& r : reply.rounds()) {
       rows.push_back({std::to_string(r.round()), std::to_string(r.participants()), FormatLoss(r.train_loss()),
                       FormatLoss(r.heldout_loss()), FormatBytes(r.bytes_up()), FormatBytes(r.bytes_down()),
                       FormatUnixMs(r.committed_unix_ms()), r.weights_hash().empty() ? "-" : r.weights_hash()});
+      if (cluster) rows.back().insert(rows.back().begin() + 6, FormatBytes(r.island_bytes()));
     }
     PrintTable(rows);
     PrintLastRoundClients(reply.rounds(reply.rounds_size() - 1));

@@ -70,6 +70,9 @@ std::string WatchBlock(const v1::GetJobReply& reply, int width) {
   out += Line("bytes", "up " + FormatBytes(job.bytes_up()) + ", down " + FormatBytes(job.bytes_down()) +
                            " (last round: up " + FormatBytes(job.last_round_bytes_up()) + ", down " +
                            FormatBytes(job.last_round_bytes_down()) + ")");
+  if (job.mode() == "cluster")
+    out += Line("in islands",
+                FormatBytes(job.island_bytes()) + " (last round: " + FormatBytes(job.last_round_island_bytes()) + ")");
   if (!job.waiting().empty()) out += Line("waiting", job.waiting());
   out += Line("updated (UTC)", FormatUnixMs(job.updated_unix_ms()));
   std::vector<RoundLoss> rounds;

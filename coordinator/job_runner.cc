@@ -95,6 +95,7 @@ Status JobRunner::LoadRoundSummaries() {
       summary.set_heldout_loss(r.metrics.heldout_loss);
       summary.set_bytes_up(r.metrics.bytes_up);
       summary.set_bytes_down(r.metrics.bytes_down);
+      summary.set_island_bytes(r.metrics.island_bytes);
       summary.set_committed_unix_ms(r.committed_unix_ms);
       summary.set_weights_hash(HashHex(r.weights_hash));
       AddClientReports(r.participants, &summary);
@@ -195,6 +196,7 @@ v1::JobStatus JobRunner::Describe() const {
     st.set_loss(last.train_loss());
     st.set_last_round_bytes_up(last.bytes_up());
     st.set_last_round_bytes_down(last.bytes_down());
+    st.set_last_round_island_bytes(last.island_bytes());
     for (auto it = rounds_.rbegin(); it != rounds_.rend(); ++it) {
       if (!std::isnan(it->heldout_loss())) {
         st.set_heldout_loss(it->heldout_loss());
@@ -204,13 +206,15 @@ v1::JobStatus JobRunner::Describe() const {
   } else {
     st.set_loss(std::numeric_limits<double>::quiet_NaN());
   }
-  uint64_t bytes_up = 0, bytes_down = 0;
+  uint64_t bytes_up = 0, bytes_down = 0, island_bytes = 0;
   for (const v1::RoundSummary& r : rounds_) {
     bytes_up += r.bytes_up();
     bytes_down += r.bytes_down();
+    island_bytes += r.island_bytes();
   }
   st.set_bytes_up(bytes_up);
   st.set_bytes_down(bytes_down);
+  st.set_island_bytes(island_bytes);
   st.set_created_unix_ms(record_.created_unix_ms);
   st.set_updated_unix_ms(record_.updated_unix_ms);
   st.set_error(record_.failure_reason);
@@ -425,6 +429,7 @@ void JobRunner::CloseRound(int64_t now_ms) {
 void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double close_s, int64_t now_ms) {
   services_.metrics->OnRoundCommitted(job_id_, static_cast<double>(now_ms - round_opened_ms_) / 1000.0, close_s,
                                       c.bytes_up, c.bytes_down);
+  if (c.island_bytes > 0) services_.metrics->OnIslandBytes(job_id_, c.island_bytes);
   weights_hash_ = HashHex(c.weights_hash);
   v1::RoundSummary summary;
   summary.set_round(c.round);
@@ -433,6 +438,7 @@ void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double clo
   summary.set_heldout_loss(c.heldout_loss);
   summary.set_bytes_up(c.bytes_up);
   summary.set_bytes_down(c.bytes_down);
+  summary.set_island_bytes(c.island_bytes);
   summary.set_committed_unix_ms(UnixMillis());  // after aggregation, commit and apply
   summary.set_weights_hash(weights_hash_);
   summary.set_opened_unix_ms(round_opened_ms_);
@@ -447,8 +453,10 @@ void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double clo
   Log("round " + std::to_string(c.round) + " committed: " + std::to_string(c.participants.size()) + " of " +
       std::to_string(selected) + " participant(s), train loss " + FormatLoss(c.mean_train_loss) + ", held-out loss " +
       FormatLoss(c.heldout_loss) + ", up " + std::to_string(c.bytes_up) + " B (" + std::to_string(per_client) +
-      " B per client), down " + std::to_string(c.bytes_down) + " B, aggregation+commit " +
-      std::to_string(static_cast<int64_t>(close_s * 1000)) + " ms, weights hash " + weights_hash_ +
+      " B per client), down " + std::to_string(c.bytes_down) + " B" +
+      (c.island_bytes > 0 ? ", inside islands " + std::to_string(c.island_bytes) + " B" : std::string()) +
+      ", aggregation+commit " + std::to_string(static_cast<int64_t>(close_s * 1000)) + " ms, weights hash " +
+      weights_hash_ +
       (bytes_pulled_ > 0 ? ", " + std::to_string(bytes_pulled_) + " B pulled as bulk so far" : std::string()) +
       (c.aggregate.size() > inline_limit ? ", aggregate served as a bulk object" : ""));
   Log("round " + std::to_string(c.round) + " clients (" + AggregationRuleName(spec_.aggregation.rule) +
@@ -522,6 +530,7 @@ Result<UploadOutcome> JobRunner::AcceptUpload(const v1::UploadUpdate& u, const s
   upload.num_samples = u.num_samples();
   upload.train_loss = u.loss();
   upload.received_ms = now_ms;
+  upload.island_bytes = u.island_bytes();
   TRIB_ASSIGN_OR_RETURN(const UploadOutcome outcome, driver_->AcceptUpload(upload));
   if (outcome == UploadOutcome::kAccepted) {
     slowest_train_seconds_ = std::max(slowest_train_seconds_, u.train_seconds());

@@ -65,6 +65,8 @@ nlohmann::json JobStatusJson(const v1::JobStatus& job) {
           {"bytes_down", job.bytes_down()},
           {"last_round_bytes_up", job.last_round_bytes_up()},
           {"last_round_bytes_down", job.last_round_bytes_down()},
+          {"island_bytes", job.island_bytes()},
+          {"last_round_island_bytes", job.last_round_island_bytes()},
           {"dense_state_bytes", job.dense_state_bytes()},
           {"created_unix_ms", job.created_unix_ms()},
           {"updated_unix_ms", job.updated_unix_ms()},
@@ -106,6 +108,7 @@ nlohmann::json RoundSummaryJson(const v1::RoundSummary& round) {
           {"heldout_loss", LossJson(round.heldout_loss())},
           {"bytes_up", round.bytes_up()},
           {"bytes_down", round.bytes_down()},
+          {"island_bytes", round.island_bytes()},
           {"committed_unix_ms", round.committed_unix_ms()},
           {"weights_hash", round.weights_hash()},
           {"clients", std::move(clients)}};

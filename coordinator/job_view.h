@@ -20,7 +20,8 @@ namespace tributary {
 std::string FormatLoss(double loss);
 
 // A job object: job_id, name, state, mode, round, total_rounds, participants, train_loss,
-// heldout_loss, bytes_up, bytes_down, last_round_bytes_up, last_round_bytes_down, dense_state_bytes,
+// heldout_loss, bytes_up, bytes_down, last_round_bytes_up, last_round_bytes_down, island_bytes,
+// last_round_island_bytes (cluster mode: inside the islands; bytes_up/down cross them), dense_state_bytes,
 // created_unix_ms, updated_unix_ms, error, submit_token, waiting, privacy, islands (cluster mode: islands
 // training in the open round), island_reforms.
 nlohmann::json JobStatusJson(const v1::JobStatus& job);
@@ -35,7 +36,7 @@ v1::PrivacyStatus PrivacyStatusOf(const JobSpec& spec, uint64_t committed_rounds
 // "central: epsilon 1.23 at delta 1e-05 after 3 of 10 rounds (budget 8, 2.9 at the end)".
 std::string PrivacyText(const v1::PrivacyStatus& privacy, uint64_t round, uint64_t total_rounds);
 
-// A committed round: round, participants, train_loss, heldout_loss, bytes_up, bytes_down,
+// A committed round: round, participants, train_loss, heldout_loss, bytes_up, bytes_down, island_bytes,
 // committed_unix_ms, weights_hash, clients (worker_id, weight, anomaly_score, clip_scale, excluded).
 nlohmann::json RoundSummaryJson(const v1::RoundSummary& round);
 

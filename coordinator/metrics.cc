@@ -50,6 +50,10 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                            .Name("tributary_bytes_downloaded_total")
                            .Help("Payload bytes sent to workers in committed rounds, by job.")
                            .Register(*registry_);
+  island_bytes_ = &prometheus::BuildCounter()
+                       .Name("tributary_island_bytes_total")
+                       .Help("Cluster mode: bytes island members sent each other in committed rounds, by job.")
+                       .Register(*registry_);
   round_duration_ = &prometheus::BuildHistogram()
                          .Name("tributary_round_duration_seconds")
                          .Help("Time from opening a round to committing it, by job.")
@@ -100,6 +104,10 @@ void CoordinatorMetrics::OnRoundCommitted(const std::string& job, double round_d
   bytes_downloaded_->Add(labels).Increment(static_cast<double>(bytes_downloaded));
   round_duration_->Add(labels, RoundDurationBuckets()).Observe(round_duration_s);
   aggregation_->Add(labels, AggregationBuckets()).Observe(aggregation_s);
+}
+
+void CoordinatorMetrics::OnIslandBytes(const std::string& job, uint64_t bytes) {
+  island_bytes_->Add({{"job", job}}).Increment(static_cast<double>(bytes));
 }
 
 void CoordinatorMetrics::OnUploadRejected(const std::string& reason) {

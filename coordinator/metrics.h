@@ -8,6 +8,8 @@
 //   tributary_rounds_committed_total{job}      counter
 //   tributary_bytes_uploaded_total{job}        counter (worker -> coordinator payload bytes)
 //   tributary_bytes_downloaded_total{job}      counter (coordinator -> worker payload bytes)
+//   tributary_island_bytes_total{job}          counter; cluster mode: bytes inside islands (all-reduce), as
+//                                              the island leaders reported them
 //   tributary_round_duration_seconds{job}      histogram, buckets 1 s .. 6 h
 //   tributary_aggregation_seconds{job}         histogram, buckets 1 ms .. 60 s
 //   tributary_rejected_uploads_total{reason}   counter
@@ -64,6 +66,8 @@ class CoordinatorMetrics {
   // bytes received from / sent to workers for that round.
   void OnRoundCommitted(const std::string& job, double round_duration_s, double aggregation_s, uint64_t bytes_uploaded,
                         uint64_t bytes_downloaded);
+  // Cluster mode: a committed round's islands sent `bytes` inside themselves (their leaders' reports).
+  void OnIslandBytes(const std::string& job, uint64_t bytes);
 
   // An upload was refused; `reason` is a short fixed token ("late", "duplicate", "checksum",
   // "unauthorized", ...), never free text, to keep the label's cardinality bounded.
@@ -103,6 +107,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>* rounds_committed_ = nullptr;
   prometheus::Family<prometheus::Counter>* bytes_uploaded_ = nullptr;
   prometheus::Family<prometheus::Counter>* bytes_downloaded_ = nullptr;
+  prometheus::Family<prometheus::Counter>* island_bytes_ = nullptr;
   prometheus::Family<prometheus::Histogram>* round_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* aggregation_ = nullptr;
   prometheus::Family<prometheus::Counter>* rejected_uploads_ = nullptr;

@@ -243,6 +243,9 @@ Result<UploadOutcome> RoundDriver::AcceptUpload(const Upload& upload) {
   if (spec_.aggregation_weights == AggregationWeights::kSamples && upload.num_samples == 0)
     return Status::InvalidArgument(context + ": num_samples is 0 under samples weighting");
   if (!std::isfinite(upload.train_loss)) return Status::InvalidArgument(context + ": train loss is not finite");
+  if (upload.island_bytes > 0 && current_.islands.empty())
+    return Status::InvalidArgument(context + ": island_bytes is " + std::to_string(upload.island_bytes) +
+                                   " but this job trains no islands");
   TRIB_RETURN_IF_ERROR(ValidatePayload(upload));
 
   UpdateRecord record;
@@ -253,6 +256,7 @@ Result<UploadOutcome> RoundDriver::AcceptUpload(const Upload& upload) {
   record.train_loss = upload.train_loss;
   record.payload.assign(reinterpret_cast<const char*>(upload.payload.data()), upload.payload.size());
   record.received_unix_ms = upload.received_ms;
+  record.island_bytes = upload.island_bytes;
   auto written = store_->AcceptUpdate(record);
   if (!written.ok()) return written.status().WithContext(context);
   reported_[upload.worker_id] = upload.received_ms;
@@ -313,6 +317,7 @@ Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {
   double loss_sum = 0;
   for (const UpdateRecord& u : updates) {
     out.bytes_up += u.payload.size();
+    out.island_bytes += u.island_bytes;
     loss_sum += u.train_loss;
   }
   out.mean_train_loss = loss_sum / static_cast<double>(updates.size());
@@ -368,6 +373,7 @@ Result<CommittedRound> RoundDriver::Commit(CommittedRound out, int64_t now_ms) {
   record.metrics.heldout_loss = out.heldout_loss;
   record.metrics.bytes_up = out.bytes_up;
   record.metrics.bytes_down = out.bytes_down;
+  record.metrics.island_bytes = out.island_bytes;
   record.weights_hash = out.weights_hash;
   record.committed_unix_ms = now_ms;
   TRIB_ASSIGN_OR_RETURN(checkpoint::JobRecord job, store_->GetJob(job_id_));

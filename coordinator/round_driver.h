@@ -53,6 +53,7 @@ struct Upload {
   uint64_t num_samples = 0;
   double train_loss = 0;
   int64_t received_ms = 0;
+  uint64_t island_bytes = 0;  // cluster mode: what the leader's island sent inside itself this round
 };
 
 enum class UploadOutcome {
@@ -70,6 +71,7 @@ struct CommittedRound {
   uint64_t weights_hash = 0;  // of the global replica after applying the round
   uint64_t bytes_up = 0;
   uint64_t bytes_down = 0;
+  uint64_t island_bytes = 0;  // cluster mode: inside the islands (bytes_up and bytes_down cross them)
   double mean_train_loss = 0;
   double heldout_loss = 0;  // NaN when not evaluated
   bool job_finished = false;

@@ -40,6 +40,9 @@ struct TaskletResult {
   uint64_t num_samples = 0;      // the worker's dataset size in rows (FedAvg "samples" weight)
   double train_loss = 0;         // mean loss over the local steps
   int64_t local_steps = 0;
+  // Cluster mode: payload bytes the island's members sent each other in this round's collectives
+  // (cluster/island.h bytes_sent, summed over the members); 0 for a lone worker.
+  uint64_t island_bytes = 0;
 };
 
 // Runs one round's local training. `model` holds the committed global model of round - 1 on entry

@@ -103,6 +103,8 @@ Result<TaskletResult> IslandSession::Run(JobReplica& replica, const v1::RoundSta
   Status same = (*group)->CheckIdentical(Fnv1a64(result.payload.data(), result.payload.size()));
   if (!same.ok()) return same.WithContext(context + ": pseudo-gradients differ");
   TRIB_ASSIGN_OR_RETURN(result.num_samples, (*group)->AllReduceSumU64(result.num_samples));
+  // Counted before this sum and the loss mean below (a few bytes each), so every member reports the same total.
+  TRIB_ASSIGN_OR_RETURN(result.island_bytes, (*group)->AllReduceSumU64((*group)->bytes_sent()));
   float loss = static_cast<float>(result.train_loss);
   TRIB_RETURN_IF_ERROR((*group)->AllReduceMean({&loss, 1}));
   result.train_loss = loss;

@@ -39,6 +39,7 @@ Status Uploader::Prepare(const JobReplica& replica, uint64_t round, const Taskle
   upload.set_payload_size(result.payload.size());
   upload.set_payload_checksum(transport::ObjectChecksum(result.payload.data(), result.payload.size()));
   upload.set_train_seconds(train_seconds);
+  upload.set_island_bytes(result.island_bytes);
   auto previous = uploads_.find(job);
   if (previous != uploads_.end() && !previous->second.payload_object_id().empty())
     objects_->RemoveObject(previous->second.payload_object_id());

@@ -221,20 +221,30 @@
     root.replaceChildren();
     root.dataset.rounds = String(rounds.length);
     const cluster = mode === 'cluster';
-    document.getElementById('bytes-caption').textContent = cluster ? 'Cross-island bytes per round' : 'Bytes per round';
+    document.getElementById('bytes-caption').textContent = cluster ? 'Bytes per round, across and inside islands' : 'Bytes per round';
+    document.getElementById('bytes-key-island').hidden = !cluster;
     const note = document.getElementById('bytes-note');
     note.hidden = !cluster;
-    note.textContent = cluster ? 'Island uploads and broadcasts over the slow links; the all-reduce traffic inside an island is not counted here.' : '';
+    const series = [['up', 'bytes_up'], ['down', 'bytes_down']];
+    if (cluster) {
+      series.push(['island', 'island_bytes']);
+      const sum = function (key) { return rounds.reduce(function (s, r) { return s + (r[key] || 0); }, 0); };
+      const across = sum('bytes_up') + sum('bytes_down'), inside = sum('island_bytes');
+      note.textContent = 'Up and down cross the slow links between islands (' + humanBytes(across) + ' in all); the islands\' all-reduce stays inside them (' + humanBytes(inside) + ', ' + (across > 0 ? (inside / across).toFixed(1) + '\u00d7' : '-') + ').';
+    } else {
+      note.textContent = '';
+    }
     if (rounds.length === 0) return emptyChart(root, 'no committed round yet');
-    const hi = Math.max(1, Math.max.apply(null, rounds.map(function (r) { return Math.max(r.bytes_up, r.bytes_down); }))) * 1.08;
+    const hi = Math.max(1, Math.max.apply(null, rounds.map(function (r) { return Math.max.apply(null, series.map(function (s) { return r[s[1]] || 0; })); }))) * 1.08;
     const first = rounds[0].round, last = rounds[rounds.length - 1].round;
     const scales = drawAxes(root, [first - 0.5, last + 0.5], [0, hi], humanBytes, roundTicks(first, last));
     const slot = (scales.x(first + 0.5) - scales.x(first - 0.5));
-    const width = Math.max(1, slot * 0.36);
+    const width = Math.max(1, slot * 0.72 / series.length);
     const bars = svg('g', { class: 'bars' });
     for (const r of rounds) {
       const base = scales.y(0);
-      for (const [kind, value, offset] of [['up', r.bytes_up, -width], ['down', r.bytes_down, 0]]) {
+      for (let i = 0; i < series.length; ++i) {
+        const kind = series[i][0], value = r[series[i][1]] || 0, offset = (i - series.length / 2) * width;
         const bar = svg('rect', { class: 'bar ' + kind, x: (scales.x(r.round) + offset).toFixed(1), y: scales.y(value).toFixed(1), width: width.toFixed(1), height: Math.max(0, base - scales.y(value)).toFixed(1), 'data-round': r.round, 'data-bytes': value });
         bar.appendChild(svg('title', {}, 'round ' + r.round + ': ' + humanBytes(value) + ' ' + kind));
         bars.appendChild(bar);

@@ -86,6 +86,7 @@ TEST(RecordsTest, UpdateRoundTripsWithBinaryPayload) {
   EXPECT_TRUE(std::signbit(back.train_loss));
   EXPECT_EQ(back.payload, u.payload);
   EXPECT_EQ(back.received_unix_ms, u.received_unix_ms);
+  EXPECT_EQ(back.island_bytes, 0u);
 }
 
 TEST(RecordsTest, RoundRoundTripsIncludingNaNLoss) {
@@ -173,6 +174,43 @@ TEST(RecordsTest, FormatOneRoundsStillReadAndNewerFormatsAreRefused) {
   Status newer = DecodeRound(encode_v1(kFormatVersion + 1), "t", &old);
   EXPECT_TRUE(newer.IsCorruption());
   EXPECT_NE(newer.message().find("unknown value format version"), std::string::npos) << newer.message();
+}
+
+// `value` as format 2 wrote it: format 3 only appended island_bytes (a u64) to updates and rounds.
+std::string AsFormatTwo(const std::string& value) {
+  std::string v = value.substr(0, value.size() - 4 - 8);  // drop the checksum and island_bytes
+  v[0] = 2;
+  const uint32_t crc = Crc32c(v.data(), v.size());
+  v.append(reinterpret_cast<const char*>(&crc), 4);
+  return v;
+}
+
+TEST(RecordsTest, IslandBytesRoundTripAndFormatTwoRecordsReadZero) {
+  UpdateRecord u = SampleUpdate("j", 3, "leader");
+  u.island_bytes = 5'000'000'000ULL;
+  RoundRecord r = SampleRound("j", 3);
+  r.metrics.island_bytes = 12'000'000'000ULL;
+  UpdateRecord u_back;
+  RoundRecord r_back;
+  ASSERT_TRUE(DecodeUpdate(EncodeUpdate(u), "t", &u_back).ok());
+  ASSERT_TRUE(DecodeRound(EncodeRound(r), "t", &r_back).ok());
+  EXPECT_EQ(u_back.island_bytes, u.island_bytes);
+  EXPECT_EQ(r_back.metrics.island_bytes, r.metrics.island_bytes);
+
+  ASSERT_TRUE(DecodeUpdate(AsFormatTwo(EncodeUpdate(u)), "t", &u_back).ok());
+  ASSERT_TRUE(DecodeRound(AsFormatTwo(EncodeRound(r)), "t", &r_back).ok());
+  EXPECT_EQ(u_back.island_bytes, 0u);
+  EXPECT_EQ(u_back.payload, u.payload);
+  EXPECT_EQ(u_back.received_unix_ms, u.received_unix_ms);
+  EXPECT_EQ(r_back.metrics.island_bytes, 0u);
+  EXPECT_EQ(r_back.weights_hash, r.weights_hash);
+  EXPECT_EQ(r_back.committed_unix_ms, r.committed_unix_ms);
+  // A format-3 value cut short by its last field is corrupt, not silently zero.
+  std::string truncated = AsFormatTwo(EncodeRound(r));
+  truncated[0] = 3;
+  const uint32_t crc = Crc32c(truncated.data(), truncated.size() - 4);
+  std::memcpy(truncated.data() + truncated.size() - 4, &crc, 4);
+  EXPECT_TRUE(DecodeRound(truncated, "t", &r_back).IsCorruption());
 }
 
 TEST(RecordsTest, ManifestWorkerTokenAndSchemaRoundTrip) {

@@ -170,6 +170,8 @@ TEST(CoordinatorMetricsTest, RoundCommittedUpdatesCountersAndHistogramsPerJob) {
   const uint64_t down[] = {300, 400, 500};
   for (int i = 0; i < 3; ++i) metrics.OnRoundCommitted("job-a", durations[i], aggregations[i], up[i], down[i]);
   metrics.OnRoundCommitted("job-b", 2.0, 0.0005, 10, 20);
+  metrics.OnIslandBytes("job-a", 7'000'000'000ULL);
+  metrics.OnIslandBytes("job-a", 5);
 
   const ParsedText parsed = Parse(metrics.RenderText());
   EXPECT_EQ(Find(parsed, "tributary_rounds_committed_total", {{"job", "job-a"}}), 3.0);
@@ -178,6 +180,8 @@ TEST(CoordinatorMetricsTest, RoundCommittedUpdatesCountersAndHistogramsPerJob) {
   EXPECT_EQ(Find(parsed, "tributary_bytes_downloaded_total", {{"job", "job-a"}}), double(down[0] + down[1] + down[2]));
   EXPECT_EQ(Find(parsed, "tributary_bytes_uploaded_total", {{"job", "job-b"}}), 10.0);
   EXPECT_EQ(Find(parsed, "tributary_bytes_downloaded_total", {{"job", "job-b"}}), 20.0);
+  EXPECT_EQ(Find(parsed, "tributary_island_bytes_total", {{"job", "job-a"}}), 7'000'000'005.0);
+  EXPECT_FALSE(Find(parsed, "tributary_island_bytes_total", {{"job", "job-b"}}).has_value());  // not a cluster job
 
   EXPECT_EQ(Find(parsed, "tributary_round_duration_seconds_count", {{"job", "job-a"}}), 3.0);
   EXPECT_DOUBLE_EQ(*Find(parsed, "tributary_round_duration_seconds_sum", {{"job", "job-a"}}),

@@ -73,6 +73,17 @@ uint64_t Int8PayloadBytes(const std::string& yaml) {
   return bytes;
 }
 
+// What one island of 2 sends inside itself per round: every inner step each member sends half of the fp32
+// gradient in the ring's reduce-scatter and half in its allgather (cluster/island.h bytes_sent).
+uint64_t IslandOfTwoGradientBytes(const std::string& yaml, int local_steps) {
+  auto spec = ParseJobSpec(yaml, "spec");
+  EXPECT_TRUE(spec.ok());
+  auto model = JobModel::Load(*spec);
+  EXPECT_TRUE(model.ok());
+  const uint64_t gradient = static_cast<uint64_t>((*model)->initial_state().table().total_elems()) * sizeof(float);
+  return 2 * gradient * static_cast<uint64_t>(local_steps);
+}
+
 TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualReplicas) {
   TestDir dir;
   std::string yaml, job_id;
@@ -129,6 +140,21 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
     const nlohmann::json detail = nlohmann::json::parse(api->body);
     EXPECT_TRUE(detail["islands"].empty()) << api->body;
     EXPECT_EQ(detail["job"]["island_reforms"], 0);
+    // Inside the islands: the all-reduced gradients, as the leaders reported them, far above what crossed.
+    uint64_t inside = 0;
+    for (int r = 0; r < 3; ++r) {
+      const uint64_t round_inside = job.rounds(r).island_bytes();
+      EXPECT_EQ(detail["rounds"][r]["island_bytes"], round_inside) << api->body;
+      const uint64_t gradients = 2 * IslandOfTwoGradientBytes(yaml, 5);  // two islands, 5 inner steps
+      EXPECT_GE(round_inside, gradients) << "round " << r + 1;
+      EXPECT_LE(round_inside, gradients + 256) << "round " << r + 1 << ": the small collectives are a few bytes";
+      EXPECT_GT(round_inside, 4 * job.rounds(r).bytes_up());
+      inside += round_inside;
+    }
+    EXPECT_EQ(job.job().island_bytes(), inside);
+    EXPECT_EQ(detail["job"]["island_bytes"], inside);
+    EXPECT_EQ(MetricValue(metrics->body, "tributary_island_bytes_total{job=\"" + job_id + "\"}"),
+              static_cast<double>(inside));
   }
   // The store: per round exactly the two leaders' uploads, each the codec's size for this model.
   const uint64_t expected = Int8PayloadBytes(yaml);
@@ -144,6 +170,8 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
     auto record = (*store)->GetRound(job_id, round);
     ASSERT_TRUE(record.ok());
     EXPECT_EQ(record->metrics.bytes_up, 2 * expected);
+    EXPECT_EQ(record->metrics.island_bytes, (*updates)[0].island_bytes + (*updates)[1].island_bytes);
+    EXPECT_GE((*updates)[0].island_bytes, IslandOfTwoGradientBytes(yaml, 5)) << "leader of island a";
     EXPECT_EQ(record->aggregate.size(), expected) << "the broadcast is in the codec too";
   }
 }

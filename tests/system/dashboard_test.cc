@@ -184,5 +184,39 @@ TEST(DashboardSystemTest, ChromiumDrawsTheLossCurvesBytesAndOneRowPerWorker) {
   EXPECT_TRUE(WithClass(OpenTags(*dom, "tr"), "job-row").empty());
 }
 
+// A cluster-mode job: the bytes chart adds a bar per round for the bytes inside the islands, with the
+// round's island_bytes, next to the cross-island up and down bars, and its legend key shows.
+TEST(DashboardSystemTest, ClusterJobShowsBytesInsideAndAcrossIslands) {
+  const std::string chromium = FindChromium();
+  if (chromium.empty()) GTEST_SKIP() << "SKIP: chromium is not installed (scripts/setup.sh installs it)";
+  constexpr int kClusterRounds = 2;
+  TestDir dir;
+  TestCluster cluster(dir.path());
+  const std::string job_id =
+      Submit(cluster.client(), JobYaml(cluster.base_model(), "cluster", kClusterRounds, 5,
+                                       {"cluster.islands=['a=worker-1,worker-2', 'b=worker-3,worker-4']"}));
+  ASSERT_FALSE(job_id.empty());
+  const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
+  ASSERT_EQ(job.job().state(), "FINISHED:COMPLETED") << job.job().error();
+  ASSERT_EQ(job.rounds_size(), kClusterRounds);
+
+  const std::string dom_path = dir.path() + "/dashboard.html";
+  const std::string url = "http://127.0.0.1:" + std::to_string(cluster.cluster().http_port()) + "/";
+  ASSERT_EQ(RunChromium(chromium, dir.path(), url, "--dump-dom > '" + dom_path + "'"), 0);
+  auto dom = ReadFileToString(dom_path);
+  ASSERT_TRUE(dom.ok()) << dom.status().ToString();
+  const std::vector<std::string> rects = OpenTags(*dom, "rect");
+  const std::vector<std::string> inside = WithClass(rects, "island");
+  ASSERT_EQ(inside.size(), static_cast<size_t>(kClusterRounds)) << *dom;
+  ASSERT_EQ(WithClass(rects, "up").size(), static_cast<size_t>(kClusterRounds));
+  for (int r = 0; r < kClusterRounds; ++r) {
+    const uint64_t bytes = job.rounds(r).island_bytes();
+    EXPECT_GT(bytes, job.rounds(r).bytes_up()) << "round " << r + 1;
+    EXPECT_EQ(Attr(inside[static_cast<size_t>(r)], "data-bytes"), std::to_string(bytes));
+  }
+  EXPECT_NE(dom->find(R"(<span id="bytes-key-island">)"), std::string::npos) << "the legend key is shown";
+  EXPECT_NE(dom->find("stays inside them"), std::string::npos) << "the note gives both totals";
+}
+
 }  // namespace
 }  // namespace tributary::system_test

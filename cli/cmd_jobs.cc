@@ -18,6 +18,7 @@
 #include "cli/coordinator_client.h"
 #include "cli/exit_codes.h"
 #include "cli/status_watch.h"
+#include "coordinator/cluster_plan.h"
 #include "federation/job_spec.h"
 
 namespace tributary::cli {
@@ -231,6 +232,13 @@ void PrintStatusText(const v1::GetJobReply& reply) {
   if (reply.islands_size() > 0) {
     std::printf("\n");
     for (const v1::IslandStatus& island : reply.islands()) std::printf("%s\n", IslandStatusText(island).c_str());
+  }
+  if (reply.has_plan()) {
+    std::printf("\nplan (made when round %llu opened; docs/placement.md)\n",
+                static_cast<unsigned long long>(reply.plan().round()));
+    std::fputs(ClusterPlanText(reply.plan()).c_str(), stdout);
+  } else if (!reply.plan_error().empty()) {
+    std::printf("\nplan          none: %s\n", reply.plan_error().c_str());
   }
   if (reply.rounds_size() > 0) {
     std::printf("\n");

@@ -8,12 +8,11 @@
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
 #include "cli/plan_inventory.h"
+#include "coordinator/cluster_plan.h"
 #include "coordinator/worker_registry.h"
 #include "engine/io/model_dir.h"
 #include "engine/model/llama_config.h"
 #include "federation/job_spec.h"
-#include "federation/outer_codec.h"
-#include "peft/ferret.h"
 
 namespace tributary::cli {
 namespace {
@@ -29,120 +28,28 @@ struct PlanFlags {
   ConnectionFlags connection;  // without --inventory: the coordinator whose live inventory is planned
 };
 
-// Encoded bytes of one pseudo-gradient of `table` under `codec` (per tensor, as cluster mode sends it);
-// for ferret, the upper bound of K coefficients per block.
-Result<uint64_t> CodecBytes(const std::string& codec, const JobSpec& spec, const TensorTable& table) {
-  if (codec == "ferret") {
-    FerretOptions options = spec.ferret;
-    TRIB_ASSIGN_OR_RETURN(std::vector<Block> blocks, MakeFerretBlocks(options, table));
-    return static_cast<uint64_t>(PayloadBytes(options.wire_dtype, std::vector<int>(blocks.size(), options.K)));
-  }
-  TRIB_ASSIGN_OR_RETURN(OuterCodec c, ParseOuterCodec(codec));
-  uint64_t bytes = 0;
-  for (const TensorEntry& entry : table.entries()) bytes += OuterCodecBytes(c, entry.numel);
-  return bytes;
-}
-
 Result<PlanJob> PlanJobOf(const JobSpec& spec, const PlanFlags& f) {
+  PlanChoices choices;
+  choices.codec = f.codec;
+  choices.ring_objective = f.objective == "min_sum_inverse" ? RingObjective::kMinSumInverse : RingObjective::kMaxMin;
+  if (f.local_steps == "auto") {
+    choices.local_steps = 0;
+  } else if (!f.local_steps.empty()) {
+    try {
+      choices.local_steps = std::stoll(f.local_steps);
+    } catch (...) {
+      choices.local_steps = 0;
+    }
+    if (choices.local_steps < 1) return Status::InvalidArgument("--local-steps: expected auto or an integer >= 1");
+  }
   if (spec.mode != "cluster")
     return Status::InvalidArgument(f.job_file + ": federation.mode is '" + spec.mode +
                                    "'; plan is for cluster-mode jobs (federation.mode: cluster)");
   TRIB_ASSIGN_OR_RETURN(LlamaConfig config, ReadLlamaConfig(spec.base_model + "/config.json"));
   const std::shared_ptr<TensorTable> table = BuildLlamaTensorTable(config);
-  PlanJob job;
-  job.parameters = table->param_count();
-  job.tokens_per_step = spec.batch_size * spec.grad_accum * spec.seq_len;
-  job.ring_objective = f.objective == "min_sum_inverse" ? RingObjective::kMinSumInverse : RingObjective::kMaxMin;
-  if (f.local_steps != "auto") {
-    job.local_steps = spec.local_steps;
-    if (!f.local_steps.empty()) {
-      try {
-        job.local_steps = std::stoll(f.local_steps);
-      } catch (...) {
-        job.local_steps = 0;
-      }
-      if (job.local_steps < 1) return Status::InvalidArgument("--local-steps: expected auto or an integer >= 1");
-    }
-  }
-  std::vector<std::string> codecs = {f.codec.empty() ? spec.cluster.codec : f.codec};
-  if (f.codec == "auto") codecs = {"fp32", "bf16", "int8", "fp4"};
-  for (const std::string& name : codecs) {
-    TRIB_ASSIGN_OR_RETURN(uint64_t bytes, CodecBytes(name, spec, *table));
-    job.codecs.push_back({name, bytes});
-  }
-  TRIB_ASSIGN_OR_RETURN(std::vector<IslandSpec> islands, ParseIslands(spec.cluster.islands));
-  for (const IslandSpec& island : islands) job.islands.push_back({island.name, island.workers});
+  Result<PlanJob> job = PlanJobForSpec(spec, *table, choices);
+  if (!job.ok()) return job.status().WithContext(f.job_file);
   return job;
-}
-
-nlohmann::json IslandJson(const IslandPlan& island) {
-  nlohmann::json shares = nlohmann::json::object();
-  for (const auto& [member, share] : island.shares) shares[member] = share;
-  return {{"name", island.name},
-          {"fabric", island.fabric},
-          {"members", island.members},
-          {"ring", island.ring},
-          {"leader", island.leader},
-          {"shares", shares},
-          {"tokens_per_s", island.tokens_per_s},
-          {"batch_tokens", island.batch_tokens},
-          {"bottleneck_mbps", island.bottleneck_mbps},
-          {"uplink_mbps", island.uplink_mbps},
-          {"step_compute_s", island.step_compute_s},
-          {"step_allreduce_s", island.step_allreduce_s},
-          {"inner_phase_s", island.inner_phase_s},
-          {"reasons", island.reasons}};
-}
-
-nlohmann::json PlanJson(const ClusterPlan& plan) {
-  nlohmann::json islands = nlohmann::json::array();
-  for (const IslandPlan& island : plan.islands) islands.push_back(IslandJson(island));
-  return {{"islands", islands},
-          {"local_steps", plan.local_steps},
-          {"codec", plan.codec},
-          {"outer_payload_bytes", plan.outer_payload_bytes},
-          {"inner_phase_s", plan.inner_phase_s},
-          {"outer_sync_s", plan.outer_sync_s},
-          {"outer_fraction", plan.outer_fraction},
-          {"meets_target", plan.meets_target},
-          {"reasons", plan.reasons}};
-}
-
-std::string Seconds(double s) {
-  if (s <= 0) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.3g s", s);
-  return buf;
-}
-
-void PrintPlanText(const ClusterPlan& plan) {
-  std::printf("%-18s %-22s %-8s %-10s %-12s %-10s %-10s %s\n", "ISLAND", "FABRIC", "LEADER", "BATCH", "BOTTLENECK",
-              "STEP", "INNER", "RING (shares)");
-  for (const IslandPlan& island : plan.islands) {
-    std::string ring;
-    for (const std::string& member : island.ring) {
-      char share[64];
-      std::snprintf(share, sizeof(share), "%s%s(%.2f)", ring.empty() ? "" : " > ", member.c_str(),
-                    island.shares.at(member));
-      ring += share;
-    }
-    char bottleneck[32];
-    std::snprintf(bottleneck, sizeof(bottleneck), "%.0f Mb/s", island.bottleneck_mbps);
-    std::printf("%-18s %-22s %-8s %-10lld %-12s %-10s %-10s %s\n", island.name.c_str(), island.fabric.c_str(),
-                island.leader.c_str(), static_cast<long long>(island.batch_tokens),
-                island.members.size() > 1 ? bottleneck : "-",
-                Seconds(island.step_compute_s + island.step_allreduce_s).c_str(), Seconds(island.inner_phase_s).c_str(),
-                ring.c_str());
-  }
-  std::printf("\nH %lld, codec %s (%llu bytes per island), inner phase %s, outer sync %s",
-              static_cast<long long>(plan.local_steps), plan.codec.c_str(),
-              static_cast<unsigned long long>(plan.outer_payload_bytes), Seconds(plan.inner_phase_s).c_str(),
-              Seconds(plan.outer_sync_s).c_str());
-  if (plan.outer_fraction > 0) std::printf(" (%.2g%% of the inner phase)", 100 * plan.outer_fraction);
-  std::printf("\nwhy:\n");
-  for (const IslandPlan& island : plan.islands)
-    for (const std::string& reason : island.reasons) std::printf("  %s: %s\n", island.name.c_str(), reason.c_str());
-  for (const std::string& reason : plan.reasons) std::printf("  %s\n", reason.c_str());
 }
 
 // The coordinator's alive workers with their reported NICs; no links or compute are measured yet.
@@ -170,10 +77,11 @@ Status RunPlan(const PlanFlags& f, const CommandContext& ctx) {
   }
   Result<ClusterPlan> plan = PlanCluster(inventory.workers, inventory.links, job);
   if (!plan.ok()) return plan.status().WithContext(f.job_file);
+  const v1::ClusterPlanView view = ClusterPlanToView(*plan, 0);
   if (f.format == "json") {
-    PrintJsonOk("plan", PlanJson(*plan));
+    PrintJsonOk("plan", ClusterPlanJson(view));
   } else {
-    PrintPlanText(*plan);
+    std::fputs(ClusterPlanText(view).c_str(), stdout);
   }
   return Status::OK();
 }

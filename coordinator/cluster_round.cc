@@ -44,7 +44,7 @@ Result<std::vector<RoundIsland>> PlanRoundIslands(const JobSpec& spec, const std
   std::string reasons;
   for (const IslandDecision& d : DecideIslands(ConfiguredIslands(spec, inventory, measured), participants)) {
     reasons += (reasons.empty() ? "" : "; ") + d.name + ": " + d.reason;
-    if (d.trains) islands.push_back({d.name, next_incarnation++, d.members, d.reason});
+    if (d.trains) islands.push_back({d.name, next_incarnation++, d.members, d.reason, {}});
   }
   if (islands.empty())
     return Status::FailedPrecondition("no island can train (" + (reasons.empty() ? "no islands" : reasons) + ")");
@@ -81,6 +81,7 @@ std::vector<IslandChange> ReformIslands(const JobSpec& spec, const std::vector<W
           "island " + island.name + " lost " + lost_names + " and sits the round out (" + decision.front().reason + ")";
     } else {
       island.members = decision.front().members;
+      OrderByRing(island.ring, &island.members);
       island.incarnation = (*next_incarnation)++;
       island.reason = decision.front().reason;
       change.line = "island " + island.name + " lost " + lost_names + ": re-formed as incarnation " +
@@ -92,6 +93,14 @@ std::vector<IslandChange> ReformIslands(const JobSpec& spec, const std::vector<W
   }
   *islands = std::move(kept);
   return changes;
+}
+
+void OrderByRing(const std::vector<std::string>& ring, std::vector<std::string>* members) {
+  auto position = [&ring](const std::string& m) {
+    return static_cast<size_t>(std::find(ring.begin(), ring.end(), m) - ring.begin());
+  };
+  std::stable_sort(members->begin(), members->end(),
+                   [&](const std::string& a, const std::string& b) { return position(a) < position(b); });
 }
 
 std::vector<std::string> IslandLeaders(const std::vector<RoundIsland>& islands) {

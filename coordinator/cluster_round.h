@@ -19,9 +19,15 @@ namespace tributary {
 struct RoundIsland {
   std::string name;
   uint64_t incarnation = 0;          // unique per (re-)formation; members fence stale peers with it
-  std::vector<std::string> members;  // ascending; members[0] leads and uploads
+  std::vector<std::string> members;  // in ring order (the gloo ranks), else ascending; members[0] leads and uploads
   std::string reason;                // why it trains with these members (one line)
+  // The planned ring over the island's members (coordinator/cluster_plan.h), empty before planning; a
+  // re-formed incarnation keeps the survivors in this order.
+  std::vector<std::string> ring;
 };
+
+// Reorders `members` to follow `ring` (members not in it keep their order, after those that are).
+void OrderByRing(const std::vector<std::string>& ring, std::vector<std::string>* members);
 
 // The islands of a round from the spec's membership (cluster.islands, or the planner's islands from the
 // workers' fabric identity in `inventory` and the `measured` links) and the round's eligible `participants`: every

@@ -238,6 +238,8 @@ v1::GetJobReply JobRunner::Detail(std::vector<v1::ReplicaState> replicas) const 
   for (const v1::RoundSummary& r : rounds_) *out.add_rounds() = r;
   for (v1::ReplicaState& r : replicas) *out.add_replicas() = std::move(r);
   AddIslandStatuses(&out);
+  if (plan_view_) *out.mutable_plan() = *plan_view_;
+  out.set_plan_error(last_plan_failure_);
   return out;
 }
 
@@ -317,7 +319,29 @@ bool JobRunner::OpenRound(int64_t now_ms) {
   Log("round " + std::to_string(start->round) + " opened: " + std::to_string(start->participants.size()) +
       " participant(s) [" + names + "], deadline in " + std::to_string((start->deadline_ms - now_ms + 500) / 1000) +
       " s");
+  if (spec_.mode == "cluster") LogPlan(start->round);
   return true;
+}
+
+void JobRunner::LogPlan(uint32_t round) {
+  const std::string prefix = "round " + std::to_string(round) + ": ";
+  const ClusterPlan* plan = driver_->plan();
+  if (plan == nullptr) {
+    if (driver_->plan_error() != last_plan_failure_)
+      Log(prefix + "no plan (" + driver_->plan_error() + "); islands train in ascending member order", true);
+    last_plan_failure_ = driver_->plan_error();
+    plan_view_.reset();
+    return;
+  }
+  last_plan_failure_.clear();
+  plan_view_ = ClusterPlanToView(*plan, round);
+  if (driver_->plan_change().empty()) return;
+  std::string reasons;
+  for (const std::string& r : plan->reasons) reasons += (reasons.empty() ? "" : "; ") + r;
+  for (const IslandPlan& island : plan->islands)
+    for (const std::string& r : island.reasons) reasons += (reasons.empty() ? "" : "; ") + island.name + ": " + r;
+  Log(prefix + (driver_->plan_change() == "first plan" ? "planned" : "re-planned: " + driver_->plan_change()) +
+      " (why: " + reasons + ")");
 }
 
 bool JobRunner::ReformIslands(int64_t now_ms) {

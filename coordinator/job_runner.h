@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -137,6 +138,9 @@ class JobRunner {
   void RefreshRecord();
 
   bool OpenRound(int64_t now_ms);
+  // Cluster mode: logs the opened round's plan when it is the first or changed (with the planner's
+  // reasons), or why none could be made.
+  void LogPlan(uint32_t round);
   // Cluster mode: re-forms the islands that lost a member (RoundDriver::ReformIslands), logging each
   // change; false when no island is left and the round was abandoned for a re-plan.
   bool ReformIslands(int64_t now_ms);
@@ -188,6 +192,10 @@ class JobRunner {
   int64_t round_opened_ms_ = 0;
   double slowest_train_seconds_ = 0;  // of the open round's accepted uploads
   std::string last_plan_error_;       // logged once per change
+  std::string last_plan_failure_;     // the cluster planner's, logged once per change
+  // Cluster mode: the last opened round's plan, kept after the job ends (in memory: a restarted
+  // coordinator shows it again once it re-opens a round).
+  std::optional<v1::ClusterPlanView> plan_view_;
   // Cluster mode: each island incarnation's rendezvous keys ("<island>/<incarnation>" -> key -> value).
   std::map<std::string, std::map<std::string, std::string>> island_stores_;
   // Cluster mode: re-formations after a lost member since this runner started, in all and per island.

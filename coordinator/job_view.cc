@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/cluster_plan.h"
+
 namespace tributary {
 namespace {
 
@@ -155,12 +157,15 @@ nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {
   for (const std::string& w : reply.workers()) workers.push_back(w);
   nlohmann::json islands = nlohmann::json::array();
   for (const v1::IslandStatus& island : reply.islands()) islands.push_back(IslandStatusJson(island));
-  return {{"job", JobStatusJson(reply.job())},
-          {"workers", workers},
-          {"islands", islands},
-          {"rounds", rounds},
-          {"replicas", replicas},
-          {"spec_yaml", reply.spec_yaml()}};
+  nlohmann::json out = {{"job", JobStatusJson(reply.job())},
+                        {"workers", workers},
+                        {"islands", islands},
+                        {"rounds", rounds},
+                        {"replicas", replicas},
+                        {"spec_yaml", reply.spec_yaml()}};
+  if (reply.has_plan()) out["plan"] = ClusterPlanJson(reply.plan());
+  if (!reply.plan_error().empty()) out["plan_error"] = reply.plan_error();
+  return out;
 }
 
 namespace {

@@ -46,7 +46,8 @@ void AddClientReports(const std::vector<checkpoint::RoundParticipant>& participa
 std::string ClientReportsText(const v1::RoundSummary& round);
 
 // A job in detail: job (a job object), workers (the open round's participants), islands (the open
-// round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash) and spec_yaml.
+// round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash), spec_yaml, and in
+// cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none).
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
 
 // The registered workers as the wire's ListWorkersReply (ascending worker id), as of now_ms: what

@@ -176,8 +176,55 @@ Status RoundDriver::PlanIslands(const std::vector<WorkerInventory>& inventory, i
     return islands.status().WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));
   next_incarnation_ += islands->size();
   current_.islands = std::move(*islands);
+  PlanOpenRound(inventory);
   SetIslandRoles();
   return Status::OK();
+}
+
+void RoundDriver::PlanOpenRound(const std::vector<WorkerInventory>& inventory) {
+  plan_change_.clear();
+  if (!plan_job_) {
+    auto job = PlanJobForSpec(spec_, global_.table(), PlanChoices());
+    if (!job.ok()) {
+      plan_error_ = job.status().message();
+      return;
+    }
+    plan_job_ = std::move(*job);
+  }
+  // The islands are the runtime's (membership and majority rules, cluster_round.h); the planner orders
+  // their rings, picks their leaders and predicts the phases.
+  PlanJob job = *plan_job_;
+  job.islands.clear();
+  std::set<std::string> members;
+  for (const RoundIsland& island : current_.islands) {
+    job.islands.push_back({island.name, island.members});
+    members.insert(island.members.begin(), island.members.end());
+  }
+  std::vector<PlanWorker> workers;
+  for (const WorkerInventory& w : inventory) {
+    if (members.count(w.worker_id) == 0) continue;
+    auto rate = measured_.tokens_per_s.find(w.worker_id);
+    workers.push_back({w, rate == measured_.tokens_per_s.end() ? 0 : rate->second});
+  }
+  Result<ClusterPlan> plan = tributary::PlanCluster(workers, measured_.links, job);
+  if (!plan.ok()) {
+    plan_error_ = plan.status().message();
+    plan_.reset();
+    return;
+  }
+  plan_error_.clear();
+  if (!plan_) {
+    plan_change_ = "first plan";
+  } else {
+    plan_change_ = DescribePlanChange(*plan_, *plan);
+  }
+  plan_ = std::move(*plan);
+  plan_round_ = current_.round;
+  for (RoundIsland& island : current_.islands) {
+    for (const IslandPlan& planned : plan_->islands)
+      if (planned.name == island.name) island.ring = planned.ring;
+    OrderByRing(island.ring, &island.members);
+  }
 }
 
 void RoundDriver::SetIslandRoles() {

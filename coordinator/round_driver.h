@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -25,6 +26,7 @@
 
 #include "base/status.h"
 #include "checkpoint/store.h"
+#include "coordinator/cluster_plan.h"
 #include "coordinator/cluster_round.h"
 #include "coordinator/job_model.h"
 #include "engine/arena.h"
@@ -124,6 +126,14 @@ class RoundDriver {
   uint64_t global_hash() const;
   // Workers whose upload of the open round is logged (ascending).
   std::vector<std::string> reported() const;
+  // Cluster mode: the plan made when the open (or last) round was opened — its islands' rings are the
+  // members' gloo ranks and its leaders upload — or null when none could be made (plan_error() says why).
+  const ClusterPlan* plan() const { return plan_ ? &*plan_ : nullptr; }
+  uint64_t plan_round() const { return plan_round_; }
+  const std::string& plan_error() const { return plan_error_; }
+  // What the last StartRound's plan changed from the one before ("first plan", "" when nothing changed;
+  // coordinator/cluster_plan.h DescribePlanChange), for the job log.
+  const std::string& plan_change() const { return plan_change_; }
 
   // Opens round last_committed_round() + 1 (or re-opens it after Resume): participants from the
   // scheduler's sampling with the job seed, deadline from the measured tasklet durations.
@@ -175,6 +185,8 @@ class RoundDriver {
   RoundDriver(checkpoint::CheckpointStore* store, std::string job_id, JobSpec spec);
   // Cluster mode: the open round's islands (StartRound), then participants and uploaders from them.
   Status PlanIslands(const std::vector<WorkerInventory>& inventory, int64_t now_ms);
+  // Plans the open round's islands (ring, leader, shares, predicted times) and orders their members by ring.
+  void PlanOpenRound(const std::vector<WorkerInventory>& inventory);
   void SetIslandRoles();
   Status ValidatePayload(const Upload& upload) const;
   Result<std::vector<uint8_t>> Aggregate(const std::vector<checkpoint::UpdateRecord>& updates,
@@ -199,6 +211,10 @@ class RoundDriver {
   std::unique_ptr<Aggregation> aggregation_;
   int64_t min_worker_memory_ = 0;
   PlanMeasurements measured_;
+  std::optional<PlanJob> plan_job_;  // from the spec and the model, made at the first plan
+  std::optional<ClusterPlan> plan_;
+  uint64_t plan_round_ = 0;
+  std::string plan_error_, plan_change_;
   uint64_t next_incarnation_ = 0;  // cluster mode: from the clock at the first plan, then +1 per island formed
 };
 

@@ -515,6 +515,18 @@ TEST_F(ClientCommandsTest, StatusShowsTheOpenRoundsIslands) {
       island->set_reported(name[0] == 'b');
       island->set_reforms(name[0] == 'a' ? 1 : 0);
     }
+    v1::ClusterPlanView* plan = reply.mutable_get_job_reply()->mutable_plan();
+    plan->set_round(1);
+    plan->set_local_steps(25);
+    plan->set_codec("int8");
+    v1::IslandPlanView* b = plan->add_islands();
+    b->set_name("b");
+    b->set_leader("worker-4");
+    b->add_ring("worker-4");
+    b->add_ring("worker-3");
+    (*b->mutable_shares())["worker-3"] = 0.5;
+    (*b->mutable_shares())["worker-4"] = 0.5;
+    b->add_reasons("leader worker-4: best uplink to the coordinator, 900 Mbit/s");
     return reply;
   });
   coordinator.Start();
@@ -529,10 +541,18 @@ TEST_F(ClientCommandsTest, StatusShowsTheOpenRoundsIslands) {
                        "  reforms 0"),
             std::string::npos)
       << r.out;
+  EXPECT_NE(r.out.find("plan (made when round 1 opened"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("worker-4(0.50) > worker-3(0.50)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("H 25, codec int8"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  b: leader worker-4: best uplink to the coordinator, 900 Mbit/s"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("in islands    0 B"), std::string::npos) << r.out;
 
   r = RunInsecure(coordinator.endpoint(), {"status", "j1", "--format", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json data = nlohmann::json::parse(r.out)["data"];
+  EXPECT_EQ(data["plan"]["islands"][0]["ring"], nlohmann::json::array({"worker-4", "worker-3"}));
+  EXPECT_EQ(data["plan"]["local_steps"], 25);
+  EXPECT_EQ(data["job"]["island_bytes"], 0);
   EXPECT_EQ(data["job"]["islands"], 2);
   EXPECT_EQ(data["job"]["island_reforms"], 1);
   ASSERT_EQ(data["islands"].size(), 2u);

@@ -493,3 +493,82 @@ TEST(RoundDriverTest, ClusterJobWithNesterovResumesToTheFaultFreeResult) {
 
 }  // namespace
 }  // namespace tributary
+
+namespace tributary {
+namespace {
+
+using round_sim::Inventory;
+using round_sim::MakeWorkers;
+using round_sim::TempDir;
+using round_sim::TinyJobSpec;
+
+// Four workers without a fabric identity: the links around `cycle` are fast (10 Gbit/s), the other two slow.
+LinkMatrix CycleLinks(const std::vector<std::string>& cycle) {
+  LinkMatrix links;
+  for (size_t i = 0; i < cycle.size(); ++i)
+    for (size_t j = i + 1; j < cycle.size(); ++j) {
+      const bool adjacent = j == i + 1 || (i == 0 && j == cycle.size() - 1);
+      links.Set(cycle[i], cycle[j], {adjacent ? 10000.0 : 1000.0, 0.1});
+    }
+  return links;
+}
+
+// The ring the plan ordered starts at the leader and never takes a slow link.
+void ExpectFastRing(const std::vector<std::string>& ring, const LinkMatrix& links, double fast) {
+  ASSERT_EQ(ring.size(), 4u);
+  for (size_t i = 0; i < ring.size(); ++i) {
+    const LinkMeasurement* link = links.Find(ring[i], ring[(i + 1) % ring.size()]);
+    ASSERT_NE(link, nullptr);
+    EXPECT_EQ(link->mbps, fast) << ring[i] << " > " << ring[(i + 1) % ring.size()];
+  }
+}
+
+// Cluster mode plans every opened round: the island's members become the planned ring (their gloo ranks,
+// the leader first), and a round opened after the measurements changed is re-planned, saying what changed.
+TEST(RoundDriverTest, ClusterRoundsFollowThePlannedRingAndReplanWhenLinksChange) {
+  JobSpec spec = TinyJobSpec("cluster", 42, 3);
+  spec.cluster.codec = "int8";
+  std::vector<round_sim::SimWorker> workers = MakeWorkers(spec);
+  TempDir dir;
+  auto store = checkpoint::CheckpointStore::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  auto driver = RoundDriver::Create(store->get(), "job", spec, workers[0].state(), 1000);
+  ASSERT_TRUE(driver.ok()) << driver.status().ToString();
+  RoundDriver& d = **driver;
+  EXPECT_EQ(d.plan(), nullptr);
+
+  PlanMeasurements measured;
+  measured.links = CycleLinks({"w0", "w1", "w3", "w2"});
+  d.SetMeasurements(measured);
+  auto start = d.StartRound(Inventory(workers), 10'000);
+  ASSERT_TRUE(start.ok()) << start.status().ToString();
+  ASSERT_NE(d.plan(), nullptr) << d.plan_error();
+  EXPECT_EQ(d.plan_change(), "first plan");
+  EXPECT_EQ(d.plan_round(), 1u);
+  ASSERT_EQ(d.plan()->islands.size(), 1u);
+  const IslandPlan& planned = d.plan()->islands[0];
+  ASSERT_EQ(start->islands.size(), 1u);
+  EXPECT_EQ(start->islands[0].members, planned.ring);
+  EXPECT_EQ(start->islands[0].members[0], planned.leader);
+  EXPECT_EQ(start->uploaders, std::vector<std::string>{planned.leader});
+  ExpectFastRing(planned.ring, measured.links, 10000);
+  EXPECT_EQ(planned.bottleneck_mbps, 10000);
+
+  // The same measurements: the same plan, nothing to log.
+  d.AbandonRound();
+  ASSERT_TRUE(d.StartRound(Inventory(workers), 11'000).ok());
+  EXPECT_EQ(d.plan_change(), "");
+
+  // Other links are fast now: the ring changes, and the log line says so.
+  measured.links = CycleLinks({"w0", "w3", "w1", "w2"});
+  d.SetMeasurements(measured);
+  d.AbandonRound();
+  start = d.StartRound(Inventory(workers), 12'000);
+  ASSERT_TRUE(start.ok());
+  ExpectFastRing(d.plan()->islands[0].ring, measured.links, 10000);
+  EXPECT_EQ(start->islands[0].members, d.plan()->islands[0].ring);
+  EXPECT_NE(d.plan_change().find("ring"), std::string::npos) << d.plan_change();
+}
+
+}  // namespace
+}  // namespace tributary

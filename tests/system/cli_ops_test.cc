@@ -247,7 +247,10 @@ void RegisterFabricWorker(transport::Client& client, const std::string& id, cons
 // the coordinator's alive workers: every dense group on one fabric.
 TEST(CliOpsSystemTest, WorkersAndPlanAgainstTheLiveInventory) {
   TestDir dir;
-  TestCluster cluster(dir.path());
+  // The fabric workers never heartbeat: a long interval keeps them alive however slowly this host runs.
+  ClusterOptions options;
+  options.coordinator_args = {"--set", "coordinator.heartbeat_interval_s=60"};
+  TestCluster cluster(dir.path(), options);
   const std::string profile = cluster.cluster().client_config();
   RegisterFabricWorker(cluster.client(), "ib-1", "infiniband", "ib-a");
   RegisterFabricWorker(cluster.client(), "ib-2", "infiniband", "ib-a");

@@ -109,6 +109,16 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
     EXPECT_GT(a.incarnation(), 0u);
     EXPECT_EQ(a.reforms(), 0u);
     EXPECT_EQ(open.islands(1).leader(), "worker-3");
+    // The round's plan: the job's islands, each ring starting at the island's leader (its gloo rank 0).
+    ASSERT_EQ(open.plan().islands_size(), 2) << open.plan_error();
+    EXPECT_EQ(open.plan().codec(), "int8");
+    EXPECT_EQ(open.plan().local_steps(), 5);
+    for (int i = 0; i < 2; ++i) {
+      EXPECT_EQ(open.plan().islands(i).name(), open.islands(i).island_id());
+      ASSERT_EQ(open.plan().islands(i).ring_size(), 2);
+      EXPECT_EQ(open.plan().islands(i).ring(0), open.islands(i).leader());
+      EXPECT_EQ(open.plan().islands(i).ring(1), open.islands(i).members(1));
+    }
     const int http_port = cluster.cluster().http_port();
     EXPECT_EQ(WaitForMetric(http_port, IslandSeries("tributary_island_members", "b", job_id), 2), 2);
     const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
@@ -121,6 +131,8 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
     ExpectReplicasAtFinalHash(cluster.client(), job_id, 3, job.rounds(2).weights_hash(), 4);
     const std::vector<std::string> log = JobLog(cluster.client(), job_id);
     EXPECT_FALSE(LogHas(log, "re-formed")) << "no member was lost";
+    EXPECT_TRUE(LogHas(log, "round 1: planned (why: ")) << "the first plan is logged with its reasons";
+    EXPECT_FALSE(LogHas(log, "re-planned")) << "nothing changed between rounds";
 
     // Finished: no round is open, the islands' gauges show 0 members, the bytes crossed are counted.
     httplib::Client http("127.0.0.1", http_port);
@@ -139,6 +151,9 @@ TEST(ClusterSystemTest, TwoIslandsTrainWithLeaderUploadsOfTheCodecsSizeAndEqualR
     ASSERT_TRUE(api);
     const nlohmann::json detail = nlohmann::json::parse(api->body);
     EXPECT_TRUE(detail["islands"].empty()) << api->body;
+    EXPECT_EQ(detail["plan"]["codec"], "int8") << api->body;
+    EXPECT_EQ(detail["plan"]["round"], 3) << "the last opened round's plan";
+    EXPECT_EQ(detail["plan"]["islands"].size(), 2u);
     EXPECT_EQ(detail["job"]["island_reforms"], 0);
     // Inside the islands: the all-reduced gradients, as the leaders reported them, far above what crossed.
     uint64_t inside = 0;

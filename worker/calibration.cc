@@ -18,13 +18,26 @@ Status ForwardBackward(LlamaModel& model, const Batch& batch) {
   return model.Backward(1.0f);
 }
 
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 Status TimedPasses(LlamaModel& model, const Batch& batch, const CalibrationOptions& options, ComputeRate* rate) {
-  TRIB_RETURN_IF_ERROR(ForwardBackward(model, batch));  // warm-up: first touch of activations and caches
+  const auto warm_up = Clock::now();
+  TRIB_RETURN_IF_ERROR(ForwardBackward(model, batch));  // first touch of activations and caches
+  const double warm_up_seconds = SecondsSince(warm_up);
+  if (warm_up_seconds >= options.max_seconds) {
+    // One pass already took the whole budget: compute dominates it, and a second would double the wait.
+    rate->steps = 1;
+    rate->seconds = warm_up_seconds;
+    rate->tokens = batch.batch_size * batch.seq_len;
+    return Status::OK();
+  }
   const auto started = Clock::now();
   while (rate->steps < options.max_steps) {
     TRIB_RETURN_IF_ERROR(ForwardBackward(model, batch));
     ++rate->steps;
-    rate->seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    rate->seconds = SecondsSince(started);
     if (rate->seconds >= options.max_seconds) break;
   }
   rate->tokens = rate->steps * batch.batch_size * batch.seq_len;

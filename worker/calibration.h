@@ -1,8 +1,9 @@
 // Compute calibration (docs/placement.md, "Compute calibration"): how many tokens per second this
 // worker trains for one job's model, so the cluster planner can split batches by measured compute.
 // A real forward+backward of one micro-batch of the job's shape (batch_size x seq_len tokens from the
-// worker's own rows), one untimed warm-up, then timed passes until a time or step bound. No optimizer
-// step runs, so the trainable state is unchanged; only the rate leaves the worker.
+// worker's own rows), one warm-up, then timed passes until a time or step bound; a warm-up that alone
+// took the whole time budget is the measurement (a second pass would double the wait for little). No
+// optimizer step runs, so the trainable state is unchanged; only the rate leaves the worker.
 #pragma once
 
 #include <cstdint>

@@ -50,6 +50,11 @@ const ConfigSchema& GlobalConfigSchema() {
                      "cluster mode: IP of this worker's island fabric interface (island all-reduce binds there)"));
     s->Add(ConfigRanged("worker.drain_timeout_s", T::kFloat, "60",
                         "after SIGTERM: seconds the tasklet in progress may take to finish and upload", 0, 86400));
+    s->Add(ConfigKey("worker.calibrate", T::kBool, "true",
+                     "time a forward+backward of each job's model once, when its replica is first built, and report "
+                     "the tokens/s (the cluster planner's batch shares); false: report none"));
+    s->Add(ConfigRanged("worker.tokens_per_s", T::kFloat, "0",
+                        "compute rate to report for every job instead of calibrating (0: calibrate)", 0, 1e9));
     s->Add(ConfigRanged("worker.inline_payload_bytes", T::kInt, std::to_string(transport::kDefaultInlinePayloadBytes),
                         "uploads above this many bytes are pulled by the coordinator as bulk objects",
                         static_cast<double>(transport::kMinInlinePayloadBytes),

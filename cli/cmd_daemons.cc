@@ -117,6 +117,8 @@ Result<WorkerOptions> BuildWorkerOptions(const Config& config, const WorkerFlags
   if (options.island_address.empty())
     return Status::InvalidArgument("key 'worker.island_address': must not be empty (the island fabric interface's IP)");
   options.drain_timeout_ms = std::llround(config.GetFloat("worker.drain_timeout_s") * 1000.0);
+  options.calibration.enabled = config.GetBool("worker.calibrate");
+  options.calibration.tokens_per_s = config.GetFloat("worker.tokens_per_s");
   options.software_version = kTributaryVersion;
   return options;
 }

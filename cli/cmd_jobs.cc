@@ -18,6 +18,7 @@
 #include "cli/coordinator_client.h"
 #include "cli/exit_codes.h"
 #include "cli/status_watch.h"
+#include "cli/worker_calibrations.h"
 #include "coordinator/cluster_plan.h"
 #include "federation/job_spec.h"
 
@@ -150,11 +151,13 @@ Status RunJobs(JobFlags& f, CommandContext& ctx) {
   return Status::OK();
 }
 
-// `tributary workers`: the registered workers, their liveness, tasklet and NICs (fabric identity).
+// `tributary workers`: the registered workers, their liveness, tasklet and NICs (fabric identity), and
+// their calibrated compute per job.
 Status RunWorkers(JobFlags& f, CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(auto client, ConnectFromFlags(f, ctx));
   TRIB_ASSIGN_OR_RETURN(v1::ListWorkersReply reply, client->ListWorkers());
-  const nlohmann::json view = WorkersViewJson(reply);
+  nlohmann::json view = WorkersViewJson(reply);
+  AddCalibrationsJson(reply, &view);
   if (f.format == "json") {
     PrintJsonOk("workers", view);
     return Status::OK();
@@ -173,6 +176,7 @@ Status RunWorkers(JobFlags& f, CommandContext& ctx) {
                     FormatUnixMs(status.last_heartbeat_unix_ms()), nics.empty() ? "-" : nics});
   }
   PrintTable(rows);
+  PrintCalibrations(reply);
   if (reply.workers_size() == 0) std::fprintf(stderr, "tributary workers: no workers registered\n");
   return Status::OK();
 }

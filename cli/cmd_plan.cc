@@ -3,11 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
 #include "cli/plan_inventory.h"
+#include "cli/worker_calibrations.h"
 #include "coordinator/cluster_plan.h"
 #include "coordinator/worker_registry.h"
 #include "engine/io/model_dir.h"
@@ -24,6 +27,7 @@ struct PlanFlags {
   std::string local_steps;  // "" = the job's; "auto" = chosen by the cost model
   std::string objective = "max_min";
   std::string format = "text";
+  std::string job_id;  // live inventory: the running job whose calibrated compute rates to plan with
   std::vector<std::string> sets;
   ConnectionFlags connection;  // without --inventory: the coordinator whose live inventory is planned
 };
@@ -52,23 +56,35 @@ Result<PlanJob> PlanJobOf(const JobSpec& spec, const PlanFlags& f) {
   return job;
 }
 
-// The coordinator's alive workers with their reported NICs; no links or compute are measured yet.
+// The coordinator's alive workers with their reported NICs and, with --job-id, their calibrated compute
+// for that job (0 = not calibrated); no links are measured yet.
 Result<PlanInventory> LiveInventory(const PlanFlags& f, const CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(ConnectionProfile profile, ResolveConnectionProfile(ctx.config, f.connection));
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<CoordinatorClient> client, CoordinatorClient::Connect(profile));
   TRIB_ASSIGN_OR_RETURN(v1::ListWorkersReply reply, client->ListWorkers());
+  const std::map<std::string, double> rates =
+      f.job_id.empty() ? std::map<std::string, double>{} : CalibratedTokensPerSecond(reply, f.job_id);
   PlanInventory inventory;
   for (const v1::WorkerStatus& w : reply.workers()) {
     if (!w.alive()) continue;
-    inventory.workers.push_back({InventoryFromCapabilities(w.worker_id(), w.capabilities()), 0});
+    auto rate = rates.find(w.worker_id());
+    inventory.workers.push_back(
+        {InventoryFromCapabilities(w.worker_id(), w.capabilities()), rate == rates.end() ? 0.0 : rate->second});
   }
   if (inventory.workers.empty()) return Status::FailedPrecondition("the coordinator has no alive workers to plan for");
+  if (!f.job_id.empty() && rates.empty())
+    std::fprintf(stderr, "tributary plan: no worker reports a calibrated compute rate for job %s; planning without\n",
+                 f.job_id.c_str());
   return inventory;
 }
 
 Status RunPlan(const PlanFlags& f, const CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(f.job_file, f.sets));
   TRIB_ASSIGN_OR_RETURN(PlanJob job, PlanJobOf(spec, f));
+  if (!f.job_id.empty() && !f.inventory_file.empty())
+    return Status::InvalidArgument(
+        "--job-id takes the calibrations from the coordinator; it cannot be used with "
+        "--inventory (give tokens_per_s in the inventory file instead)");
   PlanInventory inventory;
   if (f.inventory_file.empty()) {
     TRIB_ASSIGN_OR_RETURN(inventory, LiveInventory(f, ctx));
@@ -100,6 +116,8 @@ void RegisterPlanCommand(CLI::App& app, CommandRegistry& registry) {
   plan->add_option("--local-steps", f->local_steps, "auto|N (default: the job's train.local_steps)");
   plan->add_option("--ring-objective", f->objective, "max_min|min_sum_inverse (default max_min)")
       ->check(CLI::IsMember({"max_min", "min_sum_inverse"}));
+  plan->add_option("--job-id", f->job_id,
+                   "Without --inventory: plan with the compute rates the workers calibrated for this running job");
   plan->add_option("--set", f->sets, "Override a job spec key: --set key=value");
   plan->add_option("--format", f->format, "text|json")->check(CLI::IsMember({"text", "json"}));
   AddConnectionFlags(plan, f->connection);

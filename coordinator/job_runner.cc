@@ -23,6 +23,23 @@ namespace {
 constexpr uint64_t kCatchUpReplyBytes = uint64_t{32} << 20;
 constexpr int64_t kReplanIntervalMs = 1000;
 
+// Cluster mode: the workers' calibrated compute for the job goes to the planner (batch shares); the
+// links stay as measured. Returns a job log line when the rates changed, else "".
+std::string FeedCalibrations(RoundDriver& driver, const WorkerRegistry& workers) {
+  if (driver.spec().mode != "cluster") return "";
+  std::map<std::string, double> rates = workers.TokensPerSecondOf(driver.job_id());
+  if (rates == driver.measurements().tokens_per_s) return "";
+  std::string line = "planning with calibrated compute:";
+  for (const auto& [worker, rate] : rates)
+    line += " " + worker + " " + std::to_string(std::llround(rate)) + " tokens/s;";
+  if (rates.empty()) line += " none";
+  if (line.back() == ';') line.pop_back();
+  PlanMeasurements measured = driver.measurements();
+  measured.tokens_per_s = std::move(rates);
+  driver.SetMeasurements(std::move(measured));
+  return line;
+}
+
 }  // namespace
 
 // ---- lifecycle ----
@@ -291,6 +308,7 @@ void JobRunner::Tick(int64_t now_ms, bool may_plan) {
 }
 
 bool JobRunner::OpenRound(int64_t now_ms) {
+  if (const std::string fed = FeedCalibrations(*driver_, *services_.workers); !fed.empty()) Log(fed);
   auto start = driver_->StartRound(services_.workers->AliveInventory(), now_ms);
   if (!start.ok()) {
     next_plan_ms_ = now_ms + kReplanIntervalMs;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "scheduler/nic.h"
@@ -92,6 +93,8 @@ Result<const WorkerEntry*> WorkerRegistry::Register(const v1::Register& reg, con
   inventory.last_heartbeat_ms = now_ms;
   worker.inventory = inventory;
   worker.capabilities = reg.capabilities();
+  worker.calibrations.clear();
+  worker.refused_calibrations.clear();
   worker.declared_dead = false;
   ++version_;
   ++liveness_version_;
@@ -112,6 +115,12 @@ Status CheckHeartbeatSize(const v1::Heartbeat& heartbeat) {
   if (heartbeat.replicas_size() > WorkerRegistry::kMaxHeartbeatReplicas)
     return Status::InvalidArgument(who + std::to_string(heartbeat.replicas_size()) + " replicas, at most " +
                                    std::to_string(WorkerRegistry::kMaxHeartbeatReplicas));
+  if (heartbeat.calibrations_size() > WorkerRegistry::kMaxCalibrations)
+    return Status::InvalidArgument(who + std::to_string(heartbeat.calibrations_size()) + " calibrations, at most " +
+                                   std::to_string(WorkerRegistry::kMaxCalibrations));
+  for (const v1::JobCalibration& c : heartbeat.calibrations())
+    if (c.job_id().empty() || c.job_id().size() > checkpoint::kMaxIdBytes)
+      return Status::InvalidArgument(who + "a calibration has an empty or oversized job id");
   if (heartbeat.state().size() > 256) return Status::InvalidArgument(who + "state is longer than 256 bytes");
   if (heartbeat.job_id().size() > checkpoint::kMaxIdBytes) return Status::InvalidArgument(who + "oversized job id");
   for (const v1::ReplicaState& r : heartbeat.replicas())
@@ -150,7 +159,34 @@ Result<const WorkerEntry*> WorkerRegistry::Heartbeat(const v1::Heartbeat& heartb
     w.replicas.assign(heartbeat.replicas().begin(), heartbeat.replicas().end());
     ++version_;
   }
+  KeepCalibrations(w, heartbeat);
   return &w;
+}
+
+void WorkerRegistry::KeepCalibrations(WorkerEntry& worker, const v1::Heartbeat& heartbeat) {
+  for (const v1::JobCalibration& c : heartbeat.calibrations()) {
+    auto kept = worker.calibrations.find(c.job_id());
+    if (kept != worker.calibrations.end() && kept->second.measured_unix_ms() >= c.measured_unix_ms()) continue;
+    const double rate = c.tokens_per_s();
+    if (!std::isfinite(rate) || rate <= 0 || rate > kMaxTokensPerSecond) {
+      auto refused = worker.refused_calibrations.find(c.job_id());
+      if (refused != worker.refused_calibrations.end() && refused->second == c.measured_unix_ms()) continue;
+      worker.refused_calibrations[c.job_id()] = c.measured_unix_ms();
+      spdlog::warn(
+          "coordinator: worker '{}': job {}: refusing the calibrated compute rate {} tokens/s (must be "
+          "finite, positive and at most {:g})",
+          worker.worker_id, c.job_id(), rate, kMaxTokensPerSecond);
+      continue;
+    }
+    worker.calibrations[c.job_id()] = c;
+    ++liveness_version_;  // the workers view shows it
+  }
+  while (worker.calibrations.size() > static_cast<size_t>(kMaxCalibrations)) {
+    auto oldest = worker.calibrations.begin();
+    for (auto it = worker.calibrations.begin(); it != worker.calibrations.end(); ++it)
+      if (it->second.measured_unix_ms() < oldest->second.measured_unix_ms()) oldest = it;
+    worker.calibrations.erase(oldest);
+  }
 }
 
 Result<const WorkerEntry*> WorkerRegistry::Authorize(const std::string& worker_id,
@@ -207,6 +243,15 @@ std::vector<const WorkerEntry*> WorkerRegistry::Alive() const {
 std::vector<const WorkerEntry*> WorkerRegistry::All() const {
   std::vector<const WorkerEntry*> out;
   for (const auto& [id, w] : workers_) out.push_back(&w);
+  return out;
+}
+
+std::map<std::string, double> WorkerRegistry::TokensPerSecondOf(const std::string& job_id) const {
+  std::map<std::string, double> out;
+  for (const auto& [id, w] : workers_) {
+    auto it = w.calibrations.find(job_id);
+    if (it != w.calibrations.end()) out[id] = it->second.tokens_per_s();
+  }
   return out;
 }
 

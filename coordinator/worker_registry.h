@@ -1,7 +1,8 @@
 // WorkerRegistry: the workers the coordinator knows (docs/protocol.md, "Worker <-> coordinator"):
 // registration (a worker id belongs to the CURVE key that first registered it, kept in the store),
 // the inventory each worker's capabilities make (scheduler/nic.h's NIC vocabulary, fabric_id kept),
-// heartbeats, liveness, and the replicas each worker reports. Not thread-safe: the coordinator's loop
+// heartbeats, liveness, the replicas each worker reports, and each worker's latest measured compute rate
+// per job (worker/calibration.h; the cluster planner's tokens/s). Not thread-safe: the coordinator's loop
 // thread owns it.
 #pragma once
 
@@ -29,6 +30,10 @@ struct WorkerEntry {
   std::string job_id;             // the tasklet of the last heartbeat ("" when idle) and its round
   uint64_t round = 0;
   std::vector<v1::ReplicaState> replicas;
+  // Latest accepted compute calibration per job (job id -> it); forgotten when the worker registers
+  // again (a new process measures afresh and its heartbeats resend what it holds).
+  std::map<std::string, v1::JobCalibration> calibrations;
+  std::map<std::string, int64_t> refused_calibrations;  // job -> measured_unix_ms last refused (logged once)
   bool declared_dead = false;
 };
 
@@ -63,6 +68,10 @@ class WorkerRegistry {
   // before it exits) makes the worker not alive at once, its replicas forgotten.
   Result<const WorkerEntry*> Heartbeat(const v1::Heartbeat& heartbeat, const transport::PeerInfo& peer, int64_t now_ms);
   static constexpr int kMaxHeartbeatReplicas = 64;
+  // Calibrations: a heartbeat carries at most this many; a worker keeps the newest this many jobs' rates.
+  static constexpr int kMaxCalibrations = 64;
+  // A rate above this is refused as absurd (no worker trains a billion tokens per second).
+  static constexpr double kMaxTokensPerSecond = 1e9;
 
   // The registered worker a request claims to come from, checked against the sender's key: NotFound
   // when it is not registered (it should register again), PermissionDenied when it registered with
@@ -83,6 +92,8 @@ class WorkerRegistry {
   std::vector<const WorkerEntry*> All() const;
   // The replicas of `job_id` the workers reported in their last heartbeats (worker_id set).
   std::vector<v1::ReplicaState> ReplicasOf(const std::string& job_id) const;
+  // worker -> tokens/s of `job_id` as the workers last calibrated it (alive or not).
+  std::map<std::string, double> TokensPerSecondOf(const std::string& job_id) const;
   const WorkerRegistryOptions& options() const { return options_; }
 
   // Grows whenever what ReplicasOf returns may have changed (a registration, a heartbeat with other
@@ -94,6 +105,10 @@ class WorkerRegistry {
  private:
   checkpoint::CheckpointStore* store_;
   WorkerRegistryOptions options_;
+  // Keeps the heartbeat's calibrations that are newer than the kept ones; a rate that is not finite,
+  // not positive or above kMaxTokensPerSecond is refused with a log line naming the worker.
+  void KeepCalibrations(WorkerEntry& worker, const v1::Heartbeat& heartbeat);
+
   std::map<std::string, WorkerEntry> workers_;
   uint64_t version_ = 0;
   uint64_t liveness_version_ = 0;

@@ -189,6 +189,12 @@ uint64_t ControlLoop::SendHeartbeat(const std::string& state) {
     state->set_round(replica.round);
     state->set_weights_hash(replica.weights_hash);
   }
+  for (const CalibrationReport& report : status.calibrations) {
+    v1::JobCalibration* calibration = heartbeat->add_calibrations();
+    calibration->set_job_id(report.job_id);
+    calibration->set_tokens_per_s(report.tokens_per_s);
+    calibration->set_measured_unix_ms(report.measured_unix_ms);
+  }
   Status sent = control_->Send(envelope);
   if (!sent.ok()) spdlog::warn("{}: sending Heartbeat to {}: {}", name_, peer_, sent.message());
   return heartbeat_sequence_;

@@ -96,4 +96,10 @@ Result<TaskletResult> JobReplica::RunRound(uint64_t round, const std::string& wo
   return RunTasklet(input, *method_, *model_, adapters_.get());
 }
 
+Result<ComputeRate> JobReplica::MeasureCompute(const CalibrationOptions& options) {
+  auto rate = MeasureComputeRate(*model_, adapters_.get(), rows_, spec_.batch_size, options);
+  if (!rate.ok()) return rate.status().WithContext("job '" + job_id_ + "'");
+  return rate;
+}
+
 }  // namespace tributary

@@ -19,6 +19,7 @@
 #include "federation/method.h"
 #include "federation/tasklet.h"
 #include "peft/lora.h"
+#include "worker/calibration.h"
 
 namespace tributary {
 
@@ -61,6 +62,9 @@ class JobReplica {
   // Runs the tasklet of `round` (which must be round() + 1) for `worker_id`; the replica is unchanged.
   // `reducer` (cluster mode: the island all-reduce) runs between backward and every optimizer step.
   Result<TaskletResult> RunRound(uint64_t round, const std::string& worker_id, GradientReducer* reducer = nullptr);
+  // Times forward+backward passes of one micro-batch of the job's shape (spec batch_size x seq_len) on
+  // this worker's rows (worker/calibration.h); the trainable state and its hash are unchanged.
+  Result<ComputeRate> MeasureCompute(const CalibrationOptions& options);
 
  private:
   JobReplica() = default;

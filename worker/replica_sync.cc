@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "transport/bulk.h"
 #include "worker/work_queue.h"
@@ -20,6 +21,11 @@ std::span<const uint8_t> AsBytes(const std::string& s) {
 // The failure of a sync step after which the replica was dropped.
 Status Dropped(const Status& status) {
   return Status(status.code(), status.message() + "; replica dropped");
+}
+
+int64_t UnixNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace
@@ -48,7 +54,28 @@ Result<JobReplica*> ReplicaSync::Ensure(const std::string& job_id, const JobSpec
   JobReplica* raw = replica.get();
   replicas_[job_id] = std::move(replica);
   Publish();
+  CalibrateOnce(*raw);
   return raw;
+}
+
+void ReplicaSync::CalibrateOnce(JobReplica& replica) {
+  const CalibrationOptions& calibration = options_.calibration;
+  const std::string& job = replica.job_id();
+  if (!calibration.enabled || !calibrated_.insert(job).second) return;
+  if (calibration.tokens_per_s > 0) {
+    spdlog::info("{}: job {}: compute rate {:.1f} tokens/s from worker.tokens_per_s (not measured)", name_, job,
+                 calibration.tokens_per_s);
+    board_->SetCalibration({job, calibration.tokens_per_s, UnixNowMs()});
+    return;
+  }
+  Result<ComputeRate> rate = replica.MeasureCompute(calibration);
+  if (!rate.ok()) {
+    spdlog::warn("{}: job {}: compute calibration failed, reporting no rate: {}", name_, job, rate.status().message());
+    return;
+  }
+  spdlog::info("{}: job {}: calibrated {:.1f} tokens/s ({} forward+backward passes of {} tokens in {:.3f} s)", name_,
+               job, rate->tokens_per_s, rate->steps, rate->steps > 0 ? rate->tokens / rate->steps : 0, rate->seconds);
+  board_->SetCalibration({job, rate->tokens_per_s, UnixNowMs()});
 }
 
 Result<JobReplica*> ReplicaSync::SyncTo(const std::string& job_id, const JobSpec& spec, uint64_t target,

@@ -4,7 +4,9 @@
 // connection), and brought up to date by catch-up when behind (CatchUpRequest: a snapshot and/or the
 // committed aggregates; docs/protocol.md, "CatchUpRequest"). Every change is published to the
 // StatusBoard for heartbeats; replicas of finished jobs are freed but their final (round, hash) stays
-// reported (the last kFinishedReplicasKept of them).
+// reported (the last kFinishedReplicasKept of them). The first time a job's replica is built, its compute
+// rate is calibrated (worker/calibration.h; once per job, not again when the replica is rebuilt) and
+// published for heartbeats.
 //
 // A replica that fails to apply a round or disagrees with a committed weights hash is unusable: it is
 // dropped (and rebuilt from the base model by catch-up when it is next needed).
@@ -74,6 +76,10 @@ class ReplicaSync {
                                      uint64_t size, const std::string& checksum);
   // Publishes the replicas (live and finished) to the StatusBoard.
   void Publish();
+  // Publishes the compute rate of a new replica's job the first time: options_.calibration's override,
+  // else a measurement. A failed measurement is logged and not retried (the planner then treats the
+  // worker as unmeasured).
+  void CalibrateOnce(JobReplica& replica);
 
   const WorkerOptions& options_;
   std::string name_;  // "worker 'w1'"
@@ -82,6 +88,7 @@ class ReplicaSync {
   StatusBoard* board_;
   std::map<std::string, std::unique_ptr<JobReplica>> replicas_;
   std::deque<ReplicaReport> finished_;  // newest last
+  std::set<std::string> calibrated_;    // jobs whose compute rate was published (or failed)
   std::set<std::string> foreign_jobs_;  // jobs whose dataset this worker lacks (or cannot load)
 };
 

@@ -1,7 +1,9 @@
 // What the compute thread publishes for the control loop's Register and Heartbeat messages: the
-// current activity (state, job, round) and the replicas held (job, round, weights hash), under a mutex.
+// current activity (state, job, round), the replicas held (job, round, weights hash) and the measured
+// compute rate per job (worker/calibration.h), under a mutex.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -15,20 +17,32 @@ struct ReplicaReport {
   std::string weights_hash;  // 16 hex digits
 };
 
+struct CalibrationReport {
+  std::string job_id;
+  double tokens_per_s = 0;
+  int64_t measured_unix_ms = 0;
+};
+
 // One consistent copy of what was published.
 struct PublishedStatus {
   std::string state = "idle";  // "idle" | "syncing" | "training" | "uploading"
   std::string job_id;          // of the activity
   uint64_t round = 0;
   std::vector<ReplicaReport> replicas;
+  std::vector<CalibrationReport> calibrations;  // oldest first, at most kCalibrationsKept
 };
 
 class StatusBoard {
  public:
+  static constexpr size_t kCalibrationsKept = 16;
+
   // Compute thread: what it is doing now.
   void SetActivity(const std::string& state, const std::string& job_id, uint64_t round);
   // Compute thread: replaces the replicas reported (live ones, then the kept finished ones).
   void SetReplicas(std::vector<ReplicaReport> replicas);
+  // Compute thread: the rate of `report.job_id`, replacing an earlier one; beyond kCalibrationsKept
+  // jobs the oldest is forgotten.
+  void SetCalibration(CalibrationReport report);
   // Control loop: a copy of the published state (activity and replicas taken together).
   PublishedStatus Snapshot() const;
 

@@ -9,6 +9,7 @@
 #include "base/loop_hooks.h"
 #include "transport/bulk.h"
 #include "transport/security.h"
+#include "worker/calibration.h"
 #include "worker/capabilities.h"
 #include "worker/replica.h"
 
@@ -33,6 +34,9 @@ struct WorkerOptions {
   std::string island_address = "127.0.0.1";
   // Uploads above this go as a bulk object the coordinator pulls (transport/bulk.h bounds it).
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;
+  // Compute calibration once per job when its replica is first built (worker/calibration.h); the rate
+  // (or the override) is reported in heartbeats. `tributary worker`: worker.calibrate, worker.tokens_per_s.
+  CalibrationOptions calibration;
   // After a stop request: how long the worker may go on with the item in progress (its tasklet and
   // upload) before it gives up on it (WorkerDaemon::Run). 0: at once. `tributary worker` sets it from
   // worker.drain_timeout_s (default 60 s).

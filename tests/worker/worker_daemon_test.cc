@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -619,6 +620,86 @@ TEST(WorkerDaemonTest, DrainTimeoutGivesUpTheUploadAndStops) {
   worker.RequestStop();
   ASSERT_TRUE(coordinator.WaitFor([](const Incoming& in) { return IsHeartbeat(in, "leaving"); }).has_value());
   EXPECT_TRUE(worker.Stop().ok());
+}
+
+// Runs round 1 of job-1 on a worker with `calibration` (its upload acknowledged) and returns the
+// heartbeat that follows the upload: by then the replica was built, and calibrated when enabled.
+v1::Heartbeat HeartbeatAfterRoundOne(const World& world, const CalibrationOptions& calibration,
+                                     ScriptedCoordinator& coordinator) {
+  WorkerOptions options = Options(world, coordinator.endpoint());
+  options.calibration = calibration;
+  RunningWorker worker(options);
+  EXPECT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+  coordinator.Push(RoundOneStart(world, world.Spec("ferret")));
+  auto upload = coordinator.WaitForBody(Envelope::kUploadUpdate);
+  if (!upload.has_value()) return {};
+  Envelope ack = transport::NewEnvelope("coordinator");
+  ack.mutable_upload_ack()->set_job_id("job-1");
+  ack.mutable_upload_ack()->set_round(1);
+  ack.mutable_upload_ack()->set_accepted(true);
+  coordinator.Reply(*upload, ack);
+  auto next = coordinator.WaitFor([](const Incoming& in) { return in.message.envelope.has_heartbeat(); });
+  EXPECT_TRUE(worker.Stop().ok());
+  return next.has_value() ? next->message.envelope.heartbeat() : v1::Heartbeat{};
+}
+
+// The job's replica is calibrated once when it is built; every later heartbeat repeats that one
+// measurement (same rate, same time) for the job.
+TEST(WorkerDaemonTest, HeartbeatsReportTheJobsCalibratedComputeRateMeasuredOnce) {
+  World world;
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  RunningWorker worker(Options(world, coordinator.endpoint()));
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+  coordinator.Push(RoundOneStart(world, world.Spec("ferret")));
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kUploadUpdate).has_value());
+  auto first = coordinator.WaitFor([](const Incoming& in) {
+    return in.message.envelope.has_heartbeat() && in.message.envelope.heartbeat().calibrations_size() > 0;
+  });
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->message.envelope.heartbeat().calibrations_size(), 1);
+  const v1::JobCalibration measured = first->message.envelope.heartbeat().calibrations(0);
+  EXPECT_EQ(measured.job_id(), "job-1");
+  EXPECT_TRUE(std::isfinite(measured.tokens_per_s()));
+  EXPECT_GT(measured.tokens_per_s(), 0);
+  EXPECT_GT(measured.measured_unix_ms(), 0);
+  int repeated = 0;
+  bool changed = false;
+  ASSERT_TRUE(coordinator
+                  .WaitFor([&](const Incoming& in) {
+                    if (!in.message.envelope.has_heartbeat()) return false;
+                    const v1::Heartbeat& h = in.message.envelope.heartbeat();
+                    changed = changed || h.calibrations_size() != 1 ||
+                              h.calibrations(0).SerializeAsString() != measured.SerializeAsString();
+                    return changed || ++repeated == 3;
+                  })
+                  .has_value());
+  EXPECT_FALSE(changed) << "the job was calibrated again, or its calibration was lost";
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+TEST(WorkerDaemonTest, TokensPerSecondOverridesCalibrationAndCalibrateFalseReportsNone) {
+  World world;
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  {
+    ScriptedCoordinator coordinator(server_options);
+    CalibrationOptions overridden;
+    overridden.tokens_per_s = 1234.5;
+    const v1::Heartbeat heartbeat = HeartbeatAfterRoundOne(world, overridden, coordinator);
+    ASSERT_EQ(heartbeat.calibrations_size(), 1);
+    EXPECT_EQ(heartbeat.calibrations(0).job_id(), "job-1");
+    EXPECT_EQ(heartbeat.calibrations(0).tokens_per_s(), 1234.5) << "the override is reported as given";
+  }
+  {
+    ScriptedCoordinator coordinator(server_options);
+    CalibrationOptions disabled;
+    disabled.enabled = false;
+    const v1::Heartbeat heartbeat = HeartbeatAfterRoundOne(world, disabled, coordinator);
+    EXPECT_EQ(heartbeat.replicas_size(), 1) << "the replica was built";
+    for (const v1::Heartbeat& h : coordinator.heartbeats) EXPECT_EQ(h.calibrations_size(), 0);
+  }
 }
 
 }  // namespace

@@ -128,9 +128,14 @@ void JobRunner::StartProbeCampaign(ProbeDecision decision, std::vector<std::stri
 bool JobRunner::AdvanceProbeCampaign(int64_t now_ms) {
   ProbeCampaign& c = *campaign_;
   const int64_t timeout = services_.options->probe_timeout_ms;
-  std::set<std::string> busy;
+  std::set<std::string> busy, alive;
+  for (const WorkerInventory& w : services_.workers->AliveInventory()) alive.insert(w.worker_id);
   std::vector<ProbePair> ready;
   for (ProbeCampaign::Probe& p : c.probes) {
+    for (const std::string& end : {p.pair.from, p.pair.to}) {  // a lost worker's probes fail now, not at the deadline
+      if (p.state != State::kDone && !end.empty() && alive.count(end) == 0)
+        FailProbe(p, "worker '" + end + "' is no longer alive", now_ms);
+    }
     if (p.state == State::kRunning && now_ms - p.started_ms > 2 * timeout)
       FailProbe(p, "no report from worker '" + p.pair.from + "' within " + std::to_string(2 * timeout) + " ms", now_ms);
     if (p.state == State::kWaiting && !p.pair.to.empty() && c.responders[p.pair.to].port == 0 &&

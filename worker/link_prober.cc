@@ -129,7 +129,7 @@ v1::ProbeOutcome LinkProber::Probe(const v1::ProbeTask& task) {
   // Between rounds only: a probe inside an island's collective would skew both.
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   std::string state = board_->Snapshot().state;
-  while (state != "idle" && Clock::now() < deadline) {
+  while (state != "idle" && Clock::now() < deadline && !stop_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(kIdlePollMs));
     state = board_->Snapshot().state;
   }

@@ -6,6 +6,7 @@
 // island's collective); the control loop sends the reports it hands back.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -57,7 +58,7 @@ class LinkProber {
   std::condition_variable wake_;
   std::deque<Queued> queue_;              // guarded by mu_
   std::vector<v1::ProbeReport> reports_;  // guarded by mu_
-  bool stop_ = false;                     // guarded by mu_
+  std::atomic<bool> stop_{false};         // set under mu_ (the thread's wait), read anywhere
   std::thread thread_;
 };
 

@@ -73,11 +73,20 @@ cluster: {codec: int8, collective_timeout_s: 5}
 eval: {dataset: demo-heldout}
 EOF
 
-# Wait until all four workers registered, then measure the wan bytes of the job alone.
+# Wait until all four workers registered, then measure the wan bytes of the job's rounds alone: after the
+# link probes the job runs before its first round (docs/placement.md, "Measured links"; the uplink probes
+# cross the wan), which the job log reports.
 testbed_wait_registered "$WORK/coordinator.log" 4
-before="$(wan_bytes)"
 job="$(cli submit "$WORK/job.yaml")"
 echo "job $job"
+for _ in $(seq 1 600); do
+  cli logs "$job" 2>/dev/null | grep -q "links: campaign 1 done" && break
+  sleep 0.1
+done
+before="$(wan_bytes)"
+log="$(cli logs "$job")"
+check "the job measured its links before its first round" grep -q "links: campaign 1 probes (job start: 2 pair(s) and 4 uplink(s)" <<<"$log"
+grep "links: campaign 1" <<<"$log" || true
 
 # Two fabrics detected from the workers' reports, and the plan keeps every dense group inside one.
 islands_of_round1() {

@@ -57,6 +57,9 @@ Status ValidateOptions(const CoordinatorOptions& options) {
   if (options.probe_bytes < (1 << 20) || options.probe_bytes > (uint64_t{1} << 32))
     return Status::InvalidArgument("coordinator.probe_bytes: must be 1 MiB..4 GiB, got " +
                                    std::to_string(options.probe_bytes));
+  if (options.probe_port < 0 || options.probe_port > 65535)
+    return Status::InvalidArgument("coordinator.probe_port: must be 0..65535, got " +
+                                   std::to_string(options.probe_port));
   if (options.probe_timeout_ms < 100 || options.probe_timeout_ms > 600000)
     return Status::InvalidArgument("coordinator.probe_timeout_ms: must be 100..600000, got " +
                                    std::to_string(options.probe_timeout_ms));

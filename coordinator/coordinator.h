@@ -48,6 +48,7 @@ struct CoordinatorOptions {
   // how long a probe (or a worker's responder start) may take before it counts as failed.
   uint64_t probe_bytes = 64 << 20;
   int64_t probe_timeout_ms = 10000;
+  int probe_port = 0;  // where uplink probes listen, on the host of `listen`; 0: any free port
   // Run calls hooks.alive every loop iteration, hooks.status with a summary line when it changed
   // ("1 job running; job J round 3/10; 4 workers alive") and hooks.stopping when it stops.
   LoopHooks hooks;

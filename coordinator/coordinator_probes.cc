@@ -18,6 +18,7 @@ void Coordinator::Impl::StartProbeServer() {
   if (host == "*" || host.empty()) host = "0.0.0.0";
   ProbeServerOptions probe_options;
   probe_options.address = host;
+  probe_options.port = options.probe_port;
   probe_options.max_bytes = options.probe_bytes;
   probe_options.io_timeout_ms = static_cast<int>(options.probe_timeout_ms);
   probe_options.key.assign(kProbeKeyBytes, '\0');  // never issued: every probe uses a key a job adds

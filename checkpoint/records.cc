@@ -142,6 +142,10 @@ std::string ChunkWhat(std::string_view job_id, uint32_t round, uint32_t chunk) {
   return SnapshotWhat(job_id, round) + " chunk " + std::to_string(chunk);
 }
 
+std::string JobLinksWhat(std::string_view job_id) {
+  return "checkpoint links: job '" + std::string(job_id) + "'";
+}
+
 std::string WorkerWhat(std::string_view worker_id) {
   return "checkpoint workers: worker '" + std::string(worker_id) + "'";
 }
@@ -230,6 +234,10 @@ std::string TokenKey(std::string_view submit_token) {
   return "token/" + std::string(submit_token);
 }
 
+std::string JobLinksKey(std::string_view job_id) {
+  return "links/" + std::string(job_id);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values
 
@@ -273,6 +281,7 @@ const char* KindName(uint8_t kind) {
     case RecordKind::kSnapshotChunk: return "snapshot chunk";
     case RecordKind::kWorker: return "worker";
     case RecordKind::kTokenIndex: return "submit token index";
+    case RecordKind::kJobLinks: return "job links";
   }
   return "unknown";
 }
@@ -619,6 +628,62 @@ Status DecodeTokenIndex(std::string_view value, std::string_view what, std::stri
   TRIB_RETURN_IF_ERROR(OpenEnvelope(value, RecordKind::kTokenIndex, what, &fields));
   Reader r(fields, what);
   *job_id = r.Bytes();
+  return r.Finish();
+}
+
+namespace {
+
+void WriteLinks(Writer& w, const std::vector<LinkRecord>& links) {
+  w.U32(static_cast<uint32_t>(links.size()));
+  for (const LinkRecord& link : links) {
+    w.Bytes(link.a);
+    w.Bytes(link.b);
+    w.F64(link.mbps);
+    w.F64(link.rtt_ms);
+    w.I64(link.measured_unix_ms);
+  }
+}
+
+void ReadLinks(Reader& r, std::vector<LinkRecord>* links) {
+  const uint32_t n = r.Count(4 + 4 + 8 + 8 + 8);
+  links->assign(n, LinkRecord{});
+  for (LinkRecord& link : *links) {
+    link.a = r.Bytes();
+    link.b = r.Bytes();
+    link.mbps = r.F64();
+    link.rtt_ms = r.F64();
+    link.measured_unix_ms = r.I64();
+  }
+}
+
+}  // namespace
+
+std::string EncodeJobLinks(const JobLinksRecord& links) {
+  Writer w(RecordKind::kJobLinks);
+  w.Bytes(links.job_id);
+  w.U64(links.campaign);
+  w.Bytes(links.reason);
+  w.I64(links.updated_unix_ms);
+  w.U32(static_cast<uint32_t>(links.members.size()));
+  for (const std::string& member : links.members) w.Bytes(member);
+  WriteLinks(w, links.pairs);
+  WriteLinks(w, links.uplinks);
+  return w.Finish();
+}
+
+Status DecodeJobLinks(std::string_view value, std::string_view what, JobLinksRecord* links) {
+  std::string_view fields;
+  TRIB_RETURN_IF_ERROR(OpenEnvelope(value, RecordKind::kJobLinks, what, &fields));
+  Reader r(fields, what);
+  links->job_id = r.Bytes();
+  links->campaign = r.U64();
+  links->reason = r.Bytes();
+  links->updated_unix_ms = r.I64();
+  const uint32_t members = r.Count(4);
+  links->members.assign(members, "");
+  for (std::string& member : links->members) member = r.Bytes();
+  ReadLinks(r, &links->pairs);
+  ReadLinks(r, &links->uplinks);
   return r.Finish();
 }
 

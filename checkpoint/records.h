@@ -12,7 +12,8 @@
 //   snapshots : 'm' job_id \0 round               -> manifest
 //               'c' job_id \0 round chunk_index   -> chunk
 //   workers   : worker_id
-//   meta      : "schema_version", "token/" submit_token -> job id
+//   meta      : "schema_version", "token/" submit_token -> job id,
+//               "links/" job_id -> the job's measured link matrix
 #pragma once
 
 #include <cstddef>
@@ -45,6 +46,7 @@ enum class RecordKind : uint8_t {
   kSnapshotChunk = 6,
   kWorker = 7,
   kTokenIndex = 8,
+  kJobLinks = 9,
 };
 
 // CRC32C (Castagnoli). `crc` continues a previous call (0 to start). Uses the SSE4.2 instruction
@@ -63,6 +65,7 @@ std::string UpdateWhat(std::string_view job_id, uint32_t round, std::string_view
 std::string SnapshotWhat(std::string_view job_id, uint32_t round);
 std::string ChunkWhat(std::string_view job_id, uint32_t round, uint32_t chunk);
 std::string WorkerWhat(std::string_view worker_id);
+std::string JobLinksWhat(std::string_view job_id);
 
 // Maps a RocksDB status onto the project's codes, prefixed with `what`.
 Status FromRocksStatus(const rocksdb::Status& status, std::string_view what);
@@ -78,6 +81,7 @@ std::string SnapshotManifestPrefix(std::string_view job_id);
 std::string SnapshotChunkKey(std::string_view job_id, uint32_t round, uint32_t chunk);
 std::string WorkerKey(std::string_view worker_id);
 std::string TokenKey(std::string_view submit_token);
+std::string JobLinksKey(std::string_view job_id);
 inline constexpr std::string_view kSchemaVersionKey = "schema_version";
 
 // Reads a big-endian u32 at `pos` of `key` (caller checks the length).
@@ -109,5 +113,8 @@ Status DecodeWorker(std::string_view value, std::string_view what, WorkerRecord*
 
 std::string EncodeTokenIndex(std::string_view job_id);
 Status DecodeTokenIndex(std::string_view value, std::string_view what, std::string* job_id);
+
+std::string EncodeJobLinks(const JobLinksRecord& links);
+Status DecodeJobLinks(std::string_view value, std::string_view what, JobLinksRecord* links);
 
 }  // namespace tributary::checkpoint::internal

@@ -495,6 +495,37 @@ Result<std::vector<WorkerRecord>> CheckpointStore::ListWorkers() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Measured links (meta column family: the matrix is small and read once per job start)
+
+Status CheckpointStore::PutJobLinks(const JobLinksRecord& links) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(links.job_id, "job id"));
+  const std::string what = internal::JobLinksWhat(links.job_id);
+  for (const std::string& member : links.members) TRIB_RETURN_IF_ERROR(internal::ValidateId(member, what + ": member"));
+  for (const auto* list : {&links.pairs, &links.uplinks}) {
+    for (const LinkRecord& link : *list) {
+      TRIB_RETURN_IF_ERROR(internal::ValidateId(link.a, what + ": link worker"));
+      if (list == &links.pairs) TRIB_RETURN_IF_ERROR(internal::ValidateId(link.b, what + ": link worker"));
+    }
+  }
+  TRIB_RETURN_IF_ERROR(ReadJob(links.job_id).status());
+  rocksdb::WriteBatch batch;
+  TRIB_RETURN_IF_ERROR(FromRocksStatus(
+      batch.Put(handles_[kMeta], internal::JobLinksKey(links.job_id), internal::EncodeJobLinks(links)), what));
+  return Write(&batch, what);
+}
+
+Result<JobLinksRecord> CheckpointStore::GetJobLinks(std::string_view job_id) {
+  TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
+  const std::string what = internal::JobLinksWhat(job_id);
+  std::string value;
+  TRIB_RETURN_IF_ERROR(ReadValue(kMeta, internal::JobLinksKey(job_id), what, &value));
+  JobLinksRecord links;
+  TRIB_RETURN_IF_ERROR(internal::DecodeJobLinks(value, what, &links));
+  if (links.job_id != job_id) return Status::Corruption(what + ": record names job '" + links.job_id + "'");
+  return links;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Backups
 
 Status CheckpointStore::CreateCheckpoint(const std::string& dir) {

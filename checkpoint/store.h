@@ -145,6 +145,27 @@ struct WorkerRecord {
   int64_t last_seen_unix_ms = 0;
 };
 
+// One measured link of a job (docs/placement.md, "Measured links"): between workers a and b (a < b), or
+// from worker a to the coordinator (b empty: its uplink).
+struct LinkRecord {
+  std::string a;
+  std::string b;
+  double mbps = 0;    // TCP goodput
+  double rtt_ms = 0;  // round trip
+  int64_t measured_unix_ms = 0;
+};
+
+// A job's measured link matrix, replaced as a whole after every probe campaign.
+struct JobLinksRecord {
+  std::string job_id;
+  uint64_t campaign = 0;  // the campaign that wrote it (1, 2, ...)
+  std::string reason;     // why that campaign probed
+  int64_t updated_unix_ms = 0;
+  std::vector<std::string> members;  // the eligible workers it was measured for (ascending)
+  std::vector<LinkRecord> pairs;     // ascending (a, b)
+  std::vector<LinkRecord> uplinks;   // ascending a; b empty
+};
+
 struct StoreOptions {
   bool create_if_missing = true;
   // WriteOptions.sync on every write (the durability guarantee above). Turn off only for throwaway
@@ -241,6 +262,13 @@ class CheckpointStore {
   Result<WorkerRecord> GetWorker(std::string_view worker_id);
   // All workers in worker id order.
   Result<std::vector<WorkerRecord>> ListWorkers();
+
+  // ---- measured links ----
+  // Replaces the job's link matrix (one synced write). NotFound when the job does not exist;
+  // InvalidArgument naming the worker for a bad id.
+  Status PutJobLinks(const JobLinksRecord& links);
+  // NotFound when the job has no stored matrix yet.
+  Result<JobLinksRecord> GetJobLinks(std::string_view job_id);
 
   // ---- backup ----
   // A consistent, openable copy of the store in `dir` (RocksDB Checkpoint: hard links where possible).

@@ -34,6 +34,16 @@ const ConfigSchema& GlobalConfigSchema() {
                         "aggregates above this many bytes are served as bulk objects instead of inline",
                         static_cast<double>(transport::kMinInlinePayloadBytes),
                         static_cast<double>(transport::kMaxInlinePayloadBytes)));
+    s->Add(ConfigRanged("coordinator.probe_bytes", T::kInt, "67108864",
+                        "cluster mode: bulk bytes one link probe sends at most", 1 << 20, 4294967296.0));
+    s->Add(ConfigRanged("coordinator.probe_timeout_ms", T::kInt, "10000",
+                        "cluster mode: a link probe (or a worker's probe responder start) fails after this long", 100,
+                        600000));
+    s->Add(
+        ConfigRanged("coordinator.probe_port", T::kInt, "0",
+                     "cluster mode: TCP port of the uplink probe responder, on the host of coordinator.listen (0: any "
+                     "free port)",
+                     0, 65535));
 
     s->Add(ConfigKey("worker.coordinator", T::kString, "''", "coordinator endpoint, e.g. tcp://10.0.0.1:7400"));
     s->Add(ConfigKey("worker.name", T::kString, "''", "worker id (default: hostname)"));

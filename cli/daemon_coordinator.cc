@@ -37,6 +37,9 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
   options.heartbeat_interval_ms = std::llround(config.GetFloat("coordinator.heartbeat_interval_s") * 1000.0);
   options.heartbeat_misses = static_cast<int>(config.GetInt("coordinator.heartbeat_misses"));
   options.inline_payload_bytes = static_cast<uint64_t>(config.GetInt("coordinator.inline_payload_bytes"));
+  options.probe_bytes = static_cast<uint64_t>(config.GetInt("coordinator.probe_bytes"));
+  options.probe_timeout_ms = config.GetInt("coordinator.probe_timeout_ms");
+  options.probe_port = static_cast<int>(config.GetInt("coordinator.probe_port"));
   const double grace_s = config.GetFloat("coordinator.restart_grace_s");
   options.restart_grace_ms = grace_s < 0 ? -1 : std::llround(grace_s * 1000.0);
   std::vector<std::string> eval = config.GetStringList("coordinator.eval_data");

@@ -54,6 +54,15 @@ Status ValidateOptions(const CoordinatorOptions& options) {
     return Status::InvalidArgument(
         "coordinator.inline_payload_bytes: must be " + std::to_string(transport::kMinInlinePayloadBytes) + ".." +
         std::to_string(transport::kMaxInlinePayloadBytes) + ", got " + std::to_string(options.inline_payload_bytes));
+  if (options.probe_bytes < (1 << 20) || options.probe_bytes > (uint64_t{1} << 32))
+    return Status::InvalidArgument("coordinator.probe_bytes: must be 1 MiB..4 GiB, got " +
+                                   std::to_string(options.probe_bytes));
+  if (options.probe_port < 0 || options.probe_port > 65535)
+    return Status::InvalidArgument("coordinator.probe_port: must be 0..65535, got " +
+                                   std::to_string(options.probe_port));
+  if (options.probe_timeout_ms < 100 || options.probe_timeout_ms > 600000)
+    return Status::InvalidArgument("coordinator.probe_timeout_ms: must be 100..600000, got " +
+                                   std::to_string(options.probe_timeout_ms));
   return Status::OK();
 }
 
@@ -114,6 +123,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
       WorkerRegistryOptions{options.insecure, options.heartbeat_interval_ms, options.heartbeat_misses});
   impl->uploads = std::make_unique<UploadIntake>(impl->server.get(), impl->workers.get(), &impl->metrics,
                                                  [raw](const std::string& job_id) { return raw->FindJob(job_id); });
+  impl->StartProbeServer();
   TRIB_RETURN_IF_ERROR(impl->LoadJobs());
   impl->PublishView();
   impl->PublishWorkersView(UnixMillis());
@@ -187,6 +197,7 @@ JobServices Coordinator::Impl::Services() {
   services.workers = workers.get();
   services.bulk = &bulk;
   services.metrics = &metrics;
+  services.probe_server = probe_server.get();
   return services;
 }
 
@@ -222,6 +233,7 @@ void Coordinator::Impl::Handle(Incoming& in) {
     case Envelope::kCatchUpRequest: return HandleCatchUp(in);
     case Envelope::kSecaggRequest: return HandleSecAgg(in);
     case Envelope::kIslandStoreRequest: return HandleIslandStore(in);
+    case Envelope::kProbeReport: return HandleProbeReport(in);
     case Envelope::kBulkRequest: {
       Status served = bulk.Serve(*server, in);
       if (!served.ok()) spdlog::warn("coordinator: bulk request from {}: {}", in.peer.Describe(), served.ToString());
@@ -370,6 +382,7 @@ void Coordinator::Impl::PublishView() {
     summary.erase("submit_token");
     nlohmann::json full = JobDetailJson(detail);
     full["job"].erase("submit_token");
+    if (const checkpoint::JobLinksRecord* links = job->links()) full["links"] = JobLinksJson(*links);
     view.push_back(std::move(summary));
     details[id] = std::move(full);
     switch (job->record().state) {

@@ -44,6 +44,11 @@ struct CoordinatorOptions {
   std::map<std::string, std::string> eval_data;  // held-out datasets: name -> path (job spec eval.dataset)
   bool sync_writes = true;                       // synced RocksDB writes (off only for benchmarks)
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;  // larger aggregates go as bulk objects
+  // Cluster mode's link probes (docs/placement.md, "Measured links"): bulk bytes per probe at most, and
+  // how long a probe (or a worker's responder start) may take before it counts as failed.
+  uint64_t probe_bytes = 64 << 20;
+  int64_t probe_timeout_ms = 10000;
+  int probe_port = 0;  // where uplink probes listen, on the host of `listen`; 0: any free port
   // Run calls hooks.alive every loop iteration, hooks.status with a summary line when it changed
   // ("1 job running; job J round 3/10; 4 workers alive") and hooks.stopping when it stops.
   LoopHooks hooks;

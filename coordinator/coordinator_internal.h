@@ -36,8 +36,9 @@ struct Coordinator::Impl {
   std::unique_ptr<WorkerRegistry> workers;
   std::map<std::string, std::unique_ptr<JobRunner>> jobs;
   std::unique_ptr<UploadIntake> uploads;
-  WorkerLogs worker_logs;           // lines workers shipped per job (`tributary logs JOB --worker W`)
-  int64_t last_log_refusal_ms = 0;  // refused WorkerLogLines are logged at most once a minute
+  std::unique_ptr<ProbeServer> probe_server;  // uplink probes' target (coordinator_probes.cc); null: none
+  WorkerLogs worker_logs;                     // lines workers shipped per job (`tributary logs JOB --worker W`)
+  int64_t last_log_refusal_ms = 0;            // refused WorkerLogLines are logged at most once a minute
 
   // What the HTTP callbacks read (they run on other threads), rebuilt when a component's version moved.
   std::mutex view_mu;
@@ -68,6 +69,10 @@ struct Coordinator::Impl {
   void HandleCatchUp(const transport::Incoming& in);
   void HandleSecAgg(const transport::Incoming& in);
   void HandleIslandStore(const transport::Incoming& in);
+  // ---- coordinator_probes.cc ----
+  // Listens for uplink probes on the host of options.listen (any free port); logs and goes on without.
+  void StartProbeServer();
+  void HandleProbeReport(const transport::Incoming& in);
   void Tick(int64_t now_ms);
   void Reply(const transport::Incoming& request, transport::Envelope reply);
   void ReplyError(const transport::Incoming& request, const Status& status);

@@ -66,6 +66,7 @@ Result<std::unique_ptr<JobRunner>> JobRunner::Load(const JobServices& services, 
   auto spec = ParseJobSpec(record.spec_yaml, "job '" + record.job_id + "' stored spec");
   if (spec.ok()) job->spec_ = *spec;
   TRIB_RETURN_IF_ERROR(job->LoadRoundSummaries());
+  job->LoadLinks();
   if (record.state != checkpoint::JobState::kRunning && record.state != checkpoint::JobState::kPending) return job;
   if (!spec.ok()) {
     job->Fail(spec.status());
@@ -148,6 +149,7 @@ Status JobRunner::Start(bool resume) {
   }
   weights_hash_ = HashHex(driver_->global_hash());
   dense_state_bytes_ = static_cast<uint64_t>(model_->initial_state().size()) * sizeof(float);
+  ApplyLinks();  // a resumed job's stored matrix (LoadLinks)
   ++version_;
   return Status::OK();
 }
@@ -169,6 +171,7 @@ void JobRunner::RefreshRecord() {
 
 void JobRunner::Release() {
   secagg_.reset();
+  campaign_.reset();
   driver_.reset();
   PublishIslandMetrics();
   model_.reset();
@@ -288,7 +291,8 @@ Result<LogPage> JobRunner::ReadLog(uint64_t from_line, uint32_t max_lines) const
 void JobRunner::Tick(int64_t now_ms, bool may_plan) {
   if (!driver_) return;
   RoundDriver& driver = *driver_;
-  if (!driver.round_open() && (!may_plan || now_ms < next_plan_ms_ || !OpenRound(now_ms))) return;
+  if (!driver.round_open() && (!may_plan || now_ms < next_plan_ms_ || !TickProbes(now_ms) || !OpenRound(now_ms)))
+    return;
   if (!driver.current().islands.empty() && !ReformIslands(now_ms)) return;
   SendRoundStarts();
   if (spec_.secure_aggregation.enabled) return TickSecAgg(now_ms);

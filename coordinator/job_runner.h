@@ -21,12 +21,14 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/job_log.h"
 #include "coordinator/job_model.h"
+#include "coordinator/link_probes.h"
 #include "coordinator/metrics.h"
 #include "coordinator/round_driver.h"
 #include "coordinator/secagg_round.h"
 #include "coordinator/worker_registry.h"
 #include "federation/job_spec.h"
 #include "transport/channel.h"
+#include "transport/link_probe.h"
 
 namespace tributary {
 
@@ -41,6 +43,7 @@ struct JobServices {
   const WorkerRegistry* workers = nullptr;
   BulkObjects* bulk = nullptr;  // aggregates above the inline limit, catch-up snapshots
   CoordinatorMetrics* metrics = nullptr;
+  ProbeServer* probe_server = nullptr;  // the coordinator's end of uplink probes; null: uplinks not probed
 };
 
 class JobRunner {
@@ -102,6 +105,15 @@ class JobRunner {
   // the open round's current incarnation of the worker's own island; keys and values are bounded.
   Result<v1::IslandStoreReply> OnIslandStore(const v1::IslandStoreRequest& request);
 
+  // Cluster mode's link probes (job_runner_probes.cc; docs/placement.md, "Measured links"). A worker's
+  // ProbeReport, checked against the running campaign: the answer (report_accepted, or report_error
+  // naming the worker: a stale campaign, an unknown pair, absurd numbers).
+  v1::ProbeAssignment OnProbeReport(const v1::ProbeReport& report, int64_t now_ms);
+  // The job's stored link matrix; null before its first campaign.
+  const checkpoint::JobLinksRecord* links() const { return links_ ? &*links_ : nullptr; }
+  // A pulled upload of `bytes` from `worker_id` took `seconds`: a drift observation (DriftTracker).
+  void ObserveUploadGoodput(const std::string& worker_id, uint64_t bytes, double seconds);
+
   // Closes the open round now when every participant reported (rather than at the next Tick).
   void CloseRoundIfComplete(int64_t now_ms);
 
@@ -141,6 +153,18 @@ class JobRunner {
   // Cluster mode: logs the opened round's plan when it is the first or changed (with the planner's
   // reasons), or why none could be made.
   void LogPlan(uint32_t round);
+  // ---- link probes (job_runner_probes.cc) ----
+  // Before a round opens: decides whether to probe (DecideProbes), runs the campaign; false while one runs.
+  bool TickProbes(int64_t now_ms);
+  void StartProbeCampaign(ProbeDecision decision, std::vector<std::string> members, int64_t now_ms);
+  // Sends the next probes, fails those past their deadline; true when every probe is done.
+  bool AdvanceProbeCampaign(int64_t now_ms);
+  void FailProbe(ProbeCampaign::Probe& probe, const std::string& error, int64_t now_ms);
+  void FinishProbeCampaign(int64_t now_ms);
+  // Reads the stored matrix (after Start) and hands it to the driver.
+  void LoadLinks();
+  void ApplyLinks();
+  std::vector<WorkerInventory> EligibleInventory() const;
   // Cluster mode: re-forms the islands that lost a member (RoundDriver::ReformIslands), logging each
   // change; false when no island is left and the round was abandoned for a re-plan.
   bool ReformIslands(int64_t now_ms);
@@ -203,6 +227,11 @@ class JobRunner {
   std::map<std::string, uint32_t> island_reforms_by_island_;
   std::set<std::string> metric_islands_;  // islands with /metrics series
   int64_t next_plan_ms_ = 0;
+  // Cluster mode: the measured links, the campaign in progress, drift observations.
+  std::optional<checkpoint::JobLinksRecord> links_;
+  std::unique_ptr<ProbeCampaign> campaign_;
+  DriftTracker drift_;
+  std::map<std::string, std::string> drifted_;  // worker -> the drift line, until re-probed
 };
 
 }  // namespace tributary

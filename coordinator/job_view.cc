@@ -240,4 +240,16 @@ nlohmann::json WorkersViewJson(const WorkerRegistry& registry, int64_t now_ms) {
   return WorkersViewJson(ListWorkersOf(registry, now_ms));
 }
 
+nlohmann::json JobLinksJson(const checkpoint::JobLinksRecord& links) {
+  nlohmann::json pairs = nlohmann::json::array(), uplinks = nlohmann::json::array();
+  for (const checkpoint::LinkRecord& l : links.pairs)
+    pairs.push_back(
+        {{"a", l.a}, {"b", l.b}, {"mbps", l.mbps}, {"rtt_ms", l.rtt_ms}, {"measured_unix_ms", l.measured_unix_ms}});
+  for (const checkpoint::LinkRecord& l : links.uplinks)
+    uplinks.push_back(
+        {{"worker", l.a}, {"mbps", l.mbps}, {"rtt_ms", l.rtt_ms}, {"measured_unix_ms", l.measured_unix_ms}});
+  return {{"campaign", links.campaign}, {"reason", links.reason}, {"updated_unix_ms", links.updated_unix_ms},
+          {"members", links.members},   {"pairs", pairs},         {"uplinks", uplinks}};
+}
+
 }  // namespace tributary

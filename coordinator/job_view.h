@@ -50,6 +50,11 @@ std::string ClientReportsText(const v1::RoundSummary& round);
 // cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none).
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
 
+// A cluster-mode job's stored link matrix (/api/jobs/<id> "links", docs/placement.md "Measured links"):
+// campaign, reason, updated_unix_ms, members, pairs (a, b, mbps, rtt_ms, measured_unix_ms) and uplinks
+// (worker, mbps, rtt_ms, measured_unix_ms).
+nlohmann::json JobLinksJson(const checkpoint::JobLinksRecord& links);
+
 // The registered workers as the wire's ListWorkersReply (ascending worker id), as of now_ms: what
 // `tributary workers` receives and what /api/workers renders, so both show the same thing.
 v1::ListWorkersReply ListWorkersOf(const WorkerRegistry& registry, int64_t now_ms);

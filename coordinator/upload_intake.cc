@@ -131,6 +131,7 @@ void UploadIntake::StartPull(const ReplyTo& to, const v1::UploadUpdate& u, JobRu
                                                             "worker '" + u.worker_id() + "' (" + to.peer + ")");
   pull.receiver->ExpectObjectChecksum(u.payload_checksum());
   pull.last_progress_ms = now_ms;
+  pull.started_ms = now_ms;
   spdlog::info("job {}: round {}: pulling the {} B upload of '{}' as bulk object '{}'", u.job_id(), u.round(),
                u.payload_size(), u.worker_id(), u.payload_object_id());
   Pull& stored = pulls_[key] = std::move(pull);
@@ -184,9 +185,12 @@ void UploadIntake::OnBulkChunk(const Incoming& in, int64_t now_ms) {
   const v1::UploadUpdate upload = pull.upload;
   const ReplyTo to = pull.reply_to;
   const std::string payload = pull.sink->Release();
+  const int64_t pull_ms = now_ms - pull.started_ms;
   pulls_.erase(it);
   if (!finished.ok())
     return Answer(to, upload, UploadVerdict::Refused("bulk payload: " + finished.message(), /*retry=*/true), nullptr);
+  if (JobRunner* job = find_job_(upload.job_id()); job != nullptr && pull_ms > 0)
+    job->ObserveUploadGoodput(upload.worker_id(), payload.size(), static_cast<double>(pull_ms) / 1000.0);
   Accept(to, upload, payload, /*pulled=*/true, now_ms);
 }
 

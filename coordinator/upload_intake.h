@@ -79,6 +79,7 @@ class UploadIntake {
     std::unique_ptr<transport::BufferSink> sink;
     std::unique_ptr<transport::BulkReceiver> receiver;
     int64_t last_progress_ms = 0;
+    int64_t started_ms = 0;  // its goodput is a drift observation (JobRunner::ObserveUploadGoodput)
     int resets = 0;
   };
 

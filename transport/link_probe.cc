@@ -174,17 +174,35 @@ void ProbeServer::Serve() {
   }
 }
 
+Status ProbeServer::AddKey(const std::string& key) {
+  TRIB_RETURN_IF_ERROR(CheckKey(key));
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  extra_keys_.push_back(key);
+  if (extra_keys_.size() > kMaxExtraKeys) extra_keys_.pop_front();
+  return Status::OK();
+}
+
+std::string ProbeServer::MatchKey(const std::string& nonce_c, const uint8_t* tag) {
+  static const std::string kClient = "client";
+  if (TagMatches(options_.key, {&nonce_c, &kClient}, tag)) return options_.key;
+  std::lock_guard<std::mutex> lock(keys_mu_);
+  for (const std::string& key : extra_keys_)
+    if (TagMatches(key, {&nonce_c, &kClient}, tag)) return key;
+  return "";
+}
+
 // One probe: authenticate both ways, echo RTT pings, then receive bulk phases until the client closes.
 bool ProbeServer::ServeOne(int fd) {
   uint8_t hello[4 + 1 + 16 + crypto_auth_BYTES];
   if (!ReadAll(fd, hello, sizeof(hello)) || std::memcmp(hello, kMagic, 4) != 0 || hello[4] != kVersion) return false;
   const std::string nonce_c(reinterpret_cast<char*>(hello + 5), 16);
-  static const std::string kClient = "client", kServer = "server";
-  if (!TagMatches(options_.key, {&nonce_c, &kClient}, hello + 21)) return false;
+  static const std::string kServer = "server";
+  const std::string key = MatchKey(nonce_c, hello + 21);
+  if (key.empty()) return false;
   const std::string nonce_s = RandomBytes(16);
   uint8_t reply[16 + crypto_auth_BYTES];
   std::memcpy(reply, nonce_s.data(), 16);
-  Tag(options_.key, {&nonce_c, &nonce_s, &kServer}, reply + 16);
+  Tag(key, {&nonce_c, &nonce_s, &kServer}, reply + 16);
   if (!WriteAll(fd, reply, sizeof(reply))) return false;
   uint64_t bulk_total = 0;
   for (;;) {

@@ -14,7 +14,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -41,12 +43,20 @@ class ProbeServer {
   int port() const { return port_; }
   uint64_t probes_served() const { return served_.load(); }
   uint64_t probes_refused() const { return refused_.load(); }  // failed authentication or bad framing
+  // Accepts `key` too (besides options.key), e.g. one the coordinator issued for one probe pair; the
+  // oldest added key is forgotten beyond kMaxExtraKeys. InvalidArgument for a key of the wrong size.
+  Status AddKey(const std::string& key);
+  static constexpr size_t kMaxExtraKeys = 256;
 
  private:
   ProbeServer() = default;
   void Serve();
   bool ServeOne(int fd);
+  // The accepted key whose client tag matches, or "" when none does.
+  std::string MatchKey(const std::string& nonce_c, const uint8_t* tag);
   ProbeServerOptions options_;
+  std::mutex keys_mu_;
+  std::deque<std::string> extra_keys_;  // guarded by keys_mu_
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};

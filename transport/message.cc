@@ -72,6 +72,7 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kSecaggRequest:
     case Envelope::kIslandStoreRequest:
     case Envelope::kWorkerLogLines:
+    case Envelope::kProbeReport:
     case Envelope::kListWorkers: return direction == Direction::kToServer;
     case Envelope::kRegisterAck:
     case Envelope::kHeartbeatAck:
@@ -88,6 +89,7 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kSecaggReply:
     case Envelope::kIslandStoreReply:
     case Envelope::kWorkerLogLinesReply:
+    case Envelope::kProbeAssignment:
     case Envelope::kListWorkersReply: return direction == Direction::kToClient;
     case Envelope::kBulkRequest:
     case Envelope::kBulkChunkHeader:

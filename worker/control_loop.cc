@@ -84,6 +84,8 @@ Status ControlLoop::Run() {
       next_register_ = now;
       continue;
     }
+    if (registered_ && prober_ != nullptr)
+      for (const v1::ProbeReport& report : prober_->TakeReports()) SendProbeReport(report);
     const auto next_due = registered_ ? next_heartbeat_ : next_register_;
     const int64_t until_due = std::chrono::duration_cast<std::chrono::milliseconds>(next_due - now).count();
     const int wait_ms = static_cast<int>(std::clamp<int64_t>(until_due, 1, kControlPollMs));
@@ -122,6 +124,7 @@ Status ControlLoop::Handle(const Envelope& envelope) {
       queue_->PushCommitted(committed);
       return Status::OK();
     }
+    case Envelope::kProbeAssignment: HandleProbeAssignment(envelope); return Status::OK();
     default:
       spdlog::debug("{}: ignoring '{}' on the control connection", name_, transport::BodyName(envelope.body_case()));
       return Status::OK();
@@ -157,6 +160,24 @@ void ControlLoop::HandleError(const Envelope& envelope) {
   } else {
     spdlog::warn("{}: {}", name_, error.message());
   }
+}
+
+void ControlLoop::HandleProbeAssignment(const Envelope& envelope) {
+  const v1::ProbeAssignment& assignment = envelope.probe_assignment();
+  if (envelope.in_reply_to() != 0) {  // the answer to a ProbeReport
+    if (!assignment.report_accepted())
+      spdlog::warn("{}: {} refused a probe report: {}", name_, peer_, assignment.report_error());
+    return;
+  }
+  if (prober_ == nullptr) return;
+  if (std::optional<v1::ProbeReport> ready = prober_->OnAssignment(assignment)) SendProbeReport(*ready);
+}
+
+void ControlLoop::SendProbeReport(const v1::ProbeReport& report) {
+  Envelope envelope = transport::NewEnvelope(options_.worker_id);
+  *envelope.mutable_probe_report() = report;
+  Status sent = control_->Send(envelope);
+  if (!sent.ok()) spdlog::warn("{}: sending a probe report to {}: {}", name_, peer_, sent.message());
 }
 
 void ControlLoop::SendRegister() {

@@ -13,6 +13,7 @@
 #include "base/status.h"
 #include "transport/channel.h"
 #include "transport/message.h"
+#include "worker/link_prober.h"
 #include "worker/status_board.h"
 #include "worker/work_queue.h"
 #include "worker/worker_options.h"
@@ -36,6 +37,9 @@ class ControlLoop {
   // coordinator stops counting on this worker at once rather than after heartbeat_miss_limit
   // intervals; waits up to `wait_ms` for its ack (a closing socket drops what it has not sent).
   void SendLeaving(int wait_ms);
+  // Pushed ProbeAssignments go to `prober` (not owned; null: they are ignored), and the control loop
+  // sends the ProbeReports it hands back (docs/protocol.md, "Link probes").
+  void SetLinkProber(LinkProber* prober) { prober_ = prober; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -47,6 +51,9 @@ class ControlLoop {
   // An Error envelope: a failed registration is retried, NotFound registers again.
   void HandleError(const transport::Envelope& envelope);
   void SendRegister();
+  // A ProbeAssignment: the answer to a report (logged when refused) or new work for the prober.
+  void HandleProbeAssignment(const transport::Envelope& envelope);
+  void SendProbeReport(const v1::ProbeReport& report);
   // Sends a Heartbeat with the board's state, or `state` when not empty; returns its sequence.
   uint64_t SendHeartbeat(const std::string& state = "");
   // The line hooks.status shows: "registering as w1 with coordinator tcp://..." or "registered as w1;
@@ -61,6 +68,7 @@ class ControlLoop {
   transport::Client* control_;
   WorkQueue* queue_;
   const StatusBoard* board_;
+  LinkProber* prober_ = nullptr;
   std::function<bool()> stopping_;
   std::function<bool()> draining_;
   bool drain_reported_ = false;

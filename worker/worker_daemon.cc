@@ -99,6 +99,8 @@ void WorkerDaemon::Wire() {
   control_loop_ = std::make_unique<ControlLoop>(
       o, control_.get(), queue_.get(), board_.get(), [this] { return ControlLoopDone(); },
       [this] { return DrainRequested(); });
+  prober_ = std::make_unique<LinkProber>(o.worker_id, o.island_address, o.coordinator, board_.get());
+  control_loop_->SetLinkProber(prober_.get());
   log_capture_ = std::make_unique<JobLogCapture>();
   log_shipper_ = std::make_unique<LogShipper>(o.worker_id, logs_.get(), log_capture_.get(), o.request_timeout_ms);
 }

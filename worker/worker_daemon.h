@@ -28,6 +28,7 @@
 #include "worker/control_loop.h"
 #include "worker/island_session.h"
 #include "worker/job_log_capture.h"
+#include "worker/link_prober.h"
 #include "worker/log_shipper.h"
 #include "worker/replica_sync.h"
 #include "worker/secagg_session.h"
@@ -93,6 +94,7 @@ class WorkerDaemon {
   std::unique_ptr<IslandSession> island_;
   std::unique_ptr<ComputeLoop> compute_;
   std::unique_ptr<ControlLoop> control_loop_;
+  std::unique_ptr<LinkProber> prober_;  // cluster mode's link probes (worker/link_prober.h)
   std::thread compute_thread_;
   // Job log lines for `tributary logs JOB --worker W`, shipped on a third connection of their own.
   std::unique_ptr<transport::Client> logs_;

@@ -48,11 +48,12 @@ cli() { "$TB" exec wan -- "$BIN" --config "$WORK/client.yaml" "$@"; }
 # Model, data, keys and the CLI profile (the coordinator listens on the wan namespace's 10.200.0.1).
 testbed_prepare "$WORK" "$BIN" 10.200.0.1
 
-"$TB" up --islands 2 --workers 2 --wan-rate 20mbit --wan-delay-ms 10 --coord-port 7400 >"$WORK/testbed.env"
+# 7401: the coordinator's uplink probe port (coordinator.probe_port), relayed like 7400 when delay runs in userspace.
+"$TB" up --islands 2 --workers 2 --wan-rate 20mbit --wan-delay-ms 10 --coord-port 7400,7401 >"$WORK/testbed.env"
 # shellcheck disable=SC1091
 source "$WORK/testbed.env"
 
-"$TB" exec wan -- "$BIN" --set coordinator.heartbeat_interval_s=0.5 coordinator \
+"$TB" exec wan -- "$BIN" --set coordinator.heartbeat_interval_s=0.5 --set coordinator.probe_port=7401 coordinator \
   --listen "tcp://$TB_COORD_IP:7400" --http "$TB_COORD_IP:8080" --data-dir "$WORK/store" \
   --key "$WORK/keys/coordinator.key" --allowed-keys "$WORK/keys/allowed" \
   --eval-data "demo-heldout=$WORK/demo/data/heldout.jsonl" >"$WORK/coordinator.log" 2>&1 &
@@ -73,11 +74,34 @@ cluster: {codec: int8, collective_timeout_s: 5}
 eval: {dataset: demo-heldout}
 EOF
 
-# Wait until all four workers registered, then measure the wan bytes of the job alone.
+# Wait until all four workers registered, then measure the wan bytes of the job's rounds alone: after the
+# link probes the job runs before its first round (docs/placement.md, "Measured links"; the uplink probes
+# cross the wan), which the job log reports.
 testbed_wait_registered "$WORK/coordinator.log" 4
-before="$(wan_bytes)"
 job="$(cli submit "$WORK/job.yaml")"
 echo "job $job"
+for _ in $(seq 1 600); do
+  cli logs "$job" 2>/dev/null | grep -q "links: campaign 1 done" && break
+  sleep 0.1
+done
+before="$(wan_bytes)"
+log="$(cli logs "$job")"
+check "the job measured its links before its first round" grep -q "links: campaign 1 probes (job start: 2 pair(s) and 4 uplink(s)" <<<"$log"
+check "every island pair and every uplink across the wan was measured" \
+  grep -q "links: campaign 1 done in .*: 2 of 2 pair(s), 4 of 4 uplink(s) measured" <<<"$log"
+grep "links: campaign 1" <<<"$log" || true
+# The stored matrix (/api/jobs/<id> "links"): every uplink crosses the 20 Mbit/s wan, so it measures at most that
+# rate (TCP/IP headers take ~4%) and not far below it.
+uplinks_near_wan_rate() {
+  "$TB" exec wan -- python3 - "http://$TB_COORD_IP:8080/api/jobs/$job" <<'PY'
+import json, sys, urllib.request
+links = json.load(urllib.request.urlopen(sys.argv[1]))["links"]
+rates = {u["worker"]: round(u["mbps"], 1) for u in links["uplinks"]}
+print("measured uplinks (Mbit/s):", rates, "pairs:", {p["a"] + "-" + p["b"]: round(p["mbps"]) for p in links["pairs"]})
+sys.exit(0 if len(rates) == 4 and all(10 <= r <= 20.4 for r in rates.values()) else 1)
+PY
+}
+check "the stored uplinks measure the shaped wan rate (10..20.4 Mbit/s)" uplinks_near_wan_rate
 
 # Two fabrics detected from the workers' reports, and the plan keeps every dense group inside one.
 islands_of_round1() {

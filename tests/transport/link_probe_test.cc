@@ -109,5 +109,41 @@ TEST(LinkProbeTest, BadOptionsAreNamed) {
   EXPECT_EQ(ProbeLink("127.0.0.1", 1, Options()).status().code(), StatusCode::kUnavailable);
 }
 
+// The coordinator issues one key per probe pair: a responder accepts each added key (and still its own),
+// answers with the key the client proved, and refuses a key nobody added.
+TEST(LinkProbeTest, AddedKeysAreServedBesideTheServersOwn) {
+  auto server = StartServer();
+  const std::string pair_a(kProbeKeyBytes, 'a'), pair_b(kProbeKeyBytes, 'b');
+  ASSERT_TRUE(server->AddKey(pair_a).ok());
+  ASSERT_TRUE(server->AddKey(pair_b).ok());
+  EXPECT_EQ(server->AddKey("short").code(), StatusCode::kInvalidArgument);
+  for (const std::string* key : {&pair_a, &pair_b, &kKey}) {
+    ProbeOptions options = Options(1 << 20);
+    options.key = *key;
+    auto result = ProbeLink("127.0.0.1", server->port(), options);
+    EXPECT_TRUE(result.ok()) << key->front() << ": " << result.status().ToString();
+  }
+  ProbeOptions stranger = Options(1 << 20);
+  stranger.key = std::string(kProbeKeyBytes, 'z');
+  auto refused = ProbeLink("127.0.0.1", server->port(), stranger);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kPermissionDenied);
+}
+
+TEST(LinkProbeTest, TheOldestAddedKeyIsForgottenBeyondTheBound) {
+  auto server = StartServer();
+  auto key = [](size_t i) {
+    std::string k(kProbeKeyBytes, 'q');
+    k.replace(0, 8, std::to_string(10000000 + i));
+    return k;
+  };
+  for (size_t i = 0; i <= ProbeServer::kMaxExtraKeys; ++i) ASSERT_TRUE(server->AddKey(key(i)).ok());
+  ProbeOptions options = Options(1 << 20);
+  options.key = key(0);
+  EXPECT_EQ(ProbeLink("127.0.0.1", server->port(), options).status().code(), StatusCode::kPermissionDenied);
+  options.key = key(ProbeServer::kMaxExtraKeys);
+  EXPECT_TRUE(ProbeLink("127.0.0.1", server->port(), options).ok());
+}
+
 }  // namespace
 }  // namespace tributary

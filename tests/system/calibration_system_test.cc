@@ -20,33 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;  // stdout only
-  std::string err;
-};
-
-// Runs the CLI with the cluster's client profile; stdout and stderr kept apart.
-CliRun Cli(const std::string& dir, const std::string& profile, const std::vector<std::string>& args) {
-  const std::string out_path = (fs::path(dir) / "calibration-cli.out").string();
-  const std::string err_path = (fs::path(dir) / "calibration-cli.err").string();
-  std::vector<std::string> full = {"-c", "exec \"$0\" \"$@\" 2>\"" + err_path + "\"", TRIBUTARY_BINARY, "--config",
-                                   profile};
-  full.insert(full.end(), args.begin(), args.end());
-  std::error_code ec;
-  fs::remove(out_path, ec);
-  auto child = cli::ChildProcess::Spawn("/bin/sh", full, out_path);
-  EXPECT_TRUE(child.ok());
-  CliRun run;
-  if (!child.ok()) return run;
-  run.exit_code = (*child)->Wait(300000);
-  auto out = ReadFileToString(out_path);
-  run.out = out.ok() ? *out : "";
-  auto err = ReadFileToString(err_path);
-  run.err = err.ok() ? *err : "";
-  return run;
-}
-
 // worker -> tokens/s of `job_id` in `tributary workers --format json`, polled until `count` workers show
 // one (at most 2 minutes: a failure, not a timing assertion).
 std::map<std::string, double> WaitForCalibrations(const std::string& dir, const std::string& profile,

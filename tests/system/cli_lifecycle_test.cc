@@ -18,27 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-};
-
-// Runs the CLI with the cluster's client profile; stdout captured, stderr to <dir>/cli.log.
-CliRun Cli(const std::string& dir, const std::string& profile, const std::vector<std::string>& args) {
-  std::vector<std::string> full = {"--config", profile};
-  full.insert(full.end(), args.begin(), args.end());
-  const std::string out_path = (fs::path(dir) / "cli.out").string();
-  std::error_code ec;
-  fs::remove(out_path, ec);
-  auto child = cli::ChildProcess::Spawn(TRIBUTARY_BINARY, full, out_path);
-  EXPECT_TRUE(child.ok());
-  CliRun run;
-  run.exit_code = (*child)->Wait(300000);
-  auto out = ReadFileToString(out_path);
-  run.out = out.ok() ? *out : "";
-  return run;
-}
-
 nlohmann::json JsonLine(const std::string& out) {
   // The JSON envelope is the stdout line starting with '{' (log lines go to the same file here).
   size_t begin = 0;

@@ -21,33 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;  // stdout only
-  std::string err;
-};
-
-// Runs the CLI with the cluster's client profile (empty profile: none); stdout and stderr kept apart.
-CliRun Cli(const std::string& dir, const std::string& profile, const std::vector<std::string>& args) {
-  const std::string out_path = (fs::path(dir) / "cli.out").string();
-  const std::string err_path = (fs::path(dir) / "cli.err").string();
-  std::vector<std::string> full = {"-c", "exec \"$0\" \"$@\" 2>\"" + err_path + "\"", TRIBUTARY_BINARY};
-  if (!profile.empty()) full.insert(full.end(), {"--config", profile});
-  full.insert(full.end(), args.begin(), args.end());
-  std::error_code ec;
-  fs::remove(out_path, ec);
-  auto child = cli::ChildProcess::Spawn("/bin/sh", full, out_path);
-  EXPECT_TRUE(child.ok());
-  CliRun run;
-  if (!child.ok()) return run;
-  run.exit_code = (*child)->Wait(300000);
-  auto out = ReadFileToString(out_path);
-  run.out = out.ok() ? *out : "";
-  auto err = ReadFileToString(err_path);
-  run.err = err.ok() ? *err : "";
-  return run;
-}
-
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);

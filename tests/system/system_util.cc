@@ -19,6 +19,26 @@ namespace tributary::system_test {
 
 namespace fs = std::filesystem;
 
+CliRun Cli(const std::string& dir, const std::string& profile, const std::vector<std::string>& args) {
+  const std::string out_path = (fs::path(dir) / "cli.out").string();
+  const std::string err_path = (fs::path(dir) / "cli.err").string();
+  std::vector<std::string> full = {"-c", "exec \"$0\" \"$@\" 2>\"" + err_path + "\"", TRIBUTARY_BINARY};
+  if (!profile.empty()) full.insert(full.end(), {"--config", profile});
+  full.insert(full.end(), args.begin(), args.end());
+  std::error_code ec;
+  fs::remove(out_path, ec);
+  auto child = cli::ChildProcess::Spawn("/bin/sh", full, out_path);
+  EXPECT_TRUE(child.ok());
+  CliRun run;
+  if (!child.ok()) return run;
+  run.exit_code = (*child)->Wait(300000);
+  auto out = ReadFileToString(out_path);
+  run.out = out.ok() ? *out : "";
+  auto err = ReadFileToString(err_path);
+  run.err = err.ok() ? *err : "";
+  return run;
+}
+
 TestCluster::TestCluster(const std::string& dir, ClusterOptions options) : dir_(dir) {
   base_model_ = (fs::path(dir) / "base-model").string();
   Status written = WriteRandomModelDir(base_model_, cli::DemoModelConfig(), 0);

@@ -26,6 +26,17 @@ struct ClusterOptions {
   std::vector<std::string> worker_args = {};
 };
 
+// One run of the `tributary` binary.
+struct CliRun {
+  int exit_code = -1;
+  std::string out;  // stdout only
+  std::string err;
+};
+
+// Runs the CLI with a client profile (empty: none), stdout and stderr kept apart in files under `dir`;
+// waits up to 5 minutes.
+CliRun Cli(const std::string& dir, const std::string& profile, const std::vector<std::string>& args);
+
 // Writes the base model (once per directory) and per-worker non-IID data, starts the coordinator and
 // the workers, and connects a client. Fails the test (ASSERT) on error.
 class TestCluster {

@@ -157,7 +157,6 @@ Status RunWorkers(JobFlags& f, CommandContext& ctx) {
   TRIB_ASSIGN_OR_RETURN(auto client, ConnectFromFlags(f, ctx));
   TRIB_ASSIGN_OR_RETURN(v1::ListWorkersReply reply, client->ListWorkers());
   nlohmann::json view = WorkersViewJson(reply);
-  AddCalibrationsJson(reply, &view);
   if (f.format == "json") {
     PrintJsonOk("workers", view);
     return Status::OK();

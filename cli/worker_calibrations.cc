@@ -6,17 +6,6 @@
 
 namespace tributary::cli {
 
-void AddCalibrationsJson(const v1::ListWorkersReply& reply, nlohmann::json* view) {
-  nlohmann::json& workers = (*view)["workers"];
-  for (int i = 0; i < reply.workers_size() && i < static_cast<int>(workers.size()); ++i) {
-    nlohmann::json calibrations = nlohmann::json::array();
-    for (const v1::JobCalibration& c : reply.workers(i).calibrations())
-      calibrations.push_back(
-          {{"job_id", c.job_id()}, {"tokens_per_s", c.tokens_per_s()}, {"measured_unix_ms", c.measured_unix_ms()}});
-    workers[static_cast<size_t>(i)]["calibrations"] = std::move(calibrations);
-  }
-}
-
 void PrintCalibrations(const v1::ListWorkersReply& reply) {
   bool header = false;
   for (const v1::WorkerStatus& w : reply.workers()) {

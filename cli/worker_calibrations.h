@@ -11,9 +11,6 @@
 
 namespace tributary::cli {
 
-// Adds "calibrations": [{"job_id", "tokens_per_s", "measured_unix_ms"}] to each of view["workers"]
-// (WorkersViewJson of the same reply, in its order).
-void AddCalibrationsJson(const v1::ListWorkersReply& reply, nlohmann::json* view);
 // A table WORKER, JOB, TOKENS/S, MEASURED (UTC) after the workers table; nothing when no worker has one.
 void PrintCalibrations(const v1::ListWorkersReply& reply);
 // worker -> tokens/s of `job_id`, for the workers that calibrated it.

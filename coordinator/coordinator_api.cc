@@ -88,11 +88,6 @@ void Coordinator::Impl::HandleListWorkers(const Incoming& in) {
   Envelope reply = transport::NewEnvelope("coordinator");
   v1::ListWorkersReply* out = reply.mutable_list_workers_reply();
   *out = ListWorkersOf(*workers, UnixMillis());
-  for (v1::WorkerStatus& status : *out->mutable_workers()) {  // calibrations by job id (the map's order)
-    const WorkerEntry* entry = workers->Find(status.worker_id());
-    if (entry == nullptr) continue;
-    for (const auto& [job_id, calibration] : entry->calibrations) *status.add_calibrations() = calibration;
-  }
   Reply(in, std::move(reply));
 }
 

@@ -202,11 +202,21 @@ v1::ListWorkersReply ListWorkersOf(const WorkerRegistry& registry, int64_t now_m
     out->set_alive(w->inventory.alive);
     out->set_last_heartbeat_unix_ms(w->inventory.last_heartbeat_ms);
     *out->mutable_capabilities() = w->capabilities;
+    for (const auto& [job_id, calibration] : w->calibrations) *out->add_calibrations() = calibration;  // by job id
   }
   reply.set_now_unix_ms(now_ms);
   reply.set_heartbeat_interval_ms(registry.options().heartbeat_interval_ms);
   reply.set_heartbeat_misses(static_cast<uint32_t>(registry.options().heartbeat_misses));
   return reply;
+}
+
+// The worker's calibrated compute per job (docs/placement.md, "Compute calibration").
+nlohmann::json CalibrationsJson(const v1::WorkerStatus& w) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const v1::JobCalibration& c : w.calibrations())
+    out.push_back(
+        {{"job_id", c.job_id()}, {"tokens_per_s", c.tokens_per_s()}, {"measured_unix_ms", c.measured_unix_ms()}});
+  return out;
 }
 
 nlohmann::json WorkerStatusJson(const v1::WorkerStatus& w, int64_t now_ms, int64_t heartbeat_interval_ms) {
@@ -223,7 +233,8 @@ nlohmann::json WorkerStatusJson(const v1::WorkerStatus& w, int64_t now_ms, int64
           {"liveness", liveness},
           {"missed_heartbeats", missed},
           {"last_seen_unix_ms", last},
-          {"capabilities", CapabilitiesJson(w.capabilities())}};
+          {"capabilities", CapabilitiesJson(w.capabilities())},
+          {"calibrations", CalibrationsJson(w)}};
 }
 
 nlohmann::json WorkersViewJson(const v1::ListWorkersReply& reply) {

@@ -63,7 +63,8 @@ v1::ListWorkersReply ListWorkersOf(const WorkerRegistry& registry, int64_t now_m
 // when idle) and round of its last heartbeat, liveness ("alive"; "late" once a heartbeat is missed, i.e. half an
 // interval overdue; "dead" once declared dead), missed_heartbeats, last_seen_unix_ms, capabilities (cpu_cores,
 // memory_bytes, software_version, modes, gpus: name/memory_bytes/compute_capability, nics:
-// name/kind/speed_mbps/fabric_id, datasets: name/samples).
+// name/kind/speed_mbps/fabric_id, datasets: name/samples), calibrations (job_id, tokens_per_s, measured_unix_ms:
+// the worker's calibrated compute per job, by job id).
 nlohmann::json WorkerStatusJson(const v1::WorkerStatus& worker, int64_t now_ms, int64_t heartbeat_interval_ms);
 
 // Every registered worker: now_unix_ms, heartbeat_interval_ms, heartbeat_misses and workers

@@ -111,6 +111,10 @@ TEST(JobViewTest, WorkersViewJsonShowsCapabilitiesLivenessAndTasklet) {
   hb.set_state("training");
   hb.set_job_id("job-1");
   hb.set_round(7);
+  v1::JobCalibration* calibration = hb.add_calibrations();
+  calibration->set_job_id("job-1");
+  calibration->set_tokens_per_s(5210.5);
+  calibration->set_measured_unix_ms(11500);
   const uint64_t before = registry.liveness_version();
   ASSERT_TRUE(registry.Heartbeat(hb, peer, 12000).ok());
   EXPECT_GT(registry.liveness_version(), before) << "a heartbeat moves the view";
@@ -143,12 +147,15 @@ TEST(JobViewTest, WorkersViewJsonShowsCapabilitiesLivenessAndTasklet) {
             nlohmann::json::array(
                 {{{"name", "ib0"}, {"kind", "infiniband"}, {"speed_mbps", 200000}, {"fabric_id", "island-a"}}}));
   EXPECT_EQ(caps["datasets"], nlohmann::json::array({{{"name", "dolly"}, {"samples", 120}}}));
+  EXPECT_EQ(w1["calibrations"],
+            nlohmann::json::array({{{"job_id", "job-1"}, {"tokens_per_s", 5210.5}, {"measured_unix_ms", 11500}}}));
 
   const nlohmann::json& w2 = view["workers"][1];
   EXPECT_EQ(w2["worker_id"], "w2");
   EXPECT_EQ(w2["liveness"], "dead");
   EXPECT_EQ(w2["missed_heartbeats"], 3);
   EXPECT_TRUE(w2["job_id"].is_null()) << "no tasklet reported";
+  EXPECT_EQ(w2["calibrations"], nlohmann::json::array()) << "none reported";
 
   // A fresh heartbeat makes w1 alive with no missed beat.
   ASSERT_TRUE(registry.Heartbeat(hb, peer, 14000).ok());

@@ -32,16 +32,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check() { # check DESCRIPTION COMMAND...
-  local what="$1"
-  shift
-  if "$@"; then
-    echo "ok: $what"
-  else
-    echo "FAIL: $what"
-    failures=$((failures + 1))
-  fi
-}
 wan_bytes() { "$TB" counters | awk '$1 == "total-wan" { print $2 + $3 }'; }
 cli() { "$TB" exec wan -- "$BIN" --config "$WORK/client.yaml" "$@"; }
 

@@ -29,16 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check() { # check DESCRIPTION COMMAND...
-  local what="$1"
-  shift
-  if "$@"; then
-    echo "ok: $what"
-  else
-    echo "FAIL: $what"
-    failures=$((failures + 1))
-  fi
-}
 cli() { "$TB" exec wan -- "$BIN" --config "$WORK/client.yaml" "$@"; }
 
 testbed_prepare "$WORK" "$BIN" 10.200.0.1

@@ -33,16 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check() {  # check DESCRIPTION COMMAND...
-  local what="$1"
-  shift
-  if "$@"; then
-    echo "ok: $what"
-  else
-    echo "FAIL: $what"
-    failures=$((failures + 1))
-  fi
-}
 fcmp() { awk -v a="$1" -v b="$3" "BEGIN{exit !(a $2 b)}"; }
 tbx() { "$TB" exec "$@"; }
 

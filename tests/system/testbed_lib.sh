@@ -2,6 +2,19 @@
 # Shared by the scripts that run on the namespace testbed (tests/system/cluster_testbed*_test.sh,
 # bench/cluster_testbed_bench.sh): sourced, not run.
 
+# Runs COMMAND...; prints "ok: DESCRIPTION" or "FAIL: DESCRIPTION" and counts the failures in the caller's
+# `failures` variable (the scripts exit non-zero when it is above 0).
+check() { # check DESCRIPTION COMMAND...
+  local what="$1"
+  shift
+  if "$@"; then
+    echo "ok: $what"
+  else
+    echo "FAIL: $what"
+    failures=$((failures + 1))
+  fi
+}
+
 # Exits 77 with a SKIP line (ctest's skip code) unless this is root with a working `ip netns`.
 testbed_require_root() { # testbed_require_root NAME
   if [[ $(id -u) -ne 0 ]]; then

@@ -6,9 +6,12 @@
 #   ferret      an island per site, Ferret-projected pseudo-gradients (K per block), outer sgd lr 1
 #   one-island  all 4 workers on one site (a 1 x 4 testbed): the ideal, nothing but the outer sync on the wan
 # For each: wall time of the job (submitted to last round committed), tokens/s, bytes on the wan links
-# (island <-> wan veths, both directions) and bytes per token.
+# (island <-> wan veths, both directions) and bytes per token, and the per-round cross-island sync time
+# (committed - opened - the leaders' longest island phase: the fetch of the last mean, the upload, the commit)
+# as p50 and p95 over the rounds after the first (benchmark B11 with --flap-period-s: the wan rate alternates
+# between 1.5x and 0.5x --wan-rate every P seconds while each job runs).
 #   sudo bash bench/cluster_testbed_bench.sh [BUILD_DIR] [--rounds 3] [--inner-steps 10] [--wan-rate 20mbit]
-#                                            [--wan-delay-ms 25] [--only NAME]
+#                                            [--wan-delay-ms 25] [--flap-period-s P] [--only NAME]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +20,7 @@ if [[ $# -gt 0 && $1 != --* ]]; then
   BUILD_DIR="$(cd "$1" && pwd)"
   shift
 fi
-ROUNDS=3 H=10 RATE=20mbit DELAY=25 ONLY=""
+ROUNDS=3 H=10 RATE=20mbit DELAY=25 ONLY="" FLAP=0
 while (($#)); do
   case "$1" in
     --rounds) ROUNDS="$2" ;;
@@ -25,6 +28,7 @@ while (($#)); do
     --wan-rate) RATE="$2" ;;
     --wan-delay-ms) DELAY="$2" ;;
     --only) ONLY="$2" ;;
+    --flap-period-s) FLAP="$2" ;;
     *) echo "cluster_testbed_bench: unknown flag $1" >&2 && exit 2 ;;
   esac
   shift 2
@@ -43,6 +47,23 @@ testbed_prepare "$WORK" "$BIN" 10.200.0.1
 
 wan_bytes() { "$TB" counters | awk '$1 == "total-wan" { print $2 + $3 }'; }
 cli() { "$TB" exec wan -- "$BIN" --config "$WORK/client.yaml" "$@"; }
+
+# scaled_rate FACTOR: --wan-rate times FACTOR, in kbit (tc units).
+scaled_rate() {
+  [[ $RATE =~ ^([0-9.]+)(kbit|mbit|gbit)$ ]] || { echo "cluster_testbed_bench: --wan-rate: use kbit, mbit or gbit" >&2 && exit 2; }
+  awk -v n="${BASH_REMATCH[1]}" -v u="${BASH_REMATCH[2]}" -v f="$1" \
+    'BEGIN{m = (u == "kbit") ? 1 : (u == "mbit") ? 1e3 : 1e6; printf "%dkbit", n * m * f}'
+}
+
+# flap: until killed, the wan rate alternates between 0.5x and 1.5x --wan-rate every FLAP seconds.
+flap() {
+  local low high
+  low="$(scaled_rate 0.5)" high="$(scaled_rate 1.5)"
+  while true; do
+    sleep "$FLAP" && "$TB" wan-rate "$low"
+    sleep "$FLAP" && "$TB" wan-rate "$high"
+  done
+}
 
 # run NAME ISLANDS WORKERS_PER_ISLAND CLUSTER_YAML: one job on a fresh testbed; prints a result row.
 run() {
@@ -74,7 +95,13 @@ EOF
   local before after job status
   before="$(wan_bytes)"
   job="$(cli submit "$dir/job.yaml")"
+  local flapper=""
+  if [[ $FLAP != 0 ]]; then
+    flap &
+    flapper=$!
+  fi
   cli wait "$job" --timeout 3600 >/dev/null
+  [[ -z $flapper ]] || { kill "$flapper" && wait "$flapper" || true; }
   for _ in $(seq 1 50); do # the final broadcast has arrived once every member reports the last round
     status="$(cli status "$job" --format json)"
     python3 -c 'import json,sys; d=json.loads(sys.argv[1])["data"]; r=d["rounds"][-1]
@@ -89,6 +116,13 @@ rounds = status["rounds"]
 wall = (rounds[-1]["committed_unix_ms"] - status["job"]["created_unix_ms"]) / 1000.0
 print(f"{name:12s} wall {wall:8.1f} s  tokens/s {tokens / wall:8.1f}  wan {wan:11d} B  wan B/token {wan / tokens:9.3f}  "
       f"held-out {rounds[-1]['heldout_loss']:.4f}  state {status['job']['state']}")
+# Cross-island sync per round, the first round (model loading, calibration, probes) left out.
+sync = sorted((r["committed_unix_ms"] - r["opened_unix_ms"]) / 1000.0 - r["slowest_train_seconds"]
+              for r in rounds[1:] if r.get("opened_unix_ms"))
+if sync:
+    pick = lambda q: sync[min(len(sync) - 1, int(q * len(sync)))]
+    print(f"{'':12s} sync over {len(sync)} rounds: p50 {pick(0.5):.3f} s  p95 {pick(0.95):.3f} s  "
+          f"p95/p50 {pick(0.95) / pick(0.5):.2f}  max {sync[-1]:.3f} s")
 PY
   "$TB" down >/dev/null 2>&1
 }

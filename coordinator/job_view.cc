@@ -111,7 +111,9 @@ nlohmann::json RoundSummaryJson(const v1::RoundSummary& round) {
           {"bytes_up", round.bytes_up()},
           {"bytes_down", round.bytes_down()},
           {"island_bytes", round.island_bytes()},
+          {"opened_unix_ms", round.opened_unix_ms()},
           {"committed_unix_ms", round.committed_unix_ms()},
+          {"slowest_train_seconds", round.slowest_train_seconds()},
           {"weights_hash", round.weights_hash()},
           {"clients", std::move(clients)}};
 }

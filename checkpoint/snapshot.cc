@@ -106,6 +106,7 @@ Status CheckpointStore::StartSnapshotManifest(std::string_view job_id, uint32_t 
   manifest->created_unix_ms = created_unix_ms;
   const uint64_t total_bytes = static_cast<uint64_t>(num_elems) * sizeof(float);
   const uint64_t num_chunks = (total_bytes + manifest->chunk_bytes - 1) / manifest->chunk_bytes;
+  TRIB_RETURN_IF_ERROR(CheckWritable(total_bytes).WithContext(what));
   if (num_chunks > UINT32_MAX) return Status::InvalidArgument(what + ": too many chunks");
   return Status::OK();
 }

@@ -25,6 +25,13 @@
 //    mismatch"), never returned as data.
 //  * The store refuses to open a database written with a different (newer or unknown) schema
 //    version instead of guessing.
+//  * Storage faults: before every write the store checks its file system (statvfs). On a read-only
+//    file system, or with less free space than StoreOptions::reserve_bytes plus the write, the write
+//    is refused with Unavailable ("... not writable: ...") and nothing is written; once space is
+//    freed or the file system is writable again, writes succeed with no action by the caller. The
+//    guard exists because RocksDB 7.8 (Debian 12) aborts the process on the write after a failed WAL
+//    append (an assertion fixed upstream in 9.x): the store must not let RocksDB reach ENOSPC/EROFS.
+//    An I/O error the guard cannot foresee (EIO) can still abort; nothing acknowledged is lost then.
 //
 // Thread safety: all methods may be called from several threads; writes that check before they
 // write (PutJob, CreateJobWithSnapshot, AcceptUpdate, CommitRound, UpdateJobState, PutSnapshot's checks and manifest)
@@ -176,6 +183,9 @@ struct StoreOptions {
   // Integrated BlobDB for the snapshots column family: values of at least this size go to blob files.
   uint64_t snapshot_min_blob_size = 64ull << 10;
   bool snapshot_blob_lz4 = false;  // LZ4 for blob files (fp32 weights barely compress; off by default)
+  // Free space the store leaves on its file system: a write that would leave less is refused
+  // (Unavailable). Covers memtable flushes and compactions that follow the writes it admits.
+  uint64_t reserve_bytes = 64ull << 20;
 };
 
 // What a write that may be a retry did.
@@ -195,6 +205,11 @@ class CheckpointStore {
   CheckpointStore& operator=(const CheckpointStore&) = delete;
 
   const std::string& path() const { return path_; }
+
+  // OK when a write of `bytes` may proceed: the file system is writable and keeps reserve_bytes free
+  // after it. Otherwise Unavailable naming the path and why ("read-only file system", "12 MiB free,
+  // the reserve is 64 MiB"). Every write method checks it first; callers use it for readiness.
+  Status CheckWritable(uint64_t bytes = 0) const;
 
   // ---- jobs ----
   // Creates a job. AlreadyExists when the id exists or the submit token belongs to another job.

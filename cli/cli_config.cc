@@ -18,6 +18,9 @@ const ConfigSchema& GlobalConfigSchema() {
     s->Add(ConfigKey("coordinator.http_token_file", T::kString, "''",
                      "file holding the bearer token /metrics, /api and the dashboard's data need ('': none)"));
     s->Add(ConfigKey("coordinator.data_dir", T::kString, "/var/lib/tributary", "RocksDB checkpoint store directory"));
+    s->Add(ConfigRanged("coordinator.store_reserve_mb", T::kInt, "64",
+                        "free space (MiB) the store leaves on its file system; writes that would leave less wait", 0,
+                        1048576));
     s->Add(ConfigKey("coordinator.secret_key", T::kString, "''", "CURVE secret key file of the coordinator"));
     s->Add(ConfigKey("coordinator.allowed_keys", T::kString, "''", "file of admitted worker and client public keys"));
     s->Add(ConfigKey("coordinator.insecure", T::kBool, "false", "disable CURVE (local experiments only)"));

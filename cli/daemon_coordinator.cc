@@ -33,6 +33,7 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
   options.http_listen = flags.http_listen.empty() ? config.GetString("coordinator.http_listen") : flags.http_listen;
   TRIB_ASSIGN_OR_RETURN(options.http_token, LoadHttpToken(config.GetString("coordinator.http_token_file")));
   options.data_dir = flags.data_dir.empty() ? config.GetString("coordinator.data_dir") : flags.data_dir;
+  options.store_reserve_bytes = static_cast<uint64_t>(config.GetInt("coordinator.store_reserve_mb")) << 20;
   options.insecure = flags.insecure || config.GetBool("coordinator.insecure");
   options.heartbeat_interval_ms = std::llround(config.GetFloat("coordinator.heartbeat_interval_s") * 1000.0);
   options.heartbeat_misses = static_cast<int>(config.GetInt("coordinator.heartbeat_misses"));

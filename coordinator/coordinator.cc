@@ -96,7 +96,11 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
 
   checkpoint::StoreOptions store_options;
   store_options.sync_writes = options.sync_writes;
+  store_options.reserve_bytes = options.store_reserve_bytes;
   auto store = checkpoint::CheckpointStore::Open((fs::path(options.data_dir) / "store").string(), store_options);
+  // A data dir the store cannot write (full, read-only) is the operator's to fix, not a peer's to retry.
+  if (!store.ok() && store.status().code() == StatusCode::kUnavailable)
+    return Status::FailedPrecondition("coordinator.data_dir: " + store.status().message());
   if (!store.ok()) return store.status().WithContext("coordinator.data_dir");
   impl->store = std::move(*store);
 
@@ -167,8 +171,17 @@ Status Coordinator::Impl::StartHttp() {
   Impl* raw = this;
   HttpCallbacks callbacks;
   callbacks.not_ready = [raw] {
-    std::lock_guard<std::mutex> lock(raw->view_mu);
-    return raw->not_ready;
+    std::vector<std::string> out;
+    {
+      std::lock_guard<std::mutex> lock(raw->view_mu);
+      out = raw->not_ready;
+    }
+    // Asked now, not at the last view refresh: a full data dir shows at once (CheckWritable is thread-safe).
+    if (raw->store) {
+      const Status writable = raw->store->CheckWritable();
+      if (!writable.ok()) out.push_back(writable.message());
+    }
+    return out;
   };
   callbacks.metrics_text = [raw] { return raw->metrics.RenderText(); };
   callbacks.list_jobs = [raw]() -> Result<nlohmann::json> {

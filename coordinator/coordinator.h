@@ -43,6 +43,7 @@ struct CoordinatorOptions {
   int64_t restart_grace_ms = -1;                 // -1: 1.5 heartbeat intervals
   std::map<std::string, std::string> eval_data;  // held-out datasets: name -> path (job spec eval.dataset)
   bool sync_writes = true;                       // synced RocksDB writes (off only for benchmarks)
+  uint64_t store_reserve_bytes = 64ull << 20;    // free space the store keeps (checkpoint::StoreOptions)
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;  // larger aggregates go as bulk objects
   // Cluster mode's link probes (docs/placement.md, "Measured links"): bulk bytes per probe at most, and
   // how long a probe (or a worker's responder start) may take before it counts as failed.

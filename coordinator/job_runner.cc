@@ -464,12 +464,27 @@ void JobRunner::CloseRoundIfComplete(int64_t now_ms) {
 }
 
 void JobRunner::CloseRound(int64_t now_ms) {
+  // Waiting for storage: aggregate and evaluate again only once the store can take the commit.
+  if (!storage_wait_.empty() && !services_.store->CheckWritable().ok()) return;
   const auto t0 = std::chrono::steady_clock::now();
   const size_t selected = driver_->current().participants.size();
   auto committed = driver_->CloseRound(now_ms);
+  if (!committed.ok() && committed.status().code() == StatusCode::kUnavailable)
+    return WaitForStorage(committed.status());
   if (!committed.ok()) return Fail(committed.status());
+  if (!storage_wait_.empty()) Log("round " + std::to_string(committed->round) + ": the store is writable again");
+  storage_wait_.clear();
   const double close_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   OnCommitted(*committed, selected, close_s, now_ms);
+}
+
+void JobRunner::WaitForStorage(const Status& why) {
+  if (storage_wait_.empty())
+    Log("round " + std::to_string(driver_->current().round) + ": cannot commit yet, the round stays open: " +
+            why.message() + "; uploads are kept and the commit is retried",
+        /*warn=*/true);
+  storage_wait_ = why.message();
+  ++version_;
 }
 
 void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double close_s, int64_t now_ms) {

@@ -181,6 +181,8 @@ class JobRunner {
   // island's members get a new RoundStart).
   std::string RoundStartKey(const WorkerEntry& worker) const;
   void CloseRound(int64_t now_ms);
+  // The open round stays open until the store can take its commit (Unavailable), logged once.
+  void WaitForStorage(const Status& why);
   // After a commit: summary, metrics, broadcast, log lines, and the job's end.
   void OnCommitted(const CommittedRound& committed, size_t selected, double close_s, int64_t now_ms);
   // ---- secure aggregation (job_runner_secagg.cc) ----
@@ -215,6 +217,7 @@ class JobRunner {
   std::map<std::string, std::string> round_start_sent_;
   int64_t round_opened_ms_ = 0;
   double slowest_train_seconds_ = 0;  // of the open round's accepted uploads
+  std::string storage_wait_;          // why the open round cannot commit (store not writable); "" = it can
   std::string last_plan_error_;       // logged once per change
   std::string last_plan_failure_;     // the cluster planner's, logged once per change
   // Cluster mode: the last opened round's plan, kept after the job ends (in memory: a restarted

@@ -6,6 +6,8 @@
 #include <limits>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "federation/replica_state.h"
 
 namespace tributary {
@@ -121,7 +123,11 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
     previous_commit_ms = record.committed_unix_ms;
   }
   // A crash between a commit and its snapshot: write the snapshot now.
-  TRIB_RETURN_IF_ERROR(driver->MaybeSnapshot(driver->last_committed_, job.updated_unix_ms));
+  Status snapshot = driver->MaybeSnapshot(driver->last_committed_, job.updated_unix_ms);
+  if (snapshot.code() == StatusCode::kUnavailable)  // taken again at its round once the store is writable
+    spdlog::warn("job {}: round {} snapshot not taken: {}", job_id, driver->last_committed_, snapshot.ToString());
+  else
+    TRIB_RETURN_IF_ERROR(snapshot);
   // Uploads already accepted for the open round count again (under secure aggregation the open round's
   // session is not stored: it starts again, and metadata records of a crashed commit are not uploads).
   if (spec.secure_aggregation.enabled) return driver;
@@ -436,7 +442,11 @@ Result<CommittedRound> RoundDriver::Commit(CommittedRound out, int64_t now_ms) {
   for (const auto& [worker, received_ms] : reported_)
     deadline_.Observe(static_cast<double>(received_ms - current_.started_ms) / 1000.0);
   reported_.clear();
-  TRIB_RETURN_IF_ERROR(MaybeSnapshot(round, now_ms));
+  // The round is committed; a snapshot the store cannot take now (Unavailable: not writable) is skipped,
+  // and a rebuild starts from an earlier snapshot and replays more rounds.
+  const Status snapshot = MaybeSnapshot(round, now_ms);
+  if (!snapshot.ok() && snapshot.code() != StatusCode::kUnavailable) return snapshot;
+  if (!snapshot.ok()) spdlog::warn("job {}: round {}: snapshot skipped: {}", job_id_, round, snapshot.message());
   return out;
 }
 

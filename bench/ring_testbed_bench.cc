@@ -6,11 +6,12 @@
 //      objectives (max_min, min_sum_inverse);
 //   3. run: real gloo ring all-reduces through the islands' group code (cluster/island.h, IslandGroup,
 //      as the workers' IslandReducer calls it) in index order, in each planned order and in any order
-//      given with --order; every member times each all-reduce after a barrier;
+//      given with --order, each starting at an instant the members agree on in a barrier; the sums are
+//      checked;
 //   4. report (index rank 0): seconds per all-reduce (from the first member's start to the last member's
-//      end on the shared monotonic clock, median over iterations),
-//      the ratio to index order, and the flow-level simulator's prediction for the same topology
-//      (scheduler/flow_sim.h), at the tbf line rates and at the TCP goodput of those rates.
+//      end on the shared monotonic clock, median over iterations), the ratio to index order, and the
+//      flow-level simulator's prediction for the same topology and ring (scheduler/flow_sim.h): at the
+//      tbf rates, at TCP's payload share of them, and with the reverse flows' ACKs too.
 // Rendezvous (probe ports, results, gloo addresses): a directory shared by the processes (the
 // namespaces only separate networks), one file per key written by rename.
 //

@@ -127,10 +127,19 @@ for ((r = 0; r < ${#MEMBERS[@]}; r++)); do
   "$TB" exec "$suffix" -- "$BIN" --rank "$r" "${ARGS[@]}" >"$WORK/rank$r.out" 2>"$WORK/rank$r.err" &
   PIDS+=($!)
 done
-failed=0
-for ((r = 0; r < ${#PIDS[@]}; r++)); do
-  wait "${PIDS[$r]}" || { failed=1 && echo "rank $r failed: $(cat "$WORK/rank$r.err")" >&2; }
+# Wait for every rank; once one fails, stop the others (they would wait for it in the store for minutes).
+failed=0 left=${#PIDS[@]}
+declare -A reaped=()
+while ((left > 0 && !failed)); do
+  for ((r = 0; r < ${#PIDS[@]}; r++)); do
+    [[ -z ${reaped[$r]:-} ]] && ! kill -0 "${PIDS[$r]}" 2>/dev/null || continue
+    reaped[$r]=1
+    left=$((left - 1))
+    wait "${PIDS[$r]}" || { failed=1 && echo "rank $r failed: $(cat "$WORK/rank$r.err")" >&2; }
+  done
+  sleep 0.1
 done
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 PIDS=()
 cat "$WORK/rank0.out"
 kill "$MONITOR" 2>/dev/null || true

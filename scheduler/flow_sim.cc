@@ -97,9 +97,24 @@ struct BuiltCluster {
   };
   std::map<std::string, Ports> ports;           // by worker id
   std::vector<std::pair<int, int>> site_links;  // per site: (up, down)
+  std::map<std::pair<int, int>, int> direct;    // (from site, to site) -> the site link's direction
   int coordinator_in = -1, coordinator_out = -1;
   std::map<std::string, const SimWorker*> workers;
 };
+
+Status AddSiteLinks(const SimCluster& cluster, const std::map<std::string, int>& site_index, BuiltCluster* b) {
+  for (const SimSiteLink& link : cluster.site_links) {
+    const std::string name = "site link '" + link.a + "-" + link.b + "'";
+    auto a = site_index.find(link.a), z = site_index.find(link.b);
+    if (a == site_index.end() || z == site_index.end()) return Status::InvalidArgument(name + ": unknown site");
+    if (a->second == z->second) return Status::InvalidArgument(name + ": joins a site to itself");
+    if (!(link.mbps > 0)) return Status::InvalidArgument(name + ": mbps must be > 0");
+    if (b->direct.count({a->second, z->second}) > 0) return Status::InvalidArgument(name + ": listed twice");
+    b->direct[{a->second, z->second}] = b->net.AddLink(link.mbps, link.latency_ms);
+    b->direct[{z->second, a->second}] = b->net.AddLink(link.mbps, link.latency_ms);
+  }
+  return Status::OK();
+}
 
 Result<BuiltCluster> Build(const SimCluster& cluster) {
   BuiltCluster b;
@@ -110,6 +125,7 @@ Result<BuiltCluster> Build(const SimCluster& cluster) {
     b.site_links.push_back(
         {b.net.AddLink(site.wan_mbps, site.wan_latency_ms), b.net.AddLink(site.wan_mbps, site.wan_latency_ms)});
   }
+  TRIB_RETURN_IF_ERROR(AddSiteLinks(cluster, site_index, &b));
   if (!(cluster.coordinator_mbps > 0)) return Status::InvalidArgument("coordinator_mbps: must be > 0");
   b.coordinator_in = b.net.AddLink(cluster.coordinator_mbps, cluster.coordinator_latency_ms);
   b.coordinator_out = b.net.AddLink(cluster.coordinator_mbps, cluster.coordinator_latency_ms);
@@ -139,6 +155,8 @@ std::vector<int> WorkerPath(const BuiltCluster& b, const std::string& from, cons
   const SimWorker& a = *b.workers.at(from);
   if (!a.fabric.empty() && a.fabric == b.workers.at(to)->fabric) return {p.fabric_up, q.fabric_down};
   if (p.site == q.site) return {p.eth_up, q.eth_down};
+  auto direct = b.direct.find({p.site, q.site});
+  if (direct != b.direct.end()) return {p.eth_up, direct->second, q.eth_down};
   return {p.eth_up, b.site_links[p.site].first, b.site_links[q.site].second, q.eth_down};
 }
 
@@ -184,6 +202,14 @@ Result<SimResult> SimulateRound(const SimCluster& cluster, const SimRound& round
       flows.push_back({WorkerPath(b, island.ring[k], island.ring[(k + 1) % n]), round.gradient_bytes / n});
   }
   first_flow.push_back(flows.size());
+  if (cluster.ack_bytes_per_payload_byte > 0) {
+    for (const SimIsland& island : round.islands) {
+      const size_t n = island.ring.size();
+      for (size_t k = 0; n >= 2 && k < n; ++k)
+        flows.push_back({WorkerPath(b, island.ring[(k + 1) % n], island.ring[k]),
+                         cluster.ack_bytes_per_payload_byte * round.gradient_bytes / static_cast<double>(n)});
+    }
+  }
   const std::vector<double> step_done = b.net.RunFlows(flows);
   SimResult result;
   double tokens = 0;

@@ -3,9 +3,11 @@
 // compared with other placements at thousands of workers without running them.
 //
 // Link model: every worker has an Ethernet NIC on its site's LAN and optionally a fabric NIC (an RDMA
-// island); sites join a WAN core through one uplink each; the coordinator hangs off the core. Every
-// link is full duplex (one capacity per direction). A flow between two workers on the same fabric
-// takes their fabric NICs; otherwise their Ethernet NICs and, between sites, both sites' uplinks.
+// island); sites join a WAN core through one uplink each; the coordinator hangs off the core; two sites
+// may also be joined directly (a site link, e.g. a private line). Every link is full duplex (one
+// capacity per direction). A flow between two workers on the same fabric takes their fabric NICs;
+// otherwise their Ethernet NICs and, between sites, the site link joining them when there is one, else
+// both sites' uplinks through the core.
 // Flows that run together share links max-min fairly (progressive filling) and finish after their
 // transfer plus their path's latency.
 // Round model: every inner step an island computes (each member its share of the batch) then runs a
@@ -23,6 +25,11 @@
 #include "base/status.h"
 
 namespace tributary {
+
+// Capacities are payload rates. TCP over Ethernet carries 1448 payload bytes (MSS at a 1500-byte MTU with
+// TCP timestamps) per 1514-byte frame as a shaper (tbf) counts it, so a link shaped to R carries TCP
+// payload at this fraction of R; the link probes measure 0.957-0.959 of the tbf rate (docs/benchmarks.md).
+constexpr double kTcpPayloadPerWireByte = 1448.0 / 1514.0;
 
 struct SimFlow {
   std::vector<int> links;  // directed link ids the flow crosses
@@ -57,13 +64,27 @@ struct SimSite {
   double wan_latency_ms = 0;
 };
 
+// A direct link between two sites, each direction at mbps; worker traffic between them takes it
+// instead of the WAN core (the coordinator is still reached through the sites' uplinks).
+struct SimSiteLink {
+  std::string a, b;  // site names, a != b
+  double mbps = 0;
+  double latency_ms = 0;
+};
+
 struct SimCluster {
   std::vector<SimWorker> workers;
   std::vector<SimSite> sites;
-  double coordinator_mbps = 0;  // the coordinator's link to the core, each direction
+  std::vector<SimSiteLink> site_links;  // at most one per pair of sites
+  double coordinator_mbps = 0;          // the coordinator's link to the core, each direction
   double coordinator_latency_ms = 0;
   double fabric_latency_ms = 0.005;
   double eth_latency_ms = 0.05;
+  // TCP acknowledgements: every ring all-reduce flow also sends this many bytes per payload byte back
+  // along the reverse path, where they share the links with the flows going that way (a ring's links
+  // carry data both ways when it crosses a link twice). 0 = not modelled; the namespace testbed
+  // measures 0.019 (one 66-byte ACK per 2.5 full segments; docs/benchmarks.md).
+  double ack_bytes_per_payload_byte = 0;
 };
 
 struct SimIsland {
@@ -89,7 +110,8 @@ struct SimResult {
 };
 
 // One outer round of `round` on `cluster`. InvalidArgument naming the worker or site for an unknown
-// id, a worker in two islands, a missing share, or a capacity that is not > 0.
+// id, a worker in two islands, a missing share, a capacity that is not > 0, or a site link that joins a
+// site to itself, names an unknown site or repeats a pair.
 Result<SimResult> SimulateRound(const SimCluster& cluster, const SimRound& round);
 
 }  // namespace tributary

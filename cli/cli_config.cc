@@ -47,6 +47,20 @@ const ConfigSchema& GlobalConfigSchema() {
                      "cluster mode: TCP port of the uplink probe responder, on the host of coordinator.listen (0: any "
                      "free port)",
                      0, 65535));
+    s->Add(ConfigRanged("coordinator.multistream_min_bytes", T::kInt, "8388608",
+                        "aggregates and snapshots of at least this many bytes may be sent over parallel TCP streams "
+                        "(0: never)",
+                        0, 1099511627776.0));
+    s->Add(ConfigKey("coordinator.multistream_ports", T::kString, "''",
+                     "TCP port or LOW-HIGH range of the multistream listeners, on the host of coordinator.listen "
+                     "('': any free port)"));
+    s->Add(ConfigRanged("coordinator.multistream_streams", T::kInt, "0",
+                        "streams per multistream transfer (0: from the worker's measured uplink)", 0, 16));
+    s->Add(ConfigRanged("coordinator.multistream_max_transfers", T::kInt, "8",
+                        "multistream transfers in flight at most (more fetch on the bulk path)", 1, 1024));
+    s->Add(ConfigRanged("coordinator.multistream_window_bytes", T::kInt, "1048576",
+                        "one TCP stream's window for the stream count ceil(bandwidth x RTT / window)", 4096,
+                        1073741824));
 
     s->Add(ConfigKey("worker.coordinator", T::kString, "''", "coordinator endpoint, e.g. tcp://10.0.0.1:7400"));
     s->Add(ConfigKey("worker.name", T::kString, "''", "worker id (default: hostname)"));
@@ -72,6 +86,10 @@ const ConfigSchema& GlobalConfigSchema() {
                         "uploads above this many bytes are pulled by the coordinator as bulk objects",
                         static_cast<double>(transport::kMinInlinePayloadBytes),
                         static_cast<double>(transport::kMaxInlinePayloadBytes)));
+    s->Add(ConfigRanged("worker.multistream_min_bytes", T::kInt, "8388608",
+                        "aggregates and snapshots of at least this many bytes are asked for over parallel TCP streams "
+                        "first (0: never)",
+                        0, 1099511627776.0));
 
     s->Add(ConfigKey("client.coordinator", T::kString, "''", "coordinator endpoint for CLI commands"));
     s->Add(ConfigKey("client.secret_key", T::kString, "''", "CURVE secret key file of this CLI user"));

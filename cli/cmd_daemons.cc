@@ -113,6 +113,7 @@ Result<WorkerOptions> BuildWorkerOptions(const Config& config, const WorkerFlags
   }
   options.threads = static_cast<int>(config.GetInt("worker.threads"));
   options.inline_payload_bytes = static_cast<uint64_t>(config.GetInt("worker.inline_payload_bytes"));
+  options.multistream_min_bytes = static_cast<uint64_t>(config.GetInt("worker.multistream_min_bytes"));
   options.island_address = config.GetString("worker.island_address");
   if (options.island_address.empty())
     return Status::InvalidArgument("key 'worker.island_address': must not be empty (the island fabric interface's IP)");

@@ -41,6 +41,11 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
   options.probe_bytes = static_cast<uint64_t>(config.GetInt("coordinator.probe_bytes"));
   options.probe_timeout_ms = config.GetInt("coordinator.probe_timeout_ms");
   options.probe_port = static_cast<int>(config.GetInt("coordinator.probe_port"));
+  options.multistream_min_bytes = static_cast<uint64_t>(config.GetInt("coordinator.multistream_min_bytes"));
+  options.multistream_ports = config.GetString("coordinator.multistream_ports");
+  options.multistream_streams = static_cast<int>(config.GetInt("coordinator.multistream_streams"));
+  options.multistream_max_transfers = static_cast<int>(config.GetInt("coordinator.multistream_max_transfers"));
+  options.multistream_window_bytes = static_cast<uint64_t>(config.GetInt("coordinator.multistream_window_bytes"));
   const double grace_s = config.GetFloat("coordinator.restart_grace_s");
   options.restart_grace_ms = grace_s < 0 ? -1 : std::llround(grace_s * 1000.0);
   std::vector<std::string> eval = config.GetStringList("coordinator.eval_data");

@@ -3,7 +3,14 @@
 namespace tributary {
 
 Status BulkObjects::Offer(const std::string& object_id, std::shared_ptr<transport::BulkSource> source, int64_t now_ms) {
+  const auto* memory = dynamic_cast<const transport::MemorySource*>(source.get());
+  std::shared_ptr<const std::string> bytes = memory != nullptr ? memory->shared_data() : nullptr;
   TRIB_RETURN_IF_ERROR(sender_.AddObject(object_id, std::move(source)));
+  if (bytes) {
+    memory_[object_id] = std::move(bytes);
+  } else {
+    memory_.erase(object_id);
+  }
   expiry_ms_[object_id] = now_ms + kBulkObjectLifetimeMs;
   return Status::OK();
 }
@@ -20,10 +27,16 @@ bool BulkObjects::Renew(const std::string& object_id, int64_t now_ms) {
   return true;
 }
 
+std::shared_ptr<const std::string> BulkObjects::BytesOf(const std::string& object_id) const {
+  auto it = memory_.find(object_id);
+  return it == memory_.end() ? nullptr : it->second;
+}
+
 void BulkObjects::Expire(int64_t now_ms) {
   for (auto it = expiry_ms_.begin(); it != expiry_ms_.end();) {
     if (it->second <= now_ms) {
       sender_.RemoveObject(it->first);
+      memory_.erase(it->first);
       it = expiry_ms_.erase(it);
     } else {
       ++it;

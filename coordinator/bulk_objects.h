@@ -34,6 +34,9 @@ class BulkObjects {
   // Keeps a served object for kBulkObjectLifetimeMs after now_ms; false when it is not served.
   bool Renew(const std::string& object_id, int64_t now_ms);
   bool Has(const std::string& object_id) const { return sender_.HasObject(object_id); }
+  // The bytes of a served object offered from memory (aggregates, snapshots); null for a file or an unknown
+  // id. A multistream transfer (coordinator_multistream.cc) sends them without a copy.
+  std::shared_ptr<const std::string> BytesOf(const std::string& object_id) const;
   // The 32-byte BLAKE2b of a served object ("" when it is not served).
   std::string ChecksumOf(const std::string& object_id) const { return sender_.ObjectChecksumOf(object_id); }
 
@@ -49,7 +52,8 @@ class BulkObjects {
 
  private:
   transport::BulkSender sender_;
-  std::map<std::string, int64_t> expiry_ms_;  // object id -> when it is dropped
+  std::map<std::string, int64_t> expiry_ms_;                          // object id -> when it is dropped
+  std::map<std::string, std::shared_ptr<const std::string>> memory_;  // objects offered from memory
 };
 
 }  // namespace tributary

@@ -128,6 +128,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
   impl->uploads = std::make_unique<UploadIntake>(impl->server.get(), impl->workers.get(), &impl->metrics,
                                                  [raw](const std::string& job_id) { return raw->FindJob(job_id); });
   impl->StartProbeServer();
+  TRIB_RETURN_IF_ERROR(impl->StartMultistream());
   TRIB_RETURN_IF_ERROR(impl->LoadJobs());
   impl->PublishView();
   impl->PublishWorkersView(UnixMillis());
@@ -247,6 +248,7 @@ void Coordinator::Impl::Handle(Incoming& in) {
     case Envelope::kSecaggRequest: return HandleSecAgg(in);
     case Envelope::kIslandStoreRequest: return HandleIslandStore(in);
     case Envelope::kProbeReport: return HandleProbeReport(in);
+    case Envelope::kMultistreamRequest: return HandleMultistreamRequest(in);
     case Envelope::kBulkRequest: {
       Status served = bulk.Serve(*server, in);
       if (!served.ok()) spdlog::warn("coordinator: bulk request from {}: {}", in.peer.Describe(), served.ToString());

@@ -50,6 +50,12 @@ struct CoordinatorOptions {
   uint64_t probe_bytes = 64 << 20;
   int64_t probe_timeout_ms = 10000;
   int probe_port = 0;  // where uplink probes listen, on the host of `listen`; 0: any free port
+  // Multistream transfers of served aggregates and snapshots (docs/multistream.md, "In the daemons").
+  uint64_t multistream_min_bytes = 8 << 20;     // smaller objects are refused (bulk path); 0: multistream off
+  std::string multistream_ports;                // listeners' ports: "" any free, "PORT" or "LOW-HIGH"
+  int multistream_streams = 0;                  // 0: from the worker's measured uplink; 1..16: always this many
+  int multistream_max_transfers = 8;            // offers in flight; more are refused (bulk path)
+  uint64_t multistream_window_bytes = 1 << 20;  // one stream's TCP window, for N = ceil(BDP / window)
   // Run calls hooks.alive every loop iteration, hooks.status with a summary line when it changed
   // ("1 job running; job J round 3/10; 4 workers alive") and hooks.stopping when it stops.
   LoopHooks hooks;

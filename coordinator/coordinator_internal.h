@@ -22,6 +22,7 @@
 #include "coordinator/worker_logs.h"
 #include "coordinator/worker_registry.h"
 #include "transport/channel.h"
+#include "transport/multistream_serve.h"
 
 namespace tributary {
 
@@ -37,8 +38,11 @@ struct Coordinator::Impl {
   std::map<std::string, std::unique_ptr<JobRunner>> jobs;
   std::unique_ptr<UploadIntake> uploads;
   std::unique_ptr<ProbeServer> probe_server;  // uplink probes' target (coordinator_probes.cc); null: none
-  WorkerLogs worker_logs;                     // lines workers shipped per job (`tributary logs JOB --worker W`)
-  int64_t last_log_refusal_ms = 0;            // refused WorkerLogLines are logged at most once a minute
+  // Multistream offers (coordinator_multistream.cc); null when coordinator.multistream_min_bytes is 0. After
+  // `metrics` and `bulk`: its threads report to the metrics until it is destroyed.
+  std::unique_ptr<transport::MultistreamServer> multistream;
+  WorkerLogs worker_logs;           // lines workers shipped per job (`tributary logs JOB --worker W`)
+  int64_t last_log_refusal_ms = 0;  // refused WorkerLogLines are logged at most once a minute
 
   // What the HTTP callbacks read (they run on other threads), rebuilt when a component's version moved.
   std::mutex view_mu;
@@ -73,6 +77,11 @@ struct Coordinator::Impl {
   // Listens for uplink probes on the host of options.listen (any free port); logs and goes on without.
   void StartProbeServer();
   void HandleProbeReport(const transport::Incoming& in);
+  // ---- coordinator_multistream.cc ----
+  // Validates the multistream options and starts the MultistreamServer (none when they turn it off).
+  Status StartMultistream();
+  // A MultistreamRequest: offers a served object over parallel TCP streams, or refuses with an Error.
+  void HandleMultistreamRequest(const transport::Incoming& in);
   void Tick(int64_t now_ms);
   void Reply(const transport::Incoming& request, transport::Envelope reply);
   void ReplyError(const transport::Incoming& request, const Status& status);

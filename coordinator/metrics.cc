@@ -90,6 +90,14 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                           .Name("tributary_transport_bytes_total")
                           .Help("Bytes the coordinator sent (out) or received (in), by message body type.")
                           .Register(*registry_);
+  multistream_transfers_ = &prometheus::BuildCounter()
+                                .Name("tributary_multistream_transfers_total")
+                                .Help("Served objects offered over parallel TCP streams, by how the offer ended.")
+                                .Register(*registry_);
+  multistream_streams_ = &prometheus::BuildCounter()
+                              .Name("tributary_multistream_streams_total")
+                              .Help("TCP streams of the multistream transfers that were sent.")
+                              .Register(*registry_);
 }
 
 CoordinatorMetrics::~CoordinatorMetrics() = default;
@@ -150,6 +158,13 @@ void CoordinatorMetrics::OnIslandReformed(const std::string& job, const std::str
 
 void CoordinatorMetrics::OnTransportBytes(const std::string& direction, const std::string& type, uint64_t bytes) {
   transport_bytes_->Add({{"direction", direction}, {"type", type}}).Increment(static_cast<double>(bytes));
+}
+
+void CoordinatorMetrics::OnMultistream(const std::string& result, int streams, uint64_t bytes) {
+  multistream_transfers_->Add({{"result", result}}).Increment();
+  if (result != "sent") return;
+  multistream_streams_->Add({}).Increment(streams);
+  OnTransportBytes("out", "multistream", bytes);
 }
 
 std::string CoordinatorMetrics::RenderText() const {

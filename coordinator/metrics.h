@@ -19,7 +19,11 @@
 //   tributary_island_reforms_total{job,island} counter; re-formations after a lost member
 //   tributary_transport_bytes_total{direction,type}  counter; bytes the coordinator's server sent (out) or
 //                                              received (in), by body type (transport::BodyName), the bulk
-//                                              frames of chunks as type bulk_chunk
+//                                              frames of chunks as type bulk_chunk, multistream transfers'
+//                                              payload as type multistream (direction out)
+//   tributary_multistream_transfers_total{result}  counter; offers of a served object over parallel TCP
+//                                              streams: result = sent|failed|unclaimed
+//   tributary_multistream_streams_total        counter; TCP streams of the sent transfers
 //
 // Every method is safe to call from any thread.
 #pragma once
@@ -87,6 +91,8 @@ class CoordinatorMetrics {
 
   // `bytes` crossed the coordinator's server: `direction` "in" or "out", `type` a body name or bulk_chunk.
   void OnTransportBytes(const std::string& direction, const std::string& type, uint64_t bytes);
+  // A multistream offer ended: `result` sent|failed|unclaimed; a sent one carried `bytes` over `streams`.
+  void OnMultistream(const std::string& result, int streams, uint64_t bytes);
 
   // All families in the Prometheus text format 0.0.4.
   std::string RenderText() const;
@@ -115,6 +121,8 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>* island_incarnation_ = nullptr;
   prometheus::Family<prometheus::Counter>* island_reforms_ = nullptr;
   prometheus::Family<prometheus::Counter>* transport_bytes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* multistream_transfers_ = nullptr;
+  prometheus::Family<prometheus::Counter>* multistream_streams_ = nullptr;
 };
 
 // The Content-Type of RenderText()'s output.

@@ -76,6 +76,8 @@ class MemorySource : public BulkSource {
   explicit MemorySource(std::shared_ptr<const std::string> data) : data_(std::move(data)) {}
   uint64_t size() const override { return data_->size(); }
   Status Read(uint64_t offset, void* out, size_t n) const override;
+  // The buffer itself (a multistream transfer sends it without a copy).
+  const std::shared_ptr<const std::string>& shared_data() const { return data_; }
 
  private:
   std::shared_ptr<const std::string> data_;

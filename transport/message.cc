@@ -73,6 +73,7 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kIslandStoreRequest:
     case Envelope::kWorkerLogLines:
     case Envelope::kProbeReport:
+    case Envelope::kMultistreamRequest:
     case Envelope::kListWorkers: return direction == Direction::kToServer;
     case Envelope::kRegisterAck:
     case Envelope::kHeartbeatAck:
@@ -90,6 +91,7 @@ bool BodyAllowed(Envelope::BodyCase body, Direction direction) {
     case Envelope::kIslandStoreReply:
     case Envelope::kWorkerLogLinesReply:
     case Envelope::kProbeAssignment:
+    case Envelope::kMultistreamOffer:
     case Envelope::kListWorkersReply: return direction == Direction::kToClient;
     case Envelope::kBulkRequest:
     case Envelope::kBulkChunkHeader:

@@ -9,7 +9,8 @@
 // resent on the others; the receiver drops duplicates. The transfer fails only when no connection is left, on the
 // deadline, or on a frame that fails authentication.
 //
-// Not yet used by the coordinator: outer payloads still travel on the ZeroMQ bulk path (transport/bulk.h).
+// The daemons use it through transport/multistream_serve.h: workers fetch large served aggregates and snapshots
+// from the coordinator this way (falling back to transport/bulk.h); uploads still travel on the bulk path.
 #pragma once
 
 #include <array>

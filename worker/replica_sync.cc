@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "transport/bulk.h"
 #include "worker/work_queue.h"
@@ -247,16 +248,15 @@ Status ReplicaSync::ApplyCatchUpReply(JobReplica& replica, const v1::CatchUpRepl
 
 Status ReplicaSync::LoadSnapshot(JobReplica& replica, const v1::CatchUpReply& reply) {
   const std::string& job = replica.job_id();
-  transport::BufferSink sink(replica.state_bytes());
-  transport::FetchOptions fetch;
-  fetch.expected_checksum = reply.snapshot_checksum();
-  fetch.sender = options_.worker_id;
+  if (reply.snapshot_size() > replica.state_bytes())
+    return Status::InvalidArgument(peer_ + ": job " + job + ": snapshot of " + std::to_string(reply.snapshot_size()) +
+                                   " bytes, the replica's state has " + std::to_string(replica.state_bytes()));
   spdlog::info("{}: job {}: fetching the snapshot of round {} ({} bytes) from {}", name_, job, reply.snapshot_round(),
                reply.snapshot_size(), peer_);
-  TRIB_RETURN_IF_ERROR(
-      transport::FetchObject(work_->client(), reply.snapshot_object_id(), &sink, fetch)
-          .WithContext("job " + job + ": snapshot of round " + std::to_string(reply.snapshot_round())));
-  TRIB_RETURN_IF_ERROR(replica.LoadSnapshot(reply.snapshot_round(), sink.data(), reply.snapshot_weights_hash()));
+  TRIB_ASSIGN_OR_RETURN(std::string snapshot,
+                        FetchServed(job, reply.snapshot_object_id(), reply.snapshot_size(), reply.snapshot_checksum(),
+                                    "job " + job + ": snapshot of round " + std::to_string(reply.snapshot_round())));
+  TRIB_RETURN_IF_ERROR(replica.LoadSnapshot(reply.snapshot_round(), snapshot, reply.snapshot_weights_hash()));
   spdlog::info("job {} round {} applied (weights hash {}) from a snapshot", job, replica.round(),
                replica.weights_hash_hex());
   Publish();
@@ -276,19 +276,68 @@ Result<std::string> ReplicaSync::FetchAggregate(const std::string& job_id, uint6
   if (size > options_.max_dense_payload_bytes)
     return Status::InvalidArgument(peer_ + ": job " + job_id + " round " + std::to_string(round) + ": aggregate of " +
                                    std::to_string(size) + " bytes is above this worker's limit");
+  spdlog::info("{}: job {}: fetching the aggregate of round {} ({} bytes) as bulk object '{}'", name_, job_id, round,
+               size, object_id);
+  return FetchServed(job_id, object_id, size, checksum,
+                     "job " + job_id + ": aggregate of round " + std::to_string(round));
+}
+
+Result<std::string> ReplicaSync::FetchServed(const std::string& job_id, const std::string& object_id, uint64_t size,
+                                             const std::string& checksum, const std::string& what) {
+  if (options_.multistream_min_bytes > 0 && size >= options_.multistream_min_bytes && !multistream_off_) {
+    Result<transport::MultistreamFetched> fetched = FetchOverStreams(job_id, object_id, size, checksum);
+    if (fetched.ok()) {
+      const double mbps = fetched->stats.seconds > 0 ? size * 8e-6 / fetched->stats.seconds : 0;
+      spdlog::info("{}: {}: fetched '{}' ({} bytes) over {} streams in {:.3f} s ({:.1f} Mbit/s; {})", name_, what,
+                   object_id, size, fetched->streams, fetched->stats.seconds, mbps, fetched->reason);
+      return std::move(fetched->data);
+    }
+    spdlog::warn("{}: {}: multistream fetch of '{}' failed, pulling it on the bulk path: {}", name_, what, object_id,
+                 fetched.status().message());
+  }
   transport::BufferSink sink(size);
   transport::FetchOptions fetch;
   fetch.expected_checksum = checksum;
   fetch.sender = options_.worker_id;
-  spdlog::info("{}: job {}: fetching the aggregate of round {} ({} bytes) as bulk object '{}'", name_, job_id, round,
-               size, object_id);
-  TRIB_RETURN_IF_ERROR(transport::FetchObject(work_->client(), object_id, &sink, fetch)
-                           .WithContext("job " + job_id + ": aggregate of round " + std::to_string(round)));
+  TRIB_RETURN_IF_ERROR(transport::FetchObject(work_->client(), object_id, &sink, fetch).WithContext(what));
   if (sink.data().size() != size)
-    return Status::Corruption(peer_ + ": job " + job_id + " round " + std::to_string(round) + ": aggregate object '" +
-                              object_id + "' has " + std::to_string(sink.data().size()) + " bytes, announced " +
-                              std::to_string(size));
+    return Status::Corruption(peer_ + ": " + what + ": object '" + object_id + "' has " +
+                              std::to_string(sink.data().size()) + " bytes, announced " + std::to_string(size));
   return sink.Release();
+}
+
+Result<transport::MultistreamFetched> ReplicaSync::FetchOverStreams(const std::string& job_id,
+                                                                    const std::string& object_id, uint64_t size,
+                                                                    const std::string& checksum) {
+  TRIB_ASSIGN_OR_RETURN(std::string host, transport::EndpointHost(options_.coordinator));
+  transport::MultistreamFetchOptions fetch;
+  fetch.host = host;
+  fetch.peer = peer_;
+  fetch.sender = options_.worker_id;
+  fetch.worker_id = options_.worker_id;
+  fetch.job_id = job_id;
+  fetch.expected_size = size;
+  fetch.expected_checksum = checksum;
+  bool asked = false;  // a coordinator that never answers (older ones drop the request) is asked once
+  Status refused;
+  auto request = [&](const Envelope& envelope) -> Result<Message> {
+    Result<Message> reply = work_->Request(envelope, "MultistreamRequest for '" + object_id + "'",
+                                           [&] { return std::exchange(asked, true); });
+    if (!reply.ok()) refused = reply.status();
+    return reply;
+  };
+  Result<transport::MultistreamFetched> fetched = transport::FetchMultistream(request, object_id, fetch);
+  // Off on the coordinator, not a request it knows, or no answer at all: stop asking. Other refusals (busy,
+  // below its threshold, no free port) are for this object only.
+  const bool off = refused.code() == StatusCode::kInvalidArgument ||
+                   refused.message().find("transfers are off") != std::string::npos ||
+                   refused.message().find("no longer needed") != std::string::npos;
+  if (off) {
+    multistream_off_ = true;
+    spdlog::info("{}: the coordinator does not offer multistream transfers ({}); fetching on the bulk path only", name_,
+                 refused.message());
+  }
+  return fetched;
 }
 
 }  // namespace tributary

@@ -1,7 +1,8 @@
 // The worker's replicas of its jobs and how they follow the committed rounds (compute thread only):
 // a replica is built from the base model (worker/replica.h) when this worker holds the job's dataset,
 // advanced by each pushed RoundCommitted (inline aggregate, or a bulk object fetched on the work
-// connection), and brought up to date by catch-up when behind (CatchUpRequest: a snapshot and/or the
+// connection, over parallel TCP streams when large: FetchServed, docs/multistream.md "In the daemons"),
+// and brought up to date by catch-up when behind (CatchUpRequest: a snapshot and/or the
 // committed aggregates; docs/protocol.md, "CatchUpRequest"). Every change is published to the
 // StatusBoard for heartbeats; replicas of finished jobs are freed but their final (round, hash) stays
 // reported (the last kFinishedReplicasKept of them). The first time a job's replica is built, its compute
@@ -24,6 +25,7 @@
 #include "base/status.h"
 #include "federation/job_spec.h"
 #include "transport/message.h"
+#include "transport/multistream_serve.h"
 #include "transport/work_client.h"
 #include "worker/replica.h"
 #include "worker/status_board.h"
@@ -74,6 +76,14 @@ class ReplicaSync {
   // Fetches a bulk aggregate (RoundCommitted / CatchUpReply) on the work connection.
   Result<std::string> FetchAggregate(const std::string& job_id, uint64_t round, const std::string& object_id,
                                      uint64_t size, const std::string& checksum);
+  // Fetches a served object (aggregate, snapshot) of `size` bytes into memory: over parallel TCP streams when it
+  // is at least options_.multistream_min_bytes, on the bulk path otherwise or when that fails (logged with why).
+  // `what` names it ("job j1: aggregate of round 3").
+  Result<std::string> FetchServed(const std::string& job_id, const std::string& object_id, uint64_t size,
+                                  const std::string& checksum, const std::string& what);
+  // The multistream attempt of FetchServed.
+  Result<transport::MultistreamFetched> FetchOverStreams(const std::string& job_id, const std::string& object_id,
+                                                         uint64_t size, const std::string& checksum);
   // Publishes the replicas (live and finished) to the StatusBoard.
   void Publish();
   // Publishes the compute rate of a new replica's job the first time: options_.calibration's override,
@@ -90,6 +100,7 @@ class ReplicaSync {
   std::deque<ReplicaReport> finished_;  // newest last
   std::set<std::string> calibrated_;    // jobs whose compute rate was published (or failed)
   std::set<std::string> foreign_jobs_;  // jobs whose dataset this worker lacks (or cannot load)
+  bool multistream_off_ = false;        // the coordinator does not offer multistream: ask no more
 };
 
 }  // namespace tributary

@@ -34,6 +34,9 @@ struct WorkerOptions {
   std::string island_address = "127.0.0.1";
   // Uploads above this go as a bulk object the coordinator pulls (transport/bulk.h bounds it).
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;
+  // Aggregates and snapshots of at least this many bytes are asked for over parallel TCP streams first
+  // (transport/multistream_serve.h; the bulk path when that fails). 0: always the bulk path.
+  uint64_t multistream_min_bytes = uint64_t{8} << 20;
   // Compute calibration once per job when its replica is first built (worker/calibration.h); the rate
   // (or the override) is reported in heartbeats. `tributary worker`: worker.calibrate, worker.tokens_per_s.
   CalibrationOptions calibration;

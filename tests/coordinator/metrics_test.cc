@@ -272,6 +272,19 @@ TEST(CoordinatorMetricsTest, TransportBytesByDirectionAndType) {
             std::nullopt);
 }
 
+TEST(CoordinatorMetricsTest, MultistreamTransfersAndTheirBytes) {
+  CoordinatorMetrics metrics;
+  metrics.OnMultistream("sent", 3, 1000);
+  metrics.OnMultistream("sent", 4, 500);
+  metrics.OnMultistream("unclaimed", 2, 0);
+  const ParsedText parsed = Parse(metrics.RenderText());
+  EXPECT_EQ(Find(parsed, "tributary_multistream_transfers_total", {{"result", "sent"}}), 2.0);
+  EXPECT_EQ(Find(parsed, "tributary_multistream_transfers_total", {{"result", "unclaimed"}}), 1.0);
+  EXPECT_EQ(Find(parsed, "tributary_multistream_streams_total", {}), 7.0);
+  // Sent payload counts with the bytes the coordinator sent, as its own type (not through the ZeroMQ server).
+  EXPECT_EQ(Find(parsed, "tributary_transport_bytes_total", {{"direction", "out"}, {"type", "multistream"}}), 1500.0);
+}
+
 TEST(CoordinatorMetricsTest, ConcurrentUpdatesAndRendersLoseNothing) {
   CoordinatorMetrics metrics;
   constexpr int kThreads = 4;

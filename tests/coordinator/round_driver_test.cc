@@ -637,3 +637,48 @@ TEST(RoundDriverTest, ClusterCodecAutoUsesEachRoundsPlannedCodecAndReplays) {
 
 }  // namespace
 }  // namespace tributary
+
+namespace tributary {
+namespace {
+
+using round_sim::Inventory;
+using round_sim::MakeWorkers;
+using round_sim::TempDir;
+using round_sim::TinyJobSpec;
+
+// train.local_steps auto: a round trains the plan's H, the planner's stated 100 before anything is measured,
+// the least H whose outer sync fits once compute and uplinks are.
+TEST(RoundDriverTest, ClusterLocalStepsAutoTrainsThePlansH) {
+  JobSpec spec = TinyJobSpec("cluster", 42, 3);
+  spec.local_steps = 0;
+  spec.cluster.codec = "int8";
+  std::vector<round_sim::SimWorker> workers = MakeWorkers(spec);
+  TempDir dir;
+  auto store = checkpoint::CheckpointStore::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  auto driver = RoundDriver::Create(store->get(), "job", spec, workers[0].state(), 1000);
+  ASSERT_TRUE(driver.ok()) << driver.status().ToString();
+  RoundDriver& d = **driver;
+  auto start = d.StartRound(Inventory(workers), 10'000);
+  ASSERT_TRUE(start.ok()) << start.status().ToString();
+  EXPECT_EQ(start->local_steps, 100);
+  EXPECT_EQ(start->codec, "") << "the job's own codec";
+  EXPECT_EQ(start->outer_reason, "H 100 (auto: the plan's)");
+  d.AbandonRound();
+
+  PlanMeasurements measured;  // slow compute on fast uplinks: H 10 hides the outer sync
+  for (const round_sim::SimWorker& w : workers) {
+    measured.tokens_per_s[w.id] = 1000;
+    measured.links.SetUplink(w.id, {1000, 1});
+  }
+  d.SetMeasurements(measured);
+  const CommittedRound committed = round_sim::RunRound(d, workers, 20'000);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(committed.round, 1u);
+  EXPECT_EQ(d.current().local_steps, 10);
+  EXPECT_EQ(d.plan()->local_steps, 10);
+  EXPECT_NE(d.plan_change().find("H 10 (was 100)"), std::string::npos) << d.plan_change();
+}
+
+}  // namespace
+}  // namespace tributary

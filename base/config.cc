@@ -89,6 +89,11 @@ Status ConvertNode(const ConfigKeySpec& spec, const YAML::Node& node, const std:
       *out = text;
       return Status::OK();
     case ConfigType::kInt: {
+      for (const auto& [word, value] : spec.words) {
+        if (text != word) continue;
+        *out = value;
+        return Status::OK();
+      }
       int64_t v = 0;
       if (!ParseInt(text, &v)) return wrong("'" + text + "'");
       if (v < spec.min || v > spec.max) {
@@ -337,7 +342,11 @@ std::string Config::Dump() const {
   for (const auto& spec : schema_->keys()) {
     auto it = values_.find(spec.key);
     if (it == values_.end()) continue;
-    os << spec.key << ": " << FormatValue(it->second.value) << "  # " << it->second.origin << "\n";
+    std::string value = FormatValue(it->second.value);
+    for (const auto& [word, number] : spec.words)
+      if (std::holds_alternative<int64_t>(it->second.value) && std::get<int64_t>(it->second.value) == number)
+        value = word;
+    os << spec.key << ": " << value << "  # " << it->second.origin << "\n";
   }
   return os.str();
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -28,6 +29,8 @@ struct ConfigKeySpec {
   std::vector<std::string> choices;  // allowed values for kString, empty = any
   double min = -1e300;               // inclusive bounds for kInt/kFloat
   double max = 1e300;
+  // kInt: words that stand for a value outside the bounds (e.g. "auto" for 0); Dump prints the word.
+  std::vector<std::pair<std::string, int64_t>> words;
 };
 
 // Builders of schema keys, so a schema reads as one line per key.

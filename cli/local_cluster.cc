@@ -165,6 +165,8 @@ std::vector<std::string> LocalCluster::WorkerArgs(int index) const {
   std::vector<std::string> args = {"--log-level", options_.log_level, "--set",
                                    "worker.threads=" + std::to_string(options_.worker_threads)};
   args.insert(args.end(), options_.worker_args.begin(), options_.worker_args.end());
+  auto own = options_.worker_own_args.find(index);
+  if (own != options_.worker_own_args.end()) args.insert(args.end(), own->second.begin(), own->second.end());
   args.insert(args.end(), {"worker", "--coordinator", endpoint_, "--name", WorkerName(index)});
   if (options_.insecure) {
     args.push_back("--insecure");

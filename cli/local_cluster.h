@@ -56,6 +56,8 @@ struct LocalClusterOptions {
   // Extra global arguments placed before the subcommand (e.g. "--set", "coordinator.inline_payload_bytes=65536").
   std::vector<std::string> coordinator_args = {};
   std::vector<std::string> worker_args = {};
+  // Extra global arguments of one worker (worker index -> arguments), after worker_args.
+  std::map<int, std::vector<std::string>> worker_own_args = {};
 };
 
 class LocalCluster {

@@ -68,9 +68,14 @@ Result<PlanJob> PlanJobForSpec(const JobSpec& spec, const TensorTable& table, co
   job.parameters = table.param_count();
   job.tokens_per_step = spec.batch_size * spec.grad_accum * spec.seq_len;
   job.ring_objective = choices.ring_objective;
+  // The spec's train.local_steps auto is 0, as choices.local_steps 0: chosen by the cost model.
   job.local_steps = choices.local_steps < 0 ? spec.local_steps : choices.local_steps;
-  std::vector<std::string> codecs = {choices.codec.empty() ? spec.cluster.codec : choices.codec};
-  if (choices.codec == "auto") codecs = {"fp32", "bf16", "int8", "fp4"};
+  const std::string codec = choices.codec.empty() ? spec.cluster.codec : choices.codec;
+  std::vector<std::string> codecs = {codec};
+  if (codec == "auto") {
+    codecs.clear();
+    for (OuterCodec c : AutoOuterCodecs()) codecs.push_back(OuterCodecName(c));
+  }
   for (const std::string& name : codecs) {
     TRIB_ASSIGN_OR_RETURN(uint64_t bytes, CodecBytes(name, spec, table));
     job.codecs.push_back({name, bytes});
@@ -78,6 +83,19 @@ Result<PlanJob> PlanJobForSpec(const JobSpec& spec, const TensorTable& table, co
   TRIB_ASSIGN_OR_RETURN(std::vector<IslandSpec> islands, ParseIslands(spec.cluster.islands));
   for (const IslandSpec& island : islands) job.islands.push_back({island.name, island.workers});
   return job;
+}
+
+RoundOuter ChooseRoundOuter(const JobSpec& spec, const ClusterPlan* plan) {
+  RoundOuter out;
+  const bool auto_h = spec.local_steps == 0, auto_codec = spec.cluster.codec == "auto";
+  out.local_steps = auto_h ? (plan != nullptr ? plan->local_steps : kFallbackLocalSteps) : spec.local_steps;
+  if (auto_codec) out.codec = plan != nullptr ? plan->codec : kFallbackCodec;
+  if (!auto_h && !auto_codec) return out;
+  const std::string chosen = std::string(auto_h ? "H " + std::to_string(out.local_steps) : "") +
+                             (auto_h && auto_codec ? ", " : "") + (auto_codec ? "codec " + out.codec : "");
+  out.reason = plan != nullptr ? chosen + " (auto: the plan's)"
+                               : chosen + " (auto, but no plan: the planner's choice without measurements)";
+  return out;
 }
 
 v1::ClusterPlanView ClusterPlanToView(const ClusterPlan& plan, uint64_t round) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "base/tensor_table.h"
@@ -16,10 +17,10 @@
 
 namespace tributary {
 
-// What the plan may choose instead of taking it from the spec.
+// What the plan may choose instead of taking it from the spec (the spec's own auto values choose too).
 struct PlanChoices {
-  std::string codec;         // "" = the spec's cluster.codec; "auto" = the cost model picks fp32, bf16, int8, fp4
-  int64_t local_steps = -1;  // -1 = the spec's train.local_steps; 0 = the cost model picks H; N = fixed
+  std::string codec;         // "" = the spec's cluster.codec; "auto" = the cost model picks (AutoOuterCodecs)
+  int64_t local_steps = -1;  // -1 = the spec's train.local_steps (0: auto); 0 = the cost model picks H; N = fixed
   RingObjective ring_objective = RingObjective::kMaxMin;
 };
 
@@ -28,6 +29,20 @@ struct PlanChoices {
 // and the spec's islands. InvalidArgument naming the field for a spec that is not cluster mode, a bad
 // codec or H, or bad islands.
 Result<PlanJob> PlanJobForSpec(const JobSpec& spec, const TensorTable& table, const PlanChoices& choices);
+
+// What a running job does without a plan (the planner failed) for train.local_steps / cluster.codec auto:
+// the planner's own choice when nothing is measured.
+inline constexpr int64_t kFallbackLocalSteps = 100;
+inline constexpr const char* kFallbackCodec = "fp32";
+
+// One outer round's H and codec: the spec's where fixed; where auto, the plan's, or without a plan the
+// fallback above, with the reason.
+struct RoundOuter {
+  int64_t local_steps = 0;
+  std::string codec;   // "" = the spec's cluster.codec (fixed)
+  std::string reason;  // "" when nothing is auto
+};
+RoundOuter ChooseRoundOuter(const JobSpec& spec, const ClusterPlan* plan);
 
 // The plan as GetJobReply.plan carries it; `round` is the outer round it was made for (0: none).
 v1::ClusterPlanView ClusterPlanToView(const ClusterPlan& plan, uint64_t round);

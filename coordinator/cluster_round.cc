@@ -44,7 +44,7 @@ Result<std::vector<RoundIsland>> PlanRoundIslands(const JobSpec& spec, const std
   std::string reasons;
   for (const IslandDecision& d : DecideIslands(ConfiguredIslands(spec, inventory, measured), participants)) {
     reasons += (reasons.empty() ? "" : "; ") + d.name + ": " + d.reason;
-    if (d.trains) islands.push_back({d.name, next_incarnation++, d.members, d.reason, {}});
+    if (d.trains) islands.push_back({d.name, next_incarnation++, d.members, d.reason, {}, 0, {}});
   }
   if (islands.empty())
     return Status::FailedPrecondition("no island can train (" + (reasons.empty() ? "no islands" : reasons) + ")");

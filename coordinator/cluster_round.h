@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct RoundIsland {
   // The planned ring over the island's members (coordinator/cluster_plan.h), empty before planning; a
   // re-formed incarnation keeps the survivors in this order.
   std::vector<std::string> ring;
+  // The planned batch (coordinator/cluster_batches.h): sequences per micro-batch of all members together
+  // and each member's share of it; 0 = every member trains train.batch_size.
+  int64_t batch = 0;
+  std::map<std::string, double> shares;
 };
 
 // Reorders `members` to follow `ring` (members not in it keep their order, after those that are).

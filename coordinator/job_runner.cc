@@ -1,5 +1,7 @@
 #include "coordinator/job_runner.h"
 
+#include "coordinator/cluster_batches.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -347,6 +349,13 @@ bool JobRunner::OpenRound(int64_t now_ms) {
 
 void JobRunner::LogPlan(uint32_t round) {
   const std::string prefix = "round " + std::to_string(round) + ": ";
+  const std::string batches = MemberBatchesText(driver_->current().islands);
+  const std::string batch_line = batches.empty() ? driver_->batch_reason() : "batches " + batches;
+  if (batch_line != last_batches_) Log(prefix + batch_line + " (sequences per micro-batch)");
+  last_batches_ = batch_line;
+  const std::string& outer = driver_->current().outer_reason;
+  if (!outer.empty() && outer != last_outer_) Log(prefix + outer);
+  last_outer_ = outer;
   const ClusterPlan* plan = driver_->plan();
   if (plan == nullptr) {
     if (driver_->plan_error() != last_plan_failure_)
@@ -431,7 +440,7 @@ void JobRunner::SendRoundStart(const WorkerEntry& worker) {
   start->set_deadline_unix_ms(round.deadline_ms);
   start->set_committed_round(round.round - 1);
   start->set_seed(spec_.seed);
-  start->set_local_steps(static_cast<uint32_t>(spec_.local_steps));
+  start->set_local_steps(static_cast<uint32_t>(round.local_steps));
   start->set_num_coefficients(driver_->method().CoefficientsPerBlock());
   start->set_weights_hash(weights_hash_);
   start->set_job_spec_yaml(record_.spec_yaml);
@@ -444,6 +453,12 @@ void JobRunner::SendRoundStart(const WorkerEntry& worker) {
     for (const std::string& m : island->members) a->add_members(m);
     a->set_timeout_ms(static_cast<uint32_t>(std::llround(spec_.cluster.collective_timeout_s * 1000.0)));
     a->set_bucket_elems(static_cast<uint64_t>(spec_.cluster.bucket_elems));
+    a->set_codec(round.codec);
+    // A re-formed island that gained a member the plan did not share to trains train.batch_size throughout.
+    Result<std::vector<int64_t>> batches = MemberBatches(*island);
+    if (!batches.ok()) spdlog::warn("job {}: island '{}': {}", job_id_, island->name, batches.status().message());
+    if (batches.ok())
+      for (int64_t b : *batches) a->add_member_batch_sizes(static_cast<uint32_t>(b));
   }
   Status sent = services_.server->Send(worker.routing_id, env);
   if (!sent.ok()) {

@@ -220,6 +220,8 @@ class JobRunner {
   std::string storage_wait_;          // why the open round cannot commit (store not writable); "" = it can
   std::string last_plan_error_;       // logged once per change
   std::string last_plan_failure_;     // the cluster planner's, logged once per change
+  std::string last_batches_;          // the members' batches (or why none), logged once per change
+  std::string last_outer_;            // H and codec when auto (and why), logged once per change
   // Cluster mode: the last opened round's plan, kept after the job ends (in memory: a restarted
   // coordinator shows it again once it re-opens a round).
   std::optional<v1::ClusterPlanView> plan_view_;

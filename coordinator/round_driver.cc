@@ -8,6 +8,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "coordinator/cluster_batches.h"
+#include "federation/outer_codec.h"
 #include "federation/replica_state.h"
 
 namespace tributary {
@@ -167,6 +169,7 @@ Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& i
   current_.round = last_committed_ + 1;
   current_.participants = plan->participants;
   current_.uploaders = plan->participants;
+  current_.local_steps = spec_.local_steps;
   if (spec_.mode == "cluster") TRIB_RETURN_IF_ERROR(PlanIslands(inventory, now_ms));
   current_.started_ms = now_ms;
   current_.deadline_ms = now_ms + static_cast<int64_t>(std::llround(deadline_.DeadlineSeconds() * 1000.0));
@@ -184,11 +187,36 @@ Status RoundDriver::PlanIslands(const std::vector<WorkerInventory>& inventory, i
   current_.islands = std::move(*islands);
   PlanOpenRound(inventory);
   SetIslandRoles();
-  return Status::OK();
+  return ChooseRoundOuter();
+}
+
+Status RoundDriver::ChooseRoundOuter() {
+  const RoundOuter outer = tributary::ChooseRoundOuter(spec_, plan());
+  current_.local_steps = outer.local_steps;
+  current_.codec = outer.codec;
+  current_.outer_reason = outer.reason;
+  if (current_.codec.empty()) return Status::OK();
+  // A re-opened round (restart, quorum missed) keeps the codec its logged uploads are in.
+  if (!reported_.empty()) {
+    TRIB_ASSIGN_OR_RETURN(std::vector<UpdateRecord> logged, store_->ListUpdates(job_id_, current_.round));
+    for (const UpdateRecord& u : logged) {
+      for (OuterCodec codec : AutoOuterCodecs()) {
+        uint64_t bytes = 0;
+        for (const TensorEntry& entry : global_.table().entries()) bytes += OuterCodecBytes(codec, entry.numel);
+        if (bytes != u.payload.size() || OuterCodecName(codec) == current_.codec) continue;
+        current_.codec = OuterCodecName(codec);
+        current_.outer_reason += "; codec " + current_.codec + " kept: the round's logged uploads are in it";
+      }
+      break;
+    }
+  }
+  return method_->SetRoundCodec(current_.round, current_.codec)
+      .WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));
 }
 
 void RoundDriver::PlanOpenRound(const std::vector<WorkerInventory>& inventory) {
   plan_change_.clear();
+  batch_reason_ = "every member trains train.batch_size: no plan";
   if (!plan_job_) {
     auto job = PlanJobForSpec(spec_, global_.table(), PlanChoices());
     if (!job.ok()) {
@@ -206,6 +234,9 @@ void RoundDriver::PlanOpenRound(const std::vector<WorkerInventory>& inventory) {
     job.islands.push_back({island.name, island.members});
     members.insert(island.members.begin(), island.members.end());
   }
+  // The islands train per inner step what their members would unplanned (train.batch_size each); the plan
+  // shares it out by compute (coordinator/cluster_batches.h).
+  job.total_tokens_per_step = job.tokens_per_step * static_cast<int64_t>(members.size());
   std::vector<PlanWorker> workers;
   for (const WorkerInventory& w : inventory) {
     if (members.count(w.worker_id) == 0) continue;
@@ -231,6 +262,7 @@ void RoundDriver::PlanOpenRound(const std::vector<WorkerInventory>& inventory) {
       if (planned.name == island.name) island.ring = planned.ring;
     OrderByRing(island.ring, &island.members);
   }
+  batch_reason_ = ApplyPlanBatches(*plan_, spec_, &current_.islands);
 }
 
 void RoundDriver::SetIslandRoles() {
@@ -420,7 +452,8 @@ Result<CommittedRound> RoundDriver::Commit(CommittedRound out, int64_t now_ms) {
   record.job_id = job_id_;
   record.round = round;
   record.job_seed = spec_.seed;
-  record.seed_mode = method_->RoundSeedMode();
+  // Cluster mode with codec auto records the round's own codec, as a fixed codec's rounds do ("cluster_int8").
+  record.seed_mode = current_.codec.empty() ? method_->RoundSeedMode() : "cluster_" + current_.codec;
   record.participants = out.participants;
   record.aggregate.assign(reinterpret_cast<const char*>(out.aggregate.data()), out.aggregate.size());
   record.metrics.heldout_loss = out.heldout_loss;

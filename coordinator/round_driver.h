@@ -43,6 +43,9 @@ struct RoundStart {
   // Who uploads (ascending): the participants, or in cluster mode the island leaders.
   std::vector<std::string> uploaders;
   std::vector<RoundIsland> islands;  // cluster mode: the round's islands (coordinator/cluster_round.h)
+  int64_t local_steps = 0;           // H: train.local_steps, or in cluster mode with auto the plan's
+  std::string codec;                 // cluster.codec auto: this round's codec; "" = the job's
+  std::string outer_reason;          // why this H and codec, when either is auto
   int64_t started_ms = 0;
   int64_t deadline_ms = 0;
 };
@@ -134,6 +137,8 @@ class RoundDriver {
   // What the last StartRound's plan changed from the one before ("first plan", "" when nothing changed;
   // coordinator/cluster_plan.h DescribePlanChange), for the job log.
   const std::string& plan_change() const { return plan_change_; }
+  // Why the open round's members train the batches they do (coordinator/cluster_batches.h ApplyPlanBatches).
+  const std::string& batch_reason() const { return batch_reason_; }
 
   // Opens round last_committed_round() + 1 (or re-opens it after Resume): participants from the
   // scheduler's sampling with the job seed, deadline from the measured tasklet durations.
@@ -188,6 +193,8 @@ class RoundDriver {
   // Plans the open round's islands (ring, leader, shares, predicted times) and orders their members by ring.
   void PlanOpenRound(const std::vector<WorkerInventory>& inventory);
   void SetIslandRoles();
+  // The open round's H and codec (coordinator/cluster_plan.h ChooseRoundOuter), set on the method.
+  Status ChooseRoundOuter();
   Status ValidatePayload(const Upload& upload) const;
   Result<std::vector<uint8_t>> Aggregate(const std::vector<checkpoint::UpdateRecord>& updates,
                                          std::vector<checkpoint::RoundParticipant>* participants) const;
@@ -214,7 +221,7 @@ class RoundDriver {
   std::optional<PlanJob> plan_job_;  // from the spec and the model, made at the first plan
   std::optional<ClusterPlan> plan_;
   uint64_t plan_round_ = 0;
-  std::string plan_error_, plan_change_;
+  std::string plan_error_, plan_change_, batch_reason_;
   uint64_t next_incarnation_ = 0;  // cluster mode: from the clock at the first plan, then +1 per island formed
 };
 

@@ -134,8 +134,8 @@ void AddClusterKeys(const JobSpec& d, ConfigSchema& s) {
             "applied to the islands' mean pseudo-gradient (sgd at outer_lr 1 = averaging)", {"nesterov", "sgd"}));
   s.Add(Float("cluster.outer_lr", c.outer_lr, "outer learning rate, (0, 10]"));
   s.Add(Float("cluster.outer_momentum", c.outer_momentum, "nesterov: outer momentum, [0, 1)"));
-  s.Add(Str("cluster.codec", c.codec, "the pseudo-gradient on the slow links",
-            {"fp32", "bf16", "int8", "fp4", "ferret"}));
+  s.Add(Str("cluster.codec", c.codec, "the pseudo-gradient on the slow links (auto: chosen by cost each round)",
+            {"fp32", "bf16", "int8", "fp4", "ferret", "auto"}));
   s.Add(ConfigKey("cluster.islands", ConfigType::kStringList, QuoteList(c.islands),
                   "islands as NAME=WORKER,WORKER (empty: by the workers' fabric identity)"));
   s.Add(Float("cluster.collective_timeout_s", c.collective_timeout_s,
@@ -164,7 +164,10 @@ ConfigSchema BuildSchema() {
             "job seed: data order, client sampling, Ferret bases"));
   s.Add(Str("federation.aggregation_weights", AggregationWeightsName(d.aggregation_weights),
             "client weights in the aggregate", {"samples", "equal"}));
-  s.Add(Int("train.local_steps", d.local_steps, 1, 1000000, "optimizer steps per client per round"));
+  ConfigKeySpec local_steps = Int("train.local_steps", d.local_steps, 1, 1000000,
+                                  "optimizer steps per client per round (cluster mode: auto = chosen by cost)");
+  local_steps.words = {{"auto", 0}};
+  s.Add(std::move(local_steps));
   s.Add(Int("train.batch_size", d.batch_size, 1, 65536, "sequences per micro-batch"));
   s.Add(Int("train.grad_accum", d.grad_accum, 1, 65536, "micro-batches per optimizer step"));
   s.Add(Float("train.lr", d.lr, "client learning rate, (0, 10]"));
@@ -477,6 +480,9 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
                             v.Describe("federation.deadline_ceiling_s", FormatDouble(spec.deadline_ceiling_s)));
 
   // Train.
+  if (spec.local_steps == 0 && spec.mode != "cluster")
+    return v.FieldError("train.local_steps", "auto (H chosen by cost every outer round) is for cluster mode, got " +
+                                                 v.Describe("federation.mode", spec.mode));
   if (spec.optimizer != "sgd" && spec.momentum != 0)
     return v.FieldError("train.momentum",
                         "applies only to train.optimizer sgd, got " + v.Describe("train.optimizer", spec.optimizer));
@@ -648,7 +654,7 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("federation.deadline_ceiling_s", FormatDouble(s.deadline_ceiling_s));
   line("federation.seed", std::to_string(s.seed));
   line("federation.aggregation_weights", Quote(AggregationWeightsName(s.aggregation_weights)));
-  line("train.local_steps", std::to_string(s.local_steps));
+  line("train.local_steps", s.local_steps == 0 ? "auto" : std::to_string(s.local_steps));
   line("train.batch_size", std::to_string(s.batch_size));
   line("train.grad_accum", std::to_string(s.grad_accum));
   line("train.lr", FormatDouble(s.lr));

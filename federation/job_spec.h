@@ -25,7 +25,7 @@ struct ClusterOptions {
   std::string outer_optimizer = "nesterov";  // nesterov | sgd (sgd at outer_lr 1 is plain averaging)
   double outer_lr = 0.7;                     // DiLoCo's defaults
   double outer_momentum = 0.9;               // nesterov only
-  std::string codec = "fp32";                // the pseudo-gradient on the wire: fp32 | bf16 | int8 | fp4 | ferret
+  std::string codec = "fp32";                // on the wire: fp32 | bf16 | int8 | fp4 | ferret | auto (per round)
   // Island membership: "NAME=WORKER,WORKER,..." per island; empty: islands by the workers' reported
   // fabric identity (a worker with none is an island of its own).
   std::vector<std::string> islands;
@@ -67,7 +67,7 @@ struct JobSpec {
   // secure_aggregation: SecAgg+ over the round's clients (federation/secagg_job.h); off by default
   SecureAggregationOptions secure_aggregation;
   // train (each client's local round)
-  int64_t local_steps = 10;
+  int64_t local_steps = 10;  // 0: auto (cluster mode: each outer round's H is the plan's, RoundStart.local_steps)
   int64_t batch_size = 4;
   int64_t grad_accum = 1;
   double lr = 1e-4;

@@ -85,6 +85,12 @@ class FederatedMethod {
   virtual std::string RoundSeedMode() const = 0;
   // Coefficients per block announced in RoundStart (ferret: K; 0 for dense methods).
   virtual uint32_t CoefficientsPerBlock() const { return 0; }
+  // Cluster mode with cluster.codec auto: the codec `round`'s uploads are encoded in (the plan's, sent in
+  // RoundStart); EncodeUpdate, ValidatePayload and Aggregate of that round use and require it. Other methods
+  // and fixed codecs: InvalidArgument unless it is the job's own codec.
+  virtual Status SetRoundCodec(uint32_t /*round*/, const std::string& codec) {
+    return Status::InvalidArgument("codec '" + codec + "': this job does not choose its codec per round");
+  }
 };
 
 struct MethodInfo {

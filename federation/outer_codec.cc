@@ -347,6 +347,10 @@ Result<OuterCodec> ParseOuterCodec(std::string_view name) {
   return Status::InvalidArgument("outer codec '" + std::string(name) + "': expected one of fp32, bf16, int8, fp4");
 }
 
+std::vector<OuterCodec> AutoOuterCodecs() {
+  return {OuterCodec::kFp32, OuterCodec::kBf16, OuterCodec::kInt8, OuterCodec::kFp4};
+}
+
 const char* OuterCodecName(OuterCodec codec) {
   switch (codec) {
     case OuterCodec::kFp32: return "fp32";

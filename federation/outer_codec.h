@@ -41,6 +41,8 @@ enum class OuterCodec { kFp32, kBf16, kInt8, kFp4 };
 // "fp32", "bf16", "int8", "fp4"; InvalidArgument naming the value and the choices otherwise.
 Result<OuterCodec> ParseOuterCodec(std::string_view name);
 const char* OuterCodecName(OuterCodec codec);
+// cluster.codec auto's candidates, least lossy first (the planner takes the first whose outer sync fits).
+std::vector<OuterCodec> AutoOuterCodecs();
 
 // The exact encoded size of n >= 0 values (the formulas above).
 uint64_t OuterCodecBytes(OuterCodec codec, int64_t n);

@@ -333,6 +333,7 @@ void ChooseOuter(const PlanJob& job, const LinkMatrix& links, ClusterPlan* plan)
 Status ValidateJob(const PlanJob& job) {
   if (job.parameters <= 0) return Status::InvalidArgument("parameters: must be > 0");
   if (job.tokens_per_step <= 0) return Status::InvalidArgument("tokens_per_step: must be > 0");
+  if (job.total_tokens_per_step < 0) return Status::InvalidArgument("total_tokens_per_step: must be >= 0");
   if (job.codecs.empty()) return Status::InvalidArgument("codecs: at least one outer codec is needed");
   if (!(job.max_outer_fraction > 0 && job.max_outer_fraction < 1))
     return Status::InvalidArgument("max_outer_fraction: must be in (0, 1)");
@@ -402,7 +403,10 @@ Result<ClusterPlan> PlanCluster(const std::vector<PlanWorker>& workers, const Li
   std::sort(plan.islands.begin(), plan.islands.end(),
             [](const IslandPlan& a, const IslandPlan& b) { return a.name < b.name; });
   // The job's batch per inner step across islands is fixed by the islands as formed, before splits.
-  TimeIslands(job.tokens_per_step * static_cast<int64_t>(formed.size()), &plan.islands, &plan.reasons);
+  const int64_t total_tokens = job.total_tokens_per_step > 0
+                                   ? job.total_tokens_per_step
+                                   : job.tokens_per_step * static_cast<int64_t>(formed.size());
+  TimeIslands(total_tokens, &plan.islands, &plan.reasons);
   ChooseOuter(job, links, &plan);
   for (IslandPlan& island : plan.islands)
     island.inner_phase_s = island.step_compute_s > 0 ? (island.step_compute_s + island.step_allreduce_s) *

@@ -72,6 +72,9 @@ struct OuterCodecChoice {
 struct PlanJob {
   int64_t parameters = 0;       // values in the all-reduced gradient and in the pseudo-gradient
   int64_t tokens_per_step = 0;  // an island's batch per inner step, before equalisation
+  // All islands' batch per inner step together, shared out by TimeIslands; 0 = tokens_per_step x islands.
+  // The running job sets it to what its participants train unplanned (train.batch_size each).
+  int64_t total_tokens_per_step = 0;
   double gradient_bytes_per_value = 4;
   int64_t local_steps = 0;  // H fixed by the job; 0 = chosen from {10, 25, 50, 100, 200, 500, 1000}
   int64_t max_local_steps = 500;

@@ -80,6 +80,15 @@ Result<TaskletResult> IslandSession::Run(JobReplica& replica, const v1::RoundSta
   if (a.members_size() < 1 || static_cast<int>(a.rank()) >= a.members_size() ||
       a.members(static_cast<int>(a.rank())) != options_.worker_id)
     return Status::InvalidArgument(context + ": the assignment does not list this worker at its rank");
+  if (a.member_batch_sizes_size() > 0 && a.member_batch_sizes_size() != a.members_size())
+    return Status::InvalidArgument(context + ": the assignment has " + std::to_string(a.member_batch_sizes_size()) +
+                                   " member batch sizes for " + std::to_string(a.members_size()) + " members");
+  for (uint32_t b : a.member_batch_sizes())
+    if (b < 1 || b > 65536)
+      return Status::InvalidArgument(context + ": member batch size " + std::to_string(b) + " (1 to 65536)");
+  if (replica.spec().cluster.codec == "auto" && a.codec().empty())
+    return Status::InvalidArgument(context + ": the job's cluster.codec is auto and the assignment names no codec");
+  if (!a.codec().empty()) TRIB_RETURN_IF_ERROR(replica.SetRoundCodec(start.round(), a.codec()).WithContext(context));
   IslandOptions island;
   island.island_id = a.island_id();
   island.incarnation = a.incarnation();
@@ -97,8 +106,16 @@ Result<TaskletResult> IslandSession::Run(JobReplica& replica, const v1::RoundSta
   if (!group.ok()) return group.status().WithContext(context + ": joining");
   spdlog::info("worker '{}': job {} round {}: joined {}", options_.worker_id, start.job_id(), start.round(), context);
 
-  IslandReducer reducer(group->get());
-  TRIB_ASSIGN_OR_RETURN(TaskletResult result, replica.RunRound(start.round(), options_.worker_id, &reducer));
+  // Planned batches: this member trains its own, the island's gradient is weighted by target tokens, and
+  // the island's weight in the outer mean is the sequences it trained (not its members' dataset rows).
+  const bool planned = a.member_batch_sizes_size() > 0;
+  RoundShape shape;
+  shape.batch_size = planned ? a.member_batch_sizes(static_cast<int>(a.rank())) : 0;
+  shape.local_steps = replica.spec().local_steps == 0 ? start.local_steps() : 0;  // train.local_steps auto
+  IslandReducer reducer(group->get(), planned);
+  TRIB_ASSIGN_OR_RETURN(TaskletResult result, replica.RunRound(start.round(), options_.worker_id, &reducer, shape));
+  if (planned)
+    result.num_samples = static_cast<uint64_t>(shape.batch_size * replica.spec().grad_accum * result.local_steps);
   // Every member stepped the same gradients from the same state: their pseudo-gradients must be equal.
   Status same = (*group)->CheckIdentical(Fnv1a64(result.payload.data(), result.payload.size()));
   if (!same.ok()) return same.WithContext(context + ": pseudo-gradients differ");

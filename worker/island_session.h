@@ -22,7 +22,8 @@ class IslandSession {
 
   // The island round of `start` (which carries the assignment) on the synced replica. On return the
   // replica is unchanged; the result's payload is the island's (identical on every member, checked) and
-  // num_samples the island's total. Errors name the island and incarnation: a member that died or froze
+  // num_samples the island's total: its members' rows, or with planned member batches the sequences the
+  // island trained this round. Errors name the island and incarnation: a member that died or froze
   // makes the collectives fail within the assignment's timeout, and the coordinator re-forms the island.
   Result<TaskletResult> Run(JobReplica& replica, const v1::RoundStart& start);
 

@@ -87,12 +87,18 @@ Status JobReplica::LoadSnapshot(uint64_t round, const std::string& bytes, const 
   return CheckHash(round, expected_hash);
 }
 
-Result<TaskletResult> JobReplica::RunRound(uint64_t round, const std::string& worker_id, GradientReducer* reducer) {
+Result<TaskletResult> JobReplica::RunRound(uint64_t round, const std::string& worker_id, GradientReducer* reducer,
+                                           const RoundShape& shape) {
   if (round != round_ + 1)
     return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(round) +
                                       " needs the replica at round " + std::to_string(round - 1) + ", it is at " +
                                       std::to_string(round_));
   TaskletInput input{spec_, static_cast<uint32_t>(round), worker_id, &rows_, reducer};
+  if (shape.batch_size > 0) input.spec.batch_size = shape.batch_size;
+  if (shape.local_steps > 0) input.spec.local_steps = shape.local_steps;
+  if (input.spec.local_steps < 1)
+    return Status::InvalidArgument("job '" + job_id_ + "': round " + std::to_string(round) +
+                                   ": train.local_steps is auto and the round names no H");
   return RunTasklet(input, *method_, *model_, adapters_.get());
 }
 

@@ -28,6 +28,12 @@ namespace tributary {
 // pending pull. This sanity limit (fp32 state of 4 Gi parameters) refuses absurd tasklets early.
 inline constexpr uint64_t kMaxDensePayloadBytes = uint64_t{16} << 30;
 
+// What one round trains where it differs from the spec (0 = the spec's).
+struct RoundShape {
+  int64_t batch_size = 0;   // sequences per micro-batch (train.batch_size)
+  int64_t local_steps = 0;  // optimizer steps (train.local_steps)
+};
+
 class JobReplica {
  public:
   // Loads spec.base_model (config.json + weights), builds the lora adapters from the job seed when the
@@ -61,7 +67,13 @@ class JobReplica {
   Status LoadSnapshot(uint64_t round, const std::string& bytes, const std::string& expected_hash);
   // Runs the tasklet of `round` (which must be round() + 1) for `worker_id`; the replica is unchanged.
   // `reducer` (cluster mode: the island all-reduce) runs between backward and every optimizer step.
-  Result<TaskletResult> RunRound(uint64_t round, const std::string& worker_id, GradientReducer* reducer = nullptr);
+  // `shape` replaces the spec's batch and H where set (cluster mode: the member's planned batch, auto H).
+  Result<TaskletResult> RunRound(uint64_t round, const std::string& worker_id, GradientReducer* reducer = nullptr,
+                                 const RoundShape& shape = {});
+  // Cluster mode with cluster.codec auto: the codec of `round`'s upload (FederatedMethod::SetRoundCodec).
+  Status SetRoundCodec(uint64_t round, const std::string& codec) {
+    return method_->SetRoundCodec(static_cast<uint32_t>(round), codec);
+  }
   // Times forward+backward passes of one micro-batch of the job's shape (spec batch_size x seq_len) on
   // this worker's rows (worker/calibration.h); the trainable state and its hash are unchanged.
   Result<ComputeRate> MeasureCompute(const CalibrationOptions& options);

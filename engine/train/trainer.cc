@@ -59,7 +59,7 @@ Status TrainSteps(LlamaModel& model, Optimizer& optimizer, const std::vector<Seq
     stats.loss = window_targets > 0 ? loss_sum / window_targets : 0.0;
     if (options.reducer != nullptr)
       TRIB_RETURN_IF_ERROR(
-          options.reducer->Reduce(grads, step)
+          options.reducer->ReduceStep(grads, step, window_targets)
               .WithContext("reducing the gradients of step " + std::to_string(options.first_step + step)));
     stats.grad_norm = ClipGradNorm(grads, options.max_grad_norm, &model.backend());
     if (!std::isfinite(stats.grad_norm))

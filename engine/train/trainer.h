@@ -37,6 +37,9 @@ class GradientReducer {
   // Replaces `grads` by the reduced gradients of step `step` (1-based within the TrainSteps call).
   // `grads` lives in the model backend's memory (engine/arena.h: host or device).
   virtual Status Reduce(Arena& grads, int64_t step) = 0;
+  // The same with the step's target tokens (the tokens its loss counted): a reducer that weights members
+  // by them (cluster/island_reducer.h) overrides this; the default ignores them.
+  virtual Status ReduceStep(Arena& grads, int64_t step, int64_t /*target_tokens*/) { return Reduce(grads, step); }
 };
 
 struct TrainLoopOptions {

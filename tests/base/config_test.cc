@@ -180,3 +180,25 @@ TEST(ConfigTest, Utf8ValidatorFollowsRfc3629) {
 
 }  // namespace
 }  // namespace tributary
+
+namespace tributary {
+namespace {
+
+// An integer key may take words that stand for a value outside its bounds (a job's train.local_steps: auto).
+TEST(ConfigTest, IntegerWordsStandForTheirValue) {
+  ConfigSchema schema;
+  ConfigKeySpec steps = ConfigRanged("train.local_steps", ConfigType::kInt, "10", "H", 1, 100);
+  steps.words = {{"auto", 0}};
+  schema.Add(steps);
+  auto config = Config::LoadString(schema, "train:\n  local_steps: auto\n", "job.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->GetInt("train.local_steps"), 0);
+  EXPECT_EQ(config->Dump(), "train.local_steps: auto  # job.yaml:2\n");
+  ASSERT_TRUE(config->Set("train.local_steps=7").ok());
+  EXPECT_EQ(config->GetInt("train.local_steps"), 7);
+  EXPECT_FALSE(config->Set("train.local_steps=0").ok()) << "the value itself stays out of bounds";
+  EXPECT_FALSE(config->Set("train.local_steps=automatic").ok());
+}
+
+}  // namespace
+}  // namespace tributary

@@ -103,5 +103,38 @@ TEST(ClusterPlanTest, OnlyClusterJobsArePlanned) {
   EXPECT_FALSE(PlanJobForSpec(spec, table, PlanChoices()).ok()) << "an unknown codec is an error";
 }
 
+TEST(ClusterPlanTest, SpecAutoLeavesHAndCodecToThePlanAsThePlanCommandDoes) {
+  TensorTable table;
+  table.Add("w", {8, 8});
+  JobSpec spec;
+  spec.mode = "cluster";
+  spec.local_steps = 0;  // train.local_steps: auto
+  spec.cluster.codec = "auto";
+  auto job = PlanJobForSpec(spec, table, PlanChoices());
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->local_steps, 0) << "chosen by the cost model";
+  std::vector<std::string> codecs;
+  for (const OuterCodecChoice& c : job->codecs) codecs.push_back(c.name);
+  EXPECT_EQ(codecs, (std::vector<std::string>{"fp32", "bf16", "int8", "fp4"}));
+
+  const ClusterPlan plan = Plan({Island("a", {"w1"})}, 25, "bf16");
+  RoundOuter outer = ChooseRoundOuter(spec, &plan);
+  EXPECT_EQ(outer.local_steps, 25);
+  EXPECT_EQ(outer.codec, "bf16");
+  EXPECT_EQ(outer.reason, "H 25, codec bf16 (auto: the plan's)");
+  outer = ChooseRoundOuter(spec, nullptr);
+  EXPECT_EQ(outer.local_steps, kFallbackLocalSteps);
+  EXPECT_EQ(outer.codec, "fp32");
+  EXPECT_EQ(outer.reason, "H 100, codec fp32 (auto, but no plan: the planner's choice without measurements)");
+  spec.local_steps = 7;  // fixed H, codec auto
+  outer = ChooseRoundOuter(spec, &plan);
+  EXPECT_EQ(outer.local_steps, 7);
+  EXPECT_EQ(outer.reason, "codec bf16 (auto: the plan's)");
+  spec.cluster.codec = "int8";  // nothing auto: the spec's, no reason
+  outer = ChooseRoundOuter(spec, &plan);
+  EXPECT_EQ(outer.codec, "");
+  EXPECT_EQ(outer.reason, "");
+}
+
 }  // namespace
 }  // namespace tributary

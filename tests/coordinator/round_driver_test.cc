@@ -572,3 +572,113 @@ TEST(RoundDriverTest, ClusterRoundsFollowThePlannedRingAndReplanWhenLinksChange)
 
 }  // namespace
 }  // namespace tributary
+
+namespace tributary {
+namespace {
+
+using round_sim::Inventory;
+using round_sim::MakeWorkers;
+using round_sim::TempDir;
+using round_sim::TinyJobSpec;
+
+// cluster.codec auto: each round's codec is its plan's (fp32 before anything is measured; fp4 once compute
+// and uplinks are, at rates no inner phase hides an outer sync behind), an upload in another codec is refused
+// naming the worker and both codecs, each round records its codec, and a restarted coordinator replays the
+// mixed rounds (with the Nesterov momentum) to the same weights.
+TEST(RoundDriverTest, ClusterCodecAutoUsesEachRoundsPlannedCodecAndReplays) {
+  JobSpec spec = TinyJobSpec("cluster", 42, 3);
+  spec.cluster.codec = "auto";
+  std::vector<round_sim::SimWorker> workers = MakeWorkers(spec);
+  TempDir dir;
+  uint64_t hash = 0;
+  {
+    auto store = checkpoint::CheckpointStore::Open(dir.path());
+    ASSERT_TRUE(store.ok());
+    auto driver = RoundDriver::Create(store->get(), "job", spec, workers[0].state(), 1000);
+    ASSERT_TRUE(driver.ok()) << driver.status().ToString();
+    RoundDriver& d = **driver;
+    auto start = d.StartRound(Inventory(workers), 10'000);
+    ASSERT_TRUE(start.ok()) << start.status().ToString();
+    EXPECT_EQ(start->codec, "fp32");
+    EXPECT_EQ(start->outer_reason, "codec fp32 (auto: the plan's)");
+    ASSERT_TRUE(workers[0].method->SetRoundCodec(1, "int8").ok());
+    TaskletInput input{spec, 1, "w0", &workers[0].rows};
+    auto int8 = RunTasklet(input, *workers[0].method, *workers[0].model);
+    ASSERT_TRUE(int8.ok()) << int8.status().ToString();
+    auto refused = d.AcceptUpload(Upload{"job", "w0", 1, int8->payload, int8->num_samples, int8->train_loss, 10'500});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().message(),
+              "job 'job': round 1: worker 'w0': payload is in codec int8, but round 1's codec is fp32");
+    d.AbandonRound();
+    round_sim::RunRound(d, workers, 11'000);
+
+    PlanMeasurements measured;
+    for (const round_sim::SimWorker& w : workers) {
+      measured.tokens_per_s[w.id] = 1e9;
+      measured.links.SetUplink(w.id, {1000, 1});
+    }
+    d.SetMeasurements(measured);
+    round_sim::RunRound(d, workers, 20'000);
+    EXPECT_EQ(d.current().codec, "fp4");
+    EXPECT_NE(d.plan_change().find("codec fp4 (was fp32)"), std::string::npos) << d.plan_change();
+    ASSERT_FALSE(HasFailure());
+    EXPECT_EQ((*store)->GetRound("job", 1)->seed_mode, "cluster_fp32");
+    EXPECT_EQ((*store)->GetRound("job", 2)->seed_mode, "cluster_fp4");
+    EXPECT_LT((*store)->GetRound("job", 2)->aggregate.size(), d.method().MaxPayloadBytes() / 6)
+        << "fp4 is under a sixth of fp32";
+    hash = d.global_hash();
+  }
+  auto store = checkpoint::CheckpointStore::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  auto resumed = RoundDriver::Resume(store->get(), "job", spec);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ((*resumed)->global_hash(), hash);
+}
+
+}  // namespace
+}  // namespace tributary
+
+namespace tributary {
+namespace {
+
+using round_sim::Inventory;
+using round_sim::MakeWorkers;
+using round_sim::TempDir;
+using round_sim::TinyJobSpec;
+
+// train.local_steps auto: a round trains the plan's H, the planner's stated 100 before anything is measured,
+// the least H whose outer sync fits once compute and uplinks are.
+TEST(RoundDriverTest, ClusterLocalStepsAutoTrainsThePlansH) {
+  JobSpec spec = TinyJobSpec("cluster", 42, 3);
+  spec.local_steps = 0;
+  spec.cluster.codec = "int8";
+  std::vector<round_sim::SimWorker> workers = MakeWorkers(spec);
+  TempDir dir;
+  auto store = checkpoint::CheckpointStore::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  auto driver = RoundDriver::Create(store->get(), "job", spec, workers[0].state(), 1000);
+  ASSERT_TRUE(driver.ok()) << driver.status().ToString();
+  RoundDriver& d = **driver;
+  auto start = d.StartRound(Inventory(workers), 10'000);
+  ASSERT_TRUE(start.ok()) << start.status().ToString();
+  EXPECT_EQ(start->local_steps, 100);
+  EXPECT_EQ(start->codec, "") << "the job's own codec";
+  EXPECT_EQ(start->outer_reason, "H 100 (auto: the plan's)");
+  d.AbandonRound();
+
+  PlanMeasurements measured;  // slow compute on fast uplinks: H 10 hides the outer sync
+  for (const round_sim::SimWorker& w : workers) {
+    measured.tokens_per_s[w.id] = 1000;
+    measured.links.SetUplink(w.id, {1000, 1});
+  }
+  d.SetMeasurements(measured);
+  const CommittedRound committed = round_sim::RunRound(d, workers, 20'000);
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(committed.round, 1u);
+  EXPECT_EQ(d.current().local_steps, 10);
+  EXPECT_EQ(d.plan()->local_steps, 10);
+  EXPECT_NE(d.plan_change().find("H 10 (was 100)"), std::string::npos) << d.plan_change();
+}
+
+}  // namespace
+}  // namespace tributary

@@ -145,6 +145,10 @@ CommittedRound RunRound(RoundDriver& driver, std::vector<SimWorker>& workers, in
     if (!std::binary_search(start->participants.begin(), start->participants.end(), w.id)) continue;
     EXPECT_EQ(w.at_round, start->round - 1) << w.id << " is not synced";
     TaskletInput input{driver.spec(), start->round, w.id, &w.rows};
+    input.spec.local_steps = start->local_steps;  // the round's H (cluster mode: the plan's when auto)
+    if (!start->codec.empty()) {
+      EXPECT_TRUE(w.method->SetRoundCodec(start->round, start->codec).ok());
+    }
     auto result = RunTasklet(input, *w.method, *w.model, w.adapters.get());
     EXPECT_TRUE(result.ok()) << result.status().ToString();
     if (!result.ok()) return {};

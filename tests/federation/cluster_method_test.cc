@@ -3,6 +3,7 @@
 // momentum's round discipline.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -209,6 +210,97 @@ TEST(ClusterMethodTest, FerretCodecIsFerretsProjectionAtTheOuterLr) {
   auto method = Create(spec, table);
   EXPECT_EQ(method->CoefficientsPerBlock(), 8u);
   EXPECT_LT(method->MaxPayloadBytes(), 256u * 4u);
+}
+
+}  // namespace
+}  // namespace tributary
+
+namespace tributary {
+namespace {
+
+// cluster.codec auto: each round is encoded in the codec set for it, an upload in another codec is refused
+// naming both, and any replica applies an aggregate of any candidate codec (known by its size), so a rebuild
+// needs no record of the round's codec.
+TEST(ClusterMethodTest, CodecAutoUsesEachRoundsCodecAndRefusesAnother) {
+  auto table = MakeTable({33, 300});
+  JobSpec spec = ClusterSpec("auto", "nesterov");
+  auto method = Create(spec, table);
+  EXPECT_EQ(method->RoundSeedMode(), "cluster_auto");
+  uint64_t largest = 0;  // int8's codebooks make it the largest on tensors this small
+  for (OuterCodec codec : AutoOuterCodecs())
+    largest = std::max(largest, OuterCodecBytes(codec, 33) + OuterCodecBytes(codec, 300));
+  EXPECT_EQ(method->MaxPayloadBytes(), largest);
+  Arena global(table), d0(table), d1(table);
+  Fill(&global, 1, 1.0f);
+  Fill(&d0, 2, 0.01f);
+  Fill(&d1, 3, 0.01f);
+  Arena moved(table);
+  moved.CopyFrom(global);
+  EXPECT_EQ(method->EncodeUpdate(global, moved, 1).status().code(), StatusCode::kFailedPrecondition)
+      << "no codec set for the round";
+  ASSERT_TRUE(method->SetRoundCodec(1, "int8").ok());
+  ASSERT_TRUE(method->SetRoundCodec(2, "bf16").ok());
+  EXPECT_FALSE(method->SetRoundCodec(3, "ferret").ok());
+  auto int8 = method->EncodeUpdate(global, moved, 1);
+  ASSERT_TRUE(int8.ok());
+  EXPECT_EQ(int8->size(), OuterCodecBytes(OuterCodec::kInt8, 33) + OuterCodecBytes(OuterCodec::kInt8, 300));
+  EXPECT_TRUE(method->ValidatePayload(*int8, 1).ok());
+  Status other = method->ValidatePayload(*int8, 2);
+  EXPECT_EQ(other.message(), "payload is in codec int8, but round 2's codec is bf16");
+  auto aggregation = Aggregation::Create(AggregationOptions{});
+  ASSERT_TRUE(aggregation.ok());
+  auto refused = method->Aggregate({{"w1", 1, *int8}}, AggregationWeights::kSamples, **aggregation, global, 2);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("island 'w1' is in codec int8"), std::string::npos)
+      << refused.status().message();
+
+  // Round 1 in int8, round 2 in bf16: a replica built afresh (no codec set) applies both the same way.
+  std::vector<std::vector<uint8_t>> aggregates;
+  for (uint32_t round : {1u, 2u}) {
+    std::vector<ClientPayload> clients;
+    std::vector<std::vector<uint8_t>> payloads;
+    for (const Arena* d : {&d0, &d1}) {
+      Arena next(table);
+      next.CopyFrom(global);
+      for (int64_t i = 0; i < next.size(); ++i) next.data()[i] -= d->data()[i];
+      payloads.push_back(*method->EncodeUpdate(global, next, round));
+    }
+    clients = {{"a", 1, payloads[0]}, {"b", 3, payloads[1]}};
+    auto aggregate = method->Aggregate(clients, AggregationWeights::kSamples, **aggregation, global, round);
+    ASSERT_TRUE(aggregate.ok()) << aggregate.status().ToString();
+    EXPECT_EQ(aggregate->bytes.size(), payloads[0].size()) << "the mean in the round's codec";
+    ASSERT_TRUE(method->Apply(aggregate->bytes, round, &global).ok());
+    aggregates.push_back(aggregate->bytes);
+  }
+  auto fresh = Create(spec, table);
+  Arena replica(table);
+  Fill(&replica, 1, 1.0f);
+  for (uint32_t round : {1u, 2u}) ASSERT_TRUE(fresh->Apply(aggregates[round - 1], round, &replica).ok());
+  EXPECT_EQ(WeightsHash(replica), WeightsHash(global));
+}
+
+}  // namespace
+}  // namespace tributary
+
+namespace tributary {
+namespace {
+
+TEST(ClusterSpecTest, LocalStepsAndCodecAutoAreForClusterMode) {
+  Result<JobSpec> spec = ParseJobSpec(
+      kRequired + "federation: {mode: cluster}\ntrain: {local_steps: auto}\ncluster: {codec: auto}\n", "job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->local_steps, 0);
+  EXPECT_EQ(spec->cluster.codec, "auto");
+  EXPECT_NE(EffectiveJobSpecYaml(*spec).find("local_steps: auto"), std::string::npos);
+  Result<JobSpec> again = ParseJobSpec(EffectiveJobSpecYaml(*spec), "effective.yaml");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(JobSpecHash(*again), JobSpecHash(*spec));
+  EXPECT_EQ(ErrorOf("federation: {mode: fedavg}\ntrain: {local_steps: auto}\n"),
+            "job.yaml: field 'train.local_steps': auto (H chosen by cost every outer round) is for cluster mode, got "
+            "federation.mode=fedavg (job.yaml:3)");
+  EXPECT_NE(ErrorOf("federation: {mode: cluster}\ntrain: {local_steps: 0}\n").find("0 is outside [1, "),
+            std::string::npos)
+      << "0 is not a way to write auto: " << ErrorOf("federation: {mode: cluster}\ntrain: {local_steps: 0}\n");
 }
 
 }  // namespace

@@ -50,6 +50,7 @@ TestCluster::TestCluster(const std::string& dir, ClusterOptions options) : dir_(
   cluster.insecure = options.insecure;
   cluster.coordinator_args = options.coordinator_args;
   cluster.worker_args = options.worker_args;
+  cluster.worker_own_args = options.worker_own_args;
   cluster.heartbeat_interval_s = 0.5;
   cluster.worker_threads = 1;
   auto split = SplitTrainHeldOut(cli::DemoExamples(), 0.1, 1);

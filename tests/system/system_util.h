@@ -2,6 +2,7 @@
 // data with a small model, job specs per mode, and protocol requests to the coordinator.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct ClusterOptions {
   // Extra global CLI arguments of the daemons (cli::LocalClusterOptions).
   std::vector<std::string> coordinator_args = {};
   std::vector<std::string> worker_args = {};
+  std::map<int, std::vector<std::string>> worker_own_args = {};  // worker index -> its own extra arguments
 };
 
 // One run of the `tributary` binary.

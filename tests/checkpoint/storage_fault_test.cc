@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "checkpoint/store.h"
@@ -32,39 +33,47 @@ StoreOptions SmallReserve() {
   return options;
 }
 
+// A store at `path` holding job j1.
+std::unique_ptr<CheckpointStore> OpenWithJob(const std::string& path) {
+  auto store = CheckpointStore::Open(path, SmallReserve());
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  if (!store.ok()) return nullptr;
+  EXPECT_TRUE((*store)->PutJob(SampleJob("j1")).ok());
+  return std::move(*store);
+}
+
 TEST(StorageFaultTest, FullVolumeRefusesWritesKeepsReadsAndResumes) {
   SmallVolume volume(32);
   TRIB_SKIP_UNLESS_MOUNTED(volume);
   const std::string path = volume.Sub("store");
   {
-    auto store = CheckpointStore::Open(path, SmallReserve());
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    ASSERT_TRUE((*store)->PutJob(SampleJob("j1")).ok());
-    ASSERT_TRUE((*store)->CommitRound(SampleRound("j1", 1), CommitJob("j1", 1)).ok());
-    ASSERT_TRUE((*store)->CheckWritable().ok());
+    auto store = OpenWithJob(path);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CommitRound(SampleRound("j1", 1), CommitJob("j1", 1)).ok());
+    ASSERT_TRUE(store->CheckWritable().ok());
 
     volume.FillLeaving(2 * kMiB);  // below the 4 MiB reserve
-    const Status writable = (*store)->CheckWritable();
+    const Status writable = store->CheckWritable();
     EXPECT_EQ(writable.code(), StatusCode::kUnavailable) << writable.ToString();
     EXPECT_NE(writable.message().find("MiB free, the reserve is 4 MiB"), std::string::npos) << writable.message();
     EXPECT_NE(writable.message().find(path), std::string::npos) << writable.message();
 
-    auto commit = (*store)->CommitRound(SampleRound("j1", 2), CommitJob("j1", 2));
+    auto commit = store->CommitRound(SampleRound("j1", 2), CommitJob("j1", 2));
     ASSERT_FALSE(commit.ok());
     EXPECT_EQ(commit.status().code(), StatusCode::kUnavailable) << commit.status().ToString();
     EXPECT_NE(commit.status().message().find("not writable"), std::string::npos);
-    auto update = (*store)->AcceptUpdate(SampleUpdate("j1", 2, "w1"));
+    auto update = store->AcceptUpdate(SampleUpdate("j1", 2, "w1"));
     EXPECT_EQ(update.status().code(), StatusCode::kUnavailable) << update.status().ToString();
     // Reads still answer, and the refused round is not there.
-    auto round1 = (*store)->GetRound("j1", 1);
+    auto round1 = store->GetRound("j1", 1);
     ASSERT_TRUE(round1.ok()) << round1.status().ToString();
     EXPECT_EQ(round1->aggregate, SampleRound("j1", 1).aggregate);
-    EXPECT_EQ((*store)->LastCommittedRound("j1").value(), 1u);
+    EXPECT_EQ(store->LastCommittedRound("j1").value(), 1u);
 
     volume.RemoveFiller();  // the operator frees space: writes go on without a reopen
-    ASSERT_TRUE((*store)->CheckWritable().ok());
-    ASSERT_TRUE((*store)->AcceptUpdate(SampleUpdate("j1", 2, "w1")).ok());
-    ASSERT_TRUE((*store)->CommitRound(SampleRound("j1", 2), CommitJob("j1", 2)).ok());
+    ASSERT_TRUE(store->CheckWritable().ok());
+    ASSERT_TRUE(store->AcceptUpdate(SampleUpdate("j1", 2, "w1")).ok());
+    ASSERT_TRUE(store->CommitRound(SampleRound("j1", 2), CommitJob("j1", 2)).ok());
   }
   auto reopened = CheckpointStore::Open(path, SmallReserve());
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
@@ -78,11 +87,7 @@ TEST(StorageFaultTest, ReadOnlyOrFullVolumeRefusesToOpenNamingWhy) {
   SmallVolume volume(32);
   TRIB_SKIP_UNLESS_MOUNTED(volume);
   const std::string path = volume.Sub("store");
-  {
-    auto store = CheckpointStore::Open(path, SmallReserve());
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    ASSERT_TRUE((*store)->PutJob(SampleJob("j1")).ok());
-  }
+  ASSERT_NE(OpenWithJob(path), nullptr);
   ASSERT_TRUE(volume.Remount(/*read_only=*/true)) << std::strerror(errno);
   auto read_only = CheckpointStore::Open(path, SmallReserve());
   ASSERT_FALSE(read_only.ok());

@@ -570,17 +570,6 @@ TEST(RoundDriverTest, ClusterRoundsFollowThePlannedRingAndReplanWhenLinksChange)
   EXPECT_NE(d.plan_change().find("ring"), std::string::npos) << d.plan_change();
 }
 
-}  // namespace
-}  // namespace tributary
-
-namespace tributary {
-namespace {
-
-using round_sim::Inventory;
-using round_sim::MakeWorkers;
-using round_sim::TempDir;
-using round_sim::TinyJobSpec;
-
 // cluster.codec auto: each round's codec is its plan's (fp32 before anything is measured; fp4 once compute
 // and uplinks are, at rates no inner phase hides an outer sync behind), an upload in another codec is refused
 // naming the worker and both codecs, each round records its codec, and a restarted coordinator replays the

@@ -35,17 +35,6 @@ uint32_t FirstRoundWithBatches(const std::vector<std::string>& log, const std::s
   return 0;
 }
 
-uint64_t PayloadBytes(const std::string& yaml, OuterCodec codec) {
-  auto spec = ParseJobSpec(yaml, "spec");
-  EXPECT_TRUE(spec.ok());
-  auto model = JobModel::Load(*spec);
-  EXPECT_TRUE(model.ok());
-  uint64_t bytes = 0;
-  for (const TensorEntry& entry : (*model)->initial_state().table().entries())
-    bytes += OuterCodecBytes(codec, entry.numel);
-  return bytes;
-}
-
 TEST(ClusterSharesSystemTest, UnequalComputeTrainsUnequalBatchesInTheRoundsCodec) {
   TestDir dir;
   ClusterOptions options;
@@ -61,7 +50,7 @@ TEST(ClusterSharesSystemTest, UnequalComputeTrainsUnequalBatchesInTheRoundsCodec
     TestCluster cluster(dir.path(), options);
     yaml = JobYaml(cluster.base_model(), "cluster", kRounds, 7,
                    {"federation.min_clients=2", "train.local_steps=2", "cluster.codec=auto",
-                    "cluster.islands=['a=worker-1,worker-2']", "eval.every=100"});
+                    "cluster.balance_batches=true", "cluster.islands=['a=worker-1,worker-2']", "eval.every=100"});
     job_id = Submit(cluster.client(), yaml);
     ASSERT_FALSE(job_id.empty());
     const v1::GetJobReply job = WaitFinished(cluster.client(), job_id);
@@ -84,8 +73,8 @@ TEST(ClusterSharesSystemTest, UnequalComputeTrainsUnequalBatchesInTheRoundsCodec
   }
   // The store: every round is encoded, committed and recorded in its own codec, fp32 before the rates are
   // known and fp4 after; the leader's upload weighs the island's 16 sequences x 2 steps once batches apply.
-  const std::map<std::string, uint64_t> bytes = {{"cluster_fp32", PayloadBytes(yaml, OuterCodec::kFp32)},
-                                                 {"cluster_fp4", PayloadBytes(yaml, OuterCodec::kFp4)}};
+  const std::map<std::string, uint64_t> bytes = {{"cluster_fp32", OuterPayloadBytes(yaml, OuterCodec::kFp32)},
+                                                 {"cluster_fp4", OuterPayloadBytes(yaml, OuterCodec::kFp4)}};
   auto store = checkpoint::CheckpointStore::Open((fs::path(dir.path()) / "store" / "store").string());
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   for (uint32_t round = 1; round <= static_cast<uint32_t>(kRounds); ++round) {

@@ -109,6 +109,18 @@ std::string JobYaml(const std::string& base_model, const std::string& mode, int 
   return spec.ok() ? EffectiveJobSpecYaml(*spec) : "";
 }
 
+uint64_t OuterPayloadBytes(const std::string& yaml, OuterCodec codec) {
+  auto spec = ParseJobSpec(yaml, "spec");
+  EXPECT_TRUE(spec.ok());
+  auto model = JobModel::Load(*spec);
+  EXPECT_TRUE(model.ok());
+  if (!model.ok()) return 0;
+  uint64_t bytes = 0;
+  for (const TensorEntry& entry : (*model)->initial_state().table().entries())
+    bytes += OuterCodecBytes(codec, entry.numel);
+  return bytes;
+}
+
 double InitialHeldOutLoss(const TestCluster& cluster, const std::string& yaml) {
   auto spec = ParseJobSpec(yaml, "spec");
   EXPECT_TRUE(spec.ok());

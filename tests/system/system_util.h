@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/local_cluster.h"
+#include "federation/outer_codec.h"
 #include "tests/common/temp_dir.h"
 #include "transport/channel.h"
 
@@ -65,6 +66,10 @@ class TestCluster {
 // round instead of being left out), so runs with the same seed are comparable.
 std::string JobYaml(const std::string& base_model, const std::string& mode, int rounds, uint64_t seed,
                     const std::vector<std::string>& overrides = {});
+
+// The outer payload of one island of the job's model in `codec` (federation/outer_codec.h), e.g. int8: per
+// tensor a 256-entry fp32 codebook and one byte per value.
+uint64_t OuterPayloadBytes(const std::string& yaml, OuterCodec codec);
 
 // The held-out loss of the job's initial model on the cluster's held-out data (computed in-process).
 double InitialHeldOutLoss(const TestCluster& cluster, const std::string& yaml);

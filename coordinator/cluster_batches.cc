@@ -44,6 +44,7 @@ std::string ApplyPlanBatches(const ClusterPlan& plan, const JobSpec& spec, std::
     island.batch = 0;
     island.shares.clear();
   }
+  if (!spec.cluster.balance_batches) return "every member trains train.batch_size: cluster.balance_batches is false";
   const int64_t tokens_per_sequence = spec.seq_len * spec.grad_accum;
   if (tokens_per_sequence <= 0) return "every member trains train.batch_size: no tokens per sequence";
   for (const IslandPlan& planned : plan.islands)

@@ -138,6 +138,9 @@ void AddClusterKeys(const JobSpec& d, ConfigSchema& s) {
             {"fp32", "bf16", "int8", "fp4", "ferret", "auto"}));
   s.Add(ConfigKey("cluster.islands", ConfigType::kStringList, QuoteList(c.islands),
                   "islands as NAME=WORKER,WORKER (empty: by the workers' fabric identity)"));
+  s.Add(ConfigKey("cluster.balance_batches", ConfigType::kBool, c.balance_batches ? "true" : "false",
+                  "train the plan's member shares and per-island batches (false: every member trains "
+                  "train.batch_size)"));
   s.Add(Float("cluster.collective_timeout_s", c.collective_timeout_s,
               "an island collective or rendezvous fails after this long", 0.1, 3600));
   s.Add(Int("cluster.bucket_elems", c.bucket_elems, 1024, 1 << 30, "island all-reduce bucket, floats"));
@@ -435,6 +438,7 @@ ClusterOptions ClusterFromConfig(const Config& c) {
   o.codec = c.GetString("cluster.codec");
   o.islands = c.GetStringList("cluster.islands");
   o.collective_timeout_s = c.GetFloat("cluster.collective_timeout_s");
+  o.balance_batches = c.GetBool("cluster.balance_batches");
   o.bucket_elems = c.GetInt("cluster.bucket_elems");
   return o;
 }
@@ -699,6 +703,7 @@ std::string CanonicalJobSpec(const JobSpec& s) {
     if (c.outer_optimizer == "nesterov") line("cluster.outer_momentum", FormatDouble(c.outer_momentum));
     line("cluster.codec", Quote(c.codec));
     line("cluster.islands", QuoteList(c.islands));
+    line("cluster.balance_batches", c.balance_batches ? "true" : "false");
     line("cluster.collective_timeout_s", FormatDouble(c.collective_timeout_s));
     line("cluster.bucket_elems", std::to_string(c.bucket_elems));
   }

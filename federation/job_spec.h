@@ -30,7 +30,11 @@ struct ClusterOptions {
   // fabric identity (a worker with none is an island of its own).
   std::vector<std::string> islands;
   double collective_timeout_s = 3;  // an island collective (or its rendezvous) fails after this long
-  int64_t bucket_elems = 1 << 20;   // all-reduce bucket, floats
+  // Apply the plan's member shares and per-island batches (docs/placement.md). Off by default: they are only
+  // as good as the calibrated compute rates, and rates measured under different load (a worker that
+  // re-calibrates alone after a restart) skew them badly.
+  bool balance_batches = false;
+  int64_t bucket_elems = 1 << 20;  // all-reduce bucket, floats
 };
 
 // An explicit island of cluster.islands.

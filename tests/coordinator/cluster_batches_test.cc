@@ -40,6 +40,7 @@ JobSpec Spec() {
   spec.batch_size = 4;
   spec.grad_accum = 2;
   spec.seq_len = 16;
+  spec.cluster.balance_batches = true;
   return spec;
 }
 
@@ -80,6 +81,18 @@ TEST(ClusterBatchesTest, UnmeasuredOrUnchangedPlansLeaveTheJobsBatch) {
   EXPECT_EQ(ApplyPlanBatches(plan, Spec(), &islands),
             "every member trains train.batch_size: the plan's batches are the same");
   EXPECT_EQ(islands[0].batch, 0);
+}
+
+TEST(ClusterBatchesTest, BalancingIsOffUnlessTheJobAsks) {
+  ClusterPlan plan;
+  plan.islands = {Planned("a", {{"w1", 0.75}, {"w2", 0.25}}, 400, 8 * 32)};
+  std::vector<RoundIsland> islands = {{"a", 1, {"w1", "w2"}, "", {}, 0, {}}};
+  JobSpec spec = Spec();
+  spec.cluster.balance_batches = false;
+  EXPECT_EQ(ApplyPlanBatches(plan, spec, &islands),
+            "every member trains train.batch_size: cluster.balance_batches is false");
+  EXPECT_EQ(islands[0].batch, 0);
+  EXPECT_TRUE(islands[0].shares.empty());
 }
 
 }  // namespace

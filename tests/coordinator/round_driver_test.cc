@@ -491,17 +491,6 @@ TEST(RoundDriverTest, ClusterJobWithNesterovResumesToTheFaultFreeResult) {
   EXPECT_EQ((*driver)->global_hash(), fault_free);
 }
 
-}  // namespace
-}  // namespace tributary
-
-namespace tributary {
-namespace {
-
-using round_sim::Inventory;
-using round_sim::MakeWorkers;
-using round_sim::TempDir;
-using round_sim::TinyJobSpec;
-
 // Four workers without a fabric identity: the links around `cycle` are fast (10 Gbit/s), the other two slow.
 LinkMatrix CycleLinks(const std::vector<std::string>& cycle) {
   LinkMatrix links;
@@ -623,17 +612,6 @@ TEST(RoundDriverTest, ClusterCodecAutoUsesEachRoundsPlannedCodecAndReplays) {
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
   EXPECT_EQ((*resumed)->global_hash(), hash);
 }
-
-}  // namespace
-}  // namespace tributary
-
-namespace tributary {
-namespace {
-
-using round_sim::Inventory;
-using round_sim::MakeWorkers;
-using round_sim::TempDir;
-using round_sim::TinyJobSpec;
 
 // train.local_steps auto: a round trains the plan's H, the planner's stated 100 before anything is measured,
 // the least H whose outer sync fits once compute and uplinks are.

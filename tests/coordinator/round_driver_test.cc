@@ -517,13 +517,11 @@ void ExpectFastRing(const std::vector<std::string>& ring, const LinkMatrix& link
 TEST(RoundDriverTest, ClusterRoundsFollowThePlannedRingAndReplanWhenLinksChange) {
   JobSpec spec = TinyJobSpec("cluster", 42, 3);
   spec.cluster.codec = "int8";
-  std::vector<round_sim::SimWorker> workers = MakeWorkers(spec);
-  TempDir dir;
-  auto store = checkpoint::CheckpointStore::Open(dir.path());
-  ASSERT_TRUE(store.ok());
-  auto driver = RoundDriver::Create(store->get(), "job", spec, workers[0].state(), 1000);
-  ASSERT_TRUE(driver.ok()) << driver.status().ToString();
-  RoundDriver& d = **driver;
+  Job job;
+  StartJob(job, spec);
+  ASSERT_FALSE(HasFailure());
+  std::vector<round_sim::SimWorker>& workers = job.workers;
+  RoundDriver& d = *job.driver;
   EXPECT_EQ(d.plan(), nullptr);
 
   PlanMeasurements measured;
@@ -619,13 +617,11 @@ TEST(RoundDriverTest, ClusterLocalStepsAutoTrainsThePlansH) {
   JobSpec spec = TinyJobSpec("cluster", 42, 3);
   spec.local_steps = 0;
   spec.cluster.codec = "int8";
-  std::vector<round_sim::SimWorker> workers = MakeWorkers(spec);
-  TempDir dir;
-  auto store = checkpoint::CheckpointStore::Open(dir.path());
-  ASSERT_TRUE(store.ok());
-  auto driver = RoundDriver::Create(store->get(), "job", spec, workers[0].state(), 1000);
-  ASSERT_TRUE(driver.ok()) << driver.status().ToString();
-  RoundDriver& d = **driver;
+  Job job;
+  StartJob(job, spec);
+  ASSERT_FALSE(HasFailure());
+  std::vector<round_sim::SimWorker>& workers = job.workers;
+  RoundDriver& d = *job.driver;
   auto start = d.StartRound(Inventory(workers), 10'000);
   ASSERT_TRUE(start.ok()) << start.status().ToString();
   EXPECT_EQ(start->local_steps, 100);

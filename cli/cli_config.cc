@@ -28,6 +28,14 @@ const ConfigSchema& GlobalConfigSchema() {
                         3600));
     s->Add(ConfigRanged("coordinator.heartbeat_misses", T::kInt, "3", "missed heartbeats before a worker is dead", 1,
                         1000));
+    s->Add(ConfigRanged("coordinator.forget_workers_after_s", T::kFloat, "3600",
+                        "a worker without a heartbeat this long leaves the registry and the views (0: never)", 0,
+                        31536000));
+    s->Add(ConfigRanged("coordinator.peer_messages_per_s", T::kFloat, "200",
+                        "messages a peer may send per second on average (bulk chunks excepted); more are dropped", 1,
+                        1e6));
+    s->Add(
+        ConfigRanged("coordinator.peer_message_burst", T::kFloat, "2000", "messages a peer may send at once", 1, 1e7));
     s->Add(ConfigKey("coordinator.eval_data", T::kStringList, "[]",
                      "held-out datasets as NAME=PATH (job specs name one in eval.dataset)"));
     s->Add(ConfigRanged("coordinator.restart_grace_s", T::kFloat, "-1",

@@ -256,6 +256,9 @@ void PrintStatusText(const v1::GetJobReply& reply) {
       if (cluster) rows.back().insert(rows.back().begin() + 6, FormatBytes(r.island_bytes()));
     }
     PrintTable(rows);
+    if (reply.rounds_omitted() > 0)
+      std::printf("(%llu earlier round(s) not shown: the reply is bounded; `tributary logs` has every round)\n",
+                  static_cast<unsigned long long>(reply.rounds_omitted()));
     PrintLastRoundClients(reply.rounds(reply.rounds_size() - 1));
   }
   if (reply.replicas_size() > 0) {
@@ -265,6 +268,9 @@ void PrintStatusText(const v1::GetJobReply& reply) {
       rows.push_back({r.worker_id(), std::to_string(r.round()), r.weights_hash().empty() ? "-" : r.weights_hash()});
     }
     PrintTable(rows);
+    if (reply.replicas_omitted() > 0)
+      std::printf("(%llu more replica(s) not shown: the reply is bounded)\n",
+                  static_cast<unsigned long long>(reply.replicas_omitted()));
   }
 }
 

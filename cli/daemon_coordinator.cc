@@ -37,6 +37,9 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
   options.insecure = flags.insecure || config.GetBool("coordinator.insecure");
   options.heartbeat_interval_ms = std::llround(config.GetFloat("coordinator.heartbeat_interval_s") * 1000.0);
   options.heartbeat_misses = static_cast<int>(config.GetInt("coordinator.heartbeat_misses"));
+  options.rate_limit.per_second = config.GetFloat("coordinator.peer_messages_per_s");
+  options.rate_limit.burst = config.GetFloat("coordinator.peer_message_burst");
+  options.forget_workers_after_ms = std::llround(config.GetFloat("coordinator.forget_workers_after_s") * 1000.0);
   options.inline_payload_bytes = static_cast<uint64_t>(config.GetInt("coordinator.inline_payload_bytes"));
   options.probe_bytes = static_cast<uint64_t>(config.GetInt("coordinator.probe_bytes"));
   options.probe_timeout_ms = config.GetInt("coordinator.probe_timeout_ms");

@@ -122,9 +122,10 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
   impl->server = std::move(*server);
 
   Impl* raw = impl.get();
+  impl->rate_limiter = std::make_unique<PeerRateLimiter>(options.rate_limit);
   impl->workers = std::make_unique<WorkerRegistry>(
-      impl->store.get(),
-      WorkerRegistryOptions{options.insecure, options.heartbeat_interval_ms, options.heartbeat_misses});
+      impl->store.get(), WorkerRegistryOptions{options.insecure, options.heartbeat_interval_ms,
+                                               options.heartbeat_misses, options.forget_workers_after_ms});
   impl->uploads = std::make_unique<UploadIntake>(impl->server.get(), impl->workers.get(), &impl->metrics,
                                                  [raw](const std::string& job_id) { return raw->FindJob(job_id); });
   impl->StartProbeServer();
@@ -230,6 +231,18 @@ JobRunner* Coordinator::Impl::FindJob(const std::string& job_id) {
 }
 
 void Coordinator::Impl::Tick(int64_t now_ms) {
+  // A loop that did not run (a slow request, a stopped process) read no heartbeats: that is not the workers'
+  // silence. The slow steps of rounds and exports run on the jobs' task queues, so this is the exception.
+  const int64_t gap_ms = last_tick_ms == 0 ? 0 : now_ms - last_tick_ms;
+  last_tick_ms = now_ms;
+  if (gap_ms > options.heartbeat_interval_ms) {
+    spdlog::warn("coordinator: the loop did not run for {} ms; workers' heartbeat deadlines move as much", gap_ms);
+    workers->ExcuseStall(gap_ms, now_ms);
+  }
+  if (now_ms - rate_reports_ms >= 1000) {
+    rate_reports_ms = now_ms;
+    for (const std::string& line : rate_limiter->TakeReports(now_ms)) spdlog::warn("coordinator: peer {}", line);
+  }
   alive_workers = workers->MarkDead(now_ms);
   metrics.SetWorkersAlive(alive_workers);
   // After a start, rounds wait for the workers that were connected before to re-register (coordinator.h).
@@ -240,7 +253,15 @@ void Coordinator::Impl::Tick(int64_t now_ms) {
 }
 
 void Coordinator::Impl::Handle(Incoming& in) {
-  switch (in.message.envelope.body_case()) {
+  const Envelope::BodyCase body = in.message.envelope.body_case();
+  // Bulk chunks are paced by their receiver's window; every other message counts against its peer's rate.
+  const bool bulk_traffic = body == Envelope::kBulkRequest || body == Envelope::kBulkChunkHeader;
+  const std::string& peer_key = in.peer.public_key.empty() ? in.peer.routing_id : in.peer.public_key;
+  if (!bulk_traffic && !rate_limiter->Admit(peer_key, in.peer.Describe(), UnixMillis())) {
+    metrics.OnRateLimited();
+    return;
+  }
+  switch (body) {
     case Envelope::kRegisterWorker: return HandleRegister(in);
     case Envelope::kHeartbeat: return HandleHeartbeat(in);
     case Envelope::kUploadUpdate: return uploads->OnUpload(in, UnixMillis());
@@ -274,6 +295,11 @@ void Coordinator::Impl::Handle(Incoming& in) {
 
 void Coordinator::Impl::Reply(const Incoming& request, Envelope reply) {
   Status sent = server->Reply(request, std::move(reply));
+  // A reply over the message limit (InvalidArgument from the encoder) becomes an error the client sees,
+  // rather than a silence it would take for an unreachable coordinator.
+  if (sent.code() == StatusCode::kInvalidArgument)
+    sent = server->Reply(request, transport::ErrorEnvelope("coordinator", request.message.envelope.message_id(),
+                                                           Status::Internal("the reply: " + sent.message())));
   if (!sent.ok()) spdlog::warn("coordinator: reply to {}: {}", request.peer.Describe(), sent.ToString());
 }
 

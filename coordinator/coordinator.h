@@ -25,25 +25,28 @@
 
 #include "base/loop_hooks.h"
 #include "base/status.h"
+#include "coordinator/rate_limit.h"
 #include "transport/bulk.h"
 #include "transport/security.h"
 
 namespace tributary {
 
 struct CoordinatorOptions {
-  std::string listen = "tcp://0.0.0.0:7400";     // ZeroMQ endpoint ("tcp://127.0.0.1:*": any free port)
-  std::string http_listen;                       // "host:port" (port 0: any free port); empty: no HTTP
-  std::string http_token;                        // bearer token for /metrics and /api (http_server.h); "": none
-  std::string data_dir;                          // RocksDB store, job logs and exports live here
-  bool insecure = false;                         // no CURVE (logs a warning at every start)
-  transport::KeyPair keys;                       // required unless insecure
-  transport::AllowList allow_list;               // admitted worker and client keys (required unless insecure)
-  int64_t heartbeat_interval_ms = 5000;          // told to workers at registration
-  int heartbeat_misses = 3;                      // dead after this many missed heartbeats
-  int64_t restart_grace_ms = -1;                 // -1: 1.5 heartbeat intervals
-  std::map<std::string, std::string> eval_data;  // held-out datasets: name -> path (job spec eval.dataset)
-  bool sync_writes = true;                       // synced RocksDB writes (off only for benchmarks)
-  uint64_t store_reserve_bytes = 64ull << 20;    // free space the store keeps (checkpoint::StoreOptions)
+  std::string listen = "tcp://0.0.0.0:7400";      // ZeroMQ endpoint ("tcp://127.0.0.1:*": any free port)
+  std::string http_listen;                        // "host:port" (port 0: any free port); empty: no HTTP
+  std::string http_token;                         // bearer token for /metrics and /api (http_server.h); "": none
+  std::string data_dir;                           // RocksDB store, job logs and exports live here
+  bool insecure = false;                          // no CURVE (logs a warning at every start)
+  transport::KeyPair keys;                        // required unless insecure
+  transport::AllowList allow_list;                // admitted worker and client keys (required unless insecure)
+  int64_t heartbeat_interval_ms = 5000;           // told to workers at registration
+  int heartbeat_misses = 3;                       // dead after this many missed heartbeats
+  int64_t forget_workers_after_ms = 3600 * 1000;  // a dead worker leaves the registry (0: never)
+  RateLimitOptions rate_limit;                    // messages per peer (its key; its connection when insecure)
+  int64_t restart_grace_ms = -1;                  // -1: 1.5 heartbeat intervals
+  std::map<std::string, std::string> eval_data;   // held-out datasets: name -> path (job spec eval.dataset)
+  bool sync_writes = true;                        // synced RocksDB writes (off only for benchmarks)
+  uint64_t store_reserve_bytes = 64ull << 20;     // free space the store keeps (checkpoint::StoreOptions)
   uint64_t inline_payload_bytes = transport::kDefaultInlinePayloadBytes;  // larger aggregates go as bulk objects
   // Cluster mode's link probes (docs/placement.md, "Measured links"): bulk bytes per probe at most, and
   // how long a probe (or a worker's responder start) may take before it counts as failed.
@@ -56,6 +59,8 @@ struct CoordinatorOptions {
   int multistream_streams = 0;                  // 0: from the worker's measured uplink; 1..16: always this many
   int multistream_max_transfers = 8;            // offers in flight; more are refused (bulk path)
   uint64_t multistream_window_bytes = 1 << 20;  // one stream's TCP window, for N = ceil(BDP / window)
+  // Tests: each held-out evaluation takes at least this much longer (a slow evaluation, off the loop).
+  int64_t evaluation_delay_ms = 0;
   // Run calls hooks.alive every loop iteration, hooks.status with a summary line when it changed
   // ("1 job running; job J round 3/10; 4 workers alive") and hooks.stopping when it stops.
   LoopHooks hooks;

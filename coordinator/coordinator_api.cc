@@ -97,6 +97,7 @@ void Coordinator::Impl::HandleGetJob(const Incoming& in) {
   if (job == nullptr) return ReplyError(in, Status::NotFound("job '" + job_id + "' not found"));
   Envelope reply = transport::NewEnvelope("coordinator");
   *reply.mutable_get_job_reply() = job->Detail(workers->ReplicasOf(job_id));
+  BoundJobDetail(kMaxJobDetailBytes, reply.mutable_get_job_reply());
   Reply(in, std::move(reply));
 }
 
@@ -140,12 +141,21 @@ void Coordinator::Impl::HandleExport(const Incoming& in) {
   const v1::ExportModel& req = in.message.envelope.export_model();
   JobRunner* job = FindJob(req.job_id());
   if (job == nullptr) return ReplyError(in, Status::NotFound("job '" + req.job_id() + "' not found"));
-  uint32_t round = 0;
-  auto dir = job->Export(req.round(), req.format(), &round);
+  // The export runs on the job's task queue; the reply goes when it is done (the request is kept for it).
+  auto request = std::make_shared<Incoming>();
+  request->peer = in.peer;
+  request->message.envelope = in.message.envelope;
+  job->ExportAsync(req.round(), req.format(), [this, request](const Result<std::string>& dir, uint32_t round) {
+    ReplyExport(*request, dir, round);
+  });
+}
+
+void Coordinator::Impl::ReplyExport(const Incoming& in, const Result<std::string>& dir, uint32_t round) {
+  const v1::ExportModel& req = in.message.envelope.export_model();
   if (!dir.ok()) return ReplyError(in, dir.status());
   Envelope reply = transport::NewEnvelope("coordinator");
   v1::ExportModelReply* out = reply.mutable_export_model_reply();
-  out->set_job_id(job->job_id());
+  out->set_job_id(req.job_id());
   out->set_round(round);
   out->set_format(req.format());
   std::vector<fs::path> files;
@@ -156,7 +166,7 @@ void Coordinator::Impl::HandleExport(const Incoming& in) {
   const int64_t now_ms = UnixMillis();
   for (const fs::path& path : files) {
     const std::string object_id =
-        "export/" + job->job_id() + "/" + std::to_string(round) + "/" + req.format() + "/" + path.filename().string();
+        "export/" + req.job_id() + "/" + std::to_string(round) + "/" + req.format() + "/" + path.filename().string();
     auto source = transport::FileSource::Open(path.string());
     if (!source.ok()) return ReplyError(in, source.status());
     Status offered = bulk.Offer(object_id, std::shared_ptr<transport::BulkSource>(std::move(*source)), now_ms);
@@ -171,8 +181,11 @@ void Coordinator::Impl::HandleExport(const Incoming& in) {
 }
 
 void Coordinator::Impl::PublishWorkersView(int64_t now_ms) {
-  // Missed heartbeats grow with time alone, so the view is also rebuilt once a second.
-  if (workers->liveness_version() == workers_view_version && now_ms - workers_view_ms < 1000) return;
+  // Missed heartbeats grow with time alone, so the view is also rebuilt once a second. Every heartbeat moves
+  // the liveness version, and the view covers every worker: at most 4 rebuilds a second keep thousands of
+  // workers' heartbeats from rebuilding it thousands of times a second.
+  const int64_t since_ms = now_ms - workers_view_ms;
+  if (since_ms < 250 || (workers->liveness_version() == workers_view_version && since_ms < 1000)) return;
   nlohmann::json view = WorkersViewJson(*workers, now_ms);
   workers_view_version = workers->liveness_version();
   workers_view_ms = now_ms;

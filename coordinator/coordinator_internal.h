@@ -57,6 +57,9 @@ struct Coordinator::Impl {
   nlohmann::json workers_view;  // WorkersViewJson, refreshed on liveness changes and at least every second
   uint64_t workers_view_version = 0;
   int64_t workers_view_ms = 0;
+  int64_t last_tick_ms = 0;  // Tick: a loop that stalled does not count against the workers' heartbeats
+  std::unique_ptr<PeerRateLimiter> rate_limiter;
+  int64_t rate_reports_ms = 0;  // refusals are logged at most once a second (and per peer less often)
   // Last, so it is stopped first: its callbacks read the view and the metrics.
   std::unique_ptr<HttpServer> http;
 
@@ -100,10 +103,13 @@ struct Coordinator::Impl {
   void HandleStopJob(const transport::Incoming& in);
   void HandleFetchLogs(const transport::Incoming& in);
   void HandleExport(const transport::Incoming& in);
+  // Answers an ExportModel request once its export finished: the files offered as bulk objects, or the error.
+  void ReplyExport(const transport::Incoming& in, const Result<std::string>& dir, uint32_t round);
   // A worker's log lines (WorkerLogLines); FetchLogs with a worker_id reads them.
   void HandleWorkerLogLines(const transport::Incoming& in);
   void HandleFetchWorkerLogs(const transport::Incoming& in);
-  // Rebuilds the HTTP workers view (/api/workers) when the registry's liveness moved or a second passed.
+  // Rebuilds the HTTP workers view (/api/workers) when the registry's liveness moved (at most 4 times a second)
+  // or a second passed.
   void PublishWorkersView(int64_t now_ms);
 };
 

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <thread>
 
 #include "base/hash.h"
 #include "coordinator/job_view.h"
@@ -40,6 +41,30 @@ std::string FeedCalibrations(RoundDriver& driver, const WorkerRegistry& workers)
   measured.tokens_per_s = std::move(rates);
   driver.SetMeasurements(std::move(measured));
   return line;
+}
+
+// Writes committed `round` of a job as `format` into `dir` and marks it complete (an export already
+// complete is kept: a request queued behind the same one). Without `model` it loads the job's model;
+// without `state` it rebuilds the round from the store.
+Result<std::string> ExportRound(checkpoint::CheckpointStore* store, const JobSpec& spec, const std::string& job_id,
+                                uint32_t round, const std::string& format, const std::string& dir,
+                                std::shared_ptr<JobModel> model, std::shared_ptr<const Arena> state) {
+  if (fs::exists(fs::path(dir) / ".complete")) return dir;
+  if (model == nullptr) {
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<JobModel> loaded, JobModel::Load(spec));
+    model = std::move(loaded);
+  }
+  if (state == nullptr) {
+    auto rebuilt = std::make_shared<Arena>(model->NewState());
+    TRIB_RETURN_IF_ERROR(RebuildTrainableState(store, job_id, spec, round, rebuilt.get()));
+    state = std::move(rebuilt);
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  TRIB_RETURN_IF_ERROR(model->Export(*state, format, dir));
+  FILE* marker = std::fopen((fs::path(dir) / ".complete").c_str(), "w");
+  if (marker != nullptr) std::fclose(marker);
+  return dir;
 }
 
 }  // namespace
@@ -146,8 +171,13 @@ Status JobRunner::Start(bool resume) {
   }
   driver_->SetMinWorkerMemory(model_->MinWorkerMemoryBytes());
   if (model_->has_eval_rows()) {
-    JobModel* model = model_.get();
-    driver_->SetEvaluator([model](const Arena& state) { return model->Evaluate(state); });
+    // Runs on the task queue (RoundDriver::ComputeClose): the model is shared, so a stop cannot free it.
+    std::shared_ptr<JobModel> model = model_;
+    const int64_t delay_ms = services_.options->evaluation_delay_ms;
+    driver_->SetEvaluator([model, delay_ms](const Arena& state) {
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      return model->Evaluate(state);
+    });
   }
   weights_hash_ = HashHex(driver_->global_hash());
   dense_state_bytes_ = static_cast<uint64_t>(model_->initial_state().size()) * sizeof(float);
@@ -291,7 +321,8 @@ Result<LogPage> JobRunner::ReadLog(uint64_t from_line, uint32_t max_lines) const
 // ---- rounds ----
 
 void JobRunner::Tick(int64_t now_ms, bool may_plan) {
-  if (!driver_) return;
+  work_.Poll();  // finished closes, snapshots and exports report here, on the loop
+  if (!driver_ || driver_->closing()) return;
   RoundDriver& driver = *driver_;
   if (!driver.round_open() && (!may_plan || now_ms < next_plan_ms_ || !TickProbes(now_ms) || !OpenRound(now_ms)))
     return;
@@ -474,6 +505,7 @@ std::string JobRunner::RoundStartKey(const WorkerEntry& worker) const {
 }
 
 void JobRunner::CloseRoundIfComplete(int64_t now_ms) {
+  if (driver_ && driver_->closing()) return;
   if (driver_ && spec_.secure_aggregation.enabled) return TickSecAgg(now_ms);
   if (driver_ && driver_->ReadyToClose(now_ms) == RoundCloseState::kComplete) CloseRound(now_ms);
 }
@@ -481,15 +513,48 @@ void JobRunner::CloseRoundIfComplete(int64_t now_ms) {
 void JobRunner::CloseRound(int64_t now_ms) {
   // Waiting for storage: aggregate and evaluate again only once the store can take the commit.
   if (!storage_wait_.empty() && !services_.store->CheckWritable().ok()) return;
-  const auto t0 = std::chrono::steady_clock::now();
   const size_t selected = driver_->current().participants.size();
-  auto committed = driver_->CloseRound(now_ms);
+  auto close = driver_->BeginClose(now_ms);
+  if (!close.ok() && close.status().code() == StatusCode::kUnavailable) return WaitForStorage(close.status());
+  if (!close.ok()) return Fail(close.status());
+  PostClose(std::move(*close), selected);
+}
+
+void JobRunner::PostClose(std::shared_ptr<RoundClose> close, size_t selected) {
+  const auto started = std::chrono::steady_clock::now();
+  auto computed = std::make_shared<Status>();
+  std::shared_ptr<RoundDriver> driver = driver_;
+  work_.Post(
+      [driver, close, computed] { *computed = driver->ComputeClose(close.get()); },
+      [this, driver, close, computed, selected, started] { FinishClose(close, driver, *computed, selected, started); });
+}
+
+void JobRunner::FinishClose(const std::shared_ptr<RoundClose>& close, const std::shared_ptr<RoundDriver>& driver,
+                            const Status& computed, size_t selected, std::chrono::steady_clock::time_point started) {
+  if (driver_ != driver) return;  // stopped or failed meanwhile: nothing is committed
+  if (!computed.ok()) {
+    driver_->CancelClose();
+    return Fail(computed);
+  }
+  const int64_t now_ms = UnixMillis();
+  auto committed = driver_->FinishClose(*close, now_ms);
+  if (!committed.ok()) driver_->CancelClose();
   if (!committed.ok() && committed.status().code() == StatusCode::kUnavailable)
     return WaitForStorage(committed.status());
   if (!committed.ok()) return Fail(committed.status());
   if (!storage_wait_.empty()) Log("round " + std::to_string(committed->round) + ": the store is writable again");
   storage_wait_.clear();
-  const double close_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double close_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // The snapshot reads the committed state, which a later round replaces rather than changes.
+  const uint32_t round = committed->round;
+  std::shared_ptr<const Arena> state = driver_->shared_global();
+  auto snapshot = std::make_shared<Status>();
+  work_.Post([driver, state, round, now_ms, snapshot] { *snapshot = driver->TakeSnapshotIfDue(round, *state, now_ms); },
+             [this, round, snapshot] {
+               // Unavailable: skipped; a rebuild starts from an earlier snapshot and replays more rounds.
+               if (!snapshot->ok())
+                 Log("round " + std::to_string(round) + ": snapshot skipped: " + snapshot->message(), /*warn=*/true);
+             });
   OnCommitted(*committed, selected, close_s, now_ms);
 }
 
@@ -672,43 +737,35 @@ Status JobRunner::OfferSnapshot(uint32_t round, int64_t now_ms, v1::CatchUpReply
   return Status::OK();
 }
 
-Result<std::string> JobRunner::Export(uint64_t requested_round, const std::string& format, uint32_t* exported_round) {
+void JobRunner::ExportAsync(uint64_t requested_round, const std::string& format, ExportDone done) {
   const uint32_t last = record_.current_round;
   if (requested_round > last)
-    return Status::InvalidArgument("job '" + job_id_ + "': round " + std::to_string(requested_round) +
-                                   " is not committed (last committed: " + std::to_string(last) + ")");
+    return done(Status::InvalidArgument("job '" + job_id_ + "': round " + std::to_string(requested_round) +
+                                        " is not committed (last committed: " + std::to_string(last) + ")"),
+                0);
   const uint32_t round = requested_round == 0 ? last : static_cast<uint32_t>(requested_round);
   if (format != "safetensors" && format != "peft")
-    return Status::InvalidArgument("format '" + format + "': expected safetensors or peft");
+    return done(Status::InvalidArgument("format '" + format + "': expected safetensors or peft"), round);
   if (format == "peft" && !MethodOf(spec_).trains_adapters)
-    return Status::FailedPrecondition("job '" + job_id_ + "' is a " + spec_.mode +
-                                      " job: --format peft needs a job that trains adapters (use safetensors)");
-  *exported_round = round;
+    return done(Status::FailedPrecondition("job '" + job_id_ + "' is a " + spec_.mode +
+                                           " job: --format peft needs a job that trains adapters (use safetensors)"),
+                round);
   const fs::path dir =
       fs::path(services_.options->data_dir) / "exports" / job_id_ / ("round-" + std::to_string(round) + "-" + format);
-  if (fs::exists(dir / ".complete")) return dir.string();
-  std::unique_ptr<JobModel> loaded;
-  JobModel* model = model_.get();
-  if (model == nullptr) {
-    TRIB_ASSIGN_OR_RETURN(loaded, JobModel::Load(spec_));
-    model = loaded.get();
-  }
-  Arena rebuilt;
-  const Arena* state = nullptr;
-  if (driver_ && driver_->last_committed_round() == round) {
-    state = &driver_->global();
-  } else {
-    rebuilt = model->NewState();
-    TRIB_RETURN_IF_ERROR(RebuildTrainableState(services_.store, job_id_, spec_, round, &rebuilt));
-    state = &rebuilt;
-  }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  TRIB_RETURN_IF_ERROR(model->Export(*state, format, dir.string()));
-  FILE* marker = std::fopen((dir / ".complete").c_str(), "w");
-  if (marker != nullptr) std::fclose(marker);
-  Log("exported round " + std::to_string(round) + " as " + format + " to " + dir.string());
-  return dir.string();
+  if (fs::exists(dir / ".complete")) return done(dir.string(), round);
+  // What the step reads is its own: the running job's model and committed state are shared (a later
+  // round replaces the state rather than changing it); otherwise it loads the model and rebuilds the round.
+  std::shared_ptr<JobModel> model = model_;
+  std::shared_ptr<const Arena> state;
+  if (driver_ && driver_->last_committed_round() == round) state = driver_->shared_global();
+  auto result = std::make_shared<Result<std::string>>(std::string());
+  checkpoint::CheckpointStore* store = services_.store;
+  work_.Post([model, state, store, spec = spec_, job_id = job_id_, round, format, dir,
+              result] { *result = ExportRound(store, spec, job_id, round, format, dir.string(), model, state); },
+             [this, round, format, result, done = std::move(done)] {
+               if (result->ok()) Log("exported round " + std::to_string(round) + " as " + format + " to " + **result);
+               done(*result, round);
+             });
 }
 
 }  // namespace tributary

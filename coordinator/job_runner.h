@@ -4,10 +4,15 @@
 // close the round (commit, then broadcast RoundCommitted), re-plan a round that missed its quorum,
 // answer catch-up requests, stop, fail, export.
 //
-// Not thread-safe: the coordinator's loop thread owns every runner (coordinator.h).
+// Not thread-safe: the coordinator's loop thread owns every runner (coordinator.h). The slow steps —
+// aggregation, the applied state's hash, held-out evaluation, snapshots, exports — run in order on the
+// job's own TaskQueue (base/task_queue.h), and their results come back through Tick, so the loop keeps
+// answering heartbeats while a round closes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/task_queue.h"
 #include "checkpoint/store.h"
 #include "coordinator/bulk_objects.h"
 #include "coordinator/coordinator.h"
@@ -83,7 +89,8 @@ class JobRunner {
   // reason once). Then (re)sends RoundStart to the participants that have not reported and did not
   // get it on their current connection, and closes the round when every participant reported, or
   // at the deadline with a quorum; at the deadline below the quorum the round is re-planned. A round
-  // that cannot be committed fails the job.
+  // that cannot be committed fails the job. Closing runs on the job's task queue: while it does, the
+  // round waits, and a later Tick commits it and broadcasts. Tick also finishes exports (ExportAsync).
   void Tick(int64_t now_ms, bool may_plan);
 
   // The payload-free checks of an upload (RoundDriver::CheckUpload): kAccepted when its payload may be
@@ -130,13 +137,16 @@ class JobRunner {
   Result<LogPage> ReadLog(uint64_t from_line, uint32_t max_lines) const;
 
   // Exports committed `round` (0: the last) as `format` ("safetensors" or "peft") into
-  // <data_dir>/exports/<job>/round-<r>-<format>/, once (a finished export is reused); returns that
-  // directory and sets *exported_round. InvalidArgument for a round that is not committed or an unknown
-  // format, FailedPrecondition for peft of a job that trains no adapters; model and store errors.
-  Result<std::string> Export(uint64_t round, const std::string& format, uint32_t* exported_round);
+  // <data_dir>/exports/<job>/round-<r>-<format>/, once (a finished export is reused), on the job's task
+  // queue; `done` gets that directory and the round, from a later Tick (or at once when the export exists
+  // or the request is refused). InvalidArgument for a round that is not committed or an unknown format,
+  // FailedPrecondition for peft of a job that trains no adapters; model and store errors.
+  using ExportDone = std::function<void(const Result<std::string>& dir, uint32_t round)>;
+  void ExportAsync(uint64_t round, const std::string& format, ExportDone done);
 
  private:
-  JobRunner(const JobServices& services, std::string job_id) : services_(services), job_id_(std::move(job_id)) {}
+  JobRunner(const JobServices& services, std::string job_id)
+      : services_(services), job_id_(std::move(job_id)), work_(job_id_) {}
 
   // Builds the model and the driver (`resume`: RoundDriver::Resume, else Create).
   Status Start(bool resume);
@@ -180,7 +190,12 @@ class JobRunner {
   // What a RoundStart went to: the routing id, and in cluster mode the island incarnation (a re-formed
   // island's members get a new RoundStart).
   std::string RoundStartKey(const WorkerEntry& worker) const;
+  // Starts closing the round (RoundDriver::BeginClose) and posts its slow step; FinishClose follows.
   void CloseRound(int64_t now_ms);
+  // Posts a round's ComputeClose on the task queue; its done commits it (FinishClose) and broadcasts.
+  void PostClose(std::shared_ptr<RoundClose> close, size_t selected);
+  void FinishClose(const std::shared_ptr<RoundClose>& close, const std::shared_ptr<RoundDriver>& driver,
+                   const Status& computed, size_t selected, std::chrono::steady_clock::time_point started);
   // The open round stays open until the store can take its commit (Unavailable), logged once.
   void WaitForStorage(const Status& why);
   // After a commit: summary, metrics, broadcast, log lines, and the job's end.
@@ -204,8 +219,9 @@ class JobRunner {
   std::string job_id_;
   JobSpec spec_;
   checkpoint::JobRecord record_;
-  std::unique_ptr<RoundDriver> driver_;  // while running
-  std::unique_ptr<JobModel> model_;      // while running (evaluation, exports)
+  // While running. Shared with the task queue's steps, which keep them alive after a stop.
+  std::shared_ptr<RoundDriver> driver_;
+  std::shared_ptr<JobModel> model_;  // evaluation and exports (used only on the task queue)
   std::unique_ptr<JobLog> log_;
   std::unique_ptr<SecAggRound> secagg_;   // the open round's session, under secure aggregation
   std::vector<v1::RoundSummary> rounds_;  // committed rounds, in order
@@ -237,6 +253,8 @@ class JobRunner {
   std::unique_ptr<ProbeCampaign> campaign_;
   DriftTracker drift_;
   std::map<std::string, std::string> drifted_;  // worker -> the drift line, until re-probed
+  // Last: destroyed first, it waits for a running step while the rest is still there.
+  TaskQueue work_;
 };
 
 }  // namespace tributary

@@ -60,6 +60,11 @@ v1::SecAggReply JobRunner::OnSecAgg(const v1::SecAggRequest& request, int64_t no
                               : "job '" + job_id_ + "' does not use secure aggregation");
     return reply;
   }
+  if (driver_->closing() && driver_->current().round == request.round()) {
+    reply.set_pending(true);  // the session is done and its sum commits on the task queue: ask again
+    reply.set_reason("round " + std::to_string(request.round()) + " is being committed");
+    return reply;
+  }
   const bool open = driver_->round_open() && secagg_ && secagg_->round() == request.round();
   if (!open) {
     // The round is not open (yet, or again after a failed session): a join waits, a stage starts over.
@@ -83,7 +88,6 @@ void JobRunner::TickSecAgg(int64_t now_ms) {
 }
 
 void JobRunner::CommitSecAgg(int64_t now_ms) {
-  const auto t0 = std::chrono::steady_clock::now();
   const SecAggRound::Outcome& outcome = secagg_->outcome();
   const uint32_t round = secagg_->round();
   const size_t selected = driver_->current().participants.size();
@@ -119,10 +123,9 @@ void JobRunner::CommitSecAgg(int64_t now_ms) {
       std::to_string(outcome.included.size()) + " client(s) [" + Names(outcome.included) +
       "], dropped after sharing keys [" + Names(outcome.dropped) + "], no keys [" + Names(outcome.no_keys) + "]");
   secagg_.reset();
-  auto committed = driver_->CommitExternalRound(std::move(external), now_ms);
-  if (!committed.ok()) return Fail(committed.status());
-  const double close_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  OnCommitted(*committed, selected, close_s, now_ms);
+  auto close = driver_->BeginExternalClose(std::move(external));
+  if (!close.ok()) return Fail(close.status());
+  PostClose(std::move(*close), selected);
 }
 
 }  // namespace tributary

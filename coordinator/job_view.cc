@@ -145,6 +145,20 @@ std::string ClientReportsText(const v1::RoundSummary& round) {
   return out;
 }
 
+void BoundJobDetail(size_t max_bytes, v1::GetJobReply* reply) {
+  size_t bytes = reply->ByteSizeLong();
+  int rounds = 0;  // the oldest, left out
+  // Each repeated element costs its size, a tag byte and its length's varint (at most 5 bytes here).
+  while (bytes > max_bytes && rounds < reply->rounds_size()) bytes -= reply->rounds(rounds++).ByteSizeLong() + 1;
+  int replicas = 0;  // the last, left out
+  while (bytes > max_bytes && replicas < reply->replicas_size())
+    bytes -= reply->replicas(reply->replicas_size() - 1 - replicas++).ByteSizeLong() + 1;
+  if (rounds > 0) reply->mutable_rounds()->DeleteSubrange(0, rounds);
+  if (replicas > 0) reply->mutable_replicas()->DeleteSubrange(reply->replicas_size() - replicas, replicas);
+  reply->set_rounds_omitted(reply->rounds_omitted() + static_cast<uint64_t>(rounds));
+  reply->set_replicas_omitted(reply->replicas_omitted() + static_cast<uint64_t>(replicas));
+}
+
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {
   nlohmann::json rounds = nlohmann::json::array();
   for (const v1::RoundSummary& r : reply.rounds()) rounds.push_back(RoundSummaryJson(r));
@@ -167,6 +181,8 @@ nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {
                         {"spec_yaml", reply.spec_yaml()}};
   if (reply.has_plan()) out["plan"] = ClusterPlanJson(reply.plan());
   if (!reply.plan_error().empty()) out["plan_error"] = reply.plan_error();
+  if (reply.rounds_omitted() > 0) out["rounds_omitted"] = reply.rounds_omitted();
+  if (reply.replicas_omitted() > 0) out["replicas_omitted"] = reply.replicas_omitted();
   return out;
 }
 

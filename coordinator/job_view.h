@@ -46,9 +46,17 @@ void AddClientReports(const std::vector<checkpoint::RoundParticipant>& participa
 std::string ClientReportsText(const v1::RoundSummary& round);
 
 // A job in detail: job (a job object), workers (the open round's participants), islands (the open
-// round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash), spec_yaml, and in
-// cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none).
+// round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash), spec_yaml, in
+// cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none), and
+// rounds_omitted / replicas_omitted when the reply was bounded (BoundJobDetail).
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
+
+// What a GetJobReply may weigh (bytes): far below the transport's message limit, so `status` of a job with
+// many rounds or replicas keeps working.
+inline constexpr size_t kMaxJobDetailBytes = size_t{4} << 20;
+// Bounds `reply` to max_bytes serialized: leaves out its oldest rounds, then (still too big) its last
+// replicas, counting them in rounds_omitted and replicas_omitted.
+void BoundJobDetail(size_t max_bytes, v1::GetJobReply* reply);
 
 // A cluster-mode job's stored link matrix (/api/jobs/<id> "links", docs/placement.md "Measured links"):
 // campaign, reason, updated_unix_ms, members, pairs (a, b, mbps, rtt_ms, measured_unix_ms) and uplinks

@@ -74,6 +74,11 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                            .Name("tributary_rejected_uploads_total")
                            .Help("Uploads refused by the coordinator, by reason.")
                            .Register(*registry_);
+  rate_limited_ = &prometheus::BuildCounter()
+                       .Name("tributary_rate_limited_messages_total")
+                       .Help("Messages dropped because their peer sent over its rate limit.")
+                       .Register(*registry_)
+                       .Add({});
   island_members_ = &prometheus::BuildGauge()
                          .Name("tributary_island_members")
                          .Help("Members of a cluster-mode island's current incarnation (0: it sits the round out).")
@@ -120,6 +125,10 @@ void CoordinatorMetrics::OnIslandBytes(const std::string& job, uint64_t bytes) {
 
 void CoordinatorMetrics::OnUploadRejected(const std::string& reason) {
   rejected_uploads_->Add({{"reason", reason}}).Increment();
+}
+
+void CoordinatorMetrics::OnRateLimited() {
+  rate_limited_->Increment();
 }
 
 void CoordinatorMetrics::SetJobCounts(const JobCounts& counts) {

@@ -13,6 +13,8 @@
 //   tributary_round_duration_seconds{job}      histogram, buckets 1 s .. 6 h
 //   tributary_aggregation_seconds{job}         histogram, buckets 1 ms .. 60 s
 //   tributary_rejected_uploads_total{reason}   counter
+//   tributary_rate_limited_messages_total      counter; messages dropped over a peer's rate limit
+//                                              (coordinator/rate_limit.h)
 //   tributary_island_members{job,island}       gauge; cluster mode: members of the island's current
 //                                              incarnation (0 while it sits the round out)
 //   tributary_island_incarnation{job,island}   gauge; the current incarnation (a double: exact to 2^53)
@@ -76,6 +78,7 @@ class CoordinatorMetrics {
   // An upload was refused; `reason` is a short fixed token ("late", "duplicate", "checksum",
   // "unauthorized", ...), never free text, to keep the label's cardinality bounded.
   void OnUploadRejected(const std::string& reason);
+  void OnRateLimited();
 
   void SetJobCounts(const JobCounts& counts);
   // A differentially private job has spent `epsilon` at `delta` (its committed rounds so far).
@@ -117,6 +120,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Histogram>* round_duration_ = nullptr;
   prometheus::Family<prometheus::Histogram>* aggregation_ = nullptr;
   prometheus::Family<prometheus::Counter>* rejected_uploads_ = nullptr;
+  prometheus::Counter* rate_limited_ = nullptr;
   prometheus::Family<prometheus::Gauge>* island_members_ = nullptr;
   prometheus::Family<prometheus::Gauge>* island_incarnation_ = nullptr;
   prometheus::Family<prometheus::Counter>* island_reforms_ = nullptr;

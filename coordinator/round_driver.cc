@@ -56,7 +56,7 @@ std::string RoundDriver::Context(const std::string& worker_id, uint32_t round) c
 }
 
 uint64_t RoundDriver::global_hash() const {
-  return WeightsHash(global_);
+  return WeightsHash(*global_);
 }
 
 std::vector<std::string> RoundDriver::reported() const {
@@ -74,8 +74,8 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Create(checkpoint::CheckpointS
   std::unique_ptr<RoundDriver> driver(new RoundDriver(store, job_id, spec));
   driver->scheduler_ = std::move(scheduler);
   driver->deadline_ = RoundDeadline(deadline);
-  driver->global_ = Arena(initial.table_ptr());
-  driver->global_.CopyFrom(initial);
+  driver->global_ = std::make_shared<Arena>(initial.table_ptr());
+  driver->global_->CopyFrom(initial);
   TRIB_ASSIGN_OR_RETURN(driver->method_, CreateMethod(spec, initial.table_ptr()));
   TRIB_ASSIGN_OR_RETURN(driver->aggregation_, Aggregation::Create(spec.aggregation));
 
@@ -104,8 +104,9 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
 
   // Latest snapshot, then replay every committed round after it, checking each logged hash.
   // The method that replayed goes on: its Apply state (cluster's outer momentum) is at the last round.
+  driver->global_ = std::make_shared<Arena>();
   TRIB_RETURN_IF_ERROR(
-      RebuildTrainableState(store, job_id, spec, driver->last_committed_, &driver->global_, &driver->method_));
+      RebuildTrainableState(store, job_id, spec, driver->last_committed_, driver->global_.get(), &driver->method_));
   TRIB_ASSIGN_OR_RETURN(driver->aggregation_, Aggregation::Create(spec.aggregation));
   // Tasklet durations are not stored as such; the recent rounds' upload times relative to the previous
   // commit (when the next round opens, within milliseconds) rebuild the deadline history, so a restarted
@@ -125,7 +126,7 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
     previous_commit_ms = record.committed_unix_ms;
   }
   // A crash between a commit and its snapshot: write the snapshot now.
-  Status snapshot = driver->MaybeSnapshot(driver->last_committed_, job.updated_unix_ms);
+  Status snapshot = driver->TakeSnapshotIfDue(driver->last_committed_, *driver->global_, job.updated_unix_ms);
   if (snapshot.code() == StatusCode::kUnavailable)  // taken again at its round once the store is writable
     spdlog::warn("job {}: round {} snapshot not taken: {}", job_id, driver->last_committed_, snapshot.ToString());
   else
@@ -138,14 +139,13 @@ Result<std::unique_ptr<RoundDriver>> RoundDriver::Resume(checkpoint::CheckpointS
   return driver;
 }
 
-Status RoundDriver::MaybeSnapshot(uint32_t round, int64_t now_ms) {
+Status RoundDriver::TakeSnapshotIfDue(uint32_t round, const Arena& state, int64_t now_ms) const {
   if (round == 0 || round % static_cast<uint64_t>(spec_.snapshot_every) != 0) return Status::OK();
   if (ApplyKeepsState(spec_)) return Status::OK();  // replicas replay from round 0 (federation/method.h)
   auto existing = store_->GetSnapshotInfo(job_id_, round);
   if (existing.ok()) return Status::OK();
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
-  return store_->PutSnapshot(job_id_, round, global_.data(), global_.size(), global_.table(), WeightsHash(global_),
-                             now_ms);
+  return store_->PutSnapshot(job_id_, round, state.data(), state.size(), state.table(), WeightsHash(state), now_ms);
 }
 
 Result<RoundStart> RoundDriver::StartRound(const std::vector<WorkerInventory>& inventory, int64_t now_ms) {
@@ -202,7 +202,7 @@ Status RoundDriver::ChooseRoundOuter() {
     for (const UpdateRecord& u : logged) {
       for (OuterCodec codec : AutoOuterCodecs()) {
         uint64_t bytes = 0;
-        for (const TensorEntry& entry : global_.table().entries()) bytes += OuterCodecBytes(codec, entry.numel);
+        for (const TensorEntry& entry : global_->table().entries()) bytes += OuterCodecBytes(codec, entry.numel);
         if (bytes != u.payload.size() || OuterCodecName(codec) == current_.codec) continue;
         current_.codec = OuterCodecName(codec);
         current_.outer_reason += "; codec " + current_.codec + " kept: the round's logged uploads are in it";
@@ -218,7 +218,7 @@ void RoundDriver::PlanOpenRound(const std::vector<WorkerInventory>& inventory) {
   plan_change_.clear();
   batch_reason_ = "every member trains train.batch_size: no plan";
   if (!plan_job_) {
-    auto job = PlanJobForSpec(spec_, global_.table(), PlanChoices());
+    auto job = PlanJobForSpec(spec_, global_->table(), PlanChoices());
     if (!job.ok()) {
       plan_error_ = job.status().message();
       return;
@@ -274,7 +274,7 @@ void RoundDriver::SetIslandRoles() {
 }
 
 std::vector<IslandChange> RoundDriver::ReformIslands(const std::vector<WorkerInventory>& inventory) {
-  if (!round_open_ || current_.islands.empty()) return {};
+  if (!round_open_ || closing_ || current_.islands.empty()) return {};
   std::set<std::string> alive;
   for (const WorkerInventory& w : inventory)
     if (w.alive) alive.insert(w.worker_id);
@@ -307,6 +307,8 @@ Result<UploadOutcome> RoundDriver::CheckUpload(const std::string& worker_id, uin
     return Status::InvalidArgument(context + (current_.islands.empty() ? ": not a participant of this round"
                                                                        : ": not an island leader of this round"));
   if (reported_.count(worker_id) > 0) return UploadOutcome::kDuplicate;
+  if (closing_)  // taken after all if the commit is refused and the round stays open
+    return Status::Unavailable(context + ": round " + std::to_string(round) + " is being committed");
   const uint64_t max_bytes = method_->MaxPayloadBytes();
   if (MethodOf(spec_).dense_payload && payload_size != max_bytes)
     return Status::InvalidArgument(context + ": payload of " + std::to_string(payload_size) + " bytes, expected " +
@@ -349,7 +351,7 @@ Result<UploadOutcome> RoundDriver::AcceptUpload(const Upload& upload) {
 }
 
 RoundCloseState RoundDriver::ReadyToClose(int64_t now_ms) const {
-  if (!round_open_) return RoundCloseState::kOpen;
+  if (!round_open_ || closing_) return RoundCloseState::kOpen;
   int64_t reported = 0;
   for (const auto& [worker, ms] : reported_) {
     if (std::binary_search(current_.uploaders.begin(), current_.uploaders.end(), worker)) ++reported;
@@ -372,7 +374,7 @@ Result<std::vector<uint8_t>> RoundDriver::Aggregate(const std::vector<UpdateReco
   TRIB_ASSIGN_OR_RETURN(std::vector<double> weights, ClientWeights(samples, spec_.aggregation_weights));
   if (spec_.privacy.mechanism == DpMechanism::kCentral)  // a fresh key: a re-close after a crash draws anew
     aggregation_->SetNoise(NoiseStddev(spec_.privacy, spec_.aggregation.clip_norm), FreshNoiseKey());
-  auto aggregate = method_->Aggregate(clients, spec_.aggregation_weights, *aggregation_, global_, current_.round);
+  auto aggregate = method_->Aggregate(clients, spec_.aggregation_weights, *aggregation_, *global_, current_.round);
   if (!aggregate.ok())
     return aggregate.status().WithContext("job '" + job_id_ + "': round " + std::to_string(current_.round));
   const AggregationReport& report = aggregate->report;
@@ -387,67 +389,111 @@ Result<std::vector<uint8_t>> RoundDriver::Aggregate(const std::vector<UpdateReco
 }
 
 Result<CommittedRound> RoundDriver::CloseRound(int64_t now_ms) {
-  const RoundCloseState state = ReadyToClose(now_ms);
-  if (state != RoundCloseState::kComplete && state != RoundCloseState::kQuorumReached)
-    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(current_.round) +
-                                      " cannot close: " + RoundCloseStateName(state));
-  const uint32_t round = current_.round;
-  TRIB_ASSIGN_OR_RETURN(std::vector<UpdateRecord> updates, store_->ListUpdates(job_id_, round));
-  if (updates.empty())
-    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(round) + ": no updates");
-
-  CommittedRound out;
-  out.round = round;
-  TRIB_ASSIGN_OR_RETURN(out.aggregate, Aggregate(updates, &out.participants));
-  double loss_sum = 0;
-  for (const UpdateRecord& u : updates) {
-    out.bytes_up += u.payload.size();
-    out.island_bytes += u.island_bytes;
-    loss_sum += u.train_loss;
-  }
-  out.mean_train_loss = loss_sum / static_cast<double>(updates.size());
-  out.bytes_down = out.aggregate.size() * current_.participants.size();
-  return Commit(std::move(out), now_ms);
+  TRIB_ASSIGN_OR_RETURN(std::shared_ptr<RoundClose> close, BeginClose(now_ms));
+  return CloseNow(close.get(), now_ms);
 }
 
 Result<CommittedRound> RoundDriver::CommitExternalRound(ExternalAggregate external, int64_t now_ms) {
-  if (!round_open_) return Status::FailedPrecondition("job '" + job_id_ + "': no round is open");
+  TRIB_ASSIGN_OR_RETURN(std::shared_ptr<RoundClose> close, BeginExternalClose(std::move(external)));
+  return CloseNow(close.get(), now_ms);
+}
+
+Result<CommittedRound> RoundDriver::CloseNow(RoundClose* close, int64_t now_ms) {
+  Status computed = ComputeClose(close);
+  if (!computed.ok()) {
+    CancelClose();
+    return computed;
+  }
+  auto committed = FinishClose(*close, now_ms);
+  if (!committed.ok()) {
+    CancelClose();
+    return committed.status();
+  }
+  // The round is committed; a snapshot the store cannot take now (Unavailable: not writable) is skipped,
+  // and a rebuild starts from an earlier snapshot and replays more rounds.
+  const Status snapshot = TakeSnapshotIfDue(committed->round, *global_, now_ms);
+  if (!snapshot.ok() && snapshot.code() != StatusCode::kUnavailable) return snapshot;
+  if (!snapshot.ok())
+    spdlog::warn("job {}: round {}: snapshot skipped: {}", job_id_, committed->round, snapshot.message());
+  return committed;
+}
+
+Result<std::shared_ptr<RoundClose>> RoundDriver::BeginClose(int64_t now_ms) {
+  const RoundCloseState state = closing_ ? RoundCloseState::kOpen : ReadyToClose(now_ms);
+  if (state != RoundCloseState::kComplete && state != RoundCloseState::kQuorumReached)
+    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(current_.round) +
+                                      " cannot close: " + (closing_ ? "it is closing" : RoundCloseStateName(state)));
+  auto close = std::make_shared<RoundClose>();
+  close->out.round = current_.round;
+  TRIB_ASSIGN_OR_RETURN(close->updates, store_->ListUpdates(job_id_, current_.round));
+  if (close->updates.empty())
+    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(current_.round) +
+                                      ": no updates");
+  double loss_sum = 0;
+  for (const UpdateRecord& u : close->updates) {
+    close->out.bytes_up += u.payload.size();
+    close->out.island_bytes += u.island_bytes;
+    loss_sum += u.train_loss;
+  }
+  close->out.mean_train_loss = loss_sum / static_cast<double>(close->updates.size());
+  closing_ = true;
+  return close;
+}
+
+Result<std::shared_ptr<RoundClose>> RoundDriver::BeginExternalClose(ExternalAggregate external) {
+  if (!round_open_ || closing_)
+    return Status::FailedPrecondition("job '" + job_id_ +
+                                      "': " + (closing_ ? "the round is closing" : "no round is open"));
   if (external.metadata.empty())
     return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(current_.round) +
                                       ": no included clients");
-  CommittedRound out;
-  out.round = current_.round;
-  out.aggregate = std::move(external.aggregate);
-  out.participants = std::move(external.participants);
-  out.bytes_up = external.bytes_up;
+  auto close = std::make_shared<RoundClose>();
+  close->external = true;
+  close->out.round = current_.round;
+  close->out.aggregate = std::move(external.aggregate);
+  close->out.participants = std::move(external.participants);
+  close->out.bytes_up = external.bytes_up;
   double loss_sum = 0;
   reported_.clear();
   for (checkpoint::UpdateRecord& record : external.metadata) {
     record.job_id = job_id_;
-    record.round = out.round;
+    record.round = close->out.round;
     record.payload.clear();  // never an update: the coordinator does not have one
     loss_sum += record.train_loss;
     reported_[record.worker_id] = record.received_unix_ms;
     auto written = store_->AcceptUpdate(record);
-    if (!written.ok()) return written.status().WithContext(Context(record.worker_id, out.round));
+    if (!written.ok()) return written.status().WithContext(Context(record.worker_id, close->out.round));
   }
-  out.mean_train_loss = loss_sum / static_cast<double>(external.metadata.size());
-  out.bytes_down = out.aggregate.size() * current_.participants.size();
-  return Commit(std::move(out), now_ms);
+  close->out.mean_train_loss = loss_sum / static_cast<double>(external.metadata.size());
+  closing_ = true;
+  return close;
 }
 
-Result<CommittedRound> RoundDriver::Commit(CommittedRound out, int64_t now_ms) {
-  const uint32_t round = out.round;
-  // The new global state, computed aside: the replica changes only after the commit.
-  Arena next(global_.table_ptr());
-  next.CopyFrom(global_);
-  TRIB_RETURN_IF_ERROR(method_->Apply(out.aggregate, round, &next));
-  out.weights_hash = WeightsHash(next);
-  out.heldout_loss = std::numeric_limits<double>::quiet_NaN();
-  if (evaluator_ && spec_.eval_every > 0 && round % static_cast<uint64_t>(spec_.eval_every) == 0) {
-    TRIB_ASSIGN_OR_RETURN(out.heldout_loss, evaluator_(next));
+Status RoundDriver::ComputeClose(RoundClose* close) const {
+  CommittedRound& out = close->out;
+  if (!close->external) {
+    out.participants.clear();
+    TRIB_ASSIGN_OR_RETURN(out.aggregate, Aggregate(close->updates, &out.participants));
   }
+  out.bytes_down = out.aggregate.size() * current_.participants.size();
+  // The new global state, computed aside: the replica changes only after the commit.
+  close->next = std::make_shared<Arena>(global_->table_ptr());
+  close->next->CopyFrom(*global_);
+  TRIB_RETURN_IF_ERROR(method_->Apply(out.aggregate, out.round, close->next.get()));
+  out.weights_hash = WeightsHash(*close->next);
+  out.heldout_loss = std::numeric_limits<double>::quiet_NaN();
+  if (evaluator_ && spec_.eval_every > 0 && out.round % static_cast<uint64_t>(spec_.eval_every) == 0) {
+    TRIB_ASSIGN_OR_RETURN(out.heldout_loss, evaluator_(*close->next));
+  }
+  return Status::OK();
+}
 
+Result<CommittedRound> RoundDriver::FinishClose(const RoundClose& close, int64_t now_ms) {
+  if (!closing_ || close.next == nullptr || close.out.round != current_.round)
+    return Status::FailedPrecondition("job '" + job_id_ + "': round " + std::to_string(close.out.round) +
+                                      " is not being closed");
+  CommittedRound out = close.out;
+  const uint32_t round = out.round;
   RoundRecord record;
   record.job_id = job_id_;
   record.round = round;
@@ -469,17 +515,13 @@ Result<CommittedRound> RoundDriver::Commit(CommittedRound out, int64_t now_ms) {
   TRIB_RETURN_IF_ERROR(store_->CommitRound(record, job).status());
 
   // Committed: now the replica may change and the aggregate may be broadcast.
-  global_.CopyFrom(next);
+  global_ = close.next;
   last_committed_ = round;
   round_open_ = false;
+  closing_ = false;
   for (const auto& [worker, received_ms] : reported_)
     deadline_.Observe(static_cast<double>(received_ms - current_.started_ms) / 1000.0);
   reported_.clear();
-  // The round is committed; a snapshot the store cannot take now (Unavailable: not writable) is skipped,
-  // and a rebuild starts from an earlier snapshot and replays more rounds.
-  const Status snapshot = MaybeSnapshot(round, now_ms);
-  if (!snapshot.ok() && snapshot.code() != StatusCode::kUnavailable) return snapshot;
-  if (!snapshot.ok()) spdlog::warn("job {}: round {}: snapshot skipped: {}", job_id_, round, snapshot.message());
   return out;
 }
 

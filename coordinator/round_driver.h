@@ -82,6 +82,17 @@ struct CommittedRound {
   bool job_finished = false;
 };
 
+// A round being committed in three steps, so that its slow part can run off the caller's thread:
+// BeginClose (or BeginExternalClose) -> ComputeClose -> FinishClose. CloseRound does all three in turn.
+struct RoundClose {
+  // BeginClose: the round, bytes and losses; ComputeClose adds the aggregate (unless external), the
+  // participants' weights and scores, the weights hash and the held-out loss.
+  CommittedRound out;
+  std::vector<checkpoint::UpdateRecord> updates;  // the logged uploads (none for an external aggregate)
+  bool external = false;                          // out.aggregate and out.participants came from outside
+  std::shared_ptr<Arena> next;                    // ComputeClose: the global replica after the round
+};
+
 // A round aggregated outside the driver (secure aggregation: the coordinator never holds an update).
 struct ExternalAggregate {
   std::vector<uint8_t> aggregate;  // the method's aggregate format, as a plain round's
@@ -125,7 +136,7 @@ class RoundDriver {
   bool finished() const { return last_committed_ >= static_cast<uint64_t>(spec_.rounds); }
   bool round_open() const { return round_open_; }
   const RoundStart& current() const { return current_; }
-  const Arena& global() const { return global_; }
+  const Arena& global() const { return *global_; }
   uint64_t global_hash() const;
   // Workers whose upload of the open round is logged (ascending).
   std::vector<std::string> reported() const;
@@ -159,13 +170,13 @@ class RoundDriver {
   // weighting. Duplicates and late uploads are no-ops reported as such.
   Result<UploadOutcome> AcceptUpload(const Upload& upload);
 
-  // kOpen while waiting; kComplete / kQuorumReached when CloseRound may run; kQuorumMissed when the
-  // deadline passed below the quorum (the caller aborts or calls AbandonRound and retries).
+  // kOpen while waiting (and while the round is closing); kComplete / kQuorumReached when CloseRound may run;
+  // kQuorumMissed when the deadline passed below the quorum (the caller aborts or calls AbandonRound and retries).
   RoundCloseState ReadyToClose(int64_t now_ms) const;
 
   // Aggregates the logged uploads (fp64, ascending worker id), commits the round, THEN applies it to
   // the global replica; snapshots every spec.snapshot_every rounds. FailedPrecondition when ReadyToClose
-  // is neither kComplete nor kQuorumReached.
+  // is neither kComplete nor kQuorumReached. (BeginClose, ComputeClose, FinishClose, TakeSnapshotIfDue.)
   Result<CommittedRound> CloseRound(int64_t now_ms);
 
   // Commits the open round with an aggregate computed elsewhere (secure aggregation): logs each included
@@ -173,8 +184,32 @@ class RoundDriver {
   // FailedPrecondition when no round is open.
   Result<CommittedRound> CommitExternalRound(ExternalAggregate external, int64_t now_ms);
 
+  // CloseRound's first step (FailedPrecondition as CloseRound): reads the round's logged uploads. The round
+  // is then closing until FinishClose or CancelClose: CheckUpload answers Unavailable for a new upload,
+  // ReformIslands changes nothing and StartRound refuses, so that nothing ComputeClose reads changes.
+  Result<std::shared_ptr<RoundClose>> BeginClose(int64_t now_ms);
+  // CommitExternalRound's first step: logs the included clients' metadata records; the round is closing.
+  Result<std::shared_ptr<RoundClose>> BeginExternalClose(ExternalAggregate external);
+  // The slow step, which may run on another thread while the round is closing (nothing else may call the
+  // driver's non-const methods meanwhile): aggregates, applies the aggregate to a copy of the global
+  // replica, hashes it and evaluates it. Errors fail the round as CloseRound's do.
+  Status ComputeClose(RoundClose* close) const;
+  // Commits the computed round, then makes close.next the global replica. No snapshot: TakeSnapshotIfDue.
+  // Unavailable (the store is not writable) leaves the round closing: call CancelClose and close it again
+  // later (an Apply that carries state restarts from the state before the round: federation/method.h).
+  Result<CommittedRound> FinishClose(const RoundClose& close, int64_t now_ms);
+  // The closing round is open again (its compute failed or its commit was refused).
+  void CancelClose() { closing_ = false; }
+  bool closing() const { return closing_; }
+  // Stores `state` as the snapshot of committed `round` when spec.snapshot_every asks for one and it is not
+  // stored yet. Safe on another thread (it reads only `state` and the spec).
+  Status TakeSnapshotIfDue(uint32_t round, const Arena& state, int64_t now_ms) const;
+  // The global replica, shared: a committed round replaces it rather than changing it, so a reader on
+  // another thread (a snapshot, an export) keeps a consistent state.
+  std::shared_ptr<const Arena> shared_global() const { return global_; }
+
   // Forgets the open round's participants so StartRound can re-plan it (uploads already logged stay).
-  void AbandonRound() { round_open_ = false; }
+  void AbandonRound() { round_open_ = closing_ = false; }
 
   // Cluster mode: re-forms the open round's islands that lost a member (not in `alive`) before their
   // leader uploaded (coordinator/cluster_round.h ReformIslands), updating participants and uploaders.
@@ -198,17 +233,17 @@ class RoundDriver {
   Status ValidatePayload(const Upload& upload) const;
   Result<std::vector<uint8_t>> Aggregate(const std::vector<checkpoint::UpdateRecord>& updates,
                                          std::vector<checkpoint::RoundParticipant>* participants) const;
-  Status MaybeSnapshot(uint32_t round, int64_t now_ms);
-  // Applies `out.aggregate` aside, evaluates, commits the round, then updates the replica (CloseRound's tail).
-  Result<CommittedRound> Commit(CommittedRound out, int64_t now_ms);
+  // ComputeClose, FinishClose and TakeSnapshotIfDue in turn (CloseRound's and CommitExternalRound's tail).
+  Result<CommittedRound> CloseNow(RoundClose* close, int64_t now_ms);
   std::string Context(const std::string& worker_id, uint32_t round) const;
 
   checkpoint::CheckpointStore* store_;
   std::string job_id_;
   JobSpec spec_;
-  Arena global_;
+  std::shared_ptr<Arena> global_;  // replaced, never changed, once a round commits (shared_global)
   uint32_t last_committed_ = 0;
   bool round_open_ = false;
+  bool closing_ = false;  // between BeginClose and FinishClose / CancelClose
   RoundStart current_;
   std::map<std::string, int64_t> reported_;  // worker -> received_ms, of round last_committed_ + 1
   std::unique_ptr<Scheduler> scheduler_;

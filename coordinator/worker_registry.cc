@@ -202,7 +202,16 @@ Result<const WorkerEntry*> WorkerRegistry::Authorize(const std::string& worker_i
 int64_t WorkerRegistry::MarkDead(int64_t now_ms) {
   const int64_t timeout = options_.heartbeat_interval_ms * options_.heartbeat_misses;
   int64_t alive = 0;
-  for (auto& [id, w] : workers_) {
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    const int64_t silent_ms = now_ms - it->second.inventory.last_heartbeat_ms;
+    if (!it->second.inventory.alive && options_.forget_after_ms > 0 && silent_ms > options_.forget_after_ms) {
+      spdlog::info("coordinator: worker '{}' forgotten: no heartbeat for {} s", it->first, silent_ms / 1000);
+      it = workers_.erase(it);
+      ++version_;
+      ++liveness_version_;
+      continue;
+    }
+    auto& [id, w] = *it++;
     if (w.inventory.alive && now_ms - w.inventory.last_heartbeat_ms > timeout) {
       w.inventory.alive = false;
       w.declared_dead = true;
@@ -217,6 +226,12 @@ int64_t WorkerRegistry::MarkDead(int64_t now_ms) {
     if (w.inventory.alive) ++alive;
   }
   return alive;
+}
+
+void WorkerRegistry::ExcuseStall(int64_t stall_ms, int64_t now_ms) {
+  for (auto& [id, w] : workers_) {
+    if (w.inventory.alive) w.inventory.last_heartbeat_ms = std::min(now_ms, w.inventory.last_heartbeat_ms + stall_ms);
+  }
 }
 
 const WorkerEntry* WorkerRegistry::Find(const std::string& worker_id) const {

@@ -41,6 +41,9 @@ struct WorkerRegistryOptions {
   bool insecure = false;  // any key may use any worker id
   int64_t heartbeat_interval_ms = 5000;
   int heartbeat_misses = 3;  // dead after this many missed heartbeats
+  // A worker that is not alive is forgotten this long after its last heartbeat (its id stays bound to its
+  // key in the store); 0: never. Ids that registered once and never came back do not pile up.
+  int64_t forget_after_ms = 3600 * 1000;
 };
 
 // The scheduler's inventory of a worker from its reported capabilities: NICs of an unknown fabric or
@@ -78,9 +81,13 @@ class WorkerRegistry {
   // another key (unless insecure).
   Result<const WorkerEntry*> Authorize(const std::string& worker_id, const transport::PeerInfo& peer) const;
 
-  // Declares the alive workers without a heartbeat for heartbeat_misses intervals dead (logged once).
-  // Returns how many workers are alive.
+  // Declares the alive workers without a heartbeat for heartbeat_misses intervals dead (logged once), and
+  // forgets the workers not alive for forget_after_ms (logged). Returns how many workers are alive.
   int64_t MarkDead(int64_t now_ms);
+  // The caller's loop could not read messages for `stall_ms` until now_ms (a slow step, a stopped process):
+  // the alive workers' last heartbeats move that much later (at most to now_ms), so only heartbeats missed
+  // while the loop read decide liveness.
+  void ExcuseStall(int64_t stall_ms, int64_t now_ms);
 
   // nullptr when the worker is not registered.
   const WorkerEntry* Find(const std::string& worker_id) const;

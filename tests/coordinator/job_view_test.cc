@@ -164,5 +164,46 @@ TEST(JobViewTest, WorkersViewJsonShowsCapabilitiesLivenessAndTasklet) {
   EXPECT_EQ(later["workers"][0]["missed_heartbeats"], 0);
 }
 
+TEST(JobViewTest, BoundJobDetailLeavesOutTheOldestRoundsThenReplicasAndCountsThem) {
+  v1::GetJobReply reply;
+  reply.mutable_job()->set_job_id("job-1");
+  for (int r = 1; r <= 1000; ++r) {
+    v1::RoundSummary* round = reply.add_rounds();
+    round->set_round(r);
+    round->set_weights_hash(std::string(64, 'a'));
+  }
+  for (int w = 0; w < 500; ++w) {
+    v1::ReplicaState* replica = reply.add_replicas();
+    replica->set_worker_id("worker-" + std::to_string(w));
+    replica->set_weights_hash(std::string(64, 'b'));
+  }
+  const size_t full = reply.ByteSizeLong();
+
+  v1::GetJobReply untouched = reply;
+  BoundJobDetail(full, &untouched);
+  EXPECT_EQ(untouched.rounds_size(), 1000);
+  EXPECT_EQ(untouched.rounds_omitted(), 0u);
+
+  v1::GetJobReply fewer_rounds = reply;
+  BoundJobDetail(full / 2, &fewer_rounds);
+  EXPECT_LE(fewer_rounds.ByteSizeLong(), full / 2);
+  EXPECT_GT(fewer_rounds.rounds_omitted(), 0u);
+  EXPECT_EQ(fewer_rounds.rounds_size() + fewer_rounds.rounds_omitted(), 1000u);
+  EXPECT_EQ(fewer_rounds.rounds(fewer_rounds.rounds_size() - 1).round(), 1000u);  // the newest stay
+  EXPECT_EQ(fewer_rounds.replicas_size(), 500);
+
+  v1::GetJobReply tiny = reply;
+  BoundJobDetail(2000, &tiny);
+  EXPECT_LE(tiny.ByteSizeLong(), 2000u);
+  EXPECT_EQ(tiny.rounds_size(), 0);
+  EXPECT_EQ(tiny.rounds_omitted(), 1000u);
+  EXPECT_EQ(tiny.replicas_size() + tiny.replicas_omitted(), 500u);
+  ASSERT_GT(tiny.replicas_size(), 0);
+  EXPECT_EQ(tiny.replicas(0).worker_id(), "worker-0");  // the first stay
+  const nlohmann::json json = JobDetailJson(tiny);
+  EXPECT_EQ(json["rounds_omitted"], 1000);
+  EXPECT_EQ(json["replicas_omitted"], tiny.replicas_omitted());
+}
+
 }  // namespace
 }  // namespace tributary

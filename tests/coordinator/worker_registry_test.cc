@@ -1,5 +1,6 @@
-// The worker registry's compute calibrations (coordinator/worker_registry.h) on a real store: the latest
-// per (worker, job) is kept, bad rates are refused, a new registration starts afresh.
+// The worker registry (coordinator/worker_registry.h) on a real store: compute calibrations (the latest
+// per (worker, job) is kept, bad rates are refused, a new registration starts afresh), and liveness (a stall
+// of the caller's loop is excused, dead workers are forgotten after forget_after_ms).
 #include "coordinator/worker_registry.h"
 
 #include <gtest/gtest.h>
@@ -25,7 +26,8 @@ class RegistryCalibrationTest : public ::testing::Test {
     auto store = checkpoint::CheckpointStore::Open(dir_.path() + "/store");
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
-    registry_ = std::make_unique<WorkerRegistry>(store_.get(), WorkerRegistryOptions{/*insecure=*/true, 1000, 3});
+    registry_ =
+        std::make_unique<WorkerRegistry>(store_.get(), WorkerRegistryOptions{/*insecure=*/true, 1000, 3, 60000});
     for (const char* id : {"w1", "w2"}) Register(id);
   }
 
@@ -48,6 +50,13 @@ class RegistryCalibrationTest : public ::testing::Test {
       c->set_measured_unix_ms(ms);
     }
     return registry_->Heartbeat(hb, kPeer, 2000).status();
+  }
+
+  static v1::Heartbeat MakeHeartbeat(const std::string& worker) {
+    v1::Heartbeat hb;
+    hb.set_worker_id(worker);
+    hb.set_state("idle");
+    return hb;
   }
 
   testutil::TempDir dir_;
@@ -121,6 +130,28 @@ TEST_F(RegistryCalibrationTest, RegisteringAgainForgetsTheOldProcesssRates) {
   EXPECT_TRUE(registry_->TokensPerSecondOf("job-a").empty());
   ASSERT_TRUE(Heartbeat("w1", {{"job-a", 480, 5}}).ok()) << "a new process's measurement counts even if older";
   EXPECT_EQ(registry_->TokensPerSecondOf("job-a").at("w1"), 480);
+}
+
+TEST_F(RegistryCalibrationTest, AStalledLoopKillsNobodyAndDeadWorkersAreForgottenLater) {
+  // Registered at 1000 ms; dead after 3 missed 1000 ms heartbeats.
+  EXPECT_EQ(registry_->MarkDead(3900), 2);
+  // The loop could not read from 4 s to 14 s: those 10 s of silence are excused (last heartbeats at 11 s).
+  registry_->ExcuseStall(10000, 14000);
+  EXPECT_EQ(registry_->MarkDead(14000), 2);
+  ASSERT_TRUE(registry_->Heartbeat(MakeHeartbeat("w1"), kPeer, 14000).ok());
+  EXPECT_EQ(registry_->MarkDead(14100), 1);  // w2: 3100 ms without a heartbeat while the loop read
+  ASSERT_NE(registry_->Find("w2"), nullptr);
+  EXPECT_TRUE(registry_->Find("w2")->declared_dead);
+  // Forgotten 60 s after its last (excused) heartbeat, not before; w1 keeps heartbeating.
+  for (int64_t t = 15000; t <= 72000; t += 1000) ASSERT_TRUE(registry_->Heartbeat(MakeHeartbeat("w1"), kPeer, t).ok());
+  EXPECT_EQ(registry_->MarkDead(71000), 1);
+  EXPECT_NE(registry_->Find("w2"), nullptr);
+  EXPECT_EQ(registry_->MarkDead(71100), 1);
+  EXPECT_EQ(registry_->Find("w2"), nullptr);
+  EXPECT_EQ(registry_->All().size(), 1u);
+  // It may come back: a registration makes it known and alive again.
+  Register("w2");
+  ASSERT_NE(registry_->Find("w2"), nullptr);
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ std::string ClientReportsText(const v1::RoundSummary& round);
 
 // A job in detail: job (a job object), workers (the open round's participants), islands (the open
 // round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash), spec_yaml, and in
-// cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none).
+// cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none), and
+// worker_problems (worker_id, round, reason, since_unix_ms: alive workers that report they cannot train it).
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
 
 // A cluster-mode job's stored link matrix (/api/jobs/<id> "links", docs/placement.md "Measured links"):

@@ -1,6 +1,7 @@
 #include "base/utf8.h"
 
 #include <cstdint>
+#include <cstdio>
 
 namespace tributary {
 
@@ -33,6 +34,31 @@ size_t FirstInvalidUtf8(std::string_view text) {
     i += len;
   }
   return std::string_view::npos;
+}
+
+std::string EscapeInvalidUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    const size_t bad = FirstInvalidUtf8(text);
+    if (bad == std::string_view::npos) {
+      out.append(text);
+      break;
+    }
+    out.append(text.substr(0, bad));
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "\\x%02x", static_cast<unsigned>(static_cast<uint8_t>(text[bad])));
+    out += hex;
+    text.remove_prefix(bad + 1);
+  }
+  return out;
+}
+
+Status CheckUtf8(std::string_view text, std::string_view what) {
+  const size_t bad = FirstInvalidUtf8(text);
+  if (bad == std::string_view::npos) return Status::OK();
+  return Status::InvalidArgument(std::string(what) + ": '" + EscapeInvalidUtf8(text) + "' is not valid UTF-8 (byte " +
+                                 std::to_string(bad) + ")");
 }
 
 }  // namespace tributary

@@ -7,9 +7,11 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "base/utf8.h"
 #include "cli/cli_config.h"
 #include "cli/commands.h"
 #include "cli/coordinator_client.h"
@@ -30,6 +32,19 @@ struct GlobalFlags {
 int Fail(int code, const std::string& message) {
   std::fprintf(stderr, "tributary: error: %s\n", message.c_str());
   return code;
+}
+
+// Every argument of a command that talks to a daemon (or is one) may end up in a protobuf string field,
+// which must be UTF-8: a job id, a worker name, a dataset, a reason. Refused here, naming the flag, rather
+// than as an unencodable message. Local commands (train, merge, ...) keep any bytes a path may have.
+Status CheckArgumentsAreUtf8(const CLI::App& command) {
+  static const std::set<std::string> kLocal = {"train",  "init-model", "generate", "eval", "merge",
+                                               "keygen", "version",    "config",   "demo"};
+  if (kLocal.count(command.get_name()) > 0) return Status::OK();
+  for (const CLI::Option* option : command.get_options()) {
+    for (const std::string& value : option->results()) TRIB_RETURN_IF_ERROR(CheckUtf8(value, option->get_name()));
+  }
+  return Status::OK();
 }
 
 Result<Config> ResolveConfig(const GlobalFlags& flags) {
@@ -84,6 +99,11 @@ int RunCli(int argc, char** argv) {
         }
       }
       return Fail(kExitInvalidArgs, std::string(e.what()) + " (run 'tributary --help')");
+    }
+
+    for (const CLI::App* sub : app.get_subcommands()) {
+      Status utf8 = CheckArgumentsAreUtf8(*sub);
+      if (!utf8.ok()) return Fail(kExitInvalidArgs, sub->get_name() + ": " + utf8.message());
     }
 
     // Job commands use the default client profile when no --config is given (cli/coordinator_client.h).

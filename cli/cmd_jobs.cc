@@ -213,6 +213,9 @@ void PrintStatusText(const v1::GetJobReply& reply) {
   std::printf("train loss    %s\n", FormatLoss(job.loss()).c_str());
   std::printf("held-out loss %s\n", FormatLoss(job.heldout_loss()).c_str());
   if (!job.waiting().empty()) std::printf("waiting       %s\n", job.waiting().c_str());
+  for (const v1::JobProblem& p : reply.worker_problems())
+    std::printf("cannot train  worker '%s' (round %llu): %s\n", p.worker_id().c_str(),
+                static_cast<unsigned long long>(p.round()), p.reason().c_str());
   if (job.islands() > 0 || job.island_reforms() > 0) {
     std::printf("islands       %u training, %llu re-formation(s) so far\n", job.islands(),
                 static_cast<unsigned long long>(job.island_reforms()));

@@ -74,6 +74,9 @@ std::string WatchBlock(const v1::GetJobReply& reply, int width) {
     out += Line("in islands",
                 FormatBytes(job.island_bytes()) + " (last round: " + FormatBytes(job.last_round_island_bytes()) + ")");
   if (!job.waiting().empty()) out += Line("waiting", job.waiting());
+  for (const v1::JobProblem& p : reply.worker_problems())
+    out +=
+        Line("cannot train", "worker '" + p.worker_id() + "' (round " + std::to_string(p.round()) + "): " + p.reason());
   out += Line("updated (UTC)", FormatUnixMs(job.updated_unix_ms()));
   std::vector<RoundLoss> rounds;
   for (const v1::RoundSummary& r : reply.rounds()) rounds.push_back({r.round(), r.train_loss(), r.heldout_loss()});

@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <random>
+#include <set>
 
+#include "base/file_util.h"
 #include "coordinator/coordinator_internal.h"
 #include "coordinator/job_view.h"
+#include "engine/io/model_dir.h"
+#include "federation/job_spec.h"
 
 namespace tributary {
 
@@ -24,6 +28,32 @@ std::string NewJobId() {
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%08x", rd());
   return std::string("job-") + buf;
+}
+
+// FailedPrecondition when workers are registered (alive or not) but none holds `dataset`: such a job would
+// wait forever. With no worker registered yet (a coordinator that just started or restarted) the job is
+// accepted and waits; its status says why (JobStatus.waiting).
+Status CheckSomeWorkerHolds(const WorkerRegistry& workers, const std::string& dataset) {
+  const std::vector<const WorkerEntry*> all = workers.All();
+  if (all.empty()) return Status::OK();
+  std::set<std::string> held;
+  for (const WorkerEntry* w : all) {
+    if (w->inventory.datasets.count(dataset) > 0) return Status::OK();
+    for (const auto& [name, samples] : w->inventory.datasets) held.insert(name);
+  }
+  constexpr size_t kNamed = 10;  // the message stays one short line with thousands of workers
+  std::string names;
+  size_t listed = 0;
+  for (const std::string& name : held) {
+    if (listed++ == kNamed) {
+      names += ", ... (" + std::to_string(held.size()) + " in all)";
+      break;
+    }
+    names += (names.empty() ? "'" : ", '") + name + "'";
+  }
+  return Status::FailedPrecondition("field 'data.dataset': no registered worker holds dataset '" + dataset + "' (the " +
+                                    std::to_string(all.size()) + " registered worker(s) hold " +
+                                    (held.empty() ? std::string("no datasets") : names) + ")");
 }
 
 }  // namespace
@@ -53,6 +83,12 @@ void Coordinator::Impl::HandleSubmit(const Incoming& in) {
   if (!spec->eval_dataset.empty() && options.eval_data.count(spec->eval_dataset) == 0)
     return ReplyError(in, Status::InvalidArgument("field 'eval.dataset': '" + spec->eval_dataset +
                                                   "' is not a held-out dataset of this coordinator"));
+  if (Status held = CheckSomeWorkerHolds(*workers, spec->dataset); !held.ok()) return ReplyError(in, held);
+  // Sizes the spec derives with its model's shape; a model that cannot be read is the job runner's error.
+  if (auto model = ReadLlamaConfig(JoinPath(spec->base_model, "config.json")); model.ok()) {
+    Status sizes = CheckJobSizesForModel(*spec, *model, "submitted job spec");
+    if (!sizes.ok()) return ReplyError(in, sizes);
+  }
   if (req.dry_run()) {
     out->set_accepted(true);
     return Reply(in, std::move(reply));
@@ -97,6 +133,8 @@ void Coordinator::Impl::HandleGetJob(const Incoming& in) {
   if (job == nullptr) return ReplyError(in, Status::NotFound("job '" + job_id + "' not found"));
   Envelope reply = transport::NewEnvelope("coordinator");
   *reply.mutable_get_job_reply() = job->Detail(workers->ReplicasOf(job_id));
+  for (v1::JobProblem& problem : workers->ProblemsOf(job_id))
+    *reply.mutable_get_job_reply()->add_worker_problems() = std::move(problem);
   BoundJobDetail(kMaxJobDetailBytes, reply.mutable_get_job_reply());
   Reply(in, std::move(reply));
 }

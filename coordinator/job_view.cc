@@ -181,6 +181,13 @@ nlohmann::json JobDetailJson(const v1::GetJobReply& reply) {
                         {"spec_yaml", reply.spec_yaml()}};
   if (reply.has_plan()) out["plan"] = ClusterPlanJson(reply.plan());
   if (!reply.plan_error().empty()) out["plan_error"] = reply.plan_error();
+  nlohmann::json problems = nlohmann::json::array();
+  for (const v1::JobProblem& p : reply.worker_problems())
+    problems.push_back({{"worker_id", p.worker_id()},
+                        {"round", p.round()},
+                        {"reason", p.reason()},
+                        {"since_unix_ms", p.since_unix_ms()}});
+  out["worker_problems"] = std::move(problems);
   if (reply.rounds_omitted() > 0) out["rounds_omitted"] = reply.rounds_omitted();
   if (reply.replicas_omitted() > 0) out["replicas_omitted"] = reply.replicas_omitted();
   return out;

@@ -47,8 +47,9 @@ std::string ClientReportsText(const v1::RoundSummary& round);
 
 // A job in detail: job (a job object), workers (the open round's participants), islands (the open
 // round's, IslandStatusJson), rounds, replicas (worker_id, job_id, round, weights_hash), spec_yaml, in
-// cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none), and
-// rounds_omitted / replicas_omitted when the reply was bounded (BoundJobDetail).
+// cluster mode plan (the last opened round's, ClusterPlanJson) or plan_error (why there is none),
+// worker_problems (worker_id, round, reason, since_unix_ms: alive workers that report they cannot train it),
+// and rounds_omitted / replicas_omitted when the reply was bounded (BoundJobDetail).
 nlohmann::json JobDetailJson(const v1::GetJobReply& reply);
 
 // What a GetJobReply may weigh (bytes): far below the transport's message limit, so `status` of a job with

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "base/utf8.h"
 #include "scheduler/nic.h"
 
 namespace tributary {
@@ -121,6 +122,12 @@ Status CheckHeartbeatSize(const v1::Heartbeat& heartbeat) {
   for (const v1::JobCalibration& c : heartbeat.calibrations())
     if (c.job_id().empty() || c.job_id().size() > checkpoint::kMaxIdBytes)
       return Status::InvalidArgument(who + "a calibration has an empty or oversized job id");
+  if (heartbeat.problems_size() > WorkerRegistry::kMaxProblems)
+    return Status::InvalidArgument(who + std::to_string(heartbeat.problems_size()) + " problems, at most " +
+                                   std::to_string(WorkerRegistry::kMaxProblems));
+  for (const v1::JobProblem& p : heartbeat.problems())
+    if (p.job_id().empty() || p.job_id().size() > checkpoint::kMaxIdBytes)
+      return Status::InvalidArgument(who + "a problem has an empty or oversized job id");
   if (heartbeat.state().size() > 256) return Status::InvalidArgument(who + "state is longer than 256 bytes");
   if (heartbeat.job_id().size() > checkpoint::kMaxIdBytes) return Status::InvalidArgument(who + "oversized job id");
   for (const v1::ReplicaState& r : heartbeat.replicas())
@@ -142,6 +149,7 @@ Result<const WorkerEntry*> WorkerRegistry::Heartbeat(const v1::Heartbeat& heartb
     w.inventory.alive = false;
     w.declared_dead = true;
     w.replicas.clear();
+    w.problems.clear();
     ++version_;
     spdlog::info("coordinator: worker '{}' is leaving (it is stopping)", w.worker_id);
     return &w;
@@ -160,6 +168,14 @@ Result<const WorkerEntry*> WorkerRegistry::Heartbeat(const v1::Heartbeat& heartb
     ++version_;
   }
   KeepCalibrations(w, heartbeat);
+  w.problems.assign(heartbeat.problems().begin(), heartbeat.problems().end());
+  for (v1::JobProblem& p : w.problems) {
+    p.set_worker_id(w.worker_id);
+    if (p.reason().size() <= kMaxProblemReasonBytes) continue;
+    std::string* reason = p.mutable_reason();
+    reason->resize(kMaxProblemReasonBytes);
+    if (size_t bad = FirstInvalidUtf8(*reason); bad != std::string::npos) reason->resize(bad);  // cut mid-character
+  }
   return &w;
 }
 
@@ -278,6 +294,16 @@ std::vector<v1::ReplicaState> WorkerRegistry::ReplicasOf(const std::string& job_
       out.push_back(replica);
       out.back().set_worker_id(id);
     }
+  }
+  return out;
+}
+
+std::vector<v1::JobProblem> WorkerRegistry::ProblemsOf(const std::string& job_id) const {
+  std::vector<v1::JobProblem> out;
+  for (const auto& [id, w] : workers_) {
+    if (!w.inventory.alive) continue;
+    for (const v1::JobProblem& p : w.problems)
+      if (p.job_id() == job_id) out.push_back(p);
   }
   return out;
 }

@@ -30,6 +30,7 @@ struct WorkerEntry {
   std::string job_id;             // the tasklet of the last heartbeat ("" when idle) and its round
   uint64_t round = 0;
   std::vector<v1::ReplicaState> replicas;
+  std::vector<v1::JobProblem> problems;  // jobs it reports it cannot train (last heartbeat)
   // Latest accepted compute calibration per job (job id -> it); forgotten when the worker registers
   // again (a new process measures afresh and its heartbeats resend what it holds).
   std::map<std::string, v1::JobCalibration> calibrations;
@@ -75,6 +76,9 @@ class WorkerRegistry {
   static constexpr int kMaxCalibrations = 64;
   // A rate above this is refused as absurd (no worker trains a billion tokens per second).
   static constexpr double kMaxTokensPerSecond = 1e9;
+  // Problems (jobs it cannot train) a heartbeat may carry, and the longest reason kept (longer ones are cut).
+  static constexpr int kMaxProblems = 16;
+  static constexpr size_t kMaxProblemReasonBytes = 512;
 
   // The registered worker a request claims to come from, checked against the sender's key: NotFound
   // when it is not registered (it should register again), PermissionDenied when it registered with
@@ -99,6 +103,8 @@ class WorkerRegistry {
   std::vector<const WorkerEntry*> All() const;
   // The replicas of `job_id` the workers reported in their last heartbeats (worker_id set).
   std::vector<v1::ReplicaState> ReplicasOf(const std::string& job_id) const;
+  // The problems alive workers reported for `job_id` in their last heartbeats (worker_id set).
+  std::vector<v1::JobProblem> ProblemsOf(const std::string& job_id) const;
   // worker -> tokens/s of `job_id` as the workers last calibrated it (alive or not).
   std::map<std::string, double> TokensPerSecondOf(const std::string& job_id) const;
   const WorkerRegistryOptions& options() const { return options_; }

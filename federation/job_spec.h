@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/model/llama_config.h"
 #include "federation/aggregator.h"
 #include "federation/privacy.h"
 #include "federation/secagg_job.h"
@@ -103,6 +104,18 @@ struct JobSpec {
 Result<JobSpec> ParseJobSpec(const std::string& yaml, const std::string& source,
                              const std::vector<std::string>& overrides = {});
 Result<JobSpec> LoadJobSpec(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Bounds of the sizes a spec derives by multiplying fields (ParseJobSpec checks them without overflow,
+// naming the field): tokens per micro-batch (seq_len x batch_size) and tokens per round (x grad_accum x
+// local_steps). 2^53 keeps the planner's double arithmetic exact.
+inline constexpr int64_t kMaxMicroBatchTokens = (int64_t{1} << 31) - 1;
+inline constexpr int64_t kMaxRoundTokens = int64_t{1} << 53;
+
+// The sizes the spec derives with its base model's shape, checked without overflow: attention scores
+// per micro-batch (batch x heads x seq_len^2), LoRA parameters (rank x (hidden + intermediate) x layers
+// x targets), Ferret coefficients per round (K x tensors). InvalidArgument "SOURCE: field 'F': ..."
+// naming the field to lower.
+Status CheckJobSizesForModel(const JobSpec& spec, const LlamaConfig& config, const std::string& source);
 
 // A canonical one-line-per-key rendering of every field (defaults included) and its hash, so that
 // "same submit token + same content" can be told apart from "same token, different content".

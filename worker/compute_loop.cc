@@ -13,6 +13,11 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::milliseconds kQueueWait{200};  // the loop checks the stop flag at least this often
 
+int64_t UnixMillisNow() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 ComputeLoop::ComputeLoop(const WorkerOptions& options, WorkQueue* queue, StatusBoard* board, ReplicaSync* sync,
@@ -44,12 +49,20 @@ void ComputeLoop::Handle(const WorkItem& item) {
   const uint64_t round = item.is_start ? item.start.round() : item.committed.round();
   const char* what = item.is_start ? "RoundStart" : "RoundCommitted";
   const Status status = item.is_start ? HandleRoundStart(item.start) : HandleRoundCommitted(item.committed);
-  if (status.ok()) return;
+  if (status.ok()) {
+    if (item.is_start || item.committed.job_finished()) board_->ClearProblem(job);
+    return;
+  }
   if (stopping_()) {
     spdlog::info("{}: {}: {} interrupted by the stop: {}", name_, JobRound(job, round), what, status.message());
-  } else {
-    spdlog::error("{}: {}: {}: {}", name_, JobRound(job, round), what, status.message());
+    return;
   }
+  spdlog::error("{}: {}: {}: {}", name_, JobRound(job, round), what, status.message());
+  // A failed sync or tasklet (not a failed upload: the coordinator is the one that did not answer) is
+  // reported in every heartbeat until the job trains here again, so the job's status says why its round
+  // waits. The worker tries again only when the coordinator sends the round again (its re-plan).
+  if (item.is_start && board_->Snapshot().state != "uploading")
+    board_->SetProblem(job, round, what + std::string(": ") + status.message(), UnixMillisNow());
 }
 
 Status ComputeLoop::HandleRoundStart(const v1::RoundStart& start) {

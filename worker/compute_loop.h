@@ -6,7 +6,8 @@
 //                   in cluster mode the tasklet runs in the round's island (IslandSession).
 //   RoundCommitted  advance (or warm) the replica (ReplicaSync), forget the uploads the round covers,
 //                   free the replica of a finished job.
-// Handlers return Status; the loop logs a failed one once, naming the job and round.
+// Handlers return Status; the loop logs a failed one once, naming the job and round, and reports a job it
+// cannot train to the coordinator (Heartbeat.problems).
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,8 @@ class ComputeLoop {
 
  private:
   // Handles one item, logging its handler's failure once ("worker 'w1': job J round R: RoundStart: ...").
+  // A RoundStart that failed before its upload is published as the job's problem (StatusBoard::SetProblem,
+  // sent in heartbeats); one that succeeded, or a RoundCommitted that finished the job, clears it.
   void Handle(const WorkItem& item);
   // RoundStart: sync, check the payload limit, train, upload. A stale one (the replica is already past
   // its committed_round) is logged as a warning and OK; failures are returned.

@@ -216,6 +216,13 @@ uint64_t ControlLoop::SendHeartbeat(const std::string& state) {
     calibration->set_tokens_per_s(report.tokens_per_s);
     calibration->set_measured_unix_ms(report.measured_unix_ms);
   }
+  for (const ProblemReport& report : status.problems) {
+    v1::JobProblem* problem = heartbeat->add_problems();
+    problem->set_job_id(report.job_id);
+    problem->set_round(report.round);
+    problem->set_reason(report.reason);
+    problem->set_since_unix_ms(report.since_unix_ms);
+  }
   Status sent = control_->Send(envelope);
   if (!sent.ok()) spdlog::warn("{}: sending Heartbeat to {}: {}", name_, peer_, sent.message());
   return heartbeat_sequence_;

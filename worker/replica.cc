@@ -7,6 +7,7 @@
 #include "base/file_util.h"
 #include "engine/io/model_dir.h"
 #include "engine/text/tokenizer.h"
+#include "federation/job_spec.h"
 #include "federation/replica_state.h"
 
 namespace tributary {
@@ -21,6 +22,7 @@ Result<std::unique_ptr<JobReplica>> JobReplica::Create(const std::string& job_id
   // The base model, read straight into the model's own arena.
   auto config = ReadLlamaConfig(JoinPath(spec.base_model, "config.json"));
   if (!config.ok()) return config.status().WithContext(context + ": field 'model.base'");
+  TRIB_RETURN_IF_ERROR(CheckJobSizesForModel(spec, *config, context));
   if (spec.seq_len > config->max_position_embeddings)
     return Status::InvalidArgument(context + ": field 'data.seq_len': " + std::to_string(spec.seq_len) +
                                    " exceeds the base model's max_position_embeddings " +

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "base/parallel.h"
+#include "base/utf8.h"
 
 namespace tributary {
 namespace {
@@ -17,6 +18,10 @@ constexpr int kHardStopGraceMs = 2000;
 
 Status ValidateOptions(const WorkerOptions& options) {
   if (options.worker_id.empty()) return Status::InvalidArgument("worker: the worker id (worker.name) is empty");
+  // Ids and names travel in protobuf string fields: a message with invalid UTF-8 cannot be encoded, and
+  // the coordinator would never hear from this worker.
+  TRIB_RETURN_IF_ERROR(CheckUtf8(options.worker_id, "worker: the worker id (worker.name)"));
+  TRIB_RETURN_IF_ERROR(CheckUtf8(options.capabilities.hostname, "worker: the hostname"));
   if (options.worker_id.find_first_of(" \t\n") != std::string::npos)
     return Status::InvalidArgument("worker: worker id '" + options.worker_id + "' contains whitespace");
   if (options.coordinator.find("://") == std::string::npos)
@@ -32,6 +37,7 @@ Status ValidateOptions(const WorkerOptions& options) {
   std::set<std::string> names;
   for (const DatasetInfo& dataset : options.datasets) {
     if (dataset.name.empty()) return Status::InvalidArgument("worker: dataset '" + dataset.path + "' has no name");
+    TRIB_RETURN_IF_ERROR(CheckUtf8(dataset.name, "worker: dataset name"));
     if (!names.insert(dataset.name).second)
       return Status::InvalidArgument("worker: dataset '" + dataset.name + "' is given twice");
   }

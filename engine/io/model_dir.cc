@@ -333,10 +333,7 @@ Status LoadModelWeights(const std::string& dir, const LlamaConfig& config, Arena
 
   std::vector<std::string> loaded_from(table.size());
   for (const auto& [path, promised] : files) {
-    Result<SafetensorsFile> opened = SafetensorsFile::Open(path);
-    if (opened.status().code() == StatusCode::kCorruption)  // a bad input file, not a damaged store
-      return Status::InvalidArgument(opened.status().message());
-    TRIB_ASSIGN_OR_RETURN(SafetensorsFile file, std::move(opened));
+    TRIB_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path));
     for (const std::string& name : promised) {
       if (file.Find(name) == nullptr)
         return Status::InvalidArgument(index_path + ": tensor '" + name + "' is mapped to " + BaseName(path) +

@@ -88,8 +88,10 @@ void ConvertToFloat(SafetensorsDType dtype, const uint8_t* src, float* dst, int6
   }
 }
 
+// A safetensors file is an input a user gave (a model, an adapter): a malformed one is bad input, which the
+// CLI exits 4 for (docs/cli.md), whichever command reads it.
 Status HeaderError(const std::string& source, const std::string& what) {
-  return Status::Corruption(source + ": " + what);
+  return Status::InvalidArgument(source + ": " + what);
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ std::string ShapeToString(const std::vector<int64_t>& shape);
 class SafetensorsFile {
  public:
   // Maps `path` and validates the header (sizes, JSON, dtypes, offsets in range, not overlapping,
-  // matching dtype x shape). IOError when it cannot be opened; Corruption / InvalidArgument otherwise.
+  // matching dtype x shape). IOError when it cannot be opened; InvalidArgument naming the file (and
+  // the tensor) when it is malformed: a truncated file, bad header JSON, offsets out of range.
   static Result<SafetensorsFile> Open(const std::string& path);
 
   SafetensorsFile(SafetensorsFile&& other) noexcept;

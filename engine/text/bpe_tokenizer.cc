@@ -146,6 +146,12 @@ Status BpeTokenizer::ParseModel(const json& model, const std::string& source) {
   if (!model.is_object()) return Unsupported(source, "'model' is missing or not an object");
   const std::string type = model.value("type", std::string("BPE"));
   if (type != "BPE") return Unsupported(source, "model.type '" + type + "' is not supported (only byte-level BPE)");
+  // A flag of the wrong type would silently change how text is split: refused, like a missing field.
+  for (const char* flag : {"byte_fallback", "fuse_unk", "ignore_merges"})
+    if (model.contains(flag) && !model[flag].is_boolean() && !model[flag].is_null())
+      return Unsupported(source, std::string("model.") + flag + ": expected true or false, got " + model[flag].dump());
+  if (model.contains("unk_token") && !model["unk_token"].is_string() && !model["unk_token"].is_null())
+    return Unsupported(source, "model.unk_token: expected a string or null, got " + model["unk_token"].dump());
   if (model.contains("byte_fallback") && model["byte_fallback"].is_boolean())
     byte_fallback_ = model["byte_fallback"].get<bool>();
   if (byte_fallback_ && byte_level_)
@@ -164,7 +170,15 @@ Status BpeTokenizer::ParseModel(const json& model, const std::string& source) {
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() >= (1 << 24))
       return Unsupported(source, "model.vocab['" + it.key() + "']: expected a non-negative id");
-    SetToken(static_cast<int32_t>(it.value().get<int64_t>()), it.key());
+    const auto id = static_cast<int32_t>(it.value().get<int64_t>());
+    // Two tokens with one id would decode that id to whichever came last.
+    if (static_cast<size_t>(id) < id_to_token_.size()) {
+      auto prev = token_to_id_.find(id_to_token_[static_cast<size_t>(id)]);
+      if (prev != token_to_id_.end() && prev->second == id)
+        return Unsupported(source, "model.vocab['" + it.key() + "']: id " + std::to_string(id) +
+                                       " is also the id of '" + id_to_token_[static_cast<size_t>(id)] + "'");
+    }
+    SetToken(id, it.key());
   }
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
     auto it = token_to_id_.find(model["unk_token"].get<std::string>());
@@ -207,9 +221,9 @@ Status BpeTokenizer::ParseModel(const json& model, const std::string& source) {
     if (m.is_string()) {
       const std::string s = m.get<std::string>();
       const size_t space = s.find(' ');
-      if (space == std::string::npos || space == 0 || space + 1 >= s.size())
-        return Unsupported(source,
-                           "model.merges[" + std::to_string(rank) + "]: expected \"left right\", got '" + s + "'");
+      if (space == std::string::npos || space == 0 || space + 1 >= s.size() || s.find(' ', space + 1) != s.npos)
+        return Unsupported(source, "model.merges[" + std::to_string(rank) +
+                                       "]: expected \"left right\" (two tokens, one space), got '" + s + "'");
       left = s.substr(0, space);
       right = s.substr(space + 1);
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
@@ -219,9 +233,11 @@ Status BpeTokenizer::ParseModel(const json& model, const std::string& source) {
       return Unsupported(source, "model.merges[" + std::to_string(rank) + "]: expected a string or a pair of strings");
     }
     auto l = token_to_id_.find(left), r = token_to_id_.find(right), merged = token_to_id_.find(left + right);
-    if (l == token_to_id_.end() || r == token_to_id_.end() || merged == token_to_id_.end())
+    if (l == token_to_id_.end() || r == token_to_id_.end() || merged == token_to_id_.end()) {
+      const std::string missing = l == token_to_id_.end() ? left : r == token_to_id_.end() ? right : left + right;
       return Unsupported(source, "model.merges[" + std::to_string(rank) + "]: '" + left + " " + right +
-                                     "' uses a token missing from model.vocab");
+                                     "' uses a token missing from model.vocab: '" + missing + "'");
+    }
     merges_.emplace(PairKey(l->second, r->second), std::make_pair(rank, merged->second));
     ++rank;
   }
@@ -428,13 +444,20 @@ Result<std::unique_ptr<Tokenizer>> BpeTokenizer::Parse(const std::string& text, 
       return Unsupported(source, "decoder does not turn U+2581 back into spaces (expected Metaspace or Replace)");
     TRIB_RETURN_IF_ERROR(tok->ParseModel(j.value("model", json()), source));
     if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-      for (const json& a : j["added_tokens"]) {
+      for (size_t i = 0; i < j["added_tokens"].size(); ++i) {
+        const json& a = j["added_tokens"][i];
+        const std::string where = "added_tokens[" + std::to_string(i) + "]";
+        if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id") ||
+            !a["id"].is_number_integer() || (a.contains("special") && !a["special"].is_boolean()))
+          return Unsupported(
+              source, where + ": expected {\"content\": string, \"id\": integer, \"special\": bool}, got " + a.dump());
         AddedToken t;
-        t.content = a.at("content").get<std::string>();
-        t.id = a.at("id").get<int32_t>();
+        t.content = a["content"].get<std::string>();
+        const int64_t id = a["id"].get<int64_t>();
+        t.id = static_cast<int32_t>(std::clamp<int64_t>(id, -1, 1 << 24));
         t.special = a.value("special", false);
         if (t.id < 0 || t.id >= (1 << 24) || t.content.empty())
-          return Unsupported(source, "added_tokens: bad entry " + a.dump());
+          return Unsupported(source, where + ": bad entry " + a.dump());
         tok->SetToken(t.id, t.content);
         tok->is_special_[static_cast<size_t>(t.id)] = t.special;
         tok->is_added_[static_cast<size_t>(t.id)] = true;

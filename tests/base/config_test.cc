@@ -200,5 +200,14 @@ TEST(ConfigTest, IntegerWordsStandForTheirValue) {
   EXPECT_FALSE(config->Set("train.local_steps=automatic").ok());
 }
 
+TEST(ConfigTest, CheckUtf8NamesWhereAndEscapesTheBadBytes) {
+  EXPECT_TRUE(CheckUtf8("caf\xc3\xa9", "--name").ok());
+  Status bad = CheckUtf8("w\xff\xfex", "--name");
+  EXPECT_TRUE(bad.IsInvalidArgument());
+  EXPECT_EQ(bad.message(), "--name: 'w\\xff\\xfex' is not valid UTF-8 (byte 1)");
+  EXPECT_TRUE(IsValidUtf8(bad.message()));
+  EXPECT_EQ(EscapeInvalidUtf8("ok\xe2\x82"), "ok\\xe2\\x82");  // a truncated sequence, byte by byte
+}
+
 }  // namespace
 }  // namespace tributary

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -200,6 +201,62 @@ TEST(CliTest, KeygenWritesAKeyPairAndRefusesToOverwrite) {
 
 namespace tributary::testutil {
 namespace {
+
+TEST(CliTest, InvalidUtf8ArgumentsAreRefusedNamingTheFlag) {
+  // They would travel in protobuf string fields, which must be UTF-8: refused before connecting (a worker
+  // so named used to retry its unencodable Register forever).
+  TempDir dir;
+  const std::string profile = dir.Write("profile.yaml", "log:\n  level: warn\n");
+  const std::string bad = "w\xff";
+  const std::vector<std::string> insecure = {"--coordinator", "tcp://127.0.0.1:1", "--insecure"};
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"worker", "--name", bad}, "--name: 'w\\xff' is not valid UTF-8 (byte 1)"},
+      {{"worker", "--name", "w1", "--data", "d\xe9=" + profile}, "--data: 'd\\xe9="},
+      {{"status", bad}, "'w\\xff' is not valid UTF-8"},
+      {{"stop", "j1", "--reason", bad}, "--reason: "},
+      {{"logs", "j1", "--worker", bad}, "--worker: "},
+  };
+  for (auto [args, what] : cases) {
+    args.insert(args.begin(), {"--config", profile});
+    args.insert(args.end(), insecure.begin(), insecure.end());
+    ProcessResult r = RunTributary(args);
+    EXPECT_EQ(r.exit_code, 4) << args[2] << ": " << r.err;
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+    EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  }
+}
+
+TEST(CliTest, CorruptModelFilesExit4NamingTheFile) {
+  TempDir dir;
+  const std::string model = dir.path() + "/model";
+  ProcessResult r = RunTributary({"init-model", "--config", "examples/tiny-model.yaml", "-o", model});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string weights = model + "/model.safetensors";
+  std::string good;
+  {
+    std::ifstream in(weights, std::ios::binary);
+    good.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_GT(good.size(), 200u);
+  std::string bad_json = good;
+  bad_json[8] = '[';  // the header must be a JSON object
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {good.substr(0, good.size() - 100), "is beyond the data section"},
+      {good.substr(0, 4), "truncated"},
+      {bad_json, "JSON"},
+  };
+  for (const auto& [bytes, what] : cases) {
+    {
+      std::ofstream out(weights, std::ios::binary | std::ios::trunc);
+      out << bytes;
+    }
+    r = RunTributary({"generate", "--model", model, "--prompt", "hi", "--max-new-tokens", "1"});
+    EXPECT_EQ(r.exit_code, 4) << r.err;
+    EXPECT_NE(r.err.find(weights + ": "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+    EXPECT_EQ(CountLines(r.err), 1) << r.err;
+  }
+}
 
 TEST(CliTest, SubmitValidatesTheSpecBeforeConnecting) {
   // A valid spec: --dry-run prints the canonical form; a real submit needs a coordinator endpoint.

@@ -298,25 +298,31 @@ TEST_F(CoordinatorDaemonTest, CentralPrivacyNoisesRoundsAndReportsEpsilon) {
   EXPECT_TRUE(coordinator.Stop().ok());
 }
 
-// A job whose dataset no worker holds waits; status says why instead of staying silent.
+// A job whose dataset no worker holds: accepted while no worker is registered (as after a restart), and
+// then it waits, status saying why; refused at submit once workers are registered and none holds it.
 TEST_F(CoordinatorDaemonTest, AJobNoWorkerCanRunShowsWhyItWaits) {
   World world;
   TempDir data;
   RunningCoordinator coordinator(Options(world, data));
   ASSERT_TRUE(coordinator.ok());
-  ScriptedWorker w1(coordinator.endpoint(), keys_, keys_.w1, "w1");
-  ASSERT_TRUE(w1.Register(WorkerCapabilities(world.num_examples, "")).accepted());
   auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
   auto spec = ParseJobSpec(EffectiveJobSpecYaml(world.Spec()), "spec", {"data.dataset=nobody-has-this"});
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   auto submitted = SubmitYaml(*cli, EffectiveJobSpecYaml(*spec));
   ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
-  std::string waiting;
-  for (int i = 0; i < 100 && waiting.empty(); ++i) {
+  ScriptedWorker w1(coordinator.endpoint(), keys_, keys_.w1, "w1");
+  ASSERT_TRUE(w1.Register(WorkerCapabilities(world.num_examples, "")).accepted());
+  auto refused = SubmitYaml(*cli, EffectiveJobSpecYaml(*spec));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("no registered worker holds dataset 'nobody-has-this'"), std::string::npos)
+      << refused.status().ToString();
+  std::string waiting;  // until the job was re-planned with w1 (it first waited with no worker at all)
+  for (int i = 0; i < 100 && waiting.find("w1: ") == std::string::npos; ++i) {
     auto reply = GetJobReply(*cli, *submitted);
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
     waiting = reply->job().waiting();
-    if (waiting.empty()) w1.Idle(50);
+    if (waiting.find("w1: ") == std::string::npos) w1.Idle(50);
   }
   EXPECT_NE(waiting.find("0 of 1 workers are eligible"), std::string::npos) << waiting;
   EXPECT_NE(waiting.find("w1: "), std::string::npos) << waiting;

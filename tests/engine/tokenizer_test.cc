@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -366,6 +367,50 @@ TEST(TokenizerTest, UnsupportedTokenizersAreClearErrors) {
   }
   EXPECT_FALSE(ParseHfTokenizer("{not json", "", "tokenizer.json").ok());
   EXPECT_TRUE(LoadTokenizer("/nonexistent").status().IsNotFound());
+}
+
+TEST(TokenizerTest, BrokenMergesAndWrongTypesNameTheFileAndEntry) {
+  auto base_text = ReadFileToString(std::string(kFixture) + "/tokenizer.json");
+  ASSERT_TRUE(base_text.ok());
+  const auto base = nlohmann::json::parse(*base_text);
+  struct Case {
+    std::string label;
+    std::function<void(nlohmann::json&)> patch;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"unknown left token", [](auto& j) { j["model"]["merges"].push_back("xyz o"); },
+       "model.merges[10]: 'xyz o' uses a token missing from model.vocab: 'xyz'"},
+      {"merged token missing", [](auto& j) { j["model"]["merges"].push_back("w o"); },
+       "model.merges[10]: 'w o' uses a token missing from model.vocab: 'wo'"},
+      {"three tokens", [](auto& j) { j["model"]["merges"][0] = "h e l"; },
+       "model.merges[0]: expected \"left right\" (two tokens, one space), got 'h e l'"},
+      {"no space", [](auto& j) { j["model"]["merges"][1] = "ll"; }, "model.merges[1]: expected \"left right\""},
+      {"number", [](auto& j) { j["model"]["merges"][2] = 7; },
+       "model.merges[2]: expected a string or a pair of strings"},
+      {"triple",
+       [](auto& j) {
+         j["model"]["merges"][5] = {"o", "r", "x"};
+       },
+       "model.merges[5]: expected a string or a pair of strings"},
+      {"merges not a list", [](auto& j) { j["model"]["merges"] = "h e"; }, "model.merges is missing or not a list"},
+      {"duplicate id", [](auto& j) { j["model"]["vocab"]["zz"] = 261; }, "is also the id of"},
+      {"flag type", [](auto& j) { j["model"]["ignore_merges"] = "yes"; },
+       "model.ignore_merges: expected true or false, got \"yes\""},
+      {"unk type", [](auto& j) { j["model"]["unk_token"] = 3; }, "model.unk_token: expected a string or null"},
+      {"added token id", [](auto& j) { j["added_tokens"][0]["id"] = "266"; }, "added_tokens[0]: expected {"},
+      {"added token entry", [](auto& j) { j["added_tokens"][1] = "<|begin|>"; }, "added_tokens[1]: expected {"},
+  };
+  for (const auto& c : cases) {
+    nlohmann::json j = base;
+    c.patch(j);
+    auto r = ParseHfTokenizer(j.dump(), "", "dir/tokenizer.json");
+    ASSERT_FALSE(r.ok()) << c.label;
+    EXPECT_TRUE(r.status().IsInvalidArgument()) << c.label;
+    EXPECT_EQ(r.status().message().rfind("dir/tokenizer.json: ", 0), 0u) << r.status().message();
+    EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << c.label << ": " << r.status().message();
+    EXPECT_EQ(r.status().message().find('\n'), std::string::npos) << c.label;
+  }
 }
 
 }  // namespace

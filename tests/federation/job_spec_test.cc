@@ -615,5 +615,52 @@ TEST(JobSpecTest, SecureAggregationSectionAndItsCompositionRules) {
   EXPECT_NE(ErrorOf("secure_aggregation: {enabeld: true}\n").find("secure_aggregation.enabeld"), std::string::npos);
 }
 
+TEST(JobSpecTest, DerivedSizesThatOverflowNameTheField) {
+  // Each value is within its own range; their products are not.
+  EXPECT_EQ(ErrorOf("train:\n  batch_size: 4096\n", {"data.seq_len=1048576"}),
+            "job.yaml: field 'train.batch_size': data.seq_len=1048576 (--set data.seq_len=1048576) x "
+            "train.batch_size=4096 (job.yaml:6) is more than 2147483647 tokens per micro-batch");
+  // 2^16 x 2^14 x 2^16 x 10^6 overflows int64 itself: caught before the multiplication wraps.
+  EXPECT_EQ(
+      ErrorOf("train:\n  batch_size: 16384\n  grad_accum: 65536\n  local_steps: 1000000\n", {"data.seq_len=65536"}),
+      "job.yaml: field 'train.local_steps': data.seq_len=65536 (--set data.seq_len=65536) x "
+      "train.batch_size=16384 (job.yaml:6) x train.grad_accum=65536 (job.yaml:7) x train.local_steps=1000000 "
+      "(job.yaml:8) is more than 9007199254740992 tokens per round");
+  EXPECT_EQ(ErrorOf("train:\n  batch_size: 64\n  grad_accum: 64\n  local_steps: 1000\n", {"data.seq_len=4096"}), "");
+}
+
+TEST(JobSpecTest, SizesDerivedWithTheModelNameTheField) {
+  LlamaConfig model;  // the tiny defaults: hidden 64, 4 heads, 2 layers
+  JobSpec spec = ParseOk(kRequired);
+  spec.seq_len = 1024;
+  EXPECT_TRUE(CheckJobSizesForModel(spec, model, "job.yaml").ok());
+  spec.seq_len = 1 << 20;
+  spec.batch_size = 4096;
+  Status scores = CheckJobSizesForModel(spec, model, "job.yaml");
+  EXPECT_TRUE(scores.IsInvalidArgument());
+  EXPECT_EQ(scores.message().rfind("job.yaml: field 'data.seq_len': train.batch_size=4096 x num_attention_heads=4 x "
+                                   "data.seq_len=1048576 x data.seq_len=1048576 is more than 9007199254740992 "
+                                   "attention scores per micro-batch",
+                                   0),
+            0u)
+      << scores.message();
+
+  JobSpec lora = ParseOk(kRequired + "federation:\n  mode: lora\nlora:\n  rank: 1024\n");
+  model.hidden_size = int64_t{1} << 45;
+  Status params = CheckJobSizesForModel(lora, model, "job.yaml");
+  EXPECT_NE(params.message().find("field 'lora.rank': lora.rank=1024 x hidden_size + intermediate_size="),
+            std::string::npos)
+      << params.message();
+
+  JobSpec ferret = ParseOk(kRequired + "ferret:\n  k: 65535\n");
+  model = LlamaConfig{};
+  model.num_hidden_layers = 1 << 20;  // 65535 x 2^20 x 9 > 2^31
+  Status coefficients = CheckJobSizesForModel(ferret, model, "job.yaml");
+  EXPECT_NE(coefficients.message().find(
+                "field 'ferret.k': ferret.k=65535 x num_hidden_layers=1048576 x tensors per layer=9 is more than"),
+            std::string::npos)
+      << coefficients.message();
+}
+
 }  // namespace
 }  // namespace tributary

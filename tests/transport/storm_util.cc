@@ -26,7 +26,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kLoopPollMs = 20;      // the coordinator's Receive timeout
+constexpr int kLoopPollMs = 20;       // the coordinator's Receive timeout
 constexpr size_t kMaxPushPeers = 64;  // peers the child pushes to (the most recent ones)
 
 Envelope HeartbeatEnvelope(uint64_t sequence) {
@@ -86,10 +86,10 @@ std::vector<zmq::message_t> FuzzedMessage(std::mt19937& rng, const std::string& 
     case 1:  // mutated valid frame
       for (int i = 0; i < 3; ++i) head[rng() % head.size()] = static_cast<char>(rng());
       break;
-    case 2: head.resize(rng() % head.size()); break;  // truncated
-    case 3: break;                                    // valid (answered with an ack)
+    case 2: head.resize(rng() % head.size()); break;            // truncated
+    case 3: break;                                              // valid (answered with an ack)
     case 4: head[8] = static_cast<char>(1 + rng() % 8); break;  // declares bulk frames it lacks
-    default: head[4] = static_cast<char>(0xff); break;         // declares an oversized envelope
+    default: head[4] = static_cast<char>(0xff); break;          // declares an oversized envelope
   }
   frames.emplace_back(head.data(), head.size());
   const int extra = rng() % 4 == 0 ? static_cast<int>(rng() % 8) : 0;
@@ -121,8 +121,8 @@ void FuzzingPeer(const std::string& endpoint, const CurveSetup& setup, const Sto
     for (int m = 0; m < burst; ++m) {
       std::vector<zmq::message_t> frames = FuzzedMessage(rng, valid);
       for (size_t i = 0; i < frames.size(); ++i) {
-        const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore | zmq::send_flags::dontwait
-                                                 : zmq::send_flags::dontwait;
+        const auto flags =
+            i + 1 < frames.size() ? zmq::send_flags::sndmore | zmq::send_flags::dontwait : zmq::send_flags::dontwait;
         (void)socket.send(frames[i], flags);
       }
       sent->fetch_add(1);
@@ -151,8 +151,8 @@ void RunPeersInChild(const std::string& endpoint, const CurveSetup& setup, const
     const auto deadline = Clock::now() + std::chrono::milliseconds(options.duration_ms);
     std::vector<std::thread> peers;
     for (int p = 0; p < options.peers; ++p) {
-      peers.emplace_back(FuzzingPeer, endpoint, std::cref(setup), std::cref(options), options.seed * 1000 + p,
-                         deadline, &sent, &connections);
+      peers.emplace_back(FuzzingPeer, endpoint, std::cref(setup), std::cref(options), options.seed * 1000 + p, deadline,
+                         &sent, &connections);
     }
     for (std::thread& peer : peers) peer.join();
     const uint64_t counts[2] = {sent.load(), connections.load()};
@@ -191,11 +191,10 @@ bool GoodClientAnswered(const std::string& endpoint, const CurveSetup& setup) {
 
 std::string StormOutcome::Describe() const {
   return "child " + std::string(child_exited_cleanly ? "exited cleanly" : "did not exit cleanly") +
-         (term_signal != 0 ? " (signal " + std::to_string(term_signal) + ")" : "") +
-         ", good client " + (answered_good_client ? "answered" : "NOT answered") + ", " +
-         std::to_string(messages_sent) + " fuzzed messages on " + std::to_string(connections) +
-         " connections" + (peers_crashed ? " (the fuzzing peers' process crashed)" : "") +
-         "; child stderr: " + child_stderr_tail;
+         (term_signal != 0 ? " (signal " + std::to_string(term_signal) + ")" : "") + ", good client " +
+         (answered_good_client ? "answered" : "NOT answered") + ", " + std::to_string(messages_sent) +
+         " fuzzed messages on " + std::to_string(connections) + " connections" +
+         (peers_crashed ? " (the fuzzing peers' process crashed)" : "") + "; child stderr: " + child_stderr_tail;
 }
 
 StormOutcome RunStorm(const StormOptions& options) {

@@ -17,11 +17,11 @@
 namespace tributary::transport::testing {
 
 struct StormOptions {
-  SocketOptions server_socket;         // the Server's options under test
+  SocketOptions server_socket;          // the Server's options under test
   bool server_zmtp_heartbeats = false;  // ServerOptions::zmtp_heartbeats
-  int peers = 12;                      // flooding threads
-  int duration_ms = 3000;              // of the storm
-  int peer_heartbeat_ivl_ms = 0;       // ZMTP PINGs from the fuzzing peers (0: none)
+  int peers = 12;                       // flooding threads
+  int duration_ms = 3000;               // of the storm
+  int peer_heartbeat_ivl_ms = 0;        // ZMTP PINGs from the fuzzing peers (0: none)
   uint32_t seed = 1;
 };
 

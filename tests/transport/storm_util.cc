@@ -150,6 +150,7 @@ void RunPeersInChild(const std::string& endpoint, const CurveSetup& setup, const
     std::atomic<uint64_t> connections{0};
     const auto deadline = Clock::now() + std::chrono::milliseconds(options.duration_ms);
     std::vector<std::thread> peers;
+    peers.reserve(static_cast<size_t>(options.peers));
     for (int p = 0; p < options.peers; ++p) {
       peers.emplace_back(FuzzingPeer, endpoint, std::cref(setup), std::cref(options), options.seed * 1000 + p, deadline,
                          &sent, &connections);

@@ -198,7 +198,7 @@ class Server {
   uint64_t handshake_failures_ = 0;
   std::map<std::string, DropState> drops_;  // by routing id; only peers that had a message dropped
   std::vector<SlowPeer> new_slow_peers_;
-  std::map<std::string, std::string> peer_names_;     // routing id -> PeerInfo::Describe(), recent peers
+  std::map<std::string, std::string> peer_names_;     // routing id -> PeerInfo::Describe() (bounded)
   std::map<std::string, RejectLogState> reject_log_;  // by peer identity (key, or address when insecure)
   std::chrono::steady_clock::time_point last_handshake_warning_;
 };

@@ -74,7 +74,7 @@ TEST(HostilePeersTest, ServerDropsForAPeerThatDoesNotReadAndKeepsServingOthers) 
 
   Envelope push = NewEnvelope("server");
   push.mutable_round_committed()->set_job_id("job");
-  push.mutable_round_committed()->set_aggregate(std::string(16 * 1024, 'a'));  // TCP buffers hold few
+  push.mutable_round_committed()->set_aggregate(std::string(64 * 1024, 'a'));  // TCP buffers hold few
   uint64_t refused = 0;
   std::vector<SlowPeer> reported;
   for (int i = 0; i < 3000; ++i) {

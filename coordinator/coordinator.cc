@@ -300,7 +300,13 @@ void Coordinator::Impl::Reply(const Incoming& request, Envelope reply) {
   if (sent.code() == StatusCode::kInvalidArgument)
     sent = server->Reply(request, transport::ErrorEnvelope("coordinator", request.message.envelope.message_id(),
                                                            Status::Internal("the reply: " + sent.message())));
-  if (!sent.ok()) spdlog::warn("coordinator: reply to {}: {}", request.peer.Describe(), sent.ToString());
+  if (sent.ok()) return;
+  // A full queue (dropped, counted and reported by the Server) or a vanished peer must not flood the log.
+  if (sent.code() == StatusCode::kTimeout || sent.code() == StatusCode::kUnavailable) {
+    spdlog::debug("coordinator: reply to {}: {}", request.peer.Describe(), sent.ToString());
+  } else {
+    spdlog::warn("coordinator: reply to {}: {}", request.peer.Describe(), sent.ToString());
+  }
 }
 
 void Coordinator::Impl::ReplyError(const Incoming& request, const Status& status) {

@@ -14,18 +14,28 @@ namespace {
 
 constexpr const char* kZapDomain = "tributary";
 constexpr int kHandshakeLogIntervalS = 30;
+constexpr size_t kMaxTrackedPeers = 4096;  // per-peer drop and log-throttle entries kept at most
 
 std::string ZmqError(const zmq::error_t& e) {
   return e.what();
 }
 
-Status ApplySocketOptions(zmq::socket_t& socket, const SocketOptions& options) {
+// `heartbeats` and `send_timeout_ms` differ between the ends: a Server neither sends ZMTP heartbeats
+// nor waits to send (see channel.h).
+Status ApplySocketOptions(zmq::socket_t& socket, const SocketOptions& options, bool heartbeats, int send_timeout_ms) {
   socket.set(zmq::sockopt::linger, options.linger_ms);
   socket.set(zmq::sockopt::sndhwm, options.send_high_water_mark);
   socket.set(zmq::sockopt::rcvhwm, options.receive_high_water_mark);
-  socket.set(zmq::sockopt::sndtimeo, options.send_timeout_ms);
+  socket.set(zmq::sockopt::sndtimeo, send_timeout_ms);
   socket.set(zmq::sockopt::maxmsgsize, options.limits.SocketMaxFrameBytes());
-  if (options.heartbeat_interval_ms > 0) {
+  if (options.tcp_keepalive_idle_s > 0) {
+    socket.set(zmq::sockopt::tcp_keepalive, 1);
+    socket.set(zmq::sockopt::tcp_keepalive_idle, options.tcp_keepalive_idle_s);
+    if (options.tcp_keepalive_interval_s > 0)
+      socket.set(zmq::sockopt::tcp_keepalive_intvl, options.tcp_keepalive_interval_s);
+    if (options.tcp_keepalive_count > 0) socket.set(zmq::sockopt::tcp_keepalive_cnt, options.tcp_keepalive_count);
+  }
+  if (heartbeats && options.heartbeat_interval_ms > 0) {
     socket.set(zmq::sockopt::heartbeat_ivl, options.heartbeat_interval_ms);
     socket.set(zmq::sockopt::heartbeat_timeout, options.heartbeat_timeout_ms);
     socket.set(zmq::sockopt::heartbeat_ttl, options.heartbeat_timeout_ms);
@@ -74,7 +84,7 @@ Status SendFrames(zmq::socket_t& socket, const std::string* routing_id, zmq::mes
   try {
     if (routing_id != nullptr) {
       if (!socket.send(zmq::buffer(*routing_id), zmq::send_flags::sndmore)) {
-        return Status::Timeout("sending to " + peer + ": send queue full (peer not reading)");
+        return Status::Timeout("sending to " + peer + ": send queue full (peer not reading), message dropped");
       }
     }
     if (!socket.send(head, bulk.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore)) {
@@ -196,7 +206,7 @@ Result<std::unique_ptr<Server>> Server::Bind(const std::string& endpoint, Server
   }
   try {
     server->socket_ = zmq::socket_t(server->context_, zmq::socket_type::router);
-    TRIB_RETURN_IF_ERROR(ApplySocketOptions(server->socket_, opts.socket));
+    TRIB_RETURN_IF_ERROR(ApplySocketOptions(server->socket_, opts.socket, opts.zmtp_heartbeats, 0));
     server->socket_.set(zmq::sockopt::router_mandatory, 1);
     if (!opts.insecure) {
       server->socket_.set(zmq::sockopt::zap_domain, kZapDomain);
@@ -268,6 +278,7 @@ Result<Incoming> Server::Receive(int timeout_ms) {
     if (zap_ != nullptr) incoming.peer.name = zap_->NameOf(incoming.peer.public_key);
   }
   const std::string peer = incoming.peer.Describe();
+  RememberPeer(incoming.peer.routing_id, peer);
   std::vector<zmq::message_t> frames;
   for (size_t i = 1; i < parts.size(); ++i) frames.push_back(std::move(parts[i]));
 
@@ -282,7 +293,7 @@ Result<Incoming> Server::Receive(int timeout_ms) {
   }
   if (!status.ok()) {
     ++rejected_messages_;
-    spdlog::warn("{}: rejected a message: {}", options_.name, status.message());
+    LogRejected(incoming.peer, status);
     if (options_.reply_errors) {
       SendCounted(incoming.peer.routing_id, ErrorEnvelope(options_.name, rejected_id, status), {}, peer).IgnoreError();
     }
@@ -300,13 +311,103 @@ Status Server::SendCounted(const std::string& routing_id, const Envelope& envelo
   TRIB_ASSIGN_OR_RETURN(zmq::message_t head, EncodeControlFrame(envelope, bulk.size(), options_.socket.limits));
   const uint64_t head_bytes = head.size();
   const uint64_t bulk_bytes = FrameBytes(bulk, 0);
-  TRIB_RETURN_IF_ERROR(SendFrames(socket_, &routing_id, std::move(head), std::move(bulk), peer));
+  Status sent = SendFrames(socket_, &routing_id, std::move(head), std::move(bulk), peer);
+  NoteSendResult(routing_id, peer, sent);
+  TRIB_RETURN_IF_ERROR(sent);
   if (options_.count_traffic) options_.count_traffic(false, envelope.body_case(), head_bytes, bulk_bytes);
   return Status::OK();
 }
 
+void Server::NoteSendResult(const std::string& routing_id, const std::string& peer, const Status& status) {
+  if (status.code() == StatusCode::kUnavailable) peer_names_.erase(routing_id);  // disconnected
+  if (status.code() != StatusCode::kTimeout) {
+    auto it = drops_.find(routing_id);
+    if (it == drops_.end()) return;
+    if (!status.ok()) {
+      drops_.erase(it);  // gone (or unsendable): forget it
+      return;
+    }
+    // Delivered. A peer reported slow is reported again only after it read steadily for a while.
+    it->second.in_row = 0;
+    if (++it->second.delivered_in_row >= options_.slow_peer_drops) it->second.reported = false;
+    return;
+  }
+  ++dropped_messages_;
+  // Fuzzing peers come and go by the thousand: keep the table bounded, forgetting arbitrary peers.
+  if (drops_.size() >= kMaxTrackedPeers && drops_.count(routing_id) == 0) drops_.erase(drops_.begin());
+  DropState& state = drops_[routing_id];
+  state.describe = peer;
+  ++state.in_row;
+  ++state.total;
+  state.delivered_in_row = 0;
+  if (state.in_row == 1)
+    spdlog::debug("{}: {}: send queue full, dropping messages until it reads", options_.name, peer);
+  if (state.in_row >= options_.slow_peer_drops && !state.reported) {
+    state.reported = true;
+    spdlog::warn("{}: {} is not reading: {} messages dropped in a row", options_.name, peer, state.in_row);
+    new_slow_peers_.push_back(SlowPeer{routing_id, peer, state.in_row, state.total});
+  }
+}
+
+uint64_t Server::dropped_messages(const std::string& routing_id) const {
+  auto it = drops_.find(routing_id);
+  return it == drops_.end() ? 0 : it->second.total;
+}
+
+std::vector<SlowPeer> Server::TakeSlowPeers() {
+  std::vector<SlowPeer> out;
+  out.swap(new_slow_peers_);
+  return out;
+}
+
+void Server::LogRejected(const PeerInfo& peer, const Status& status) {
+  // One peer flooding garbage must not fill the disk: one line per peer per interval, with a count.
+  const std::string key = !peer.public_key.empty() ? peer.public_key
+                          : !peer.address.empty()  ? peer.address
+                                                   : peer.routing_id;
+  const auto now = std::chrono::steady_clock::now();
+  const auto interval = std::chrono::milliseconds(options_.reject_log_interval_ms);
+  auto it = reject_log_.find(key);
+  if (it == reject_log_.end()) {
+    if (reject_log_.size() >= kMaxTrackedPeers) {
+      std::erase_if(reject_log_, [&](const auto& entry) { return now - entry.second.last_line >= interval; });
+    }
+    if (reject_log_.size() >= kMaxTrackedPeers) {  // many distinct peers at once: throttle them as one
+      it = reject_log_.try_emplace("(other peers)", RejectLogState{now - interval, 0}).first;
+    } else {
+      it = reject_log_.emplace(key, RejectLogState{now - interval, 0}).first;
+    }
+  }
+  RejectLogState& state = it->second;
+  if (now - state.last_line < interval) {
+    ++state.since_last_line;
+    spdlog::debug("{}: rejected a message: {}", options_.name, status.message());
+    return;
+  }
+  if (state.since_last_line == 0) {
+    spdlog::warn("{}: rejected a message: {}", options_.name, status.message());
+  } else {
+    spdlog::warn("{}: rejected a message: {} (and {} more from this peer since the last such line; {} in all)",
+                 options_.name, status.message(), state.since_last_line, rejected_messages_);
+  }
+  state.last_line = now;
+  state.since_last_line = 0;
+}
+
 Status Server::Send(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk) {
-  return SendCounted(routing_id, envelope, std::move(bulk), "peer " + HexPrefix(routing_id, 5));
+  auto known = peer_names_.find(routing_id);
+  const std::string peer = known != peer_names_.end() ? known->second : "peer " + HexPrefix(routing_id, 5);
+  return SendCounted(routing_id, envelope, std::move(bulk), peer);
+}
+
+void Server::RememberPeer(const std::string& routing_id, const std::string& describe) {
+  auto it = peer_names_.find(routing_id);
+  if (it != peer_names_.end()) {
+    if (it->second != describe) it->second = describe;
+    return;
+  }
+  if (peer_names_.size() >= kMaxTrackedPeers) peer_names_.erase(peer_names_.begin());
+  peer_names_.emplace(routing_id, describe);
 }
 
 Status Server::Reply(const Incoming& request, Envelope reply, std::vector<zmq::message_t> bulk) {
@@ -354,7 +455,7 @@ Status Client::OpenSocket() {
     StopMonitor(socket_, monitor_);
     socket_.close();
     socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
-    TRIB_RETURN_IF_ERROR(ApplySocketOptions(socket_, opts.socket));
+    TRIB_RETURN_IF_ERROR(ApplySocketOptions(socket_, opts.socket, /*heartbeats=*/true, opts.socket.send_timeout_ms));
     socket_.set(zmq::sockopt::reconnect_ivl, opts.reconnect_interval_ms);
     socket_.set(zmq::sockopt::reconnect_ivl_max, opts.reconnect_interval_max_ms);
     if (!opts.insecure) {

@@ -18,9 +18,15 @@
 //
 // Reconnects: a Client reconnects by itself with exponential backoff (ZMQ_RECONNECT_IVL doubling
 // up to ZMQ_RECONNECT_IVL_MAX); messages sent while disconnected are queued and delivered after
-// the reconnect (up to the high-water mark). ZMTP heartbeats (ZMQ_HEARTBEAT_IVL/TIMEOUT) detect a
-// dead TCP connection. Requests lost in a server crash must be retried by the caller (the bulk
-// fetcher does this from the first missing chunk).
+// the reconnect (up to the high-water mark). A Client's ZMTP heartbeats (ZMQ_HEARTBEAT_IVL/TIMEOUT)
+// detect a dead TCP connection; the Server sends none (libzmq 4.3.4 aborts on a heartbeat timer that
+// fires on a connection whose input was stopped and then failed, docs/security.md "Hostile and slow
+// peers") and relies on TCP keepalive instead. Requests lost in a server crash must be retried by
+// the caller (the bulk fetcher does this from the first missing chunk).
+//
+// Slow peers: a Server never waits to send. A message for a peer whose queue is full (its send
+// high-water mark) is dropped and counted for that peer; a peer that keeps not reading is reported
+// by TakeSlowPeers() so the caller can treat it as gone.
 //
 // Threading: a channel is used by one thread at a time (ZeroMQ sockets are not thread-safe). Each
 // channel owns its ZeroMQ context, so channels are independent (and each Server has its own ZAP
@@ -41,6 +47,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,11 +65,16 @@ namespace tributary::transport {
 struct SocketOptions {
   Limits limits;
   int linger_ms = 0;                // pending messages are dropped at close: a closed channel never blocks
-  int send_high_water_mark = 1000;  // messages queued per peer before sends block (then time out)
+  int send_high_water_mark = 1000;  // messages queued per peer; then a Client's send waits, a Server's drops
   int receive_high_water_mark = 1000;
-  int send_timeout_ms = 5000;        // a send that cannot be queued within this fails with Timeout
-  int heartbeat_interval_ms = 2000;  // ZMTP PING; 0 disables
+  int send_timeout_ms = 5000;        // Client only: a send that cannot be queued within this fails with Timeout
+  int heartbeat_interval_ms = 2000;  // Client only (see ServerOptions::zmtp_heartbeats): ZMTP PING; 0 disables
   int heartbeat_timeout_ms = 10000;  // drop a connection silent this long
+  // TCP keepalive (both ends): a peer that vanished without closing is detected after about
+  // idle + interval * count seconds. 0 leaves the system default.
+  int tcp_keepalive_idle_s = 30;
+  int tcp_keepalive_interval_s = 10;
+  int tcp_keepalive_count = 3;
 };
 
 // The authenticated identity of the sender of one message.
@@ -80,6 +92,14 @@ struct Incoming {
   Message message;
 };
 
+// A peer whose messages the Server kept dropping because its queue stayed full (it does not read).
+struct SlowPeer {
+  std::string routing_id;
+  std::string describe;         // the peer as logs name it
+  uint64_t dropped_in_row = 0;  // messages dropped since the last one delivered to it
+  uint64_t dropped_total = 0;   // messages dropped for it while connected
+};
+
 struct ServerOptions {
   std::string name = "server";  // used in logs
   bool insecure = false;        // no CURVE, no allow-list: for tests and trusted networks only
@@ -87,6 +107,14 @@ struct ServerOptions {
   AllowList allow_list;         // admitted client keys (required unless insecure)
   SocketOptions socket;
   bool reply_errors = true;  // answer a rejected message with an Error envelope
+  // ZMTP heartbeats from the server side. Off: libzmq 4.3.4's heartbeat timer asserts (!_io_error)
+  // on a connection whose input was stopped by a full receive queue and then failed; TCP keepalive
+  // detects dead peers instead. On only to reproduce that abort (tests/transport/hostile_peers_test.cc).
+  bool zmtp_heartbeats = false;
+  // A peer is reported by TakeSlowPeers() after this many messages in a row were dropped for it.
+  uint64_t slow_peer_drops = 100;
+  // At most one warning per peer per interval for rejected messages, with the count since the last.
+  int reject_log_interval_ms = 10000;
   // Called for every message the server sent or received (after validation) with its body type, the
   // bytes of frame 0 (the 12-byte header and the envelope) and of its bulk frames (chunk data); not
   // ZMTP/CURVE overhead. Runs on the thread using the server, so it must be cheap. Unset: not counted.
@@ -110,7 +138,8 @@ class Server {
   // rejected message (malformed, oversized, wrong version or type) is consumed and its error is
   // returned naming the peer; the server stays usable.
   Result<Incoming> Receive(int timeout_ms);
-  // Sends to the peer with the given routing id. Unavailable if that peer is not connected.
+  // Sends to the peer with the given routing id without waiting. Unavailable if that peer is not
+  // connected; Timeout at once if its queue is full (the message is dropped and counted).
   Status Send(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk = {});
   // Sends `reply` to the sender of `request`, with in_reply_to set to the request's message_id.
   Status Reply(const Incoming& request, Envelope reply, std::vector<zmq::message_t> bulk = {});
@@ -122,6 +151,13 @@ class Server {
   std::vector<std::string> RefusedKeys() const;
   // Messages refused by validation (DecodeFrames) so far.
   uint64_t rejected_messages() const { return rejected_messages_; }
+  // Messages dropped because the peer's queue was full: for one peer while it is connected (0 once a
+  // send found it gone), and in total.
+  uint64_t dropped_messages(const std::string& routing_id) const;
+  uint64_t dropped_messages() const { return dropped_messages_; }
+  // Peers that became slow (options.slow_peer_drops drops in a row) since the last call. A peer is
+  // reported again only after as many messages in a row were delivered to it.
+  std::vector<SlowPeer> TakeSlowPeers();
   // Connections whose handshake failed (no CURVE, wrong server key, refused key), as reported by
   // the socket monitor; counted (and logged) while Receive runs.
   uint64_t handshake_failures() const { return handshake_failures_; }
@@ -132,6 +168,24 @@ class Server {
   // Encodes and sends `envelope` (+ bulk frames) to `routing_id`, counting it (count_traffic).
   Status SendCounted(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk,
                      const std::string& peer);
+  // Updates the per-peer drop accounting after a send attempt.
+  void NoteSendResult(const std::string& routing_id, const std::string& peer, const Status& status);
+  // Remembers how logs name the peer with this routing id (bounded), for messages sent to it.
+  void RememberPeer(const std::string& routing_id, const std::string& describe);
+  // Logs a rejected message, at most once per peer per options.reject_log_interval_ms.
+  void LogRejected(const PeerInfo& peer, const Status& status);
+
+  struct DropState {
+    std::string describe;
+    uint64_t in_row = 0;            // dropped since the last delivered message
+    uint64_t total = 0;             // dropped while connected
+    uint64_t delivered_in_row = 0;  // delivered since the last drop
+    bool reported = false;
+  };
+  struct RejectLogState {
+    std::chrono::steady_clock::time_point last_line;
+    uint64_t since_last_line = 0;
+  };
 
   ServerOptions options_;
   std::string endpoint_;
@@ -140,7 +194,12 @@ class Server {
   zmq::socket_t socket_;
   zmq::socket_t monitor_;  // PAIR receiving handshake events of socket_
   uint64_t rejected_messages_ = 0;
+  uint64_t dropped_messages_ = 0;
   uint64_t handshake_failures_ = 0;
+  std::map<std::string, DropState> drops_;  // by routing id; only peers that had a message dropped
+  std::vector<SlowPeer> new_slow_peers_;
+  std::map<std::string, std::string> peer_names_;     // routing id -> PeerInfo::Describe() (bounded)
+  std::map<std::string, RejectLogState> reject_log_;  // by peer identity (key, or address when insecure)
   std::chrono::steady_clock::time_point last_handshake_warning_;
 };
 

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <limits>
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/stubs/logging.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <sodium.h>
 
 namespace tributary::transport {
@@ -48,6 +50,49 @@ int64_t Limits::SocketMaxFrameBytes() const {
   const size_t largest = control > bulk ? control : bulk;
   if (largest > static_cast<size_t>(std::numeric_limits<int64_t>::max())) return -1;
   return static_cast<int64_t>(largest);
+}
+
+size_t Limits::MaxEnvelopeBytes(Envelope::BodyCase body) const {
+  size_t cap = max_control_bytes;
+  switch (body) {
+    case Envelope::kHeartbeat: cap = max_heartbeat_bytes; break;
+    case Envelope::kRegisterWorker: cap = max_register_bytes; break;
+    case Envelope::kListJobs:
+    case Envelope::kGetJob:
+    case Envelope::kStopJob:
+    case Envelope::kListWorkers:
+    case Envelope::kFetchLogs:
+    case Envelope::kCatchUpRequest:
+    case Envelope::kExportModel:
+    case Envelope::kBulkRequest:
+    case Envelope::kBulkChunkHeader:
+    case Envelope::kMultistreamRequest: cap = max_query_bytes; break;
+    case Envelope::kSubmitJob:
+    case Envelope::kWorkerLogLines:
+    case Envelope::kProbeReport:
+    case Envelope::kError: cap = max_medium_bytes; break;
+    default: break;
+  }
+  return std::min(cap, max_control_bytes);
+}
+
+Envelope::BodyCase PeekBodyCase(const void* data, size_t size) {
+  using google::protobuf::internal::WireFormatLite;
+  if (size > static_cast<size_t>(std::numeric_limits<int>::max())) return Envelope::BODY_NOT_SET;
+  google::protobuf::io::CodedInputStream in(static_cast<const uint8_t*>(data), static_cast<int>(size));
+  const google::protobuf::OneofDescriptor* body = Envelope::descriptor()->FindOneofByName("body");
+  Envelope::BodyCase found = Envelope::BODY_NOT_SET;
+  while (true) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) break;  // end of input (or an invalid tag: the parse will say so)
+    const int number = WireFormatLite::GetTagFieldNumber(tag);
+    const google::protobuf::FieldDescriptor* field = Envelope::descriptor()->FindFieldByNumber(number);
+    if (field != nullptr && field->containing_oneof() == body) {
+      found = static_cast<Envelope::BodyCase>(number);  // the last one wins, as in a parse
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) return Envelope::BODY_NOT_SET;
+  }
+  return found;
 }
 
 std::string BodyName(Envelope::BodyCase body) {
@@ -135,10 +180,11 @@ Result<zmq::message_t> EncodeControlFrame(const Envelope& envelope, size_t num_b
     to_encode = &versioned;
   }
   const size_t body_bytes = to_encode->ByteSizeLong();
-  if (body_bytes > limits.max_control_bytes) {
+  const size_t cap = limits.MaxEnvelopeBytes(envelope.body_case());
+  if (body_bytes > cap) {
     return Status::InvalidArgument("envelope '" + BodyName(envelope.body_case()) + "' is " +
-                                   std::to_string(body_bytes) + " bytes, over the control limit of " +
-                                   std::to_string(limits.max_control_bytes) + " (send large data as bulk chunks)");
+                                   std::to_string(body_bytes) + " bytes, over its limit of " + std::to_string(cap) +
+                                   " (send large data as bulk chunks)");
   }
   if (num_bulk_frames > std::numeric_limits<uint32_t>::max()) {
     return Status::InvalidArgument("too many bulk frames: " + std::to_string(num_bulk_frames));
@@ -193,6 +239,12 @@ Status DecodeFrames(std::vector<zmq::message_t>& frames, const Limits& limits, D
       return PeerError(peer, "oversized bulk frame " + std::to_string(i) + ": " + std::to_string(frames[i].size()) +
                                  " bytes exceeds the limit of " + std::to_string(limits.max_bulk_frame_bytes));
     }
+  }
+
+  const Envelope::BodyCase peeked = PeekBodyCase(data + kFrameHeaderBytes, body_bytes);
+  if (body_bytes > limits.MaxEnvelopeBytes(peeked)) {
+    return PeerError(peer, "oversized '" + BodyName(peeked) + "' message: " + std::to_string(body_bytes) +
+                               " bytes exceeds its limit of " + std::to_string(limits.MaxEnvelopeBytes(peeked)));
   }
 
   Envelope envelope;

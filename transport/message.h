@@ -34,12 +34,31 @@ inline constexpr size_t kFrameHeaderBytes = 12;
 inline constexpr size_t kDefaultMaxControlBytes = size_t{64} << 20;    // one Envelope
 inline constexpr size_t kDefaultMaxBulkFrameBytes = size_t{16} << 20;  // one bulk chunk
 inline constexpr size_t kDefaultMaxBulkFrames = 4;
+// Per-type caps (docs/security.md "Hostile and slow peers"), sized from what the messages carry:
+// a heartbeat's replica states (~170 bytes each) and calibrations (~90 bytes) for the jobs a worker
+// holds; a registration's capabilities (GPUs, NICs, datasets) and applied rounds per job; a log
+// batch at most one job's log ring (1 MiB) or a job spec; queries a few ids.
+inline constexpr size_t kDefaultMaxHeartbeatBytes = size_t{256} << 10;
+inline constexpr size_t kDefaultMaxRegisterBytes = size_t{1} << 20;
+inline constexpr size_t kDefaultMaxQueryBytes = size_t{64} << 10;
+inline constexpr size_t kDefaultMaxMediumBytes = size_t{4} << 20;
 
 // Size limits of received messages, checked before anything is allocated or parsed.
 struct Limits {
-  size_t max_control_bytes = kDefaultMaxControlBytes;       // serialized Envelope
+  size_t max_control_bytes = kDefaultMaxControlBytes;       // serialized Envelope, any type
   size_t max_bulk_frame_bytes = kDefaultMaxBulkFrameBytes;  // each raw frame
   size_t max_bulk_frames = kDefaultMaxBulkFrames;
+  // Smaller caps by body type (each also bounded by max_control_bytes):
+  size_t max_heartbeat_bytes = kDefaultMaxHeartbeatBytes;  // heartbeat
+  size_t max_register_bytes = kDefaultMaxRegisterBytes;    // register_worker
+  // list/get/stop job, list workers, fetch logs, catch-up, export, bulk request and chunk header,
+  // multistream request
+  size_t max_query_bytes = kDefaultMaxQueryBytes;
+  size_t max_medium_bytes = kDefaultMaxMediumBytes;  // submit_job, worker_log_lines, probe_report, error
+
+  // The cap for one body type: a small control message gets its small cap; uploads, secure
+  // aggregation, island store requests and every reply keep max_control_bytes.
+  size_t MaxEnvelopeBytes(Envelope::BodyCase body) const;
 
   // ZMQ_MAXMSGSIZE for a socket using these limits: libzmq checks it per frame and drops the
   // connection of a peer that exceeds it, before the frame is buffered.
@@ -73,11 +92,16 @@ Status StatusFromError(const v1::Error& error, std::string_view peer);
 // than limits.max_control_bytes (the receiver would refuse it).
 Result<zmq::message_t> EncodeControlFrame(const Envelope& envelope, size_t num_bulk_frames, const Limits& limits);
 
+// The body type of a serialized Envelope, read from its top-level field tags without parsing the
+// fields (so a cap can be applied before the parse). BODY_NOT_SET when none or not wire-valid.
+Envelope::BodyCase PeekBodyCase(const void* data, size_t size);
+
 // Validates and decodes frames (frame 0 first; routing id already removed). `peer` names the
 // sender in errors. Never crashes on garbage: every failure is an InvalidArgument (or Corruption
-// for inconsistent bulk frames) naming the peer. Consumes the frames on success. When the envelope
-// parsed but failed a later check, *message_id (if given) receives its id so an Error reply can
-// name the request it rejects; it is 0 otherwise.
+// for inconsistent bulk frames) naming the peer. An envelope over its type's cap
+// (Limits::MaxEnvelopeBytes) is refused before it is parsed, naming the type, size and cap. Consumes the frames on
+// success. When the envelope parsed but failed a later check, *message_id (if given) receives its id so an Error reply
+// can name the request it rejects; it is 0 otherwise.
 Status DecodeFrames(std::vector<zmq::message_t>& frames, const Limits& limits, Direction direction,
                     std::string_view peer, Message* out, uint64_t* message_id = nullptr);
 

@@ -135,6 +135,84 @@ TEST(MessageTest, RejectsOversizedBeforeParsing) {
   EXPECT_NE(status.message().find("oversized bulk frame"), std::string::npos) << status.message();
 }
 
+// A heartbeat as a worker sends it: a replica state and a calibration per job it holds.
+Envelope WorkerHeartbeat(int jobs) {
+  Envelope envelope = NewEnvelope("worker-0123456789");
+  v1::Heartbeat* heartbeat = envelope.mutable_heartbeat();
+  heartbeat->set_worker_id("worker-0123456789");
+  heartbeat->set_state("training");
+  heartbeat->set_job_id("job-20261207-0001");
+  for (int j = 0; j < jobs; ++j) {
+    v1::ReplicaState* replica = heartbeat->add_replicas();
+    replica->set_worker_id("worker-0123456789");
+    replica->set_job_id("job-20261207-" + std::to_string(1000 + j));
+    replica->set_round(123456);
+    replica->set_weights_hash("0123456789abcdef");
+    v1::JobCalibration* calibration = heartbeat->add_calibrations();
+    calibration->set_job_id(replica->job_id());
+    calibration->set_tokens_per_s(12345.5);
+    calibration->set_measured_unix_ms(1796630400000);
+  }
+  return envelope;
+}
+
+TEST(MessageTest, SmallControlMessagesHaveSmallCaps) {
+  const Limits limits;
+  EXPECT_EQ(limits.MaxEnvelopeBytes(Envelope::kHeartbeat), kDefaultMaxHeartbeatBytes);
+  EXPECT_EQ(limits.MaxEnvelopeBytes(Envelope::kRegisterWorker), kDefaultMaxRegisterBytes);
+  EXPECT_EQ(limits.MaxEnvelopeBytes(Envelope::kGetJob), kDefaultMaxQueryBytes);
+  EXPECT_EQ(limits.MaxEnvelopeBytes(Envelope::kWorkerLogLines), kDefaultMaxMediumBytes);
+  EXPECT_EQ(limits.MaxEnvelopeBytes(Envelope::kUploadUpdate), kDefaultMaxControlBytes);
+  EXPECT_EQ(limits.MaxEnvelopeBytes(Envelope::kGetJobReply), kDefaultMaxControlBytes);
+  Limits tight;
+  tight.max_control_bytes = 1000;  // a smaller overall limit bounds every type
+  EXPECT_EQ(tight.MaxEnvelopeBytes(Envelope::kHeartbeat), 1000u);
+
+  // A worker holding 100 jobs fits easily (~100 bytes per job); a 50 MB-style replica list does not.
+  std::vector<zmq::message_t> frames = Frames(WorkerHeartbeat(100));
+  EXPECT_TRUE(Decode(frames).ok());
+  Limits generous;
+  generous.max_heartbeat_bytes = generous.max_control_bytes;
+  const Envelope huge = WorkerHeartbeat(5000);
+  const size_t huge_bytes = huge.ByteSizeLong();
+  ASSERT_GT(huge_bytes, kDefaultMaxHeartbeatBytes);
+  EXPECT_FALSE(EncodeControlFrame(huge, 0, limits).ok());  // the sender refuses it too
+  frames = Frames(huge, 0, generous);
+  const Status status = Decode(frames);
+  EXPECT_TRUE(status.IsInvalidArgument());
+  // One line naming the peer, the type, its size and the cap.
+  EXPECT_NE(status.message().find("peer 'peer-x'"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("oversized 'heartbeat'"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find(std::to_string(huge_bytes) + " bytes"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("limit of " + std::to_string(kDefaultMaxHeartbeatBytes)), std::string::npos)
+      << status.message();
+
+  // A query padded to 100 KiB is refused; an upload of 1 MiB still gets through.
+  Envelope query = NewEnvelope("cli");
+  query.mutable_get_job()->set_job_id(std::string(100 * 1024, 'j'));
+  Limits loose_queries;
+  loose_queries.max_query_bytes = size_t{1} << 20;
+  frames = Frames(query, 0, loose_queries);
+  EXPECT_NE(Decode(frames).message().find("oversized 'get_job'"), std::string::npos);
+  Envelope upload = NewEnvelope("w");
+  upload.mutable_upload_update()->set_payload(std::string(1 << 20, 'u'));
+  frames = Frames(upload);
+  EXPECT_TRUE(Decode(frames).ok());
+}
+
+TEST(MessageTest, PeekBodyCaseReadsTheBodyTypeWithoutParsing) {
+  for (Envelope::BodyCase body : testing::AllBodyCases()) {
+    const std::string bytes = SampleEnvelope(body).SerializeAsString();
+    EXPECT_EQ(PeekBodyCase(bytes.data(), bytes.size()), body) << BodyName(body);
+  }
+  EXPECT_EQ(PeekBodyCase("", 0), Envelope::BODY_NOT_SET);
+  const std::string garbage(64, '\xff');
+  EXPECT_EQ(PeekBodyCase(garbage.data(), garbage.size()), Envelope::BODY_NOT_SET);
+  std::string truncated = SampleEnvelope(Envelope::kHeartbeat).SerializeAsString();
+  truncated.resize(truncated.size() - 3);
+  EXPECT_EQ(PeekBodyCase(truncated.data(), truncated.size()), Envelope::BODY_NOT_SET);
+}
+
 TEST(MessageTest, RejectsMissingAndUnexpectedFrames) {
   Envelope chunk = SampleEnvelope(Envelope::kBulkChunkHeader);
   std::vector<zmq::message_t> frames = Frames(chunk, 1);  // declares a data frame, sends none

@@ -243,6 +243,14 @@ void Coordinator::Impl::Tick(int64_t now_ms) {
     rate_reports_ms = now_ms;
     for (const std::string& line : rate_limiter->TakeReports(now_ms)) spdlog::warn("coordinator: peer {}", line);
   }
+  // A peer that does not read what it is sent loses it (the server never waits for it); a worker so slow
+  // would miss its RoundStarts, so it counts as dead until its next heartbeat.
+  for (const transport::SlowPeer& slow : server->TakeSlowPeers()) {
+    const std::string worker = workers->MarkNotReading(slow.routing_id);
+    if (!worker.empty())
+      spdlog::warn("coordinator: worker '{}' declared dead: it does not read its messages ({} dropped in a row)",
+                   worker, slow.dropped_in_row);
+  }
   alive_workers = workers->MarkDead(now_ms);
   metrics.SetWorkersAlive(alive_workers);
   // After a start, rounds wait for the workers that were connected before to re-register (coordinator.h).

@@ -250,6 +250,19 @@ void WorkerRegistry::ExcuseStall(int64_t stall_ms, int64_t now_ms) {
   }
 }
 
+std::string WorkerRegistry::MarkNotReading(const std::string& routing_id) {
+  for (auto& [id, w] : workers_) {
+    if (!w.inventory.alive || w.routing_id != routing_id) continue;
+    w.inventory.alive = false;
+    w.declared_dead = true;
+    w.replicas.clear();
+    ++version_;
+    ++liveness_version_;
+    return id;
+  }
+  return "";
+}
+
 const WorkerEntry* WorkerRegistry::Find(const std::string& worker_id) const {
   auto it = workers_.find(worker_id);
   return it == workers_.end() ? nullptr : &it->second;

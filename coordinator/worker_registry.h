@@ -92,6 +92,10 @@ class WorkerRegistry {
   // the alive workers' last heartbeats move that much later (at most to now_ms), so only heartbeats missed
   // while the loop read decide liveness.
   void ExcuseStall(int64_t stall_ms, int64_t now_ms);
+  // The alive worker whose pushes go to `routing_id` stopped reading them (transport::Server::TakeSlowPeers):
+  // it is declared dead at once, its replicas forgotten (its next heartbeat makes it alive again). Returns
+  // its id, or "" when no alive worker uses that connection (a CLI client, a stranger).
+  std::string MarkNotReading(const std::string& routing_id);
 
   // nullptr when the worker is not registered.
   const WorkerEntry* Find(const std::string& worker_id) const;

@@ -128,7 +128,7 @@ class RunningCoordinator {
 };
 
 inline std::unique_ptr<transport::Client> Connect(const std::string& endpoint, const Keys& keys,
-                                           const transport::KeyPair& mine) {
+                                                  const transport::KeyPair& mine) {
   transport::ClientOptions options;
   options.name = "test";
   options.keys = mine;
@@ -275,7 +275,7 @@ inline std::string Bytes(const std::vector<uint8_t>& v) {
 
 // The UploadUpdate of a tasklet result, inline.
 inline v1::UploadUpdate InlineUpload(const std::string& job_id, uint64_t round, const std::string& worker_id,
-                              const TaskletResult& result) {
+                                     const TaskletResult& result) {
   v1::UploadUpdate u;
   u.set_job_id(job_id);
   u.set_round(round);
@@ -325,8 +325,8 @@ inline Result<v1::GetJobReply> GetJobReply(transport::Client& cli, const std::st
 // The aggregate the coordinator must commit for `uploads` (ascending worker id), computed in-process;
 // applies it to `replica` (whose weights hash is then the round's).
 inline std::vector<uint8_t> ExpectedRound(const JobSpec& spec, uint32_t round,
-                                   const std::vector<std::pair<std::string, TaskletResult>>& uploads,
-                                   LlamaModel& replica) {
+                                          const std::vector<std::pair<std::string, TaskletResult>>& uploads,
+                                          LlamaModel& replica) {
   auto method = CreateMethod(spec, replica.params().table_ptr());
   EXPECT_TRUE(method.ok());
   std::vector<ClientPayload> clients;
@@ -342,7 +342,7 @@ inline std::vector<uint8_t> ExpectedRound(const JobSpec& spec, uint32_t round,
 }
 
 inline TaskletResult Train(const JobSpec& spec, uint32_t round, const std::string& worker, const World& world,
-                    LlamaModel& replica) {
+                           LlamaModel& replica) {
   TaskletInput input{spec, round, worker, &world.rows};
   auto result = testutil::RunModelTasklet(input, replica);
   EXPECT_TRUE(result.ok()) << result.status().ToString();

@@ -1,8 +1,8 @@
 // The coordinator's loop never waits for a round's slow steps (issue: a 10.8 s held-out evaluation inside
 // the commit made every healthy worker "dead" at every commit). Here each evaluation takes 5 s more than
-// it would while workers must heartbeat every 300 ms (dead after 1.5 s without one): the coordinator
-// answers a status request while the round closes, declares nobody dead, commits with the evaluated loss,
-// and opens the next round with every worker.
+// it would while workers must heartbeat every 300 ms (dead after 1.5 s without one), and a client floods
+// status requests and never reads a reply: the coordinator answers a status request while the round
+// closes, declares nobody dead, commits with the evaluated loss, and opens the next round with every worker.
 #include "coordinator/coordinator.h"
 
 #include <gtest/gtest.h>
@@ -57,6 +57,14 @@ TEST_F(LoopLivenessTest, SlowEvaluationRunsOffTheLoopAndEveryWorkerStaysAlive) {
           [](const Message& m) { return m.envelope.has_round_start() && m.envelope.round_start().round() == 2; });
     });
   }
+  // A client that sends 5000 status requests and never reads: its replies are dropped or refused over its
+  // rate, never waited for.
+  auto deaf = Connect(coordinator.endpoint(), keys_, keys_.stranger);
+  for (int i = 0; i < 5000; ++i) {
+    Envelope get = transport::NewEnvelope("deaf");
+    get.mutable_get_job()->set_job_id(*job_id);
+    ASSERT_TRUE(deaf->Send(get).ok());
+  }
   // The loop answers while the evaluation runs: the job is still at committed round 0. (Were the
   // evaluation on the loop, this reply would come after the commit and say round 1.)
   auto during = GetJobReply(*cli, *job_id);
@@ -76,7 +84,7 @@ TEST_F(LoopLivenessTest, SlowEvaluationRunsOffTheLoopAndEveryWorkerStaysAlive) {
   ASSERT_TRUE(after.ok()) << after.status().ToString();
   EXPECT_EQ(after->job().round(), 1u);
   EXPECT_TRUE(std::isfinite(after->job().heldout_loss()));  // evaluated, and recorded with the round
-  ASSERT_EQ(after->workers_size(), 2);  // round 2's participants: both workers
+  ASSERT_EQ(after->workers_size(), 2);                      // round 2's participants: both workers
   EXPECT_EQ(after->workers(0), "w1");
   EXPECT_EQ(after->workers(1), "w2");
 }

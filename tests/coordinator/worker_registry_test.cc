@@ -149,6 +149,10 @@ TEST_F(RegistryCalibrationTest, AStalledLoopKillsNobodyAndDeadWorkersAreForgotte
   EXPECT_EQ(registry_->MarkDead(71100), 1);
   EXPECT_EQ(registry_->Find("w2"), nullptr);
   EXPECT_EQ(registry_->All().size(), 1u);
+  // A worker that does not read its messages is dead at once (both here share the peer's routing id).
+  EXPECT_EQ(registry_->MarkNotReading("route"), "w1");
+  EXPECT_EQ(registry_->MarkNotReading("route"), "");  // w2 is forgotten, w1 already dead
+  EXPECT_FALSE(registry_->Find("w1")->inventory.alive);
   // It may come back: a registration makes it known and alive again.
   Register("w2");
   ASSERT_NE(registry_->Find("w2"), nullptr);

@@ -313,7 +313,8 @@ Status DecodeFp4(std::span<const uint8_t> bytes, std::span<float> out) {
   const int64_t n = static_cast<int64_t>(out.size());
   const int64_t blocks = Fp4NumBlocks(n);
   std::vector<float> scales(static_cast<size_t>(blocks));
-  std::memcpy(scales.data(), bytes.data(), static_cast<size_t>(4 * blocks));
+  // No values, no scales: both pointers may be null then, and memcpy from null is undefined even for 0 bytes.
+  if (blocks > 0) std::memcpy(scales.data(), bytes.data(), static_cast<size_t>(4 * blocks));
   for (int64_t k = 0; k < blocks; ++k) {
     const float scale = scales[static_cast<size_t>(k)];
     if (!std::isfinite(scale) || scale < 0)

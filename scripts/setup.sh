@@ -22,6 +22,8 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev libsystemd-dev
+  # fuzzing (scripts/fuzz, docs/fuzzing.md): clang and its libFuzzer runtime (libclang_rt.fuzzer)
+  clang-14 libclang-rt-14-dev
   # deployment checks: systemd-analyze / systemd-sysusers (units), dpkg-shlibdeps (the .deb's Depends)
   systemd dpkg-dev
   # test oracles and benchmark peers (Debian's CPU PyTorch, used by /usr/bin/python3 only)

@@ -331,7 +331,13 @@ Status BpeTokenizer::ParsePostProcessor(const json& pp, const std::string& sourc
     std::vector<int32_t> ids;
     if (pp.contains("special_tokens") && pp["special_tokens"].contains(name) &&
         pp["special_tokens"][name].contains("ids")) {
-      for (const json& id : pp["special_tokens"][name]["ids"]) ids.push_back(id.get<int32_t>());
+      for (const json& id : pp["special_tokens"][name]["ids"]) {
+        // get<int32_t> of a float such as 2e68 is undefined behaviour, not an exception (found by fuzz_tokenizer).
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (1 << 24))
+          return Unsupported(source, "post_processor TemplateProcessing: special token '" + name + "' has id " +
+                                         id.dump() + " (expected an integer token id)");
+        ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+      }
     } else if (auto id = TokenToId(name)) {
       ids.push_back(*id);
     } else {

@@ -81,19 +81,32 @@ Args ParseArgs(int argc, char** argv) {
       if (i + 1 >= argc) Usage(flag + " needs a value");
       return argv[++i];
     };
-    if (flag == "--workers") a.workers = std::stoi(value());
-    else if (flag == "--heartbeat-s") a.heartbeat_s = std::stod(value());
-    else if (flag == "--seconds") a.seconds = std::stod(value());
-    else if (flag == "--flood") a.flood = true;
-    else if (flag == "--job") a.job = true;
-    else if (flag == "--insecure") a.insecure = true;
-    else if (flag == "--per-process") a.per_process = std::stoi(value());
-    else if (flag == "--io-threads") a.io_threads = std::stoi(value());
-    else if (flag == "--json") a.json = value();
-    else if (flag == "--dir") a.dir = value();
-    else if (flag == "--keep") a.keep = true;
-    else if (flag == "--binary") a.binary = value();
-    else Usage("unknown flag " + flag);
+    if (flag == "--workers")
+      a.workers = std::stoi(value());
+    else if (flag == "--heartbeat-s")
+      a.heartbeat_s = std::stod(value());
+    else if (flag == "--seconds")
+      a.seconds = std::stod(value());
+    else if (flag == "--flood")
+      a.flood = true;
+    else if (flag == "--job")
+      a.job = true;
+    else if (flag == "--insecure")
+      a.insecure = true;
+    else if (flag == "--per-process")
+      a.per_process = std::stoi(value());
+    else if (flag == "--io-threads")
+      a.io_threads = std::stoi(value());
+    else if (flag == "--json")
+      a.json = value();
+    else if (flag == "--dir")
+      a.dir = value();
+    else if (flag == "--keep")
+      a.keep = true;
+    else if (flag == "--binary")
+      a.binary = value();
+    else
+      Usage("unknown flag " + flag);
   }
   if (a.workers < 1 || a.heartbeat_s <= 0 || a.seconds <= 0 || a.per_process < 1 || a.io_threads < 1)
     Usage("--workers, --heartbeat-s, --seconds, --per-process and --io-threads must be positive");
@@ -105,7 +118,9 @@ int64_t NowUs() {
       .count();
 }
 
-std::string FakeName(int i) { return "fake-" + std::to_string(i); }
+std::string FakeName(int i) {
+  return "fake-" + std::to_string(i);
+}
 
 // One heartbeat: when it was sent and when its ack came (0: never).
 struct Sample {
@@ -132,7 +147,9 @@ struct Fleet {
 };
 
 volatile sig_atomic_t g_stop = 0;
-void OnStop(int) { g_stop = 1; }
+void OnStop(int) {
+  g_stop = 1;
+}
 
 void SendEnvelope(zmq::socket_t& socket, const transport::Envelope& envelope) {
   auto frame = transport::EncodeControlFrame(envelope, 0, transport::Limits{});
@@ -433,10 +450,11 @@ Status Run(const Args& a) {
   const pid_t coordinator = cluster.coordinator()->pid();
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);
-  std::printf("many workers: %d fake workers, heartbeat %.1f s, CURVE %s, flood %s, job %s; %ld CPUs, load %.2f %.2f "
-              "%.2f; dir %s\n",
-              a.workers, a.heartbeat_s, a.insecure ? "off" : "on", a.flood ? "on" : "off", a.job ? "on" : "off",
-              sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], a.dir.c_str());
+  std::printf(
+      "many workers: %d fake workers, heartbeat %.1f s, CURVE %s, flood %s, job %s; %ld CPUs, load %.2f %.2f "
+      "%.2f; dir %s\n",
+      a.workers, a.heartbeat_s, a.insecure ? "off" : "on", a.flood ? "on" : "off", a.job ? "on" : "off",
+      sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], a.dir.c_str());
   std::fflush(stdout);
 
   const int64_t start_us = NowUs();
@@ -459,7 +477,8 @@ Status Run(const Args& a) {
   const int64_t want = a.workers + (a.job ? 2 : 0);
   int64_t alive = 0;
   while ((alive = WorkersAlive(cluster.http_port())) < want) {
-    if (NowUs() - start_us > 600e6) return Status::Timeout("only " + std::to_string(alive) + " workers alive after 600 s");
+    if (NowUs() - start_us > 600e6)
+      return Status::Timeout("only " + std::to_string(alive) + " workers alive after 600 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   const double register_s = (NowUs() - start_us) / 1e6;
@@ -476,7 +495,8 @@ Status Run(const Args& a) {
     submit.mutable_submit_job()->set_submit_token("many-workers-bench");
     TRIB_ASSIGN_OR_RETURN(transport::Message submitted, client->Request(submit, 30000));
     if (!submitted.envelope.submit_job_reply().accepted())
-      return Status::InvalidArgument("the coordinator refused the job: " + submitted.envelope.submit_job_reply().error());
+      return Status::InvalidArgument("the coordinator refused the job: " +
+                                     submitted.envelope.submit_job_reply().error());
     job_state = submitted.envelope.submit_job_reply().job_id();
   }
   pid_t flood = -1;
@@ -526,15 +546,27 @@ Status Run(const Args& a) {
   if (a.flood) std::ifstream(flood_out) >> flood_sent;
   getloadavg(load, 3);
 
-  nlohmann::json j = {{"workers", a.workers},       {"heartbeat_s", a.heartbeat_s},   {"curve", !a.insecure},
-                      {"flood", a.flood},           {"job", a.job},                   {"seconds", a.seconds},
-                      {"register_s", register_s},   {"heartbeats_sent", sent},        {"heartbeats_acked", acked},
-                      {"rtt_p50_ms", Percentile(rtt_ms, 0.5)}, {"rtt_p95_ms", Percentile(rtt_ms, 0.95)},
-                      {"rtt_p99_ms", Percentile(rtt_ms, 0.99)}, {"rtt_max_ms", rtt_ms.empty() ? 0 : rtt_ms.back()},
-                      {"false_deaths", false_deaths}, {"alive_min", alive_min},       {"alive_max", alive_max},
-                      {"coordinator_rss_mib", rss}, {"coordinator_hwm_mib", hwm},
+  nlohmann::json j = {{"workers", a.workers},
+                      {"heartbeat_s", a.heartbeat_s},
+                      {"curve", !a.insecure},
+                      {"flood", a.flood},
+                      {"job", a.job},
+                      {"seconds", a.seconds},
+                      {"register_s", register_s},
+                      {"heartbeats_sent", sent},
+                      {"heartbeats_acked", acked},
+                      {"rtt_p50_ms", Percentile(rtt_ms, 0.5)},
+                      {"rtt_p95_ms", Percentile(rtt_ms, 0.95)},
+                      {"rtt_p99_ms", Percentile(rtt_ms, 0.99)},
+                      {"rtt_max_ms", rtt_ms.empty() ? 0 : rtt_ms.back()},
+                      {"false_deaths", false_deaths},
+                      {"alive_min", alive_min},
+                      {"alive_max", alive_max},
+                      {"coordinator_rss_mib", rss},
+                      {"coordinator_hwm_mib", hwm},
                       {"coordinator_cpu_pct", 100.0 * cpu / ((window_end_us - window_us) / 1e6)},
-                      {"flood_frames_sent", flood_sent}, {"job_rounds_committed", rounds},
+                      {"flood_frames_sent", flood_sent},
+                      {"job_rounds_committed", rounds},
                       {"load_end", {load[0], load[1], load[2]}}};
   std::printf(
       "workers %d  heartbeat %.1f s  flood %s  job %s\n  heartbeats sent %llu acked %llu\n"
@@ -557,7 +589,8 @@ Status Run(const Args& a) {
 int main(int argc, char** argv) {
   tributary::Args a = tributary::ParseArgs(argc, argv);
   const bool temp = a.dir.empty();
-  if (temp) a.dir = (std::filesystem::temp_directory_path() / ("many_workers_bench." + std::to_string(getpid()))).string();
+  if (temp)
+    a.dir = (std::filesystem::temp_directory_path() / ("many_workers_bench." + std::to_string(getpid()))).string();
   const tributary::Status status = tributary::Run(a);
   if (temp && !a.keep) std::filesystem::remove_all(a.dir);
   if (!status.ok()) {

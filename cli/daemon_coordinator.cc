@@ -1,6 +1,7 @@
 #include "cli/daemon_coordinator.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cmath>
@@ -23,6 +24,32 @@ Status ParseNamedPaths(const std::vector<std::string>& items, const std::string&
     (*out)[name] = path;
   }
   return Status::OK();
+}
+
+// Every connected worker holds one descriptor of the coordinator (its TCP connection): the usual soft limit of
+// 1024 would refuse connections past about a thousand workers. Raises the soft limit to the hard one and says how
+// many workers the result admits.
+void RaiseDescriptorLimit() {
+  constexpr rlim_t kReserved = 512;     // the store, HTTP, multistream and probe sockets, logs
+  constexpr rlim_t kWanted = 10240;     // 10,000 workers (issue 15 item 7) and the reserve
+  constexpr rlim_t kCeiling = 1 << 20;  // an unlimited hard limit: a soft limit the kernel (nr_open) accepts
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t target = limit.rlim_max == RLIM_INFINITY ? kCeiling : limit.rlim_max;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < target) {
+    rlimit raised = limit;
+    raised.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  const rlim_t workers = limit.rlim_cur > kReserved ? limit.rlim_cur - kReserved : 0;
+  if (limit.rlim_cur < kWanted) {
+    spdlog::warn(
+        "coordinator: open-file limit is {} (hard limit {}): room for about {} connected workers; raise it "
+        "(LimitNOFILE= in the systemd unit, ulimit -Hn) for more",
+        limit.rlim_cur, limit.rlim_max, workers);
+  } else {
+    spdlog::info("coordinator: open-file limit {}: room for about {} connected workers", limit.rlim_cur, workers);
+  }
 }
 
 }  // namespace
@@ -77,6 +104,7 @@ Status RunCoordinatorDaemon(const Config& config, const CoordinatorFlags& flags)
 
   // systemd: READY=1 once the store is open and the listeners are bound (Create), then STATUS= and
   // WATCHDOG=1 from the loop, STOPPING=1 when it ends (docs/deploy.md).
+  RaiseDescriptorLimit();
   TRIB_ASSIGN_OR_RETURN(SystemdNotifier notifier, SystemdNotifier::Create());
   options.hooks = notifier.Hooks();
   TRIB_ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Create(options));

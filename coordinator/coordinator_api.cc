@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -222,9 +223,17 @@ void Coordinator::Impl::PublishWorkersView(int64_t now_ms) {
   // Missed heartbeats grow with time alone, so the view is also rebuilt once a second. Every heartbeat moves
   // the liveness version, and the view covers every worker: at most 4 rebuilds a second keep thousands of
   // workers' heartbeats from rebuilding it thousands of times a second.
+  // One rebuild of 10,000 workers holds the loop (which reads their heartbeats) for tens of milliseconds: the
+  // next waits 20 times the last one's duration, so the view takes at most about 5% of the loop.
   const int64_t since_ms = now_ms - workers_view_ms;
-  if (since_ms < 250 || (workers->liveness_version() == workers_view_version && since_ms < 1000)) return;
+  const int64_t gap_ms = std::max<int64_t>(250, 20 * workers_view_build_ms);
+  if (since_ms < gap_ms ||
+      (workers->liveness_version() == workers_view_version && since_ms < std::max<int64_t>(1000, gap_ms)))
+    return;
+  const auto started = std::chrono::steady_clock::now();
   nlohmann::json view = WorkersViewJson(*workers, now_ms);
+  workers_view_build_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   workers_view_version = workers->liveness_version();
   workers_view_ms = now_ms;
   std::lock_guard<std::mutex> lock(view_mu);

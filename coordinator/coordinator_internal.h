@@ -57,7 +57,8 @@ struct Coordinator::Impl {
   nlohmann::json workers_view;  // WorkersViewJson, refreshed on liveness changes and at least every second
   uint64_t workers_view_version = 0;
   int64_t workers_view_ms = 0;
-  int64_t last_tick_ms = 0;  // Tick: a loop that stalled does not count against the workers' heartbeats
+  int64_t workers_view_build_ms = 0;  // how long the last rebuild took: the next one waits 20 times as long
+  int64_t last_tick_ms = 0;           // Tick: a loop that stalled does not count against the workers' heartbeats
   std::unique_ptr<PeerRateLimiter> rate_limiter;
   int64_t rate_reports_ms = 0;  // refusals are logged at most once a second (and per peer less often)
   // Last, so it is stopped first: its callbacks read the view and the metrics.

@@ -3,15 +3,14 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <initializer_list>
 #include <map>
-#include <optional>
 #include <sstream>
 
 #include "base/config.h"
 #include "base/file_util.h"
 #include "base/hash.h"
 #include "federation/ferret_method.h"
+#include "federation/job_sizes.h"
 #include "federation/method.h"
 
 namespace tributary {
@@ -456,54 +455,11 @@ SecureAggregationOptions SecureAggregationFromConfig(const Config& c) {
   return a;
 }
 
-// One factor of a derived size: the field and its value.
-struct Factor {
-  const char* field;
-  int64_t value;
-};
-
-// The product of `factors` when it is at most `limit`; nullopt when it is larger (or would overflow int64).
-std::optional<int64_t> BoundedProduct(std::initializer_list<Factor> factors, int64_t limit) {
-  int64_t product = 1;
-  for (const Factor& f : factors)
-    if (__builtin_mul_overflow(product, f.value, &product) || product > limit) return std::nullopt;
-  return product;
-}
-
-// a + b, or INT64_MAX when that overflows (a factor that large fails any bound).
-int64_t SaturatedSum(int64_t a, int64_t b) {
-  int64_t sum = 0;
-  return __builtin_add_overflow(a, b, &sum) ? INT64_MAX : sum;
-}
-
-// "data.seq_len=4096 x train.batch_size=8": the factors of a derived size for an error message.
-std::string FactorsText(std::initializer_list<Factor> factors) {
-  std::string out;
-  for (const Factor& f : factors)
-    out += (out.empty() ? "" : " x ") + std::string(f.field) + "=" + std::to_string(f.value);
-  return out;
-}
-
 // Each field has its own range, but their products (what a worker allocates, what the planner multiplies)
-// can still overflow: each size is computed with overflow checks and bounded, naming its last factor.
-Status ValidateDerivedSizes(const Validator& v, const JobSpec& spec) {
-  // "data.seq_len=65536 (job.yaml:6) x train.batch_size=65536 (default)": the factors and where each was set.
-  auto described = [&](std::initializer_list<Factor> factors) {
-    std::string out;
-    for (const Factor& f : factors) out += (out.empty() ? "" : " x ") + v.Describe(f.field, std::to_string(f.value));
-    return out;
-  };
-  const auto micro = {Factor{"data.seq_len", spec.seq_len}, Factor{"train.batch_size", spec.batch_size}};
-  if (!BoundedProduct(micro, kMaxMicroBatchTokens))
-    return v.FieldError("train.batch_size", described(micro) + " is more than " + std::to_string(kMaxMicroBatchTokens) +
-                                                " tokens per micro-batch");
-  const int64_t steps = std::max<int64_t>(spec.local_steps, 1);  // auto (0): the plan's H, at least 1
-  const auto round = {Factor{"data.seq_len", spec.seq_len}, Factor{"train.batch_size", spec.batch_size},
-                      Factor{"train.grad_accum", spec.grad_accum}, Factor{"train.local_steps", steps}};
-  if (!BoundedProduct(round, kMaxRoundTokens))
-    return v.FieldError("train.local_steps",
-                        described(round) + " is more than " + std::to_string(kMaxRoundTokens) + " tokens per round");
-  return Status::OK();
+// can still overflow (federation/job_sizes.h).
+Status ValidateDerivedSizes(const Validator& v, const JobSpec& spec, const std::string& source) {
+  return CheckDerivedSizes(spec, source,
+                           [&v](const char* field, int64_t value) { return v.Describe(field, std::to_string(value)); });
 }
 
 Status Validate(const Config& config, const std::string& source, const JobSpec& spec) {
@@ -596,7 +552,7 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
   TRIB_RETURN_IF_ERROR(ValidateAggregation(v, config, spec));
   TRIB_RETURN_IF_ERROR(ValidatePrivacy(v, config, spec));
   TRIB_RETURN_IF_ERROR(ValidateSecureAggregation(v, config, spec));
-  TRIB_RETURN_IF_ERROR(ValidateDerivedSizes(v, spec));
+  TRIB_RETURN_IF_ERROR(ValidateDerivedSizes(v, spec, source));
 
   // Eval.
   if (spec.eval_dataset.empty() && v.IsSet("eval.every"))
@@ -764,66 +720,6 @@ std::string CanonicalJobSpec(const JobSpec& s) {
   line("eval.every", std::to_string(s.eval_every));
   line("checkpoint.snapshot_every", std::to_string(s.snapshot_every));
   return os.str();
-}
-
-Result<std::vector<IslandSpec>> ParseIslands(const std::vector<std::string>& entries) {
-  std::vector<IslandSpec> islands;
-  std::map<std::string, std::string> island_of;  // worker -> island
-  for (const std::string& entry : entries) {
-    const size_t eq = entry.find('=');
-    IslandSpec island;
-    island.name = entry.substr(0, eq);
-    if (eq == std::string::npos || island.name.empty())
-      return Status::InvalidArgument("'" + entry + "': expected NAME=WORKER,WORKER,...");
-    for (const IslandSpec& other : islands)
-      if (other.name == island.name) return Status::InvalidArgument("island '" + island.name + "' is listed twice");
-    std::istringstream workers(entry.substr(eq + 1));
-    std::string worker;
-    while (std::getline(workers, worker, ',')) {
-      if (worker.empty()) return Status::InvalidArgument("'" + entry + "': an empty worker id");
-      auto [it, fresh] = island_of.emplace(worker, island.name);
-      if (!fresh)
-        return Status::InvalidArgument("worker '" + worker + "' is in islands '" + it->second + "' and '" +
-                                       island.name + "'");
-      island.workers.push_back(worker);
-    }
-    if (island.workers.empty()) return Status::InvalidArgument("island '" + island.name + "' has no workers");
-    islands.push_back(std::move(island));
-  }
-  return islands;
-}
-
-Status CheckJobSizesForModel(const JobSpec& spec, const LlamaConfig& config, const std::string& source) {
-  auto error = [&](const char* field, const std::string& factors, const char* what, int64_t limit) {
-    return Status::InvalidArgument(source + ": field '" + field + "': " + factors + " is more than " +
-                                   std::to_string(limit) + " " + what + " with the base model " + spec.base_model);
-  };
-  // The attention scores of one micro-batch: batch x heads x seq_len x seq_len.
-  const auto scores = {Factor{"train.batch_size", spec.batch_size},
-                       Factor{"num_attention_heads", config.num_attention_heads}, Factor{"data.seq_len", spec.seq_len},
-                       Factor{"data.seq_len", spec.seq_len}};
-  if (!BoundedProduct(scores, kMaxRoundTokens))
-    return error("data.seq_len", FactorsText(scores), "attention scores per micro-batch", kMaxRoundTokens);
-  if (spec.mode == "lora") {
-    // Each targeted projection gets rank x (in + out) parameters per layer; hidden and intermediate sizes
-    // bound in and out.
-    const auto lora = {
-        Factor{"lora.rank", spec.lora.rank},
-        Factor{"hidden_size + intermediate_size", SaturatedSum(config.hidden_size, config.intermediate_size)},
-        Factor{"num_hidden_layers", config.num_hidden_layers},
-        Factor{"lora.targets", static_cast<int64_t>(spec.lora.target_modules.size())}};
-    if (!BoundedProduct(lora, kMaxRoundTokens))
-      return error("lora.rank", FactorsText(lora), "LoRA parameters", kMaxRoundTokens);
-  }
-  if (spec.mode == "ferret") {
-    // At most one block per tensor, K coefficients each (the embeddings, final norm and head are left out).
-    const int64_t per_layer = config.attention_bias ? 12 : 9;
-    const auto coefficients = {Factor{"ferret.k", spec.ferret.K}, Factor{"num_hidden_layers", config.num_hidden_layers},
-                               Factor{"tensors per layer", per_layer}};
-    if (!BoundedProduct(coefficients, kMaxMicroBatchTokens))
-      return error("ferret.k", FactorsText(coefficients), "coefficients per round", kMaxMicroBatchTokens);
-  }
-  return Status::OK();
 }
 
 Status ValidateSubmitToken(const std::string& token, const std::string& what) {

@@ -4,7 +4,6 @@
 #include <initializer_list>
 #include <optional>
 
-
 namespace tributary {
 namespace {
 
@@ -54,13 +53,13 @@ Status CheckDerivedSizes(const JobSpec& spec, const std::string& source,
   const auto micro = {Factor{"data.seq_len", spec.seq_len}, Factor{"train.batch_size", spec.batch_size}};
   if (!BoundedProduct(micro, kMaxMicroBatchTokens))
     return field_error("train.batch_size", described(micro) + " is more than " + std::to_string(kMaxMicroBatchTokens) +
-                                                " tokens per micro-batch");
+                                               " tokens per micro-batch");
   const int64_t steps = std::max<int64_t>(spec.local_steps, 1);  // auto (0): the plan's H, at least 1
   const auto round = {Factor{"data.seq_len", spec.seq_len}, Factor{"train.batch_size", spec.batch_size},
                       Factor{"train.grad_accum", spec.grad_accum}, Factor{"train.local_steps", steps}};
   if (!BoundedProduct(round, kMaxRoundTokens))
     return field_error("train.local_steps",
-                        described(round) + " is more than " + std::to_string(kMaxRoundTokens) + " tokens per round");
+                       described(round) + " is more than " + std::to_string(kMaxRoundTokens) + " tokens per round");
   return Status::OK();
 }
 

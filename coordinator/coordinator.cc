@@ -265,7 +265,8 @@ void Coordinator::Impl::Handle(Incoming& in) {
   // Bulk chunks are paced by their receiver's window; every other message counts against its peer's rate.
   const bool bulk_traffic = body == Envelope::kBulkRequest || body == Envelope::kBulkChunkHeader;
   const std::string& peer_key = in.peer.public_key.empty() ? in.peer.routing_id : in.peer.public_key;
-  if (!bulk_traffic && !rate_limiter->Admit(peer_key, in.peer.Describe(), UnixMillis())) {
+  if (!bulk_traffic && !rate_limiter->Admit(
+                           peer_key, [&in] { return in.peer.Describe(); }, UnixMillis())) {
     metrics.OnRateLimited();
     return;
   }

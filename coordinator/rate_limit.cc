@@ -4,11 +4,11 @@
 
 namespace tributary {
 
-bool PeerRateLimiter::Admit(const std::string& peer, const std::string& name, int64_t now_ms) {
+bool PeerRateLimiter::Admit(const std::string& peer, const std::function<std::string()>& name, int64_t now_ms) {
   auto it = buckets_.find(peer);
   if (it == buckets_.end()) {
     if (buckets_.size() >= options_.max_peers) DropIdle(now_ms);
-    it = buckets_.emplace(peer, Bucket{name, options_.burst, now_ms, 0, now_ms}).first;
+    it = buckets_.emplace(peer, Bucket{name(), options_.burst, now_ms, 0, now_ms}).first;
   }
   Bucket& b = it->second;
   const double elapsed_s = static_cast<double>(std::max<int64_t>(0, now_ms - b.updated_ms)) / 1000.0;

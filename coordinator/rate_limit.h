@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -26,8 +27,8 @@ class PeerRateLimiter {
   explicit PeerRateLimiter(RateLimitOptions options = {}) : options_(options) {}
 
   // Whether the peer keyed `peer` may send one more message at now_ms (taking a token when it may).
-  // `name` (for the reports) is kept from the peer's first message.
-  bool Admit(const std::string& peer, const std::string& name, int64_t now_ms);
+  // `name` (for the reports) is asked once, at the peer's first message: not per message.
+  bool Admit(const std::string& peer, const std::function<std::string()>& name, int64_t now_ms);
 
   // One line per peer whose refusals were not reported for report_interval_ms ("NAME: 5120 message(s)
   // refused over the rate limit (200/s, burst 2000) in the last 30 s"); resets their counts.

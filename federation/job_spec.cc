@@ -197,6 +197,12 @@ ConfigSchema BuildSchema() {
   s.Add(Float("lora.dropout", d.lora.dropout, "dropout on the LoRA input, [0, 1)"));
   s.Add(ConfigKey("lora.targets", ConfigType::kStringList, QuoteList(d.lora.target_modules),
                   "projections that get adapters"));
+  s.Add(Int("fedkseed.k", d.fedkseed.K, kFedKSeedMinK, kFedKSeedMaxK, "seeds in the shared pool (K)"));
+  s.Add(Float("fedkseed.eps", d.fedkseed.eps, "perturbation scale of the two-point estimate, (0, 1]"));
+  s.Add(Str("fedkseed.distribution", DistributionName(d.fedkseed.distribution), "perturbation directions",
+            {"rademacher"}));
+  s.Add(Str("fedkseed.seed_mode", SeedModeName(d.fedkseed.seed_mode), "one seed pool for the job or fresh every round",
+            {"fixed_pool", "per_round"}));
   s.Add(Str("aggregation.rule", AggregationRuleName(d.aggregation.rule),
             "how the clients' updates are combined (robust rules resist Byzantine clients)",
             {"mean", "median", "trimmed_mean", "krum", "multi_krum"}));
@@ -431,6 +437,23 @@ Status ValidateCluster(const Validator& v, const Config& config, const JobSpec& 
   return Status::OK();
 }
 
+// FedKSeed's local steps are plain zeroth-order SGD at train.lr: the first-order optimizer's knobs would be
+// silently ignored, so they are refused by name.
+Status ValidateFedKSeed(const Validator& v, const JobSpec& spec) {
+  TRIB_RETURN_IF_ERROR(v.CheckRange("fedkseed.eps", spec.fedkseed.eps, 0, true, 1, false));
+  const std::string why = "fedkseed's local steps are zeroth-order SGD at train.lr";
+  if (spec.optimizer != "sgd")
+    return v.FieldError("train.optimizer", why + ", got " + v.Describe("train.optimizer", spec.optimizer));
+  const std::pair<const char*, double> unused[] = {{"train.momentum", spec.momentum},
+                                                   {"train.weight_decay", spec.weight_decay},
+                                                   {"train.max_grad_norm", spec.max_grad_norm}};
+  for (const auto& [key, value] : unused)
+    if (value != 0) return v.FieldError(key, why + " (0), got " + v.Describe(key, FormatDouble(value)));
+  Status valid = ValidateFedKSeedOptions(spec.fedkseed);
+  if (!valid.ok()) return v.FieldError("fedkseed", valid.message());
+  return Status::OK();
+}
+
 ClusterOptions ClusterFromConfig(const Config& c) {
   ClusterOptions o;
   o.outer_optimizer = c.GetString("cluster.outer_optimizer");
@@ -548,6 +571,7 @@ Status Validate(const Config& config, const std::string& source, const JobSpec& 
   }
 
   if (own_section == "cluster") TRIB_RETURN_IF_ERROR(ValidateCluster(v, config, spec));
+  if (own_section == "fedkseed") TRIB_RETURN_IF_ERROR(ValidateFedKSeed(v, spec));
 
   TRIB_RETURN_IF_ERROR(ValidateAggregation(v, config, spec));
   TRIB_RETURN_IF_ERROR(ValidatePrivacy(v, config, spec));
@@ -576,6 +600,15 @@ FerretOptions FerretFromConfig(const Config& c) {
   f.allocation = ParseChecked(ParseAllocation(c.GetString("ferret.allocation")));
   f.seed_mode = ParseChecked(ParseSeedMode(c.GetString("ferret.seed_mode")));
   f.wire_dtype = ParseChecked(ParseWireDtype(c.GetString("ferret.wire_dtype")));
+  return f;
+}
+
+FedKSeedOptions FedKSeedFromConfig(const Config& c) {
+  FedKSeedOptions f;
+  f.K = static_cast<int>(c.GetInt("fedkseed.k"));
+  f.eps = c.GetFloat("fedkseed.eps");
+  f.distribution = ParseChecked(ParseDistribution(c.GetString("fedkseed.distribution")));
+  f.seed_mode = ParseChecked(ParseSeedMode(c.GetString("fedkseed.seed_mode")));
   return f;
 }
 
@@ -615,6 +648,7 @@ JobSpec SpecFromConfig(const Config& c) {
   s.server_lr = c.GetFloat("train.server_lr");
   s.ferret = FerretFromConfig(c);
   s.lora = LoraFromConfig(c);
+  s.fedkseed = FedKSeedFromConfig(c);
   s.aggregation.rule = ParseChecked(ParseAggregationRule(c.GetString("aggregation.rule")));
   s.aggregation.trim_fraction = c.GetFloat("aggregation.trim_fraction");
   s.aggregation.byzantine = c.GetInt("aggregation.byzantine");
@@ -715,6 +749,12 @@ std::string CanonicalJobSpec(const JobSpec& s) {
     line("cluster.balance_batches", c.balance_batches ? "true" : "false");
     line("cluster.collective_timeout_s", FormatDouble(c.collective_timeout_s));
     line("cluster.bucket_elems", std::to_string(c.bucket_elems));
+  }
+  if (s.mode == "fedkseed") {  // absent otherwise, so the specs of other jobs keep their hash
+    line("fedkseed.k", std::to_string(s.fedkseed.K));
+    line("fedkseed.eps", FormatDouble(s.fedkseed.eps));
+    line("fedkseed.distribution", Quote(DistributionName(s.fedkseed.distribution)));
+    line("fedkseed.seed_mode", Quote(SeedModeName(s.fedkseed.seed_mode)));
   }
   line("eval.dataset", Quote(s.eval_dataset));
   line("eval.every", std::to_string(s.eval_every));

@@ -1,5 +1,5 @@
 // A federated fine-tuning job as a user submits it (`tributary submit job.yaml`): YAML with
-// sections model / data / federation / train / ferret / lora / eval / checkpoint. ParseJobSpec
+// sections model / data / federation / train / ferret / lora / fedkseed / eval / checkpoint. ParseJobSpec
 // refuses an invalid spec with one line naming the file, line and field ("job.yaml:7: key
 // 'federation.rounds': 0 is outside [1, 100000]") or, for cross-field rules, the field and the
 // reason ("job.yaml: field 'ferret.k': must be set when mode is ferret").
@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "engine/model/llama_config.h"
 #include "federation/aggregator.h"
+#include "federation/fedkseed_method.h"
 #include "federation/privacy.h"
 #include "federation/secagg_job.h"
 #include "peft/ferret.h"
@@ -90,6 +91,8 @@ struct JobSpec {
   LoraOptions lora;
   // cluster (mode cluster only): islands, the outer optimizer and the outer codec
   ClusterOptions cluster;
+  // fedkseed (mode fedkseed only): pool size K, eps, distribution and seed mode (federation/fedkseed_method.h)
+  FedKSeedOptions fedkseed;
   // eval
   std::string eval_dataset;  // held-out dataset name on the coordinator ("" = none)
   int64_t eval_every = 1;    // rounds between held-out evaluations

@@ -11,12 +11,16 @@
 //   lora   : the LoRA adapter arena (fp32, arena order); the aggregate replaces the adapters
 //   cluster: an island's pseudo-gradient in the job's outer codec (federation/outer_codec.h); the aggregate
 //            is the islands' mean in the same codec, applied by the outer optimizer (docs/cluster.md)
+//   fedkseed: zeroth-order local steps along K shared seeds (its own local procedure, not first-order
+//            steps); the payload is one fp32 scalar per seed (8 + 4 K bytes), the aggregate their weighted
+//            mean, applied as w += slr * sum_k c_bar_k z_k (federation/fedkseed_method.h)
 //
 // The "trainable state" a round changes is one arena: the model parameters, or for methods that
 // train adapters the LoRA adapter parameters on a frozen base (federation/replica_state.h).
 //
 // Adding a method: one file defining its MethodInfo, and its registration in federation/methods.cc (the
-// MethodInfo's declaration and its entry in the list). Nothing else names the methods: the job spec's
+// MethodInfo's declaration and its entry in the list). A method that trains differently from the
+// first-order steps overrides RunsLocalProcedure / RunLocalProcedure. Nothing else names the methods: the job spec's
 // choices, the options sections it admits and the modes a worker reports all come from the registry.
 #pragma once
 
@@ -35,6 +39,23 @@
 namespace tributary {
 
 struct JobSpec;
+struct SequenceRow;
+class LlamaModel;
+
+// What a method with its own local procedure (FederatedMethod::RunsLocalProcedure) is given: the
+// round's spec (train.local_steps and batch_size as this round runs them), the round, the worker and its
+// rows in the round's data order (the order first-order steps would read them in).
+struct LocalProcedureInput {
+  const JobSpec* spec = nullptr;
+  uint32_t round = 0;
+  std::string_view worker_id;
+  const std::vector<SequenceRow>* rows = nullptr;
+};
+
+struct LocalProcedureResult {
+  std::vector<uint8_t> payload;  // the upload
+  double train_loss = 0;         // mean loss over the local steps
+};
 
 // A round's aggregate and what the aggregation learned about its clients.
 struct MethodAggregate {
@@ -49,6 +70,16 @@ class FederatedMethod {
   // Worker: the upload of `round` from the trainable state before (w_old) and after (w_new) the
   // local steps. InvalidArgument when the update is not finite (nothing must be uploaded then).
   virtual Result<std::vector<uint8_t>> EncodeUpdate(const Arena& w_old, const Arena& w_new, uint32_t round) const = 0;
+
+  // Worker, methods that train by their own procedure instead of the tasklet's first-order steps
+  // (fedkseed's zeroth-order steps): RunTasklet calls RunLocalProcedure in place of the optimizer steps and
+  // EncodeUpdate. It may change the model's parameters freely (the tasklet restores them afterwards) and
+  // must give the same bytes for the same replica and input.
+  virtual bool RunsLocalProcedure() const { return false; }
+  virtual Result<LocalProcedureResult> RunLocalProcedure(const LocalProcedureInput& /*input*/,
+                                                         LlamaModel& /*model*/) const {
+    return Status::Unimplemented("this federated method has no local procedure of its own");
+  }
 
   // Coordinator: full validation of one upload's payload for `round` (InvalidArgument naming what is
   // wrong: size, shape, round, a non-finite value).

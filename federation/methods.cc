@@ -5,13 +5,15 @@
 
 namespace tributary {
 
-extern const MethodInfo kFerretMethod;   // federation/ferret_method.cc
-extern const MethodInfo kFedAvgMethod;   // federation/fedavg_method.cc
-extern const MethodInfo kLoraMethod;     // federation/lora_method.cc
-extern const MethodInfo kClusterMethod;  // federation/cluster_method.cc
+extern const MethodInfo kFerretMethod;    // federation/ferret_method.cc
+extern const MethodInfo kFedAvgMethod;    // federation/fedavg_method.cc
+extern const MethodInfo kLoraMethod;      // federation/lora_method.cc
+extern const MethodInfo kClusterMethod;   // federation/cluster_method.cc
+extern const MethodInfo kFedKSeedMethod;  // federation/fedkseed_method.cc
 
 const std::vector<const MethodInfo*>& RegisteredMethods() {
-  static const std::vector<const MethodInfo*> methods = {&kFerretMethod, &kFedAvgMethod, &kLoraMethod, &kClusterMethod};
+  static const std::vector<const MethodInfo*> methods = {&kFerretMethod, &kFedAvgMethod, &kLoraMethod, &kClusterMethod,
+                                                         &kFedKSeedMethod};
   return methods;
 }
 

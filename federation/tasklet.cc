@@ -34,6 +34,37 @@ TrainLoopOptions LoopOptions(const TaskletInput& input) {
   return loop;
 }
 
+// Adds the local-privacy noise to a result's payload when the job asks for it.
+Status MaybeLocalPrivacy(const TaskletInput& input, const FederatedMethod& method, const Arena& global,
+                         TaskletResult* result) {
+  if (input.spec.privacy.mechanism != DpMechanism::kLocal) return Status::OK();
+  TRIB_ASSIGN_OR_RETURN(result->payload, LocalPrivacy(input.spec, method, input, *result, global));
+  return Status::OK();
+}
+
+// A method's own local procedure (FederatedMethod::RunsLocalProcedure) in place of the first-order steps.
+Result<TaskletResult> RunMethodProcedure(const TaskletInput& input, const FederatedMethod& method,
+                                         const std::vector<SequenceRow>& rows, LlamaModel& model) {
+  const std::string context = WorkerContext(input);
+  if (input.reducer != nullptr)
+    return Status::InvalidArgument(context + input.spec.mode + " runs its own local steps: no gradient reducer");
+  Arena& state = model.params();
+  Arena w_old(state.table_ptr());
+  w_old.CopyFrom(state);
+  const LocalProcedureInput local{&input.spec, input.round, input.worker_id, &rows};
+  auto ran = method.RunLocalProcedure(local, model);
+  state.CopyFrom(w_old);  // back to the committed global state for the method's Apply
+  if (!ran.ok()) return ran.status().WithContext(context);
+  TaskletResult result;
+  result.payload = std::move(ran->payload);
+  result.train_loss = ran->train_loss;
+  result.local_steps = input.spec.local_steps;
+  result.num_samples = input.rows->size();
+  Status noised = MaybeLocalPrivacy(input, method, w_old, &result);
+  if (!noised.ok()) return noised.WithContext(context);
+  return result;
+}
+
 }  // namespace
 
 uint64_t TaskletDataSeed(uint64_t job_seed, uint32_t round, std::string_view worker_id) {
@@ -51,6 +82,7 @@ Result<TaskletResult> RunTasklet(const TaskletInput& input, const FederatedMetho
   if (lora != MethodOf(spec).trains_adapters)
     return Status::InvalidArgument(context + spec.mode + " job " + (lora ? "with" : "without") + " adapters");
   const std::vector<SequenceRow> rows = RoundRows(input);
+  if (method.RunsLocalProcedure()) return RunMethodProcedure(input, method, rows, model);
   TrainLoopOptions loop = LoopOptions(input);
   OptimizerOptions opt;
   opt.type = spec.optimizer;

@@ -151,7 +151,7 @@ TEST(JobSpecTest, UnsetKeysTakeTheStructDefaults) {
 TEST(JobSpecTest, FederatedModeNamesAreTheRegisteredMethods) {
   std::vector<std::string> names;
   for (const MethodInfo* method : RegisteredMethods()) names.emplace_back(method->name);
-  EXPECT_EQ(names, (std::vector<std::string>{"ferret", "fedavg", "lora", "cluster"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"ferret", "fedavg", "lora", "cluster", "fedkseed"}));
   ASSERT_NE(FindMethod("lora"), nullptr);
   EXPECT_TRUE(FindMethod("lora")->trains_adapters);
   EXPECT_EQ(FindMethod("fedsgd"), nullptr);
@@ -189,7 +189,7 @@ TEST(JobSpecTest, SchemaErrorsNameFileLineAndKey) {
   EXPECT_EQ(ErrorOf("train:\n  lr: fast\n"), "job.yaml:6: key 'train.lr': expected a number, got 'fast'");
   EXPECT_EQ(ErrorOf("federation:\n  rounds: 0\n"), "job.yaml:6: key 'federation.rounds': 0 is outside [1, 100000]");
   EXPECT_EQ(ErrorOf("federation:\n  mode: fedsgd\n"),
-            "job.yaml:6: key 'federation.mode': 'fedsgd' is not one of ferret|fedavg|lora|cluster");
+            "job.yaml:6: key 'federation.mode': 'fedsgd' is not one of ferret|fedavg|lora|cluster|fedkseed");
   EXPECT_EQ(ErrorOf("ferret:\n  wire_dtype: fp16\n"),
             "job.yaml:6: key 'ferret.wire_dtype': 'fp16' is not one of fp32|bf16");
   EXPECT_EQ(ErrorOf("ferret:\n  k: 1\n"), "job.yaml:6: key 'ferret.k': 1 is outside [2, 65535]");
@@ -513,7 +513,7 @@ TEST(JobSpecTest, ExampleJobsParse) {
     modes.insert(spec->mode);
   }
   EXPECT_GE(files, 3);
-  EXPECT_EQ(modes, (std::set<std::string>{"ferret", "fedavg", "lora"}));
+  EXPECT_EQ(modes, (std::set<std::string>{"ferret", "fedavg", "lora", "fedkseed"}));
 }
 
 // The effective YAML a CLI sends (overrides applied) parses back to the same spec in every mode.

@@ -49,7 +49,9 @@ std::vector<float> Floats(const std::vector<uint8_t>& bytes) {
 }
 
 TEST(MethodTest, RegistryNamesEveryMethodAndRefusesUnknownOnes) {
-  ASSERT_EQ(RegisteredMethods().size(), 4u);
+  ASSERT_EQ(RegisteredMethods().size(), 5u);
+  EXPECT_FALSE(FindMethod("fedkseed")->dense_payload);  // K scalars, whatever the model's size
+  EXPECT_STREQ(FindMethod("fedkseed")->options_section, "fedkseed");
   EXPECT_FALSE(FindMethod("ferret")->dense_payload);
   EXPECT_FALSE(FindMethod("cluster")->dense_payload);  // its size is the codec's, not 4 bytes per parameter
   EXPECT_STREQ(FindMethod("cluster")->options_section, "cluster");

@@ -265,6 +265,7 @@ std::vector<uint8_t> SerializeFedKSeedPayload(const FedKSeedPayload& payload) {
 }
 
 Result<FedKSeedPayload> ParseFedKSeedPayload(std::span<const uint8_t> bytes, int K) {
+  if (K < 0) return Status::InvalidArgument("K " + std::to_string(K) + " is negative");
   const size_t expected = kFedKSeedHeaderBytes + static_cast<size_t>(K) * sizeof(float);
   if (bytes.size() != expected)
     return Status::InvalidArgument(std::to_string(bytes.size()) + " bytes, expected " + std::to_string(expected) +
@@ -276,7 +277,8 @@ Result<FedKSeedPayload> ParseFedKSeedPayload(std::span<const uint8_t> bytes, int
   FedKSeedPayload out;
   out.round = header[0];
   out.scalars.resize(static_cast<size_t>(K));
-  std::memcpy(out.scalars.data(), bytes.data() + kFedKSeedHeaderBytes, out.scalars.size() * sizeof(float));
+  // No memcpy for K = 0: an empty vector's data() may be null, and memcpy with null is undefined.
+  if (K > 0) std::memcpy(out.scalars.data(), bytes.data() + kFedKSeedHeaderBytes, out.scalars.size() * sizeof(float));
   for (size_t k = 0; k < out.scalars.size(); ++k)
     if (!std::isfinite(out.scalars[k]))
       return Status::InvalidArgument("scalar " + std::to_string(k) + " is not finite");

@@ -1,6 +1,7 @@
 // A worker's side of one round, without networking: train the local replica for the job's local
 // steps on the worker's own rows, then turn the change of the trainable state (federation/replica_state.h)
-// into the upload payload of the job's method (federation/method.h).
+// into the upload payload of the job's method (federation/method.h). A method with its own local
+// procedure (fedkseed's zeroth-order steps: FederatedMethod::RunsLocalProcedure) runs that instead.
 //
 // Determinism: a worker's data order is a shuffle seeded by (job seed, round, worker id) and the
 // optimizer is fresh every round, so redoing a round's tasklet from the same replica yields the same

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/io/safetensors.h"
+#include "federation/fedkseed_method.h"
 #include "federation/outer_codec.h"
 #include "federation/secagg_messages.h"
 #include "peft/payload.h"
@@ -130,6 +131,16 @@ void Payloads() {
     in.insert(in.end(), encoded.begin(), encoded.end());
     Write("payload", std::string("outer_") + OuterCodecName(codec), in);
   }
+  FedKSeedPayload scalars;
+  scalars.round = 5;
+  scalars.scalars = {0.5f, 0.0f, -1.25f, 0.0f};
+  const std::vector<uint8_t> fedkseed = SerializeFedKSeedPayload(scalars);
+  Bytes in;
+  PutU16(&in, 0);
+  PutU16(&in, 4);  // K
+  PutU16(&in, 0);
+  in.insert(in.end(), fedkseed.begin(), fedkseed.end());
+  Write("payload", "fedkseed", in);
 }
 
 void SecAgg() {

@@ -3,10 +3,12 @@
 //   ferret  : the coefficient payload (peft/payload.h ParsePayload)
 //   fedavg, lora : dense fp32 payloads (federation/dense_payload.h ValidateDensePayload)
 //   cluster : the outer codecs fp32 / bf16 / int8 / fp4 (federation/outer_codec.h DecodeOuter)
+//   fedkseed: K scalars after a round and K header (federation/fedkseed_method.h ParseFedKSeedPayload)
 // A payload that parses must serialize back to the same bytes (the format has one encoding).
 //
 // Input: blocks u16 | K u16 | n u16 | the payload bytes (the rest). blocks and K are the job's
-// expectation of a ferret payload; n the value count a dense or outer payload should hold.
+// expectation of a ferret payload (K also a fedkseed payload's); n the value count a dense or outer payload
+// should hold.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "federation/dense_payload.h"
+#include "federation/fedkseed_method.h"
 #include "federation/outer_codec.h"
 #include "fuzz/fuzz_input.h"
 #include "peft/payload.h"
@@ -29,6 +32,24 @@ void Ferret(std::span<const uint8_t> bytes, int blocks, int k) {
   if (!again.ok() || !std::equal(bytes.begin(), bytes.end(), again.value().begin(), again.value().end())) {
     std::fprintf(stderr, "ferret payload of %zu bytes parsed but does not serialize back to itself\n", bytes.size());
     std::abort();
+  }
+}
+
+void FedKSeed(std::span<const uint8_t> bytes, int k) {
+  // The fuzzer's K, and the K whose payload size is exactly the input's where one exists.
+  const int exact = bytes.size() >= kFedKSeedHeaderBytes && (bytes.size() - kFedKSeedHeaderBytes) % 4 == 0
+                        ? static_cast<int>(std::min<size_t>((bytes.size() - kFedKSeedHeaderBytes) / 4, 1 << 20))
+                        : -1;
+  for (const int K : {k, exact}) {
+    if (K < 0) continue;
+    auto parsed = ParseFedKSeedPayload(bytes, K);
+    if (!parsed.ok()) continue;
+    const std::vector<uint8_t> again = SerializeFedKSeedPayload(parsed.value());
+    if (!std::equal(bytes.begin(), bytes.end(), again.begin(), again.end())) {
+      std::fprintf(stderr, "fedkseed payload of %zu bytes parsed but does not serialize back to itself\n",
+                   bytes.size());
+      std::abort();
+    }
   }
 }
 
@@ -67,5 +88,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ValidateDensePayload(bytes, n).IgnoreError();
   ValidateDensePayload(bytes, static_cast<int64_t>(bytes.size() / 4)).IgnoreError();
   Outer(bytes, n);
+  FedKSeed(bytes, k);
   return 0;
 }

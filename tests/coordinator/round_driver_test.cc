@@ -387,6 +387,34 @@ TEST(RoundDriverTest, FedAvgJobCompletesAndLossFalls) {
   EXPECT_NE(refused.status().message().find("worker 'w2'"), std::string::npos) << refused.status().message();
 }
 
+// FedKSeed through the coordinator's round: K-scalar uploads, every replica's rebuild from the seeds
+// matching the coordinator's weights hash (RunRound checks it), a reproducible job, a lower loss.
+TEST(RoundDriverTest, FedKSeedJobCommitsScalarRoundsThatEveryReplicaRebuilds) {
+  JobSpec spec = TinyJobSpec("fedkseed", 42, 3);
+  spec.lr = 1e-3;  // zeroth-order steps move every parameter by lr * g (docs/fedkseed.md, "Tuning")
+  spec.max_grad_norm = 0;
+  spec.local_steps = 20;
+  spec.fedkseed.K = 256;
+  Job job;
+  StartJob(job, spec);
+  const double initial = HeldOutLoss(spec, job.driver->global());
+  int64_t now_ms = 10'000;
+  CommittedRound last;
+  while (!job.driver->finished()) {
+    last = RunRound(*job.driver, job.workers, now_ms);
+    ASSERT_FALSE(HasFailure());
+    EXPECT_EQ(last.aggregate.size(), 8u + 4u * 256u);
+    now_ms += 10'000;
+  }
+  std::printf("fedkseed held-out loss %.4f -> %.4f\n", initial, last.heldout_loss);
+  EXPECT_LT(last.heldout_loss, initial) << initial << " -> " << last.heldout_loss;
+  auto record = job.store->GetRound("job", 3);
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->seed_mode, "fedkseed_fixed_pool");
+  TempDir a, b;
+  EXPECT_EQ(RunJob(spec, a.path()), RunJob(spec, b.path()));
+}
+
 TEST(RoundDriverTest, LoraJobTrainsAdaptersOnly) {
   const JobSpec spec = TinyJobSpec("lora", 42, 3);
   Job job;

@@ -155,6 +155,29 @@ TEST(FedKSeedTest, RedoingATaskletGivesTheSameBytesAndRestoresTheReplica) {
   EXPECT_FALSE(reduced.ok());
 }
 
+TEST(FedKSeedTest, LocalPrivacyNoisesEveryScalar) {
+  const std::vector<SequenceRow> rows = Rows(12, 0);
+  auto model = Model();
+  JobSpec spec = Spec(32);
+  auto method = Method(spec, *model);
+  auto plain = RunTasklet(TaskletInput{spec, 1, "w0", &rows}, *method, *model);
+  ASSERT_TRUE(plain.ok());
+  spec.aggregation.clip_norm = 1e-3;
+  spec.aggregation_weights = AggregationWeights::kEqual;
+  spec.privacy.mechanism = DpMechanism::kLocal;
+  spec.privacy.noise_multiplier = 1.0;
+  spec.privacy.delta = 1e-5;
+  auto noised = RunTasklet(TaskletInput{spec, 1, "w0", &rows}, *method, *model);
+  ASSERT_TRUE(noised.ok()) << noised.status().ToString();
+  ASSERT_EQ(noised->payload.size(), plain->payload.size());
+  EXPECT_TRUE(method->ValidatePayload(noised->payload, 1).ok());
+  auto scalars = ParseFedKSeedPayload(noised->payload, 32);
+  ASSERT_TRUE(scalars.ok());
+  int nonzero = 0;
+  for (float c : scalars->scalars) nonzero += c != 0.0f;
+  EXPECT_EQ(nonzero, 32) << "the noise covers every seed, drawn or not";
+}
+
 TEST(FedKSeedTest, PoolDirectionsArePlusMinusOneAndFixedOrPerRound) {
   auto model = Model();
   const TensorTable& table = model->params().table();
@@ -258,8 +281,16 @@ TEST(FedKSeedTest, JobSpecSectionIsValidatedAndKeptToItsMode) {
   EXPECT_NE(SpecError(mode + "train: {optimizer: adamw}\n").find("field 'train.optimizer'"), std::string::npos);
   EXPECT_NE(SpecError(mode + "train: {momentum: 0.9}\n").find("field 'train.momentum'"), std::string::npos);
   EXPECT_NE(SpecError(mode + "train: {max_grad_norm: 1}\n").find("field 'train.max_grad_norm'"), std::string::npos);
+  EXPECT_NE(SpecError(mode + "train: {weight_decay: 0.1}\n").find("field 'train.weight_decay'"), std::string::npos);
   EXPECT_NE(SpecError(mode + "ferret: {k: 8}\n").find("field 'ferret.k'"), std::string::npos);
   EXPECT_NE(SpecError("federation: {mode: ferret}\nfedkseed: {k: 8}\n").find("field 'fedkseed.k'"), std::string::npos);
+  // Secure aggregation and privacy combine with it (a client's vector is its K scalars).
+  EXPECT_EQ(SpecError("federation: {mode: fedkseed, min_clients: 2}\n"
+                      "secure_aggregation: {enabled: true, clip: 0.01}\n"),
+            "");
+  EXPECT_EQ(SpecError("federation: {mode: fedkseed, aggregation_weights: equal}\naggregation: {clip_norm: 0.1}\n"
+                      "privacy: {mechanism: central, noise_multiplier: 1, delta: 1e-5}\n"),
+            "");
   // The section does not change other jobs' canonical form (their hashes).
   EXPECT_EQ(CanonicalJobSpec(*ParseJobSpec("model: {base: /m}\ndata: {dataset: d}\n", "a")).find("fedkseed"),
             std::string::npos);

@@ -38,8 +38,8 @@ int Fail(int code, const std::string& message) {
 // which must be UTF-8: a job id, a worker name, a dataset, a reason. Refused here, naming the flag, rather
 // than as an unencodable message. Local commands (train, merge, ...) keep any bytes a path may have.
 Status CheckArgumentsAreUtf8(const CLI::App& command) {
-  static const std::set<std::string> kLocal = {"train",  "init-model", "generate", "eval", "merge",
-                                               "keygen", "version",    "config",   "demo"};
+  static const std::set<std::string> kLocal = {"train",   "init-model", "generate",        "eval", "merge", "keygen",
+                                               "version", "config",     "tokenizer-train", "demo"};
   if (kLocal.count(command.get_name()) > 0) return Status::OK();
   for (const CLI::Option* option : command.get_options()) {
     for (const std::string& value : option->results()) TRIB_RETURN_IF_ERROR(CheckUtf8(value, option->get_name()));

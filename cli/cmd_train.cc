@@ -1,5 +1,5 @@
 // `tributary train` (centralized fine-tuning, the baseline for federated runs) and
-// `tributary init-model` (a randomly initialised HF model directory).
+// `tributary init-model` (a randomly initialised HF model directory, with the byte tokenizer or a given one).
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +50,7 @@ struct TrainFlags {
 
 struct InitFlags {
   std::string config_file;
+  std::string tokenizer_dir;
   std::string output_dir;
   std::vector<std::string> sets;
 };
@@ -251,6 +252,17 @@ Status RunInitModel(const InitFlags& f) {
     config.attention_bias = true;
   }
   config.vocab_size = c.GetInt("vocab_size");
+  // --tokenizer: its vocabulary sets vocab_size (and its specials the bos/eos ids, in WriteRandomModelDir).
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!f.tokenizer_dir.empty()) {
+    TRIB_ASSIGN_OR_RETURN(tokenizer, LoadTokenizer(f.tokenizer_dir));
+    if (c.Origin("vocab_size") != "default" && config.vocab_size != tokenizer->vocab_size())
+      return Status::InvalidArgument(c.Origin("vocab_size") + ": vocab_size " + std::to_string(config.vocab_size) +
+                                     " disagrees with --tokenizer " + f.tokenizer_dir + " (" +
+                                     std::to_string(tokenizer->vocab_size()) +
+                                     " tokens); leave vocab_size out to take the tokenizer's");
+    config.vocab_size = tokenizer->vocab_size();
+  }
   config.hidden_size = c.GetInt("hidden_size");
   config.intermediate_size = c.GetInt("intermediate_size");
   config.num_hidden_layers = c.GetInt("num_hidden_layers");
@@ -263,7 +275,8 @@ Status RunInitModel(const InitFlags& f) {
   config.tie_word_embeddings = c.GetBool("tie_word_embeddings");
   Status valid = config.Validate();
   if (!valid.ok()) return valid.WithContext(f.config_file);
-  TRIB_RETURN_IF_ERROR(WriteRandomModelDir(f.output_dir, config, static_cast<uint64_t>(c.GetInt("seed"))));
+  TRIB_RETURN_IF_ERROR(
+      WriteRandomModelDir(f.output_dir, config, static_cast<uint64_t>(c.GetInt("seed")), tokenizer.get()));
   const int64_t params = BuildLlamaTensorTable(config)->param_count();
   std::printf("wrote a %lld-parameter %s model to %s\n", static_cast<long long>(params), config.architecture.c_str(),
               f.output_dir.c_str());
@@ -318,6 +331,9 @@ void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry) {
       ->required()
       ->check(CLI::ExistingFile);
   init->add_option("--set", i->sets, "Override a hyper-parameter: --set key=value");
+  init->add_option("--tokenizer", i->tokenizer_dir,
+                   "Directory with a tokenizer.json (e.g. from tokenizer-train) to use instead of the byte "
+                   "tokenizer; sets vocab_size and the bos/eos ids");
   init->add_option("-o,--output", i->output_dir, "Output model directory")->required();
   registry.handlers["init-model"] = [i](CommandContext&) -> Status { return RunInitModel(*i); };
 }

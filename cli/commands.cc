@@ -10,6 +10,7 @@ void RegisterCommands(CLI::App& app, CommandRegistry& registry) {
   RegisterDaemonCommands(app, registry);
   RegisterJobCommands(app, registry);
   RegisterTrainCommands(app, registry);
+  RegisterTokenizerCommands(app, registry);
   RegisterModelCommands(app, registry);
   RegisterGenerateCommands(app, registry);
   RegisterPlanCommand(app, registry);

@@ -31,12 +31,13 @@ void RegisterCommands(CLI::App& app, CommandRegistry& registry);
 void RegisterInfoCommands(CLI::App& app, CommandRegistry& registry);    // version, config
 void RegisterDaemonCommands(CLI::App& app, CommandRegistry& registry);  // coordinator, worker
 void RegisterJobCommands(CLI::App& app, CommandRegistry& registry);  // submit, jobs, status, wait, logs, stop, download
-void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);     // train, init-model
-void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);     // merge, keygen, demo
-void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);       // demo (called by RegisterModelCommands)
-void RegisterGenerateCommands(CLI::App& app, CommandRegistry& registry);  // generate, eval
-void RegisterPlanCommand(CLI::App& app, CommandRegistry& registry);       // plan
-void RegisterProbeCommand(CLI::App& app, CommandRegistry& registry);      // probe
+void RegisterTrainCommands(CLI::App& app, CommandRegistry& registry);      // train, init-model
+void RegisterModelCommands(CLI::App& app, CommandRegistry& registry);      // merge, keygen, demo
+void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry);        // demo (called by RegisterModelCommands)
+void RegisterGenerateCommands(CLI::App& app, CommandRegistry& registry);   // generate, eval
+void RegisterPlanCommand(CLI::App& app, CommandRegistry& registry);        // plan
+void RegisterProbeCommand(CLI::App& app, CommandRegistry& registry);       // probe
+void RegisterTokenizerCommands(CLI::App& app, CommandRegistry& registry);  // tokenizer-train
 
 // The failure for a command or mode that is not built yet: exit 69 with what is missing.
 Status NotBuiltYet(const std::string& what_is_missing);

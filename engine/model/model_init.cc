@@ -58,20 +58,22 @@ Status InitRandomModel(const LlamaConfig& config, uint64_t seed, Arena* params, 
   return Status::OK();
 }
 
-Status WriteRandomModelDir(const std::string& dir, const LlamaConfig& config, uint64_t seed) {
-  if (config.vocab_size < ByteTokenizer::kVocabSize)
+Status WriteRandomModelDir(const std::string& dir, const LlamaConfig& config, uint64_t seed,
+                           const Tokenizer* tokenizer) {
+  ByteTokenizer byte_tokenizer;
+  const Tokenizer& tok = tokenizer != nullptr ? *tokenizer : byte_tokenizer;
+  if (config.vocab_size < tok.vocab_size())
     return Status::InvalidArgument("model config field 'vocab_size': " + std::to_string(config.vocab_size) +
-                                   " is smaller than the byte tokenizer's " +
-                                   std::to_string(ByteTokenizer::kVocabSize) + " tokens");
+                                   " is smaller than the " + (tokenizer != nullptr ? "" : "byte ") + "tokenizer's " +
+                                   std::to_string(tok.vocab_size()) + " tokens");
   LlamaConfig written = config;
-  written.bos_token_id = ByteTokenizer::kBosId;
-  written.eos_token_id = ByteTokenizer::kEosId;
+  if (tok.bos_id() >= 0) written.bos_token_id = tok.bos_id();
+  if (tok.eos_id() >= 0) written.eos_token_id = tok.eos_id();
   TRIB_RETURN_IF_ERROR(written.Validate());
   Arena params(BuildLlamaTensorTable(written));
   TRIB_RETURN_IF_ERROR(InitRandomModel(written, seed, &params));
-  ByteTokenizer tokenizer;
   SaveModelOptions options;
-  options.tokenizer = &tokenizer;
+  options.tokenizer = &tok;
   return SaveModelDir(dir, written, params, options);
 }
 

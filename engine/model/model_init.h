@@ -15,6 +15,8 @@
 
 namespace tributary {
 
+class Tokenizer;
+
 constexpr double kDefaultInitializerRange = 0.02;
 
 // Fills `params` (laid out by BuildLlamaTensorTable(config), a host arena: checked) with fresh weights.
@@ -26,9 +28,11 @@ Status InitRandomModel(const LlamaConfig& config, uint64_t seed, Arena* params,
 void FillNormal(uint64_t seed, uint64_t stream_key, float stddev, float* dst, int64_t n);
 
 // Creates a complete model directory (config.json, model.safetensors, tokenizer.json,
-// tokenizer_config.json) with random weights and the ByteTokenizer (backs `tributary init-model`).
-// config.vocab_size must be >= ByteTokenizer::kVocabSize (259); the written config's bos/eos ids are
-// the tokenizer's (1 and 2).
-Status WriteRandomModelDir(const std::string& dir, const LlamaConfig& config, uint64_t seed);
+// tokenizer_config.json) with random weights and `tokenizer`'s files, the ByteTokenizer when null
+// (backs `tributary init-model [--tokenizer DIR]`). config.vocab_size must be >= the tokenizer's
+// vocab_size (259 for the ByteTokenizer); the written config's bos/eos ids are the tokenizer's (1 and 2
+// for the ByteTokenizer; a tokenizer without one keeps the config's).
+Status WriteRandomModelDir(const std::string& dir, const LlamaConfig& config, uint64_t seed,
+                           const Tokenizer* tokenizer = nullptr);
 
 }  // namespace tributary

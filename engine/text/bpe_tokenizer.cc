@@ -740,6 +740,15 @@ Status BpeTokenizer::SaveToDir(const std::string& dir) const {
 
 }  // namespace
 
+const char* PretokenizeRegex(PretokenizePattern pattern) {
+  switch (pattern) {
+    case PretokenizePattern::kGpt2: return kGpt2Regex;
+    case PretokenizePattern::kLlama3: return kLlama3Regex;
+    case PretokenizePattern::kQwen2: return kQwen2Regex;
+  }
+  return kGpt2Regex;
+}
+
 Result<std::unique_ptr<Tokenizer>> ParseHfTokenizer(const std::string& tokenizer_json,
                                                     const std::string& tokenizer_config_json,
                                                     const std::string& source) {

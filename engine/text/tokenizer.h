@@ -103,5 +103,7 @@ const std::string& ByteLevelSymbol(uint8_t b);
 // Pre-tokenisation with one of the known split regexes (exposed for tests).
 enum class PretokenizePattern { kGpt2, kLlama3, kQwen2 };
 std::vector<std::string_view> Pretokenize(std::string_view text, PretokenizePattern pattern);
+// The HF Split regex of `pattern`, exactly as tokenizer.json spells it (what the parser recognises).
+const char* PretokenizeRegex(PretokenizePattern pattern);
 
 }  // namespace tributary

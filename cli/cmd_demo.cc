@@ -148,9 +148,15 @@ Status RunDemo(const DemoFlags& f_in, const std::string& binary) {
   options.dir = f.dir;
   options.heartbeat_interval_s = 1.0;
   options.worker_threads = 1;
+  // With --data the workers are known once the client files are (a worker without one is left out).
+  const auto header = [&f] {
+    std::printf("tributary demo: a coordinator and %d workers on loopback, CURVE on, in %s\n", f.workers,
+                f.dir.c_str());
+  };
+  if (f.base.empty()) header();
   TRIB_ASSIGN_OR_RETURN(std::string job_path, PrepareFiles(&f, &options));
+  if (!f.base.empty()) header();
   options.num_workers = f.workers;
-  std::printf("tributary demo: a coordinator and %d workers on loopback, CURVE on, in %s\n", f.workers, f.dir.c_str());
   TRIB_ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(job_path));
 
   // The held-out loss of the untrained model, for the "before" line.

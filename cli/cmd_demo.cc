@@ -1,7 +1,9 @@
 // `tributary demo`: the README's main job. A coordinator and 4 workers as separate processes on
 // loopback (CURVE keys generated for each), a small LLaMA created from scratch, an embedded
 // instruction dataset split non-IID across the workers, one Ferret job; prints per-round held-out loss
-// and the bytes each client sent against what FedAvg would send, then fetches the model.
+// and the bytes each client sent against what FedAvg would send, then fetches the model. With --base
+// and --data it fine-tunes a given base on a task directory instead (cli/demo_task.h) and ends with
+// the base's and the tuned model's answers to held-out questions.
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include "base/file_util.h"
 #include "cli/commands.h"
 #include "cli/demo_data.h"
+#include "cli/demo_task.h"
 #include "cli/local_cluster.h"
 #include "coordinator/job_model.h"
 #include "engine/model/model_init.h"
@@ -27,6 +30,8 @@ namespace fs = std::filesystem;
 
 struct DemoFlags {
   std::string dir;
+  std::string base;  // with data: fine-tune this HF model directory on the task directory `data`
+  std::string data;
   int rounds = 20;
   int workers = 4;
   double timeout_s = 900;
@@ -53,8 +58,27 @@ Result<transport::Message> Ask(transport::Client& client, transport::Envelope re
   return reply;
 }
 
+// --base/--data: the workers' datasets from the task's client files; returns the job YAML path.
+Result<std::string> PrepareTaskFiles(DemoFlags* f, LocalClusterOptions* cluster) {
+  TRIB_ASSIGN_OR_RETURN(DemoTask task, PrepareDemoTask(f->base, f->data, f->dir, f->workers));
+  f->workers = static_cast<int>(task.worker_data.size());
+  std::printf("data: %s, %d workers, rows of %lld tokens:\n", f->data.c_str(), f->workers,
+              static_cast<long long>(task.seq_len));
+  for (const auto& [i, path] : task.worker_data) {
+    cluster->worker_data[i] = {"demo=" + path};
+    std::printf("  %s: %4lld questions (%s)\n", LocalCluster::WorkerName(i).c_str(),
+                static_cast<long long>(task.worker_examples[i]), task.worker_origin[i].c_str());
+  }
+  cluster->eval_data = {"demo-heldout=" + task.heldout};
+  const std::string job = (fs::path(f->dir) / "job.yaml").string();
+  TRIB_RETURN_IF_ERROR(WriteFileAtomic(job, DemoTaskJobYaml(task, f->rounds, f->workers)));
+  return job;
+}
+
 // Writes the base model, the worker shards and the held-out set; returns the job YAML path.
-Result<std::string> PrepareFiles(const DemoFlags& f, LocalClusterOptions* cluster) {
+Result<std::string> PrepareFiles(DemoFlags* f_in, LocalClusterOptions* cluster) {
+  if (!f_in->base.empty()) return PrepareTaskFiles(f_in, cluster);
+  const DemoFlags& f = *f_in;
   const fs::path dir(f.dir);
   const std::string model_dir = (dir / "base-model").string();
   if (!fs::exists(fs::path(model_dir) / "config.json"))
@@ -109,6 +133,9 @@ Status FetchModel(transport::Client& client, const std::string& job_id, const st
 Status RunDemo(const DemoFlags& f_in, const std::string& binary) {
   DemoFlags f = f_in;
   const auto start = std::chrono::steady_clock::now();
+  if (f.base.empty() != f.data.empty()) return Status::InvalidArgument("give both --base and --data, or neither");
+  // Bad paths fail before a work directory is made.
+  if (!f.base.empty()) TRIB_RETURN_IF_ERROR(CheckDemoTaskDirs(f.base, f.data));
   if (f.dir.empty()) {
     std::string tmpl = (fs::temp_directory_path() / "tributary-demo-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) return Status::IOError("cannot create a temporary directory");
@@ -116,14 +143,20 @@ Status RunDemo(const DemoFlags& f_in, const std::string& binary) {
   } else if (fs::exists(fs::path(f.dir) / "store")) {
     return Status::AlreadyExists("--dir " + f.dir + ": holds a previous demo's store; pass a new directory");
   }
-  std::printf("tributary demo: a coordinator and %d workers on loopback, CURVE on, in %s\n", f.workers, f.dir.c_str());
   LocalClusterOptions options;
   options.binary = binary;
   options.dir = f.dir;
-  options.num_workers = f.workers;
   options.heartbeat_interval_s = 1.0;
   options.worker_threads = 1;
-  TRIB_ASSIGN_OR_RETURN(std::string job_path, PrepareFiles(f, &options));
+  // With --data the workers are known once the client files are (a worker without one is left out).
+  const auto header = [&f] {
+    std::printf("tributary demo: a coordinator and %d workers on loopback, CURVE on, in %s\n", f.workers,
+                f.dir.c_str());
+  };
+  if (f.base.empty()) header();
+  TRIB_ASSIGN_OR_RETURN(std::string job_path, PrepareFiles(&f, &options));
+  if (!f.base.empty()) header();
+  options.num_workers = f.workers;
   TRIB_ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(job_path));
 
   // The held-out loss of the untrained model, for the "before" line.
@@ -131,8 +164,9 @@ Status RunDemo(const DemoFlags& f_in, const std::string& binary) {
   TRIB_RETURN_IF_ERROR(model->LoadEvalRows(options.eval_data[0].substr(std::string("demo-heldout=").size())));
   TRIB_ASSIGN_OR_RETURN(double initial_loss, model->Evaluate(model->initial_state()));
   const double dense_bytes = static_cast<double>(model->initial_state().size()) * sizeof(float);
-  std::printf("model: LLaMA, %lld parameters (%s of fp32: what FedAvg sends per client per round)\n",
-              static_cast<long long>(model->initial_state().size()), HumanBytes(dense_bytes).c_str());
+  std::printf("model: LLaMA%s%s, %lld parameters (%s of fp32: what FedAvg sends per client per round)\n",
+              f.base.empty() ? "" : " from ", f.base.c_str(), static_cast<long long>(model->initial_state().size()),
+              HumanBytes(dense_bytes).c_str());
   model.reset();
 
   LocalCluster cluster(options);
@@ -146,8 +180,9 @@ Status RunDemo(const DemoFlags& f_in, const std::string& binary) {
   submit.mutable_submit_job()->set_submit_token("demo");
   TRIB_ASSIGN_OR_RETURN(transport::Message submitted, Ask(*client, submit));
   const std::string job_id = submitted.envelope.submit_job_reply().job_id();
-  std::printf("submitted Ferret job %s: %d rounds, K = %lld per block, 10 local SGD steps per round\n\n",
-              job_id.c_str(), f.rounds, static_cast<long long>(spec.ferret.K));
+  std::printf("submitted Ferret job %s: %d rounds, K = %lld per block, %lld local SGD steps per round\n\n",
+              job_id.c_str(), f.rounds, static_cast<long long>(spec.ferret.K),
+              static_cast<long long>(spec.local_steps));
   std::printf("%5s  %7s  %10s  %13s  %12s  %14s  %8s\n", "round", "clients", "train loss", "held-out loss", "up/client",
               "FedAvg/client", "saving");
   std::printf("%5d  %7s  %10s  %13.4f  %12s  %14s  %8s\n", 0, "-", "-", initial_loss, "-", "-", "-");
@@ -190,6 +225,10 @@ Status RunDemo(const DemoFlags& f_in, const std::string& binary) {
       job_id.c_str(), state.c_str(), elapsed, initial_loss, final_loss, HumanBytes(up_per_client).c_str(),
       HumanBytes(dense_bytes).c_str(), up_per_client > 0 ? dense_bytes / up_per_client : 0.0);
   std::printf("model (HF safetensors directory): %s\n", model_out.c_str());
+  if (!f.base.empty()) {
+    const std::string heldout = options.eval_data[0].substr(std::string("demo-heldout=").size());
+    TRIB_RETURN_IF_ERROR(PrintBeforeAfter(f.base, model_out, heldout));
+  }
   std::printf("logs: %s/{coordinator,worker-1..%d}.log; client profile: tributary --config %s status %s\n",
               f.dir.c_str(), f.workers, cluster.client_config().c_str(), job_id.c_str());
   if (f.keep_running) {
@@ -208,6 +247,9 @@ void RegisterDemoCommand(CLI::App& app, CommandRegistry& registry) {
   CLI::App* demo = app.add_subcommand(
       "demo", "Run a local federated fine-tune: a coordinator and 4 workers as processes on loopback, one Ferret job");
   demo->add_option("--dir", f->dir, "Work directory (default: a new one under $TMPDIR)");
+  demo->add_option("--base", f->base, "Fine-tune this HF model directory (with --data) instead of a random model");
+  demo->add_option("--data", f->data,
+                   "Task directory: client-NN.jsonl (worker I holds the files numbered I mod 4) and heldout.jsonl");
   demo->add_option("--rounds", f->rounds, "Federated rounds")->check(CLI::Range(1, 1000));
   demo->add_option("--timeout", f->timeout_s, "Give up after S seconds")->check(CLI::PositiveNumber);
   demo->add_flag("--keep-running", f->keep_running, "Leave the daemons running after the job (Ctrl-C stops them)");

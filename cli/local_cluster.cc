@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,12 +31,17 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(const std::string& bin
   std::vector<char*> argv;
   for (std::string& a : argv_storage) argv.push_back(a.data());
   argv.push_back(nullptr);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     close(log_fd);
     return Status::IOError("fork failed");
   }
   if (pid == 0) {
+    // The daemons stop (SIGTERM) when the process that started them dies, even by SIGKILL, instead of running on
+    // as orphans. Spawn is only called from threads that outlive their children (the signal follows the thread).
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);  // the parent died before prctl
     const int null_fd = open("/dev/null", O_RDONLY);
     dup2(null_fd, 0);
     dup2(log_fd, 1);

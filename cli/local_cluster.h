@@ -21,7 +21,9 @@ namespace tributary::cli {
 // A child process whose stdout and stderr go to one log file.
 class ChildProcess {
  public:
-  // Starts `binary args...` with stdin from /dev/null.
+  // Starts `binary args...` with stdin from /dev/null. The child gets SIGTERM when the calling thread exits
+  // (PR_SET_PDEATHSIG), so a killed demo or bench leaves no daemons behind: call it from a thread that outlives
+  // the child.
   static Result<std::unique_ptr<ChildProcess>> Spawn(const std::string& binary, const std::vector<std::string>& args,
                                                      const std::string& log_path);
   ~ChildProcess();  // SIGKILLs and reaps a process still running

@@ -28,6 +28,8 @@ PACKAGES=(
   systemd dpkg-dev
   # test oracles and benchmark peers (Debian's CPU PyTorch, used by /usr/bin/python3 only)
   python3 python3-numpy python3-torch
+  # the learning-quality study's offline data (scripts/quality/build_data.py, docs/quality.md) and its plots
+  bsdgames wordnet-base fortunes jargon-text python3-matplotlib
   # the dashboard test renders the coordinator's page in headless Chromium (tests/system/dashboard_test.cc)
   chromium
 )

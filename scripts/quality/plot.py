@@ -61,6 +61,9 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     os.makedirs(args.out, exist_ok=True)
+    # One colour per method in every figure.
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {m: palette[i % len(palette)] for i, m in enumerate(sorted(rows))}
 
     # The coordinator's held-out loss after every round (central: `tributary eval`'s, the same measure).
     curves = {method: mean_curve(by_seed, "heldout_loss") for method, by_seed in rows.items()}
@@ -89,7 +92,7 @@ def main():
             else:
                 xs = [r for r, _ in pts]
                 ys = [v for _, v in pts]
-            ax.plot(xs, ys, marker=".", label=method)
+            ax.plot(xs, ys, marker=".", label=method, color=colour[method])
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -102,7 +105,7 @@ def main():
     for method in sorted(rows):
         pts = mean_curve(rows[method], "rouge_l")
         if pts:
-            ax.plot([r for r, _ in pts], [v for _, v in pts], marker="o", label=method)
+            ax.plot([r for r, _ in pts], [v for _, v in pts], marker="o", label=method, color=colour[method])
     ax.set_xlabel("round")
     ax.set_ylabel("Rouge-L (greedy, held-out questions)")
     ax.grid(alpha=0.3)

@@ -11,6 +11,7 @@
 
 #include "base/file_util.h"
 #include "engine/model/model_init.h"
+#include "tests/common/tiny_llama.h"
 #include "tests/system/system_util.h"
 
 namespace tributary::system_test {
@@ -33,16 +34,7 @@ void Write(const fs::path& path, const std::string& contents) {
 
 // Writes a tiny base and a task directory with client-00, client-01 and client-05 (worker 2 holds 01 + 05).
 void WriteTask(const std::string& dir) {
-  LlamaConfig config;
-  config.vocab_size = 259;
-  config.hidden_size = 32;
-  config.intermediate_size = 64;
-  config.num_hidden_layers = 1;
-  config.num_attention_heads = 2;
-  config.num_key_value_heads = 1;
-  config.max_position_embeddings = 128;
-  config.tie_word_embeddings = true;
-  ASSERT_TRUE(WriteRandomModelDir((fs::path(dir) / "base").string(), config, 0).ok());
+  ASSERT_TRUE(WriteRandomModelDir((fs::path(dir) / "base").string(), testutil::TinyByteLlama(), 0).ok());
   const fs::path data = fs::path(dir) / "task";
   fs::create_directories(data);
   Write(data / "client-00.jsonl", Questions({{"France", "Paris"}, {"Spain", "Madrid"}}));

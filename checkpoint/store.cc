@@ -504,11 +504,20 @@ Result<uint32_t> CheckpointStore::LastCommittedRound(std::string_view job_id) {
 // Workers
 
 Status CheckpointStore::PutWorker(const WorkerRecord& worker) {
-  TRIB_RETURN_IF_ERROR(internal::ValidateId(worker.worker_id, "worker id"));
-  const std::string what = internal::WorkerWhat(worker.worker_id);
+  return PutWorkers({worker});
+}
+
+Status CheckpointStore::PutWorkers(const std::vector<WorkerRecord>& workers) {
+  if (workers.empty()) return Status::OK();
   rocksdb::WriteBatch batch;
-  TRIB_RETURN_IF_ERROR(FromRocksStatus(
-      batch.Put(handles_[kWorkers], internal::WorkerKey(worker.worker_id), internal::EncodeWorker(worker)), what));
+  for (const WorkerRecord& worker : workers) {
+    TRIB_RETURN_IF_ERROR(internal::ValidateId(worker.worker_id, "worker id"));
+    TRIB_RETURN_IF_ERROR(FromRocksStatus(
+        batch.Put(handles_[kWorkers], internal::WorkerKey(worker.worker_id), internal::EncodeWorker(worker)),
+        internal::WorkerWhat(worker.worker_id)));
+  }
+  const std::string what = workers.size() == 1 ? internal::WorkerWhat(workers[0].worker_id)
+                                               : std::to_string(workers.size()) + " worker records";
   return Write(&batch, what);
 }
 

@@ -274,6 +274,9 @@ class CheckpointStore {
   // ---- workers ----
   // Inserts or replaces the worker.
   Status PutWorker(const WorkerRecord& worker);
+  // Inserts or replaces every worker in one write: all or none (the coordinator's registrations are
+  // written in such batches, one synced write for many).
+  Status PutWorkers(const std::vector<WorkerRecord>& workers);
   Result<WorkerRecord> GetWorker(std::string_view worker_id);
   // All workers in worker id order.
   Result<std::vector<WorkerRecord>> ListWorkers();

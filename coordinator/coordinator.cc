@@ -126,13 +126,14 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions opti
   impl->workers = std::make_unique<WorkerRegistry>(
       impl->store.get(), WorkerRegistryOptions{options.insecure, options.heartbeat_interval_ms,
                                                options.heartbeat_misses, options.forget_workers_after_ms});
+  impl->registrations = std::make_unique<RegistrationWriter>(impl->store.get());
   impl->uploads = std::make_unique<UploadIntake>(impl->server.get(), impl->workers.get(), &impl->metrics,
                                                  [raw](const std::string& job_id) { return raw->FindJob(job_id); });
   impl->StartProbeServer();
   TRIB_RETURN_IF_ERROR(impl->StartMultistream());
   TRIB_RETURN_IF_ERROR(impl->LoadJobs());
   impl->PublishView();
-  impl->PublishWorkersView(UnixMillis());
+  impl->BuildWorkersView(UnixMillis());
 
   if (!options.http_listen.empty()) TRIB_RETURN_IF_ERROR(impl->StartHttp());
   spdlog::info("coordinator {}: listening on {} ({}), store {}, {} job(s) loaded", impl->coordinator_id,
@@ -151,6 +152,7 @@ Status Coordinator::Run(const std::atomic<bool>* stop) {
     } else if (in.status().code() != StatusCode::kTimeout) {
       spdlog::debug("coordinator: {}", in.status().ToString());
     }
+    s.registrations->Poll();
     const int64_t now_ms = UnixMillis();
     if (now_ms - last_tick_ms >= kPollMs) {
       last_tick_ms = now_ms;
@@ -197,7 +199,11 @@ Status Coordinator::Impl::StartHttp() {
     return it->second;
   };
   callbacks.list_workers = [raw]() -> Result<nlohmann::json> {
-    std::lock_guard<std::mutex> lock(raw->view_mu);
+    // The loop builds the view for those who ask (ServeWorkersView); a stopped loop still gets the last one.
+    std::unique_lock<std::mutex> lock(raw->view_mu);
+    const uint64_t asked = ++raw->workers_view_asked;
+    raw->workers_view_ready.wait_for(lock, std::chrono::seconds(2),
+                                     [raw, asked] { return raw->workers_view_served >= asked; });
     return raw->workers_view;
   };
   http = std::make_unique<HttpServer>(std::move(callbacks), HttpServerOptions{options.http_token});
@@ -328,13 +334,32 @@ void Coordinator::Impl::HandleRegister(const Incoming& in) {
   ack->set_coordinator_id(coordinator_id);
   ack->set_heartbeat_interval_ms(static_cast<uint32_t>(options.heartbeat_interval_ms));
   ack->set_heartbeat_miss_limit(static_cast<uint32_t>(options.heartbeat_misses));
-  auto registered = workers->Register(in.message.envelope.register_worker(), in.peer, UnixMillis());
-  ack->set_accepted(registered.ok());
-  if (!registered.ok()) {
-    spdlog::warn("coordinator: registration refused from {}: {}", in.peer.Describe(), registered.status().message());
-    ack->set_reason(registered.status().message());
+  const v1::Register& reg = in.message.envelope.register_worker();
+  auto record = workers->BeginRegister(reg, in.peer, UnixMillis());
+  if (!record.ok()) {
+    spdlog::warn("coordinator: registration refused from {}: {}", in.peer.Describe(), record.status().message());
+    ack->set_accepted(false);
+    ack->set_reason(record.status().message());
+    return Reply(in, std::move(reply));
   }
-  Reply(in, std::move(reply));
+  // Acknowledged once the record is durable; the write goes with the other registrations of the moment.
+  auto request = std::make_shared<Incoming>();
+  request->peer = in.peer;
+  request->message.envelope = in.message.envelope;
+  registrations->Add(std::move(*record), [this, request, reply = std::move(reply)](const Status& written) mutable {
+    const v1::Register& reg = request->message.envelope.register_worker();
+    v1::RegisterAck* ack = reply.mutable_register_ack();
+    ack->set_accepted(written.ok());
+    if (written.ok()) {
+      workers->FinishRegister(reg, request->peer, UnixMillis());
+    } else {
+      workers->AbandonRegister(reg.worker_id());
+      spdlog::warn("coordinator: registration of worker '{}' from {}: coordinator store: {}", reg.worker_id(),
+                   request->peer.Describe(), written.message());
+      ack->set_reason("coordinator store: " + written.message());
+    }
+    Reply(*request, std::move(reply));
+  });
 }
 
 void Coordinator::Impl::HandleHeartbeat(const Incoming& in) {
@@ -396,12 +421,21 @@ void Coordinator::Impl::HandleIslandStore(const Incoming& in) {
 }
 
 void Coordinator::Impl::PublishViewIfChanged() {
-  PublishWorkersView(UnixMillis());
+  const int64_t now_ms = UnixMillis();
+  ServeWorkersView(now_ms);
   uint64_t version = workers->version() + jobs.size();
   for (const auto& [id, job] : jobs) version += job->version();
   if (version == published_version) return;
+  // Each registration moves the version, and the view reads every worker's replicas: the next rebuild waits 20
+  // times the last one's duration, so a burst of registrations among thousands of workers does not hold the
+  // loop (a small coordinator, whose rebuilds take under a millisecond, publishes every change at once).
+  if (now_ms - view_ms < 20 * view_build_ms) return;
+  const auto started = std::chrono::steady_clock::now();
   published_version = version;
   PublishView();
+  view_ms = now_ms;
+  view_build_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
 }
 
 void Coordinator::Impl::ReportStatus() {

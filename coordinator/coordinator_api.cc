@@ -219,17 +219,25 @@ void Coordinator::Impl::ReplyExport(const Incoming& in, const Result<std::string
   Reply(in, std::move(reply));
 }
 
-void Coordinator::Impl::PublishWorkersView(int64_t now_ms) {
-  // Missed heartbeats grow with time alone, so the view is also rebuilt once a second. Every heartbeat moves
-  // the liveness version, and the view covers every worker: at most 4 rebuilds a second keep thousands of
-  // workers' heartbeats from rebuilding it thousands of times a second.
-  // One rebuild of 10,000 workers holds the loop (which reads their heartbeats) for tens of milliseconds: the
-  // next waits 20 times the last one's duration, so the view takes at most about 5% of the loop.
+void Coordinator::Impl::ServeWorkersView(int64_t now_ms) {
+  {
+    std::lock_guard<std::mutex> lock(view_mu);
+    if (workers_view_asked == workers_view_served) return;  // nobody waits for it
+  }
+  // Missed heartbeats grow with time alone, so a view older than a second is rebuilt even when no heartbeat
+  // moved the liveness version. One rebuild of 10,000 workers holds the loop (which reads their heartbeats) for
+  // tens of milliseconds: the next waits 20 times the last one's duration (the older view is served meanwhile),
+  // so the view takes at most about 5% of the loop however often it is asked for.
   const int64_t since_ms = now_ms - workers_view_ms;
   const int64_t gap_ms = std::max<int64_t>(250, 20 * workers_view_build_ms);
-  if (since_ms < gap_ms ||
-      (workers->liveness_version() == workers_view_version && since_ms < std::max<int64_t>(1000, gap_ms)))
-    return;
+  const bool fresh = workers->liveness_version() == workers_view_version && since_ms < 1000;
+  if (!fresh && since_ms >= gap_ms) BuildWorkersView(now_ms);
+  std::lock_guard<std::mutex> lock(view_mu);
+  workers_view_served = workers_view_asked;
+  workers_view_ready.notify_all();
+}
+
+void Coordinator::Impl::BuildWorkersView(int64_t now_ms) {
   const auto started = std::chrono::steady_clock::now();
   nlohmann::json view = WorkersViewJson(*workers, now_ms);
   workers_view_build_ms =

@@ -3,6 +3,7 @@
 // (socket loop, dispatch, worker messages, HTTP view) and coordinator_api.cc (CLI requests).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "coordinator/http_server.h"
 #include "coordinator/job_runner.h"
 #include "coordinator/metrics.h"
+#include "coordinator/registration_writer.h"
 #include "coordinator/upload_intake.h"
 #include "coordinator/worker_logs.h"
 #include "coordinator/worker_registry.h"
@@ -35,6 +37,7 @@ struct Coordinator::Impl {
   CoordinatorMetrics metrics;
   BulkObjects bulk;
   std::unique_ptr<WorkerRegistry> workers;
+  std::unique_ptr<RegistrationWriter> registrations;  // Register's records, written off the loop
   std::map<std::string, std::unique_ptr<JobRunner>> jobs;
   std::unique_ptr<UploadIntake> uploads;
   std::unique_ptr<ProbeServer> probe_server;  // uplink probes' target (coordinator_probes.cc); null: none
@@ -50,11 +53,18 @@ struct Coordinator::Impl {
   std::map<std::string, nlohmann::json> job_details;   // job id -> JobDetailJson
   std::vector<std::string> not_ready;
   uint64_t published_version = 0;
+  int64_t view_ms = 0;        // when PublishView last ran
+  int64_t view_build_ms = 0;  // how long it took: the next waits 20 times as long
   int64_t alive_workers = 0;
   std::string status_line;  // the last one given to options.hooks.status
   uint64_t status_version = UINT64_MAX;
   int64_t status_alive = -1;
-  nlohmann::json workers_view;  // WorkersViewJson, refreshed on liveness changes and at least every second
+  // WorkersViewJson, built on the loop only when the HTTP endpoint asks for it (it covers every worker):
+  // a request counts itself in workers_view_asked and waits until the loop served that many.
+  nlohmann::json workers_view;
+  uint64_t workers_view_asked = 0;   // under view_mu
+  uint64_t workers_view_served = 0;  // under view_mu
+  std::condition_variable workers_view_ready;
   uint64_t workers_view_version = 0;
   int64_t workers_view_ms = 0;
   int64_t workers_view_build_ms = 0;  // how long the last rebuild took: the next one waits 20 times as long
@@ -109,9 +119,10 @@ struct Coordinator::Impl {
   // A worker's log lines (WorkerLogLines); FetchLogs with a worker_id reads them.
   void HandleWorkerLogLines(const transport::Incoming& in);
   void HandleFetchWorkerLogs(const transport::Incoming& in);
-  // Rebuilds the HTTP workers view (/api/workers) when the registry's liveness moved (at most 4 times a second)
-  // or a second passed.
-  void PublishWorkersView(int64_t now_ms);
+  // Answers the HTTP requests waiting for the workers view (/api/workers): rebuilt when the registry's liveness
+  // moved or a second passed, at most 4 times a second (less often when a build is slow).
+  void ServeWorkersView(int64_t now_ms);
+  void BuildWorkersView(int64_t now_ms);
 };
 
 }  // namespace tributary

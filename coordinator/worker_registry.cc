@@ -62,27 +62,57 @@ WorkerRegistry::WorkerRegistry(checkpoint::CheckpointStore* store, WorkerRegistr
 
 Result<const WorkerEntry*> WorkerRegistry::Register(const v1::Register& reg, const transport::PeerInfo& peer,
                                                     int64_t now_ms) {
+  TRIB_ASSIGN_OR_RETURN(checkpoint::WorkerRecord record, BeginRegister(reg, peer, now_ms));
+  Status put = store_->PutWorker(record);
+  if (!put.ok()) {
+    AbandonRegister(record.worker_id);
+    return Status(put.code(), "coordinator store: " + put.message());
+  }
+  return FinishRegister(reg, peer, now_ms);
+}
+
+Result<checkpoint::WorkerRecord> WorkerRegistry::BeginRegister(const v1::Register& reg, const transport::PeerInfo& peer,
+                                                               int64_t now_ms) {
   const std::string& id = reg.worker_id();
   if (id.empty() || id.size() > checkpoint::kMaxIdBytes || id.find('\0') != std::string::npos)
     return Status::InvalidArgument("worker_id must be 1.." + std::to_string(checkpoint::kMaxIdBytes) +
                                    " bytes without NUL");
-  // A worker id belongs to the key that first registered it (unless the coordinator is insecure).
+  // A worker id belongs to the key that first registered it (unless the coordinator is insecure); a
+  // registration still being written claims it already.
+  auto claim = claims_.find(id);
   if (!options_.insecure) {
+    if (claim != claims_.end() && claim->second.public_key != peer.public_key)
+      return Status::PermissionDenied("worker id '" + id + "' is being registered with another key");
     auto stored = store_->GetWorker(id);
     if (stored.ok() && !stored->public_key.empty() && stored->public_key != peer.public_key)
       return Status::PermissionDenied("worker id '" + id + "' is registered with another key");
   }
-  WorkerInventory inventory = InventoryFromCapabilities(id, reg.capabilities());
-  TRIB_RETURN_IF_ERROR(ValidateInventory(inventory));
+  TRIB_RETURN_IF_ERROR(ValidateInventory(InventoryFromCapabilities(id, reg.capabilities())));
 
   checkpoint::WorkerRecord record;
   record.worker_id = id;
   record.public_key = peer.public_key;
   record.capabilities = reg.capabilities().SerializeAsString();
   record.last_seen_unix_ms = now_ms;
-  Status put = store_->PutWorker(record);
-  if (!put.ok()) return Status(put.code(), "coordinator store: " + put.message());
+  if (claim == claims_.end()) claim = claims_.emplace(id, Claim{peer.public_key, 0}).first;
+  ++claim->second.registrations;
+  return record;
+}
 
+void WorkerRegistry::ReleaseClaim(const std::string& worker_id) {
+  auto claim = claims_.find(worker_id);
+  if (claim != claims_.end() && --claim->second.registrations <= 0) claims_.erase(claim);
+}
+
+void WorkerRegistry::AbandonRegister(const std::string& worker_id) {
+  ReleaseClaim(worker_id);
+}
+
+const WorkerEntry* WorkerRegistry::FinishRegister(const v1::Register& reg, const transport::PeerInfo& peer,
+                                                  int64_t now_ms) {
+  const std::string& id = reg.worker_id();
+  ReleaseClaim(id);
+  WorkerInventory inventory = InventoryFromCapabilities(id, reg.capabilities());
   WorkerEntry& worker = workers_[id];
   const bool known = !worker.worker_id.empty();
   worker.worker_id = id;

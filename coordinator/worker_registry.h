@@ -65,6 +65,17 @@ class WorkerRegistry {
   // PermissionDenied (another key), or the store's error.
   Result<const WorkerEntry*> Register(const v1::Register& reg, const transport::PeerInfo& peer, int64_t now_ms);
 
+  // Register in two steps, so the store's synced write can happen off the caller's thread (the coordinator
+  // writes many registrations in one batch: coordinator/registration_writer.h). BeginRegister makes Register's
+  // checks and returns the record to write; until FinishRegister or AbandonRegister the id is claimed by peer's
+  // key, and a registration of that id by another key is refused (PermissionDenied). FinishRegister, once the
+  // record is durable, makes the worker registered exactly as Register does; AbandonRegister, when the write
+  // failed, drops the claim and changes nothing else. Each BeginRegister that returned OK needs exactly one of them.
+  Result<checkpoint::WorkerRecord> BeginRegister(const v1::Register& reg, const transport::PeerInfo& peer,
+                                                 int64_t now_ms);
+  const WorkerEntry* FinishRegister(const v1::Register& reg, const transport::PeerInfo& peer, int64_t now_ms);
+  void AbandonRegister(const std::string& worker_id);
+
   // A Heartbeat of an authorized worker (errors as Authorize): alive again as of now_ms, its state and
   // the replicas it reports; pushes go to the heartbeat's connection from now on. InvalidArgument naming
   // the worker for more than kMaxHeartbeatReplicas replicas or an oversized field: a heartbeat stays
@@ -126,7 +137,15 @@ class WorkerRegistry {
   // not positive or above kMaxTokensPerSecond is refused with a log line naming the worker.
   void KeepCalibrations(WorkerEntry& worker, const v1::Heartbeat& heartbeat);
 
+  // Drops one claim of BeginRegister.
+  void ReleaseClaim(const std::string& worker_id);
+
   std::map<std::string, WorkerEntry> workers_;
+  struct Claim {
+    std::string public_key;
+    int registrations = 0;  // begun and not finished or abandoned
+  };
+  std::map<std::string, Claim> claims_;  // worker id -> the key registering it
   uint64_t version_ = 0;
   uint64_t liveness_version_ = 0;
 };

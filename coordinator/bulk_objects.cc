@@ -3,9 +3,14 @@
 namespace tributary {
 
 Status BulkObjects::Offer(const std::string& object_id, std::shared_ptr<transport::BulkSource> source, int64_t now_ms) {
-  const auto* memory = dynamic_cast<const transport::MemorySource*>(source.get());
+  TRIB_ASSIGN_OR_RETURN(transport::PreparedBulkObject object, Prepare(object_id, std::move(source)));
+  return OfferPrepared(object_id, std::move(object), now_ms);
+}
+
+Status BulkObjects::OfferPrepared(const std::string& object_id, transport::PreparedBulkObject object, int64_t now_ms) {
+  const auto* memory = dynamic_cast<const transport::MemorySource*>(object.source.get());
   std::shared_ptr<const std::string> bytes = memory != nullptr ? memory->shared_data() : nullptr;
-  TRIB_RETURN_IF_ERROR(sender_.AddObject(object_id, std::move(source)));
+  TRIB_RETURN_IF_ERROR(sender_.AddPrepared(object_id, std::move(object)));
   if (bytes) {
     memory_[object_id] = std::move(bytes);
   } else {
@@ -30,6 +35,13 @@ bool BulkObjects::Renew(const std::string& object_id, int64_t now_ms) {
 std::shared_ptr<const std::string> BulkObjects::BytesOf(const std::string& object_id) const {
   auto it = memory_.find(object_id);
   return it == memory_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> BulkObjects::ServedIds(const std::string& prefix) const {
+  std::vector<std::string> out;
+  for (auto it = expiry_ms_.lower_bound(prefix); it != expiry_ms_.end() && it->first.starts_with(prefix); ++it)
+    out.push_back(it->first);
+  return out;
 }
 
 void BulkObjects::Expire(int64_t now_ms) {

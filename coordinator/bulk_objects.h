@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "transport/bulk.h"
@@ -28,12 +29,20 @@ class BulkObjects {
   // Serves `source` as `object_id` (replacing an object with that id; the source is read once for the
   // checksums) until kBulkObjectLifetimeMs after now_ms. Errors when the source cannot be read.
   Status Offer(const std::string& object_id, std::shared_ptr<transport::BulkSource> source, int64_t now_ms);
+  // Offer of an object whose checksums were computed already, off the loop, by Prepare (any thread).
+  Status OfferPrepared(const std::string& object_id, transport::PreparedBulkObject object, int64_t now_ms);
+  static Result<transport::PreparedBulkObject> Prepare(const std::string& object_id,
+                                                       std::shared_ptr<transport::BulkSource> source) {
+    return transport::PrepareBulkObject(object_id, std::move(source), transport::kDefaultChunkBytes);
+  }
   // Serves `bytes` as `object_id` unless it is served already; either way it stays served until
   // kBulkObjectLifetimeMs after now_ms (objects whose content never changes: aggregates, snapshots).
   Status OfferBytesOnce(const std::string& object_id, std::shared_ptr<const std::string> bytes, int64_t now_ms);
   // Keeps a served object for kBulkObjectLifetimeMs after now_ms; false when it is not served.
   bool Renew(const std::string& object_id, int64_t now_ms);
   bool Has(const std::string& object_id) const { return sender_.HasObject(object_id); }
+  // The ids of the served objects that start with `prefix`.
+  std::vector<std::string> ServedIds(const std::string& prefix) const;
   // The bytes of a served object offered from memory (aggregates, snapshots); null for a file or an unknown
   // id. A multistream transfer (coordinator_multistream.cc) sends them without a copy.
   std::shared_ptr<const std::string> BytesOf(const std::string& object_id) const;

@@ -343,9 +343,7 @@ void Coordinator::Impl::HandleRegister(const Incoming& in) {
     return Reply(in, std::move(reply));
   }
   // Acknowledged once the record is durable; the write goes with the other registrations of the moment.
-  auto request = std::make_shared<Incoming>();
-  request->peer = in.peer;
-  request->message.envelope = in.message.envelope;
+  auto request = KeepRequest(in);
   registrations->Add(std::move(*record), [this, request, reply = std::move(reply)](const Status& written) mutable {
     const v1::Register& reg = request->message.envelope.register_worker();
     v1::RegisterAck* ack = reply.mutable_register_ack();
@@ -378,11 +376,14 @@ void Coordinator::Impl::HandleCatchUp(const Incoming& in) {
   if (!worker.ok()) return ReplyError(in, worker.status());
   JobRunner* job = FindJob(req.job_id());
   if (job == nullptr) return ReplyError(in, Status::NotFound("unknown job '" + req.job_id() + "'"));
-  auto caught_up = job->CatchUp(req, UnixMillis());
-  if (!caught_up.ok()) return ReplyError(in, caught_up.status());
-  Envelope reply = transport::NewEnvelope("coordinator");
-  *reply.mutable_catch_up_reply() = std::move(*caught_up);
-  Reply(in, std::move(reply));
+  // The store reads and a snapshot's load run off the loop; the reply goes when they are done.
+  auto request = KeepRequest(in);
+  job->CatchUpAsync(req, [this, request](const Result<v1::CatchUpReply>& caught_up) {
+    if (!caught_up.ok()) return ReplyError(*request, caught_up.status());
+    Envelope reply = transport::NewEnvelope("coordinator");
+    *reply.mutable_catch_up_reply() = *caught_up;
+    Reply(*request, std::move(reply));
+  });
 }
 
 void Coordinator::Impl::HandleSecAgg(const Incoming& in) {

@@ -181,40 +181,30 @@ void Coordinator::Impl::HandleExport(const Incoming& in) {
   JobRunner* job = FindJob(req.job_id());
   if (job == nullptr) return ReplyError(in, Status::NotFound("job '" + req.job_id() + "' not found"));
   // The export runs on the job's task queue; the reply goes when it is done (the request is kept for it).
-  auto request = std::make_shared<Incoming>();
-  request->peer = in.peer;
-  request->message.envelope = in.message.envelope;
-  job->ExportAsync(req.round(), req.format(), [this, request](const Result<std::string>& dir, uint32_t round) {
-    ReplyExport(*request, dir, round);
-  });
+  auto request = KeepRequest(in);
+  job->ExportAsync(req.round(), req.format(),
+                   [this, request](const Result<JobRunner::Exported>& exported, uint32_t round) {
+                     ReplyExport(*request, exported, round);
+                   });
 }
 
-void Coordinator::Impl::ReplyExport(const Incoming& in, const Result<std::string>& dir, uint32_t round) {
+void Coordinator::Impl::ReplyExport(const Incoming& in, const Result<JobRunner::Exported>& exported, uint32_t round) {
   const v1::ExportModel& req = in.message.envelope.export_model();
-  if (!dir.ok()) return ReplyError(in, dir.status());
+  if (!exported.ok()) return ReplyError(in, exported.status());
   Envelope reply = transport::NewEnvelope("coordinator");
   v1::ExportModelReply* out = reply.mutable_export_model_reply();
   out->set_job_id(req.job_id());
   out->set_round(round);
   out->set_format(req.format());
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(*dir)) {
-    if (entry.is_regular_file() && entry.path().filename() != ".complete") files.push_back(entry.path());
-  }
-  std::sort(files.begin(), files.end());
   const int64_t now_ms = UnixMillis();
-  for (const fs::path& path : files) {
-    const std::string object_id =
-        "export/" + req.job_id() + "/" + std::to_string(round) + "/" + req.format() + "/" + path.filename().string();
-    auto source = transport::FileSource::Open(path.string());
-    if (!source.ok()) return ReplyError(in, source.status());
-    Status offered = bulk.Offer(object_id, std::shared_ptr<transport::BulkSource>(std::move(*source)), now_ms);
+  for (const JobRunner::ExportedFile& exported_file : exported->files) {
+    Status offered = bulk.OfferPrepared(exported_file.object_id, exported_file.object, now_ms);
     if (!offered.ok()) return ReplyError(in, offered);
     v1::ExportedFile* file = out->add_files();
-    file->set_name(path.filename().string());
-    file->set_object_id(object_id);
-    file->set_size(fs::file_size(path));
-    file->set_checksum(bulk.ChecksumOf(object_id));
+    file->set_name(exported_file.name);
+    file->set_object_id(exported_file.object_id);
+    file->set_size(exported_file.size);
+    file->set_checksum(exported_file.object.object_checksum);
   }
   Reply(in, std::move(reply));
 }

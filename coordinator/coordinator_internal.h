@@ -28,6 +28,14 @@
 
 namespace tributary {
 
+// A copy of `in` (without bulk frames) for a reply that comes later, from a task queue's `done`.
+inline std::shared_ptr<transport::Incoming> KeepRequest(const transport::Incoming& in) {
+  auto request = std::make_shared<transport::Incoming>();
+  request->peer = in.peer;
+  request->message.envelope = in.message.envelope;
+  return request;
+}
+
 struct Coordinator::Impl {
   CoordinatorOptions options;
   std::string coordinator_id;
@@ -115,7 +123,7 @@ struct Coordinator::Impl {
   void HandleFetchLogs(const transport::Incoming& in);
   void HandleExport(const transport::Incoming& in);
   // Answers an ExportModel request once its export finished: the files offered as bulk objects, or the error.
-  void ReplyExport(const transport::Incoming& in, const Result<std::string>& dir, uint32_t round);
+  void ReplyExport(const transport::Incoming& in, const Result<JobRunner::Exported>& exported, uint32_t round);
   // A worker's log lines (WorkerLogLines); FetchLogs with a worker_id reads them.
   void HandleWorkerLogLines(const transport::Incoming& in);
   void HandleFetchWorkerLogs(const transport::Incoming& in);

@@ -322,6 +322,7 @@ Result<LogPage> JobRunner::ReadLog(uint64_t from_line, uint32_t max_lines) const
 
 void JobRunner::Tick(int64_t now_ms, bool may_plan) {
   work_.Poll();  // finished closes, snapshots and exports report here, on the loop
+  reads_.Poll();
   if (!driver_ || driver_->closing()) return;
   RoundDriver& driver = *driver_;
   if (!driver.round_open() && (!may_plan || now_ms < next_plan_ms_ || !TickProbes(now_ms) || !OpenRound(now_ms)))
@@ -523,14 +524,43 @@ void JobRunner::CloseRound(int64_t now_ms) {
 void JobRunner::PostClose(std::shared_ptr<RoundClose> close, size_t selected) {
   const auto started = std::chrono::steady_clock::now();
   auto computed = std::make_shared<Status>();
+  auto aggregate = std::make_shared<AggregateObject>();
   std::shared_ptr<RoundDriver> driver = driver_;
+  // The aggregate's checksum and bulk object are computed here too: a full model's is not the loop's to read.
   work_.Post(
-      [driver, close, computed] { *computed = driver->ComputeClose(close.get()); },
-      [this, driver, close, computed, selected, started] { FinishClose(close, driver, *computed, selected, started); });
+      [driver, close, computed, aggregate, inline_limit = services_.options->inline_payload_bytes,
+       object_id = AggregateObjectId(close->out.round)] {
+        *computed = driver->ComputeClose(close.get());
+        if (computed->ok()) *aggregate = PrepareAggregate(close->out.aggregate, inline_limit, object_id);
+      },
+      [this, driver, close, computed, aggregate, selected, started] {
+        FinishClose(close, driver, *computed, *aggregate, selected, started);
+      });
+}
+
+JobRunner::AggregateObject JobRunner::PrepareAggregate(const std::vector<uint8_t>& aggregate, uint64_t inline_limit,
+                                                       const std::string& object_id) {
+  AggregateObject out;
+  if (aggregate.size() > inline_limit) {
+    auto bytes = std::make_shared<const std::string>(reinterpret_cast<const char*>(aggregate.data()), aggregate.size());
+    auto prepared = BulkObjects::Prepare(object_id, std::make_shared<transport::MemorySource>(std::move(bytes)));
+    if (prepared.ok()) {
+      out.checksum = prepared->object_checksum;
+      out.object = std::move(*prepared);
+      return out;
+    }
+  }
+  out.checksum = transport::ObjectChecksum(aggregate.data(), aggregate.size());
+  return out;
+}
+
+std::string JobRunner::AggregateObjectId(uint64_t round) const {
+  return "aggregate/" + job_id_ + "/" + std::to_string(round);
 }
 
 void JobRunner::FinishClose(const std::shared_ptr<RoundClose>& close, const std::shared_ptr<RoundDriver>& driver,
-                            const Status& computed, size_t selected, std::chrono::steady_clock::time_point started) {
+                            const Status& computed, const AggregateObject& aggregate, size_t selected,
+                            std::chrono::steady_clock::time_point started) {
   if (driver_ != driver) return;  // stopped or failed meanwhile: nothing is committed
   if (!computed.ok()) {
     driver_->CancelClose();
@@ -555,7 +585,7 @@ void JobRunner::FinishClose(const std::shared_ptr<RoundClose>& close, const std:
                if (!snapshot->ok())
                  Log("round " + std::to_string(round) + ": snapshot skipped: " + snapshot->message(), /*warn=*/true);
              });
-  OnCommitted(*committed, selected, close_s, now_ms);
+  OnCommitted(*committed, aggregate, selected, close_s, now_ms);
 }
 
 void JobRunner::WaitForStorage(const Status& why) {
@@ -567,7 +597,8 @@ void JobRunner::WaitForStorage(const Status& why) {
   ++version_;
 }
 
-void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double close_s, int64_t now_ms) {
+void JobRunner::OnCommitted(const CommittedRound& c, const AggregateObject& aggregate, size_t selected, double close_s,
+                            int64_t now_ms) {
   services_.metrics->OnRoundCommitted(job_id_, static_cast<double>(now_ms - round_opened_ms_) / 1000.0, close_s,
                                       c.bytes_up, c.bytes_down);
   if (c.island_bytes > 0) services_.metrics->OnIslandBytes(job_id_, c.island_bytes);
@@ -588,7 +619,7 @@ void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double clo
   rounds_.push_back(summary);
 
   // Durable: broadcast to every alive worker (participants apply it; others keep warm replicas).
-  Broadcast(c, now_ms);
+  Broadcast(c, aggregate, now_ms);
   const uint64_t per_client = c.participants.empty() ? 0 : c.bytes_up / c.participants.size();
   const uint64_t inline_limit = services_.options->inline_payload_bytes;
   Log("round " + std::to_string(c.round) + " committed: " + std::to_string(c.participants.size()) + " of " +
@@ -615,7 +646,7 @@ void JobRunner::OnCommitted(const CommittedRound& c, size_t selected, double clo
   }
 }
 
-void JobRunner::Broadcast(const CommittedRound& c, int64_t now_ms) {
+void JobRunner::Broadcast(const CommittedRound& c, const AggregateObject& aggregate, int64_t now_ms) {
   Envelope env = transport::NewEnvelope("coordinator");
   v1::RoundCommitted* rc = env.mutable_round_committed();
   rc->set_job_id(job_id_);
@@ -623,13 +654,20 @@ void JobRunner::Broadcast(const CommittedRound& c, int64_t now_ms) {
   rc->set_participants(static_cast<uint32_t>(c.participants.size()));
   rc->set_mean_loss(c.mean_train_loss);
   rc->set_aggregate_size(c.aggregate.size());
-  rc->set_aggregate_checksum(transport::ObjectChecksum(c.aggregate.data(), c.aggregate.size()));
+  rc->set_aggregate_checksum(aggregate.checksum.empty()
+                                 ? transport::ObjectChecksum(c.aggregate.data(), c.aggregate.size())
+                                 : aggregate.checksum);
   bool aggregate_inline = c.aggregate.size() <= services_.options->inline_payload_bytes;
   if (!aggregate_inline) {
-    std::string object_id;
+    std::string object_id = AggregateObjectId(c.round);
     Status served =
-        OfferAggregate(c.round, std::string(reinterpret_cast<const char*>(c.aggregate.data()), c.aggregate.size()),
-                       now_ms, &object_id);
+        aggregate.object
+            ? (services_.bulk->Renew(object_id, now_ms)
+                   ? Status::OK()
+                   : services_.bulk->OfferPrepared(object_id, *aggregate.object, now_ms))
+            : OfferAggregate(c.round,
+                             std::string(reinterpret_cast<const char*>(c.aggregate.data()), c.aggregate.size()), now_ms,
+                             &object_id);
     if (served.ok()) {
       rc->set_aggregate_object_id(object_id);
     } else {
@@ -648,7 +686,7 @@ void JobRunner::Broadcast(const CommittedRound& c, int64_t now_ms) {
 }
 
 Status JobRunner::OfferAggregate(uint64_t round, std::string bytes, int64_t now_ms, std::string* object_id) {
-  *object_id = "aggregate/" + job_id_ + "/" + std::to_string(round);
+  *object_id = AggregateObjectId(round);
   return services_.bulk->OfferBytesOnce(*object_id, std::make_shared<const std::string>(std::move(bytes)), now_ms);
 }
 
@@ -691,11 +729,65 @@ Result<v1::CatchUpReply> JobRunner::CatchUp(const v1::CatchUpRequest& req, int64
   const uint32_t to = (req.to_round() == 0 || req.to_round() > last) ? last : static_cast<uint32_t>(req.to_round());
   TRIB_ASSIGN_OR_RETURN(CatchUpPlan plan, PlanCatchUp(services_.store, job_id_, spec_.snapshot_every,
                                                       static_cast<uint32_t>(req.from_round()), to, kCatchUpReplyBytes));
+  return CatchUpReply(req, to, CatchUpRead{std::move(plan), {}}, now_ms);
+}
+
+void JobRunner::CatchUpAsync(const v1::CatchUpRequest& req, CatchUpDone done) {
+  const uint32_t last = record_.current_round;
+  const uint32_t to = (req.to_round() == 0 || req.to_round() > last) ? last : static_cast<uint32_t>(req.to_round());
+  std::set<std::string> served;
+  for (const char* kind : {"snapshot/", "aggregate/"}) {
+    for (std::string& id : services_.bulk->ServedIds(kind + job_id_ + "/")) served.insert(std::move(id));
+  }
+  auto read = std::make_shared<Result<CatchUpRead>>(CatchUpRead{});
+  reads_.Post(
+      [read, store = services_.store, job_id = job_id_, every = spec_.snapshot_every,
+       from = static_cast<uint32_t>(req.from_round()), to, inline_limit = services_.options->inline_payload_bytes,
+       served = std::move(served)] { *read = ReadCatchUp(store, job_id, every, from, to, inline_limit, served); },
+      [this, read, req, to, done = std::move(done)] {
+        if (!read->ok()) return done(read->status());
+        done(CatchUpReply(req, to, std::move(**read), UnixMillis()));
+      });
+}
+
+Result<JobRunner::CatchUpRead> JobRunner::ReadCatchUp(checkpoint::CheckpointStore* store, const std::string& job_id,
+                                                      int64_t snapshot_every, uint32_t from_round, uint32_t to_round,
+                                                      uint64_t inline_limit, const std::set<std::string>& served) {
+  CatchUpRead read;
+  TRIB_ASSIGN_OR_RETURN(read.plan,
+                        PlanCatchUp(store, job_id, snapshot_every, from_round, to_round, kCatchUpReplyBytes));
+  if (read.plan.use_snapshot) {
+    const uint32_t round = read.plan.snapshot_round;
+    const std::string object_id = "snapshot/" + job_id + "/" + std::to_string(round);
+    if (served.count(object_id) == 0) {
+      TRIB_ASSIGN_OR_RETURN(auto table, store->SnapshotTable(job_id, round));
+      auto bytes = std::make_shared<std::string>(static_cast<size_t>(table->total_elems()) * sizeof(float), '\0');
+      TRIB_RETURN_IF_ERROR(store->LoadSnapshot(job_id, round, *table, reinterpret_cast<float*>(bytes->data())));
+      TRIB_ASSIGN_OR_RETURN(
+          read.prepared[object_id],
+          BulkObjects::Prepare(object_id, std::make_shared<transport::MemorySource>(std::move(bytes))));
+    }
+  }
+  for (const checkpoint::RoundRecord& r : read.plan.rounds) {
+    const std::string object_id = "aggregate/" + job_id + "/" + std::to_string(r.round);
+    if (r.aggregate.size() <= inline_limit || served.count(object_id) != 0) continue;
+    auto bytes = std::make_shared<const std::string>(r.aggregate);
+    TRIB_ASSIGN_OR_RETURN(read.prepared[object_id],
+                          BulkObjects::Prepare(object_id, std::make_shared<transport::MemorySource>(std::move(bytes))));
+  }
+  return read;
+}
+
+Result<v1::CatchUpReply> JobRunner::CatchUpReply(const v1::CatchUpRequest& req, uint32_t to, CatchUpRead read,
+                                                 int64_t now_ms) {
+  const CatchUpPlan& plan = read.plan;
+  for (auto& [object_id, object] : read.prepared)
+    TRIB_RETURN_IF_ERROR(services_.bulk->OfferPrepared(object_id, std::move(object), now_ms));
   v1::CatchUpReply out;
   out.set_job_id(job_id_);
   out.set_spec_yaml(record_.spec_yaml);
   out.set_state(checkpoint::JobStateName(record_.state));
-  out.set_last_committed_round(last);
+  out.set_last_committed_round(record_.current_round);
   if (plan.use_snapshot) TRIB_RETURN_IF_ERROR(OfferSnapshot(plan.snapshot_round, now_ms, &out));
   for (const checkpoint::RoundRecord& r : plan.rounds) {
     v1::CommittedAggregate* agg = out.add_rounds();
@@ -752,20 +844,53 @@ void JobRunner::ExportAsync(uint64_t requested_round, const std::string& format,
                 round);
   const fs::path dir =
       fs::path(services_.options->data_dir) / "exports" / job_id_ / ("round-" + std::to_string(round) + "-" + format);
-  if (fs::exists(dir / ".complete")) return done(dir.string(), round);
+  const bool exists = fs::exists(dir / ".complete");
   // What the step reads is its own: the running job's model and committed state are shared (a later
   // round replaces the state rather than changing it); otherwise it loads the model and rebuilds the round.
   std::shared_ptr<JobModel> model = model_;
   std::shared_ptr<const Arena> state;
   if (driver_ && driver_->last_committed_round() == round) state = driver_->shared_global();
-  auto result = std::make_shared<Result<std::string>>(std::string());
+  auto result = std::make_shared<Result<Exported>>(Exported{});
   checkpoint::CheckpointStore* store = services_.store;
-  work_.Post([model, state, store, spec = spec_, job_id = job_id_, round, format, dir,
-              result] { *result = ExportRound(store, spec, job_id, round, format, dir.string(), model, state); },
-             [this, round, format, result, done = std::move(done)] {
-               if (result->ok()) Log("exported round " + std::to_string(round) + " as " + format + " to " + **result);
-               done(*result, round);
-             });
+  work_.Post(
+      [model, state, store, spec = spec_, job_id = job_id_, round, format, dir, exists, result] {
+        if (!exists) {
+          auto written = ExportRound(store, spec, job_id, round, format, dir.string(), model, state);
+          if (!written.ok()) {
+            *result = written.status();
+            return;
+          }
+        }
+        *result = PrepareExportFiles(dir.string(), "export/" + job_id + "/" + std::to_string(round) + "/" + format);
+      },
+      [this, round, format, exists, result, done = std::move(done)] {
+        if (result->ok() && !exists)
+          Log("exported round " + std::to_string(round) + " as " + format + " to " + (*result)->dir);
+        done(*result, round);
+      });
+}
+
+Result<JobRunner::Exported> JobRunner::PrepareExportFiles(const std::string& dir, const std::string& id_prefix) {
+  Exported out;
+  out.dir = dir;
+  std::vector<fs::path> paths;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_regular_file() && entry.path().filename() != ".complete") paths.push_back(entry.path());
+  }
+  if (ec) return Status::IOError(dir + ": cannot list: " + ec.message());
+  std::sort(paths.begin(), paths.end());
+  for (const fs::path& path : paths) {
+    ExportedFile file;
+    file.name = path.filename().string();
+    file.object_id = id_prefix + "/" + file.name;
+    TRIB_ASSIGN_OR_RETURN(std::unique_ptr<transport::FileSource> source, transport::FileSource::Open(path.string()));
+    file.size = source->size();
+    TRIB_ASSIGN_OR_RETURN(
+        file.object, BulkObjects::Prepare(file.object_id, std::shared_ptr<transport::BulkSource>(std::move(source))));
+    out.files.push_back(std::move(file));
+  }
+  return out;
 }
 
 }  // namespace tributary

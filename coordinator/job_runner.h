@@ -128,6 +128,10 @@ class JobRunner {
   // the last committed round: the last one), capped per reply (docs/protocol.md): inline aggregates,
   // or bulk objects (offered as of now_ms) for aggregates above the inline limit and for a snapshot.
   Result<v1::CatchUpReply> CatchUp(const v1::CatchUpRequest& request, int64_t now_ms);
+  // CatchUp with its store reads and the bulk objects' loading and checksums on the job's reads queue (committed
+  // rounds and snapshots never change, so any thread may read them); `done` gets the reply from a later Tick.
+  using CatchUpDone = std::function<void(const Result<v1::CatchUpReply>& reply)>;
+  void CatchUpAsync(const v1::CatchUpRequest& request, CatchUpDone done);
 
   // Stops a job that has not finished: records FINISHED:STOPPED with `reason` (the open round is
   // abandoned) and logs it. FailedPrecondition when the job already finished; store errors.
@@ -138,15 +142,26 @@ class JobRunner {
 
   // Exports committed `round` (0: the last) as `format` ("safetensors" or "peft") into
   // <data_dir>/exports/<job>/round-<r>-<format>/, once (a finished export is reused), on the job's task
-  // queue; `done` gets that directory and the round, from a later Tick (or at once when the export exists
-  // or the request is refused). InvalidArgument for a round that is not committed or an unknown format,
-  // FailedPrecondition for peft of a job that trains no adapters; model and store errors.
-  using ExportDone = std::function<void(const Result<std::string>& dir, uint32_t round)>;
+  // queue, which also reads the files for their bulk checksums (object ids export/<job>/<round>/<format>/<file>):
+  // `done` gets them and the round from a later Tick (or at once when the request is refused). InvalidArgument
+  // for a round that is not committed or an unknown format, FailedPrecondition for peft of a job that trains no
+  // adapters; model, store and file errors.
+  struct ExportedFile {
+    std::string name;  // in the export directory
+    std::string object_id;
+    uint64_t size = 0;
+    transport::PreparedBulkObject object;
+  };
+  struct Exported {
+    std::string dir;
+    std::vector<ExportedFile> files;  // by name
+  };
+  using ExportDone = std::function<void(const Result<Exported>& exported, uint32_t round)>;
   void ExportAsync(uint64_t round, const std::string& format, ExportDone done);
 
  private:
   JobRunner(const JobServices& services, std::string job_id)
-      : services_(services), job_id_(std::move(job_id)), work_(job_id_) {}
+      : services_(services), job_id_(std::move(job_id)), reads_(job_id_ + "-reads"), work_(job_id_) {}
 
   // Builds the model and the driver (`resume`: RoundDriver::Resume, else Create).
   Status Start(bool resume);
@@ -194,12 +209,23 @@ class JobRunner {
   void CloseRound(int64_t now_ms);
   // Posts a round's ComputeClose on the task queue; its done commits it (FinishClose) and broadcasts.
   void PostClose(std::shared_ptr<RoundClose> close, size_t selected);
+  // A committed aggregate's checksum and, above the inline limit, its bulk object, computed off the loop.
+  struct AggregateObject {
+    std::string checksum;  // "" when not computed
+    std::optional<transport::PreparedBulkObject> object;
+  };
   void FinishClose(const std::shared_ptr<RoundClose>& close, const std::shared_ptr<RoundDriver>& driver,
-                   const Status& computed, size_t selected, std::chrono::steady_clock::time_point started);
+                   const Status& computed, const AggregateObject& aggregate, size_t selected,
+                   std::chrono::steady_clock::time_point started);
   // The open round stays open until the store can take its commit (Unavailable), logged once.
   void WaitForStorage(const Status& why);
+  // The checksum and (above `inline_limit`) the bulk object of an aggregate (any thread).
+  static AggregateObject PrepareAggregate(const std::vector<uint8_t>& aggregate, uint64_t inline_limit,
+                                          const std::string& object_id);
+  std::string AggregateObjectId(uint64_t round) const;
   // After a commit: summary, metrics, broadcast, log lines, and the job's end.
-  void OnCommitted(const CommittedRound& committed, size_t selected, double close_s, int64_t now_ms);
+  void OnCommitted(const CommittedRound& committed, const AggregateObject& aggregate, size_t selected, double close_s,
+                   int64_t now_ms);
   // ---- secure aggregation (job_runner_secagg.cc) ----
   // The session of a round StartRound just opened (InvalidArgument when the spec does not fit the round).
   Status OpenSecAggSession(const RoundStart& start);
@@ -209,11 +235,26 @@ class JobRunner {
   // Workers that joined the open round's session (they need no further RoundStart).
   std::vector<std::string> SecAggJoined() const;
   // RoundCommitted of `committed` to every alive worker.
-  void Broadcast(const CommittedRound& committed, int64_t now_ms);
+  void Broadcast(const CommittedRound& committed, const AggregateObject& aggregate, int64_t now_ms);
   // Serves an aggregate as bulk object "aggregate/<job>/<round>".
   Status OfferAggregate(uint64_t round, std::string bytes, int64_t now_ms, std::string* object_id);
   // Serves a snapshot as bulk object "snapshot/<job>/<round>" and describes it in `reply`.
   Status OfferSnapshot(uint32_t round, int64_t now_ms, v1::CatchUpReply* reply);
+  // What CatchUpAsync reads off the loop: the plan, and the bulk objects it needs that were not served when it
+  // was asked (object id -> prepared).
+  struct CatchUpRead {
+    CatchUpPlan plan;
+    std::map<std::string, transport::PreparedBulkObject> prepared;
+  };
+  static Result<CatchUpRead> ReadCatchUp(checkpoint::CheckpointStore* store, const std::string& job_id,
+                                         int64_t snapshot_every, uint32_t from_round, uint32_t to_round,
+                                         uint64_t inline_limit, const std::set<std::string>& served);
+  // The reply to a catch-up from `read`: prepared objects offered, served ones renewed (one that expired in
+  // the meantime is read again here).
+  Result<v1::CatchUpReply> CatchUpReply(const v1::CatchUpRequest& request, uint32_t to, CatchUpRead read,
+                                        int64_t now_ms);
+  // The files of an export directory read for their bulk checksums, object ids `id_prefix`/<name> (any thread).
+  static Result<Exported> PrepareExportFiles(const std::string& dir, const std::string& id_prefix);
 
   JobServices services_;
   std::string job_id_;
@@ -253,7 +294,9 @@ class JobRunner {
   std::unique_ptr<ProbeCampaign> campaign_;
   DriftTracker drift_;
   std::map<std::string, std::string> drifted_;  // worker -> the drift line, until re-probed
-  // Last: destroyed first, it waits for a running step while the rest is still there.
+  // Last: destroyed first, they wait for a running step while the rest is still there. work_ runs the rounds'
+  // closes, snapshots and exports in order; reads_ the catch-ups, which must not wait behind an evaluation.
+  TaskQueue reads_;
   TaskQueue work_;
 };
 

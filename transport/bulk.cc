@@ -125,24 +125,41 @@ BulkSender::BulkSender(std::string name, uint32_t chunk_bytes, uint32_t max_wind
       chunk_bytes_(std::max<uint32_t>(chunk_bytes, 1)),
       max_window_(std::max<uint32_t>(max_window, 1)) {}
 
-Status BulkSender::AddObject(const std::string& object_id, std::shared_ptr<BulkSource> source) {
-  if (object_id.empty()) return Status::InvalidArgument(name_ + ": bulk object id is empty");
-  Object object;
+Result<PreparedBulkObject> PrepareBulkObject(const std::string& object_id, std::shared_ptr<BulkSource> source,
+                                             uint32_t chunk_bytes) {
+  PreparedBulkObject object;
   object.source = std::move(source);
+  object.chunk_bytes = std::max<uint32_t>(chunk_bytes, 1);
   const uint64_t total = object.source->size();
-  object.num_chunks = NumChunks(total, chunk_bytes_);
+  object.num_chunks = NumChunks(total, object.chunk_bytes);
   object.chunk_checksums.reserve(object.num_chunks);
   ObjectHasher hasher;
   std::string buffer;
   for (uint64_t i = 0; i < object.num_chunks; ++i) {
-    const uint64_t length = ChunkLength(i, total, chunk_bytes_);
+    const uint64_t length = ChunkLength(i, total, object.chunk_bytes);
     buffer.resize(length);
-    TRIB_RETURN_IF_ERROR(object.source->Read(i * chunk_bytes_, buffer.data(), length)
-                             .WithContext(name_ + ": object '" + object_id + "'"));
+    TRIB_RETURN_IF_ERROR(
+        object.source->Read(i * object.chunk_bytes, buffer.data(), length).WithContext("object '" + object_id + "'"));
     object.chunk_checksums.push_back(ChunkChecksum(buffer.data(), buffer.size()));
     hasher.Update(buffer.data(), buffer.size());
   }
   object.object_checksum = hasher.Finish();
+  return object;
+}
+
+Status BulkSender::AddObject(const std::string& object_id, std::shared_ptr<BulkSource> source) {
+  if (object_id.empty()) return Status::InvalidArgument(name_ + ": bulk object id is empty");
+  auto object = PrepareBulkObject(object_id, std::move(source), chunk_bytes_);
+  if (!object.ok()) return object.status().WithContext(name_);
+  return AddPrepared(object_id, std::move(*object));
+}
+
+Status BulkSender::AddPrepared(const std::string& object_id, PreparedBulkObject object) {
+  if (object_id.empty()) return Status::InvalidArgument(name_ + ": bulk object id is empty");
+  if (object.chunk_bytes != chunk_bytes_ || !object.source)
+    return Status::InvalidArgument(name_ + ": object '" + object_id + "' was prepared for " +
+                                   std::to_string(object.chunk_bytes) + "-byte chunks, this sender sends " +
+                                   std::to_string(chunk_bytes_));
   objects_[object_id] = std::move(object);
   return Status::OK();
 }

@@ -98,6 +98,20 @@ class FileSource : public BulkSource {
   uint64_t size_;
 };
 
+// An object read once for its checksums, ready to be served (BulkSender::AddPrepared). Preparing may run on
+// any thread, so the owner of a BulkSender (an event loop) need not read a large object itself.
+struct PreparedBulkObject {
+  std::shared_ptr<BulkSource> source;
+  uint32_t chunk_bytes = 0;  // the chunking the checksums were computed for
+  uint64_t num_chunks = 0;
+  std::vector<std::string> chunk_checksums;
+  std::string object_checksum;  // 32-byte BLAKE2b of the whole object
+};
+// Reads `source` once and computes its chunk and object checksums for chunks of `chunk_bytes`. Errors when the
+// source cannot be read (naming `object_id`).
+Result<PreparedBulkObject> PrepareBulkObject(const std::string& object_id, std::shared_ptr<BulkSource> source,
+                                             uint32_t chunk_bytes = kDefaultChunkBytes);
+
 // Serves registered objects chunk by chunk.
 class BulkSender {
  public:
@@ -106,6 +120,9 @@ class BulkSender {
 
   // Registers an object (reads it once to compute the checksums). Replaces an object with the id.
   Status AddObject(const std::string& object_id, std::shared_ptr<BulkSource> source);
+  // Registers an object prepared for this sender's chunk size (InvalidArgument for another), without reading it.
+  Status AddPrepared(const std::string& object_id, PreparedBulkObject object);
+  uint32_t chunk_bytes() const { return chunk_bytes_; }
   void RemoveObject(const std::string& object_id);
   bool HasObject(const std::string& object_id) const { return objects_.count(object_id) != 0; }
   // 32-byte BLAKE2b of a registered object (empty if unknown): publish it with the object id.
@@ -121,12 +138,7 @@ class BulkSender {
   Status Serve(Client& client, const Message& request) const;
 
  private:
-  struct Object {
-    std::shared_ptr<BulkSource> source;
-    uint64_t num_chunks = 0;
-    std::vector<std::string> chunk_checksums;
-    std::string object_checksum;
-  };
+  using Object = PreparedBulkObject;
   std::string name_;
   uint32_t chunk_bytes_;
   uint32_t max_window_;

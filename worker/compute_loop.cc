@@ -112,11 +112,15 @@ Status ComputeLoop::RunHandler(const WorkItem& item, bool* threw) {
   }
 }
 
+uint64_t ComputeLoop::RetryAfterRound(uint64_t failed_round, int failures_in_a_row) {
+  const int doublings = std::clamp(failures_in_a_row - 1, 0, 16);
+  return failed_round + std::min<uint64_t>(uint64_t{1} << doublings, kMaxRetryBackoffRounds) - 1;
+}
+
 void ComputeLoop::ReportProblem(const std::string& job, uint64_t round, const std::string& reason) {
   Retry& retry = retries_[job];
-  retry.failures = std::min(retry.failures + 1, 8);
-  const uint64_t backoff = std::min<uint64_t>(uint64_t{1} << (retry.failures - 1), kMaxRetryBackoffRounds);
-  retry.retry_at_round = round + backoff - 1;
+  retry.failures = std::min(retry.failures + 1, 1000);
+  retry.retry_at_round = RetryAfterRound(round, retry.failures);
   board_->SetProblem(job, round, reason, UnixMillisNow());
 }
 

@@ -46,6 +46,9 @@ class ComputeLoop {
 
   // The most committed rounds a job with a problem sits out before this worker may try it again.
   static constexpr uint64_t kMaxRetryBackoffRounds = 16;
+  // The committed round of the job after which a problem from `failed_round`, the worker's
+  // `failures_in_a_row`-th (>= 1), is cleared: it sits out 1, 2, 4, 8, then 16 committed rounds.
+  static uint64_t RetryAfterRound(uint64_t failed_round, int failures_in_a_row);
 
  private:
   // Handles one item, logging its handler's failure once ("worker 'w1': job J round R: RoundStart: ...").

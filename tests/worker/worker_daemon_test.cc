@@ -26,6 +26,7 @@
 #include "tests/common/temp_dir.h"
 #include "tests/common/tiny_llama.h"
 #include "transport/bulk.h"
+#include "worker/compute_loop.h"
 
 namespace tributary {
 namespace {
@@ -497,6 +498,19 @@ TEST(WorkerDaemonTest, ATaskletThatThrowsIsReportedAsCannotTrainAndTheWorkerGoes
   ack.mutable_upload_ack()->set_accepted(true);
   coordinator.Reply(*upload, ack);
   EXPECT_TRUE(worker.Stop().ok());
+}
+
+// A worker left out of a job's rounds for a problem tries again after 1, 2, 4, 8, then at most 16 committed
+// rounds, counting its failures in a row.
+TEST(ComputeLoopTest, AProblemSitsOutTwiceAsManyCommittedRoundsAfterEachFailureInARow) {
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 1), 5u);  // cleared when round 5, the failed one, commits
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 2), 6u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 3), 8u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 4), 12u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 5), 20u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 6), 20u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 1000), 5u + ComputeLoop::kMaxRetryBackoffRounds - 1);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(0, 1), 0u);  // a refused RoundStart of round 0 does not wrap
 }
 
 TEST(WorkerDaemonTest, UploadAboveTheInlineThresholdIsPulledAsABulkObject) {

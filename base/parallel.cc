@@ -3,14 +3,18 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace tributary {
 namespace {
 
-// Workers sleep on a condition variable; each job is a task counter they drain.
+// Workers sleep on a condition variable; each job is a task counter they drain. A task that throws
+// (std::bad_alloc in a kernel) ends the job early: the first exception is rethrown on the calling
+// thread once every worker left it, rather than std::terminate on a pool thread.
 class ThreadPool {
  public:
   explicit ThreadPool(int n) { Start(n); }
@@ -41,12 +45,15 @@ class ThreadPool {
     }
     cv_.notify_all();
     Drain();
+    std::exception_ptr failure;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       done_cv_.wait(lock, [&] { return pending_ == 0 && active_ == 0; });
       fn_ = nullptr;
+      failure = std::exchange(failure_, nullptr);
     }
     in_job_ = false;
+    if (failure) std::rethrow_exception(failure);
   }
 
  private:
@@ -78,15 +85,25 @@ class ThreadPool {
     int64_t done = 0;
     const bool was_in_job = in_job_;
     in_job_ = true;  // nested parallel calls from inside a task run serially
+    std::exception_ptr failure;
     for (;;) {
       int64_t t = next_task_.fetch_add(1);
       if (t >= total) break;
-      (*fn)(t);
       ++done;
+      try {
+        (*fn)(t);
+      } catch (...) {
+        failure = std::current_exception();
+        // The tasks nobody took yet are skipped: they count as done.
+        const int64_t next = next_task_.exchange(total);
+        if (next < total) done += total - next;
+        break;
+      }
     }
     in_job_ = was_in_job;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (failure && !failure_) failure_ = failure;
       pending_ -= done;
       --active_;
       if (pending_ == 0 && active_ == 0) done_cv_.notify_all();
@@ -118,6 +135,7 @@ class ThreadPool {
   int active_ = 0;
   uint64_t generation_ = 0;
   bool stop_ = false;
+  std::exception_ptr failure_;  // the job's first exception (under mutex_)
   static thread_local bool in_job_;
 };
 

@@ -14,6 +14,7 @@
 
 #include "base/hash.h"
 #include "coordinator/job_view.h"
+#include "coordinator/round_candidates.h"
 #include "federation/method.h"
 
 namespace tributary {
@@ -347,7 +348,16 @@ void JobRunner::Tick(int64_t now_ms, bool may_plan) {
 
 bool JobRunner::OpenRound(int64_t now_ms) {
   if (const std::string fed = FeedCalibrations(*driver_, *services_.workers); !fed.empty()) Log(fed);
-  auto start = driver_->StartRound(services_.workers->AliveInventory(), now_ms);
+  // Workers that report they cannot train the job sit the round out, unless it cannot be planned
+  // without them (coordinator/round_candidates.h).
+  const std::vector<WorkerInventory> alive = services_.workers->AliveInventory();
+  const RoundCandidates candidates = LeaveOutWorkersThatCannotTrain(alive, services_.workers->ProblemsOf(job_id_));
+  auto start = driver_->StartRound(candidates.inventory, now_ms);
+  std::string without;  // why the round could not be planned without them
+  if (!start.ok() && !candidates.left_out.empty()) {
+    without = start.status().message();
+    start = driver_->StartRound(alive, now_ms);
+  }
   if (!start.ok()) {
     next_plan_ms_ = now_ms + kReplanIntervalMs;
     if (start.status().message() != last_plan_error_) {
@@ -375,6 +385,11 @@ bool JobRunner::OpenRound(int64_t now_ms) {
   Log("round " + std::to_string(start->round) + " opened: " + std::to_string(start->participants.size()) +
       " participant(s) [" + names + "], deadline in " + std::to_string((start->deadline_ms - now_ms + 500) / 1000) +
       " s");
+  if (!without.empty()) {
+    Log(PlannedWithThemLine(candidates.left_out, start->round, without), /*warn=*/true);
+  } else {
+    for (const LeftOutWorker& w : candidates.left_out) Log(LeftOutLine(w, start->round), /*warn=*/true);
+  }
   if (spec_.mode == "cluster") LogPlan(start->round);
   return true;
 }

@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <exception>
+#include <limits>
+#include <new>
 
 #include "federation/job_spec.h"
 
@@ -38,7 +42,15 @@ void ComputeLoop::Run() {
   while (!stopping_()) {
     std::optional<WorkItem> item = queue_->Pop(kQueueWait);
     if (!item) continue;
-    Handle(*item);
+    try {
+      Handle(*item);
+    } catch (...) {
+      // Reporting a failure failed too (memory that short): the item is given up, the worker goes on.
+      try {
+        spdlog::error("{}: an item failed and could not be reported", name_);
+      } catch (...) {
+      }
+    }
     queue_->Done();
     board_->SetActivity("idle", "", 0);
   }
@@ -48,21 +60,78 @@ void ComputeLoop::Handle(const WorkItem& item) {
   const std::string& job = item.is_start ? item.start.job_id() : item.committed.job_id();
   const uint64_t round = item.is_start ? item.start.round() : item.committed.round();
   const char* what = item.is_start ? "RoundStart" : "RoundCommitted";
-  const Status status = item.is_start ? HandleRoundStart(item.start) : HandleRoundCommitted(item.committed);
+  bool threw = false;
+  const Status status = RunHandler(item, &threw);
+  if (!item.is_start) MaybeRetry(job, round);
   if (status.ok()) {
-    if (item.is_start || item.committed.job_finished()) board_->ClearProblem(job);
+    if (item.is_start || item.committed.job_finished()) {
+      board_->ClearProblem(job);
+      retries_.erase(job);
+    }
     return;
   }
-  if (stopping_()) {
+  if (stopping_() && !threw) {
     spdlog::info("{}: {}: {} interrupted by the stop: {}", name_, JobRound(job, round), what, status.message());
     return;
   }
   spdlog::error("{}: {}: {}: {}", name_, JobRound(job, round), what, status.message());
+  // Whatever the exception interrupted (a tasklet's update, an aggregate half applied) left the replica
+  // in an unknown state, and freeing it gives back its memory: the next round rebuilds it by catch-up.
+  if (threw) sync_->Drop(job);
   // A failed sync or tasklet (not a failed upload: the coordinator is the one that did not answer) is
   // reported in every heartbeat until the job trains here again, so the job's status says why its round
-  // waits. The worker tries again only when the coordinator sends the round again (its re-plan).
-  if (item.is_start && board_->Snapshot().state != "uploading")
-    board_->SetProblem(job, round, what + std::string(": ") + status.message(), UnixMillisNow());
+  // waits, and the coordinator plans the job's next rounds without this worker. It tries again when the
+  // coordinator sends it the round again (a re-plan), or after its back-off (MaybeRetry).
+  if (item.is_start && (threw || board_->Snapshot().state != "uploading"))
+    ReportProblem(job, round, what + std::string(": ") + status.message());
+}
+
+Status ComputeLoop::RunHandler(const WorkItem& item, bool* threw) {
+  *threw = false;
+  // What the worker was doing when it threw: "training job J round R".
+  auto doing = [&] {
+    const PublishedStatus now = board_->Snapshot();
+    if (now.state == "idle" || now.job_id.empty())
+      return std::string("handling the ") + (item.is_start ? "RoundStart" : "RoundCommitted") + " of " +
+             (item.is_start ? JobRound(item.start.job_id(), item.start.round())
+                            : JobRound(item.committed.job_id(), item.committed.round()));
+    return now.state + " " + JobRound(now.job_id, now.round);
+  };
+  try {
+    return item.is_start ? HandleRoundStart(item.start) : HandleRoundCommitted(item.committed);
+  } catch (const std::bad_alloc& e) {
+    *threw = true;
+    return Status::FailedPrecondition("out of memory while " + doing() + " (" + e.what() +
+                                      "): this host cannot hold the job's model and batch");
+  } catch (const std::exception& e) {
+    *threw = true;
+    return Status::Internal("unexpected error while " + doing() + ": " + e.what());
+  } catch (...) {
+    *threw = true;
+    return Status::Internal("unexpected error while " + doing() + ": an exception of unknown type");
+  }
+}
+
+uint64_t ComputeLoop::RetryAfterRound(uint64_t failed_round, int failures_in_a_row) {
+  const int doublings = std::clamp(failures_in_a_row - 1, 0, 16);
+  return failed_round + std::min<uint64_t>(uint64_t{1} << doublings, kMaxRetryBackoffRounds) - 1;
+}
+
+void ComputeLoop::ReportProblem(const std::string& job, uint64_t round, const std::string& reason) {
+  Retry& retry = retries_[job];
+  retry.failures = std::min(retry.failures + 1, 1000);
+  retry.retry_at_round = RetryAfterRound(round, retry.failures);
+  board_->SetProblem(job, round, reason, UnixMillisNow());
+}
+
+void ComputeLoop::MaybeRetry(const std::string& job, uint64_t committed_round) {
+  auto it = retries_.find(job);
+  if (it == retries_.end() || committed_round < it->second.retry_at_round) return;
+  it->second.retry_at_round = std::numeric_limits<uint64_t>::max();  // once: the failures in a row stay
+  board_->ClearProblem(job);
+  spdlog::info(
+      "{}: {}: the job went on without this worker: it tries again when next selected ({} failure(s) in a row)", name_,
+      JobRound(job, committed_round), it->second.failures);
 }
 
 Status ComputeLoop::HandleRoundStart(const v1::RoundStart& start) {
@@ -100,6 +169,7 @@ Status ComputeLoop::TrainInIsland(JobReplica& replica, const v1::RoundStart& sta
   const uint64_t round = start.round();
   board_->SetActivity("training", job, round);
   const auto started = Clock::now();
+  if (options_.before_tasklet) options_.before_tasklet(job, round);
   Result<TaskletResult> result = island_->Run(replica, start);
   if (!result.ok()) return result.status().WithContext("island round failed");
   const double train_seconds = std::chrono::duration<double>(Clock::now() - started).count();
@@ -118,7 +188,7 @@ Status ComputeLoop::TrainAndUpload(JobReplica& replica, uint64_t round) {
   const std::string& job = replica.job_id();
   board_->SetActivity("training", job, round);
   const auto started = Clock::now();
-  Result<TaskletResult> result = replica.RunRound(round, options_.worker_id);
+  Result<TaskletResult> result = RunTasklet(replica, round);
   if (!result.ok()) return result.status().WithContext("tasklet failed");
   const double train_seconds = std::chrono::duration<double>(Clock::now() - started).count();
   spdlog::info("{}: {}: trained {} steps on {} rows in {:.2f} s (loss {:.4f}, payload {} bytes)", name_,
@@ -134,7 +204,7 @@ Status ComputeLoop::TrainAndAggregateSecurely(JobReplica& replica, uint64_t roun
   if (!secagg_->HasResult(job, round)) {
     board_->SetActivity("training", job, round);
     const auto started = Clock::now();
-    Result<TaskletResult> result = replica.RunRound(round, options_.worker_id);
+    Result<TaskletResult> result = RunTasklet(replica, round);
     if (!result.ok()) return result.status().WithContext("tasklet failed");
     const double train_seconds = std::chrono::duration<double>(Clock::now() - started).count();
     spdlog::info("{}: {}: trained {} steps on {} rows in {:.2f} s (loss {:.4f}); secure aggregation next", name_,
@@ -146,6 +216,11 @@ Status ComputeLoop::TrainAndAggregateSecurely(JobReplica& replica, uint64_t roun
   }
   board_->SetActivity("uploading", job, round);
   return secagg_->Run(replica, round);
+}
+
+Result<TaskletResult> ComputeLoop::RunTasklet(JobReplica& replica, uint64_t round) {
+  if (options_.before_tasklet) options_.before_tasklet(replica.job_id(), round);
+  return replica.RunRound(round, options_.worker_id);
 }
 
 Status ComputeLoop::HandleRoundCommitted(const v1::RoundCommitted& committed) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ struct WorkerOptions {
   // The control loop calls hooks.alive every iteration, hooks.ready once registered, hooks.status
   // with "registered as w1; training job J round 3" when that changed, hooks.stopping when it drains.
   LoopHooks hooks;
+  // Called on the compute thread just before each tasklet (job id, round); empty in `tributary worker`.
+  // Tests make it throw, as a tasklet that runs out of memory does (std::bad_alloc).
+  std::function<void(const std::string& job_id, uint64_t round)> before_tasklet;
 };
 
 }  // namespace tributary

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <new>
+#include <stdexcept>
 #include <vector>
 
 namespace tributary {
@@ -30,6 +32,35 @@ TEST(ParallelTest, TasksRunAllAndNestedCallsAreSerial) {
   });
   EXPECT_EQ(sum.load(), 10 * (99 * 100 / 2));
   EXPECT_GE(NumThreads(), 1);
+}
+
+// A task that throws (std::bad_alloc in a kernel) does not terminate the process from a pool thread:
+// the caller gets the exception once the job is over, and the pool runs the next job normally.
+TEST(ParallelTest, AThrowingTaskReachesTheCallerAndThePoolGoesOn) {
+  SetNumThreads(4);
+  for (int64_t thrower : {0, 1, 63}) {  // the calling thread's first task, a pool thread's, the last
+    std::atomic<int64_t> ran{0};
+    EXPECT_THROW(ParallelTasks(64,
+                               [&](int64_t t) {
+                                 if (t == thrower) throw std::bad_alloc();
+                                 ++ran;
+                               }),
+                 std::bad_alloc)
+        << "task " << thrower;
+    EXPECT_LT(ran.load(), 64);
+  }
+  // Inside a nested (serial) loop too, and with another exception type.
+  EXPECT_THROW(ParallelTasks(8,
+                             [&](int64_t t) {
+                               ParallelFor(0, 4, 1, [&](int64_t lo, int64_t) {
+                                 if (t == 5 && lo == 2) throw std::runtime_error("nested");
+                               });
+                             }),
+               std::runtime_error);
+  std::atomic<int64_t> sum{0};
+  ParallelFor(0, 1000, 1, [&](int64_t lo, int64_t hi) { sum += hi - lo; });
+  EXPECT_EQ(sum.load(), 1000);
+  SetNumThreads(0);
 }
 
 }  // namespace

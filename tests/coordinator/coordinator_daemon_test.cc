@@ -330,6 +330,104 @@ TEST_F(CoordinatorDaemonTest, AJobNoWorkerCanRunShowsWhyItWaits) {
   EXPECT_TRUE(coordinator.Stop().ok());
 }
 
+// A worker whose heartbeats say it cannot train the job is left out of the job's next round (the job log
+// says why), and is selected again once its heartbeats no longer list the problem. When every eligible
+// worker reports one, the round is planned with them as before (each tries again when sent the round).
+TEST_F(CoordinatorDaemonTest, AWorkerThatCannotTrainIsLeftOutOfRoundsUntilItsProblemClears) {
+  World world;
+  TempDir data;
+  RunningCoordinator coordinator(Options(world, data));
+  ASSERT_TRUE(coordinator.ok());
+  auto spec =
+      ParseJobSpec(EffectiveJobSpecYaml(world.Spec()), "spec", {"federation.rounds=4", "federation.min_clients=1"});
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ScriptedWorker w1(coordinator.endpoint(), keys_, keys_.w1, "w1");
+  ScriptedWorker w2(coordinator.endpoint(), keys_, keys_.w2, "w2");
+  ASSERT_TRUE(w1.Register(WorkerCapabilities(world.num_examples, "")).accepted());
+  ASSERT_TRUE(w2.Register(WorkerCapabilities(world.num_examples, "")).accepted());
+  auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
+  auto submitted = SubmitYaml(*cli, EffectiveJobSpecYaml(*spec));
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  const std::string job_id = *submitted;
+  auto replica = world.Replica();
+
+  auto round_start = [](ScriptedWorker& w, uint64_t round) {
+    return w
+        .WaitFor([round](const Message& m) {
+          return m.envelope.has_round_start() && m.envelope.round_start().round() == round;
+        })
+        .has_value();
+  };
+  auto problem = [&](uint64_t round) {
+    v1::JobProblem p;
+    p.set_job_id(job_id);
+    p.set_round(round);
+    p.set_reason("RoundStart: out of memory while training job " + job_id + " round " + std::to_string(round) +
+                 " (std::bad_alloc)");
+    return p;
+  };
+  // Heartbeats until the coordinator shows `count` problems for the job.
+  auto await_problems = [&](int count) {
+    for (int i = 0; i < 200; ++i) {
+      auto reply = GetJobReply(*cli, job_id);
+      if (reply.ok() && reply->worker_problems_size() == count) return true;
+      w1.Idle(50);
+      w2.Idle(50);
+    }
+    return false;
+  };
+  auto open_round_workers = [&] {
+    auto reply = GetJobReply(*cli, job_id);
+    EXPECT_TRUE(reply.ok()) << reply.status().ToString();
+    return reply.ok() ? std::vector<std::string>(reply->workers().begin(), reply->workers().end())
+                      : std::vector<std::string>{};
+  };
+  // Both upload `round` (a worker reporting a problem uploads too: the plan of the next round is what
+  // this test checks, not a round waiting for its deadline).
+  auto upload_round = [&](uint32_t round, const std::vector<ScriptedWorker*>& workers) {
+    std::vector<std::pair<std::string, TaskletResult>> results;
+    for (ScriptedWorker* w : workers)
+      results.emplace_back(w->worker_id(), Train(*spec, round, w->worker_id(), world, *replica));
+    for (size_t i = 0; i < workers.size(); ++i)
+      EXPECT_TRUE(workers[i]->Upload(InlineUpload(job_id, round, results[i].first, results[i].second)).accepted());
+    ExpectedRound(*spec, round, results, *replica);
+  };
+
+  // Round 1 with both; w1 then reports it cannot train the job.
+  ASSERT_TRUE(round_start(w1, 1) && round_start(w2, 1));
+  w1.problems = {problem(1)};
+  ASSERT_TRUE(await_problems(1));
+  upload_round(1, {&w1, &w2});
+
+  // Round 2 is planned without w1, and the job log says why.
+  ASSERT_TRUE(round_start(w2, 2));
+  EXPECT_EQ(open_round_workers(), std::vector<std::string>{"w2"});
+  EXPECT_TRUE(
+      sink_->Contains("worker 'w1' left out of round 2: cannot train: RoundStart: out of memory while "
+                      "training job " +
+                      job_id + " round 1 (std::bad_alloc)"));
+
+  // w1's heartbeats no longer list the problem: round 3 selects it again.
+  w1.problems.clear();
+  ASSERT_TRUE(await_problems(0));
+  upload_round(2, {&w2});
+  ASSERT_TRUE(round_start(w1, 3) && round_start(w2, 3));
+  EXPECT_EQ(open_round_workers(), (std::vector<std::string>{"w1", "w2"}));
+
+  // Every eligible worker reports a problem: round 4 is planned with them, as before.
+  w1.problems = {problem(3)};
+  w2.problems = {problem(3)};
+  ASSERT_TRUE(await_problems(2));
+  upload_round(3, {&w1, &w2});
+  ASSERT_TRUE(round_start(w1, 4) && round_start(w2, 4));
+  EXPECT_EQ(open_round_workers(), (std::vector<std::string>{"w1", "w2"}));
+  EXPECT_TRUE(
+      sink_->Contains("round 4: planned with the 2 worker(s) that report they cannot train the job (w1, "
+                      "w2), since without them: "));
+  EXPECT_FALSE(sink_->Contains("left out of round 4"));
+  EXPECT_TRUE(coordinator.Stop().ok());
+}
+
 // A spec over its privacy budget is refused at submit, naming the field.
 TEST_F(CoordinatorDaemonTest, SubmitRefusesAJobOverItsPrivacyBudget) {
   World world;

@@ -148,6 +148,7 @@ class ScriptedWorker {
   const std::string& worker_id() const { return worker_id_; }
   bool registered = false;
   std::vector<v1::ReplicaState> replicas;  // reported in heartbeats
+  std::vector<v1::JobProblem> problems;    // reported in heartbeats: jobs it says it cannot train
   int bulk_requests_served = 0;
   transport::BulkSender bulk{"test-worker"};
 
@@ -199,6 +200,7 @@ class ScriptedWorker {
     hb.mutable_heartbeat()->set_state("idle");
     hb.mutable_heartbeat()->set_sequence(++sequence_);
     for (const v1::ReplicaState& r : replicas) *hb.mutable_heartbeat()->add_replicas() = r;
+    for (const v1::JobProblem& p : problems) *hb.mutable_heartbeat()->add_problems() = p;
     EXPECT_TRUE(client_->Send(hb).ok());
   }
 

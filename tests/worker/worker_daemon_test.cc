@@ -7,10 +7,12 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <new>
 #include <optional>
 #include <thread>
 
@@ -24,6 +26,7 @@
 #include "tests/common/temp_dir.h"
 #include "tests/common/tiny_llama.h"
 #include "transport/bulk.h"
+#include "worker/compute_loop.h"
 
 namespace tributary {
 namespace {
@@ -417,6 +420,97 @@ TEST(WorkerDaemonTest, HashMismatchDropsTheReplicaAndTheNextRoundRebuildsItByCat
   EXPECT_EQ(upload2->message.envelope.upload_update().round(), 2u);
   EXPECT_EQ(upload2->message.envelope.upload_update().payload(), Bytes(expected->payload));
   EXPECT_TRUE(worker.Stop().ok());
+}
+
+// A tasklet that throws (std::bad_alloc, as one too large for the host's memory does) does not kill the
+// daemon: the job's problem names the job and round and goes out in every heartbeat, and the replica is
+// dropped. Once the job commits the round without this worker, its back-off is over: the problem clears,
+// the replica is warmed by catch-up, and the next round it is sent trains and uploads.
+TEST(WorkerDaemonTest, ATaskletThatThrowsIsReportedAsCannotTrainAndTheWorkerGoesOn) {
+  World world;
+  const JobSpec spec = world.Spec("ferret");
+  transport::ServerOptions server_options;
+  server_options.insecure = true;
+  ScriptedCoordinator coordinator(server_options);
+  std::atomic<int> throws{1};
+  WorkerOptions options = Options(world, coordinator.endpoint());
+  options.before_tasklet = [&throws](const std::string&, uint64_t) {
+    if (throws.fetch_sub(1) > 0) throw std::bad_alloc();
+  };
+  RunningWorker worker(options);
+  ASSERT_TRUE(coordinator.WaitForBody(Envelope::kRegisterWorker).has_value());
+
+  auto oracle = world.Replica();
+  coordinator.Push(Start("job-oom", 1, HashHex(WeightsHash(oracle->params())), spec));
+  auto reported = coordinator.WaitFor([](const Incoming& in) {
+    return in.message.envelope.has_heartbeat() && in.message.envelope.heartbeat().problems_size() > 0;
+  });
+  ASSERT_TRUE(reported.has_value());
+  const v1::Heartbeat& hb = reported->message.envelope.heartbeat();
+  ASSERT_EQ(hb.problems_size(), 1);
+  EXPECT_EQ(hb.problems(0).job_id(), "job-oom");
+  EXPECT_EQ(hb.problems(0).round(), 1u);
+  EXPECT_NE(hb.problems(0).reason().find("out of memory while training job job-oom round 1 (std::bad_alloc)"),
+            std::string::npos)
+      << hb.problems(0).reason();
+  EXPECT_EQ(hb.replicas_size(), 0) << "the replica the exception interrupted is dropped";
+  // The daemon goes on: heartbeats keep coming, with the problem.
+  const uint64_t sequence = hb.sequence();
+  auto later = coordinator.WaitFor([sequence](const Incoming& in) {
+    return in.message.envelope.has_heartbeat() && in.message.envelope.heartbeat().sequence() >= sequence + 3;
+  });
+  ASSERT_TRUE(later.has_value());
+  EXPECT_EQ(later->message.envelope.heartbeat().problems_size(), 1);
+
+  // The job commits round 1 without this worker: the problem clears and the replica is warmed.
+  const std::vector<uint8_t> aggregate1 = OracleRound(spec, 1, world.rows, *oracle);
+  const uint64_t hash1 = WeightsHash(oracle->params());
+  coordinator.Push(Committed("job-oom", 1, aggregate1, hash1));
+  auto catch_up = coordinator.WaitForBody(Envelope::kCatchUpRequest);
+  ASSERT_TRUE(catch_up.has_value());
+  Envelope reply = transport::NewEnvelope("coordinator");
+  v1::CatchUpReply* body = reply.mutable_catch_up_reply();
+  body->set_job_id("job-oom");
+  body->set_spec_yaml(EffectiveJobSpecYaml(spec));
+  body->set_state("RUNNING");
+  body->set_last_committed_round(1);
+  v1::CommittedAggregate* round1 = body->add_rounds();
+  round1->set_round(1);
+  round1->set_aggregate(Bytes(aggregate1));
+  round1->set_weights_hash(HashHex(hash1));
+  coordinator.Reply(*catch_up, reply);
+  auto cleared = coordinator.WaitFor([&](const Incoming& in) {
+    if (!in.message.envelope.has_heartbeat() || in.message.envelope.heartbeat().problems_size() != 0) return false;
+    for (const v1::ReplicaState& r : in.message.envelope.heartbeat().replicas())
+      if (r.job_id() == "job-oom" && r.round() == 1 && r.weights_hash() == HashHex(hash1)) return true;
+    return false;
+  });
+  ASSERT_TRUE(cleared.has_value());
+
+  // Round 2 trains and uploads.
+  coordinator.Push(Start("job-oom", 2, HashHex(hash1), spec));
+  auto upload = coordinator.WaitForBody(Envelope::kUploadUpdate);
+  ASSERT_TRUE(upload.has_value());
+  EXPECT_EQ(upload->message.envelope.upload_update().round(), 2u);
+  Envelope ack = transport::NewEnvelope("coordinator");
+  ack.mutable_upload_ack()->set_job_id("job-oom");
+  ack.mutable_upload_ack()->set_round(2);
+  ack.mutable_upload_ack()->set_accepted(true);
+  coordinator.Reply(*upload, ack);
+  EXPECT_TRUE(worker.Stop().ok());
+}
+
+// A worker left out of a job's rounds for a problem tries again after 1, 2, 4, 8, then at most 16 committed
+// rounds, counting its failures in a row.
+TEST(ComputeLoopTest, AProblemSitsOutTwiceAsManyCommittedRoundsAfterEachFailureInARow) {
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 1), 5u);  // cleared when round 5, the failed one, commits
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 2), 6u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 3), 8u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 4), 12u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 5), 20u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 6), 20u);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(5, 1000), 5u + ComputeLoop::kMaxRetryBackoffRounds - 1);
+  EXPECT_EQ(ComputeLoop::RetryAfterRound(0, 1), 0u);  // a refused RoundStart of round 0 does not wrap
 }
 
 TEST(WorkerDaemonTest, UploadAboveTheInlineThresholdIsPulledAsABulkObject) {

@@ -153,6 +153,7 @@ Status Coordinator::Run(const std::atomic<bool>* stop) {
       spdlog::debug("coordinator: {}", in.status().ToString());
     }
     s.registrations->Poll();
+    s.submissions.Poll();
     const int64_t now_ms = UnixMillis();
     if (now_ms - last_tick_ms >= kPollMs) {
       last_tick_ms = now_ms;

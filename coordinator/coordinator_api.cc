@@ -57,6 +57,21 @@ Status CheckSomeWorkerHolds(const WorkerRegistry& workers, const std::string& da
                                     (held.empty() ? std::string("no datasets") : names) + ")");
 }
 
+// The job submitted earlier with `token` ("" when none or no token), or AlreadyExists when that job's spec
+// differs from `spec` (a token is the client's idempotency key, not a name to reuse). Any thread.
+Result<std::string> JobOfSubmitToken(checkpoint::CheckpointStore* store, const std::string& token,
+                                     const JobSpec& spec) {
+  if (token.empty()) return std::string();
+  auto existing = store->FindJobBySubmitToken(token);
+  if (!existing.ok() && existing.status().code() == StatusCode::kNotFound) return std::string();
+  if (!existing.ok()) return existing.status();
+  auto stored = ParseJobSpec(existing->spec_yaml, "job '" + existing->job_id + "' stored spec");
+  if (!stored.ok() || JobSpecHash(*stored) != JobSpecHash(spec))
+    return Status::AlreadyExists("submit token '" + token + "' was used for job '" + existing->job_id +
+                                 "' with a different spec");
+  return existing->job_id;
+}
+
 }  // namespace
 
 void Coordinator::Impl::HandleSubmit(const Incoming& in) {
@@ -67,19 +82,13 @@ void Coordinator::Impl::HandleSubmit(const Incoming& in) {
   if (!spec.ok()) return ReplyError(in, spec.status());
   Envelope reply = transport::NewEnvelope("coordinator");
   v1::SubmitJobReply* out = reply.mutable_submit_job_reply();
-  if (!req.submit_token().empty()) {
-    auto existing = store->FindJobBySubmitToken(req.submit_token());
-    if (existing.ok()) {
-      auto stored = ParseJobSpec(existing->spec_yaml, "job '" + existing->job_id + "' stored spec");
-      if (!stored.ok() || JobSpecHash(*stored) != JobSpecHash(*spec))
-        return ReplyError(in, Status::AlreadyExists("submit token '" + req.submit_token() + "' was used for job '" +
-                                                    existing->job_id + "' with a different spec"));
-      out->set_accepted(true);
-      out->set_existing(true);
-      out->set_job_id(existing->job_id);
-      return Reply(in, std::move(reply));
-    }
-    if (existing.status().code() != StatusCode::kNotFound) return ReplyError(in, existing.status());
+  auto existing = JobOfSubmitToken(store.get(), req.submit_token(), *spec);
+  if (!existing.ok()) return ReplyError(in, existing.status());
+  if (!existing->empty()) {
+    out->set_accepted(true);
+    out->set_existing(true);
+    out->set_job_id(*existing);
+    return Reply(in, std::move(reply));
   }
   if (!spec->eval_dataset.empty() && options.eval_data.count(spec->eval_dataset) == 0)
     return ReplyError(in, Status::InvalidArgument("field 'eval.dataset': '" + spec->eval_dataset +
@@ -96,15 +105,41 @@ void Coordinator::Impl::HandleSubmit(const Incoming& in) {
   }
   std::string job_id = NewJobId();
   while (jobs.count(job_id) > 0) job_id = NewJobId();
-  auto job = JobRunner::Submit(Services(), job_id, *spec, req.submit_token());
-  if (!job.ok()) {
-    spdlog::warn("coordinator: submit from {} refused: {}", in.peer.Describe(), job.status().ToString());
-    return ReplyError(in, job.status());
-  }
-  jobs[job_id] = std::move(*job);
-  out->set_accepted(true);
-  out->set_job_id(job_id);
-  Reply(in, std::move(reply));
+  // Building the job (its model read, its initial snapshot written) runs on the submissions queue, one at a
+  // time: a second submit with the same token finds the first's job there.
+  struct Built {
+    Result<std::unique_ptr<JobRunner>> job = Status::Internal("not built");
+    std::string existing_id;  // the token's job, submitted while this one waited
+  };
+  auto built = std::make_shared<Built>();
+  const std::string token = req.submit_token();
+  submissions.Post(
+      [built, services = Services(), job_id, spec = *spec, token, store = store.get()] {
+        auto existing = JobOfSubmitToken(store, token, spec);
+        if (!existing.ok() || !existing->empty()) {
+          if (existing.ok()) built->existing_id = *existing;
+          if (!existing.ok()) built->job = existing.status();
+          return;
+        }
+        built->job = JobRunner::Submit(services, job_id, spec, token);
+      },
+      [this, built, job_id, request = KeepRequest(in), reply = std::move(reply)]() mutable {
+        v1::SubmitJobReply* out = reply.mutable_submit_job_reply();
+        out->set_accepted(true);
+        if (!built->existing_id.empty()) {
+          out->set_existing(true);
+          out->set_job_id(built->existing_id);
+          return Reply(*request, std::move(reply));
+        }
+        if (!built->job.ok()) {
+          spdlog::warn("coordinator: submit from {} refused: {}", request->peer.Describe(),
+                       built->job.status().ToString());
+          return ReplyError(*request, built->job.status());
+        }
+        jobs[job_id] = std::move(*built->job);
+        out->set_job_id(job_id);
+        Reply(*request, std::move(reply));
+      });
 }
 
 void Coordinator::Impl::HandleListJobs(const Incoming& in) {

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/task_queue.h"
 #include "checkpoint/store.h"
 #include "coordinator/bulk_objects.h"
 #include "coordinator/coordinator.h"
@@ -47,6 +48,9 @@ struct Coordinator::Impl {
   std::unique_ptr<WorkerRegistry> workers;
   std::unique_ptr<RegistrationWriter> registrations;  // Register's records, written off the loop
   std::map<std::string, std::unique_ptr<JobRunner>> jobs;
+  // Submitted jobs are built here (model read, initial snapshot written), one at a time, off the loop. After
+  // `jobs`: destroyed first, a job being built is dropped before the rest goes.
+  TaskQueue submissions{"submissions"};
   std::unique_ptr<UploadIntake> uploads;
   std::unique_ptr<ProbeServer> probe_server;  // uplink probes' target (coordinator_probes.cc); null: none
   // Multistream offers (coordinator_multistream.cc); null when coordinator.multistream_min_bytes is 0. After

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -327,6 +328,49 @@ TEST_F(CoordinatorDaemonTest, AJobNoWorkerCanRunShowsWhyItWaits) {
   EXPECT_NE(waiting.find("0 of 1 workers are eligible"), std::string::npos) << waiting;
   EXPECT_NE(waiting.find("w1: "), std::string::npos) << waiting;
   EXPECT_NE(waiting.find("nobody-has-this"), std::string::npos) << waiting;
+  EXPECT_TRUE(coordinator.Stop().ok());
+}
+
+// Jobs are built off the loop, one at a time: two clients that submit the same spec with the same token at
+// the same moment get one job (the second reply says it existed), and the same token with another spec is
+// refused rather than making a second job.
+TEST_F(CoordinatorDaemonTest, ConcurrentSubmitsWithOneTokenMakeOneJob) {
+  World world;
+  TempDir data;
+  RunningCoordinator coordinator(Options(world, data));
+  ASSERT_TRUE(coordinator.ok());
+  const std::string yaml = EffectiveJobSpecYaml(world.Spec());
+  auto submit = [&](const std::string& spec_yaml, const transport::KeyPair& key) -> Result<Message> {
+    auto cli = Connect(coordinator.endpoint(), keys_, key);
+    Envelope request = transport::NewEnvelope("cli");
+    request.mutable_submit_job()->set_spec_yaml(spec_yaml);
+    request.mutable_submit_job()->set_submit_token("nightly-1");
+    return Ask(*cli, request);
+  };
+  Result<Message> replies[2] = {Status::Internal("not run"), Status::Internal("not run")};
+  std::thread first([&] { replies[0] = submit(yaml, keys_.cli); });
+  std::thread second([&] { replies[1] = submit(yaml, keys_.stranger); });
+  first.join();
+  second.join();
+  for (const auto& reply : replies) ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  const v1::SubmitJobReply& a = replies[0]->envelope.submit_job_reply();
+  const v1::SubmitJobReply& b = replies[1]->envelope.submit_job_reply();
+  EXPECT_TRUE(a.accepted() && b.accepted());
+  EXPECT_FALSE(a.job_id().empty());
+  EXPECT_EQ(a.job_id(), b.job_id());
+  EXPECT_NE(a.existing(), b.existing()) << "exactly one of them made the job";
+
+  auto other = ParseJobSpec(yaml, "spec", {"federation.rounds=7"});
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  auto conflict = submit(EffectiveJobSpecYaml(*other), keys_.cli);
+  ASSERT_FALSE(conflict.ok());
+  EXPECT_EQ(conflict.status().code(), StatusCode::kAlreadyExists) << conflict.status().ToString();
+  auto cli = Connect(coordinator.endpoint(), keys_, keys_.cli);
+  Envelope list = transport::NewEnvelope("cli");
+  list.mutable_list_jobs();
+  auto listed = Ask(*cli, list);
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  EXPECT_EQ(listed->envelope.list_jobs_reply().jobs_size(), 1);
   EXPECT_TRUE(coordinator.Stop().ok());
 }
 

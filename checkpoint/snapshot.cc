@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <unordered_set>
 
@@ -122,8 +123,6 @@ Status CheckpointStore::WriteSnapshotChunks(const float* data, SnapshotRecord* m
   // The chunks bypass the WAL (which would write every model byte twice more) and are flushed to
   // blob files before the manifest is written through the synced WAL. A crash before that flush loses
   // only chunks that no manifest refers to.
-  rocksdb::WriteOptions unlogged;
-  unlogged.disableWAL = true;
   // Chunks left by an interrupted earlier attempt at this snapshot go first.
   {
     rocksdb::WriteBatch batch;
@@ -131,7 +130,7 @@ Status CheckpointStore::WriteSnapshotChunks(const float* data, SnapshotRecord* m
         FromRocksStatus(batch.DeleteRange(handles_[kSnapshots], internal::SnapshotChunkKey(job_id, round, 0),
                                           internal::SnapshotChunkKey(job_id, round, UINT32_MAX) + '\0'),
                         what));
-    TRIB_RETURN_IF_ERROR(FromRocksStatus(db_->Write(unlogged, &batch), what));
+    TRIB_RETURN_IF_ERROR(RocksWrite(/*sync=*/false, /*use_wal=*/false, &batch, what));
   }
   manifest->chunk_crcs.clear();
   for (uint64_t c = 0; c < num_chunks; ++c) {
@@ -144,10 +143,10 @@ Status CheckpointStore::WriteSnapshotChunks(const float* data, SnapshotRecord* m
         batch.Put(handles_[kSnapshots], internal::SnapshotChunkKey(job_id, round, static_cast<uint32_t>(c)),
                   internal::EncodeSnapshotChunk(bytes + begin, size)),
         chunk_what));
-    TRIB_RETURN_IF_ERROR(FromRocksStatus(db_->Write(unlogged, &batch), chunk_what));
+    TRIB_RETURN_IF_ERROR(RocksWrite(/*sync=*/false, /*use_wal=*/false, &batch, chunk_what));
   }
   // Make the chunks durable in blob/SST files before the manifest can refer to them.
-  return FromRocksStatus(db_->Flush(rocksdb::FlushOptions(), handles_[kSnapshots]), what + ": flush");
+  return FlushSnapshots(what);
 }
 
 namespace {
@@ -177,6 +176,9 @@ Status CheckpointStore::PutSnapshot(std::string_view job_id, uint32_t round, con
   SnapshotRecord manifest;
   TRIB_RETURN_IF_ERROR(
       StartSnapshotManifest(job_id, round, data, num_elems, table, weights_hash, created_unix_ms, &manifest));
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   const std::string what = internal::SnapshotWhat(job_id, round);
   const std::string manifest_key = internal::SnapshotManifestKey(job_id, round);
   {
@@ -210,6 +212,9 @@ Status CheckpointStore::CreateJobWithSnapshot(const JobRecord& job, const float*
   SnapshotRecord manifest;
   TRIB_RETURN_IF_ERROR(
       StartSnapshotManifest(job.job_id, 0, data, num_elems, table, weights_hash, created_unix_ms, &manifest));
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   const std::string what = internal::JobWhat(job.job_id);
   const std::string manifest_key = internal::SnapshotManifestKey(job.job_id, 0);
   {
@@ -240,6 +245,12 @@ Status CheckpointStore::CreateJobWithSnapshot(const JobRecord& job, const float*
 }
 
 Result<SnapshotRecord> CheckpointStore::GetSnapshotInfo(std::string_view job_id, uint32_t round) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
+  return GetSnapshotInfoLocked(job_id, round);
+}
+
+Result<SnapshotRecord> CheckpointStore::GetSnapshotInfoLocked(std::string_view job_id, uint32_t round) {
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string what = internal::SnapshotWhat(job_id, round);
   std::string value;
@@ -261,15 +272,19 @@ Result<SnapshotRecord> CheckpointStore::GetSnapshotInfo(std::string_view job_id,
 }
 
 Result<std::shared_ptr<TensorTable>> CheckpointStore::SnapshotTable(std::string_view job_id, uint32_t round) {
-  TRIB_ASSIGN_OR_RETURN(SnapshotRecord manifest, GetSnapshotInfo(job_id, round));
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
+  TRIB_ASSIGN_OR_RETURN(SnapshotRecord manifest, GetSnapshotInfoLocked(job_id, round));
   auto table = std::make_shared<TensorTable>();
   TRIB_RETURN_IF_ERROR(TableFromManifest(manifest, internal::SnapshotWhat(job_id, round), table.get()));
   return table;
 }
 
 Status CheckpointStore::LoadSnapshot(std::string_view job_id, uint32_t round, const TensorTable& layout, float* data) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_CHECK(data != nullptr);
-  TRIB_ASSIGN_OR_RETURN(SnapshotRecord manifest, GetSnapshotInfo(job_id, round));
+  TRIB_ASSIGN_OR_RETURN(SnapshotRecord manifest, GetSnapshotInfoLocked(job_id, round));
   const std::string what = internal::SnapshotWhat(job_id, round);
   TensorTable stored;
   TRIB_RETURN_IF_ERROR(TableFromManifest(manifest, what, &stored));
@@ -302,6 +317,8 @@ Status CheckpointStore::LoadSnapshot(std::string_view job_id, uint32_t round, co
 }
 
 Result<SnapshotRecord> CheckpointStore::LatestSnapshotAtOrBefore(std::string_view job_id, uint32_t round) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string prefix = internal::SnapshotManifestPrefix(job_id);
   uint32_t found = 0;
@@ -320,7 +337,7 @@ Result<SnapshotRecord> CheckpointStore::LatestSnapshotAtOrBefore(std::string_vie
     return Status::NotFound("checkpoint snapshots: job '" + std::string(job_id) +
                             "' has no snapshot at or before round " + std::to_string(round));
   }
-  return GetSnapshotInfo(job_id, found);
+  return GetSnapshotInfoLocked(job_id, found);
 }
 
 }  // namespace tributary::checkpoint

@@ -5,11 +5,15 @@
 #include <sys/statvfs.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <thread>
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
@@ -85,9 +89,26 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string
     return Status::InvalidArgument(what + ": snapshot_chunk_bytes " + std::to_string(options.snapshot_chunk_bytes) +
                                    " must be a positive multiple of 4 and at most 1 GiB");
   }
+  std::error_code ec;
+  const bool fresh = !std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec);
+  if (fresh && !options.create_if_missing) return Status::NotFound(what + ": no store exists there");
 
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore());
+  store->path_ = path;
+  store->options_ = options;
+  if (options.file_system_for_testing != nullptr)
+    store->env_ = rocksdb::NewCompositeEnv(options.file_system_for_testing);
+  // A store that cannot be written is refused at open (RocksDB would abort on its first write).
+  TRIB_RETURN_IF_ERROR(CheckWritableAt(ExistingAncestor(path), options.reserve_bytes, 0, what));
+  TRIB_RETURN_IF_ERROR(store->OpenDb());
+  TRIB_RETURN_IF_ERROR(store->CheckOrWriteSchemaVersion(fresh));
+  return store;
+}
+
+Status CheckpointStore::OpenDb() {
+  const std::string what = "checkpoint store '" + path_ + "'";
   rocksdb::DBOptions db_options;
-  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_if_missing = options_.create_if_missing;
   db_options.create_missing_column_families = true;
   db_options.paranoid_checks = true;
   // Replay the WAL up to the first damaged record: synced writes are all before it.
@@ -95,14 +116,16 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string
   // No fallocate: RocksDB would preallocate 1.1 x the write buffer (70 MB) for each WAL and SST file,
   // which alone fills a small volume; files grow with what is written instead.
   db_options.allow_fallocate = false;
+  // No automatic resume after a retryable I/O error: RocksDB 7.8 would write on through the WAL writer
+  // that failed (and abort). The store reopens the DB itself (RecoverFromWriteFault).
+  db_options.max_bgerror_resume_count = 0;
+  if (env_ != nullptr) db_options.env = env_.get();
 
   std::error_code ec;
-  const bool fresh = !std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec);
-  if (fresh && !options.create_if_missing) return Status::NotFound(what + ": no store exists there");
-
+  const bool fresh = !std::filesystem::exists(std::filesystem::path(path_) / "CURRENT", ec);
   std::vector<std::string> cf_names;
   if (!fresh) {
-    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, path, &cf_names);
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, path_, &cf_names);
     if (!s.ok()) return FromRocksStatus(s, what + ": listing column families");
   }
   // Open every family that exists (RocksDB requires it) plus the ones this schema needs.
@@ -118,9 +141,9 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string
   rocksdb::ColumnFamilyOptions plain_options;
   rocksdb::ColumnFamilyOptions snapshot_options;
   snapshot_options.enable_blob_files = true;
-  snapshot_options.min_blob_size = options.snapshot_min_blob_size;
+  snapshot_options.min_blob_size = options_.snapshot_min_blob_size;
   snapshot_options.blob_compression_type =
-      options.snapshot_blob_lz4 ? rocksdb::kLZ4Compression : rocksdb::kNoCompression;
+      options_.snapshot_blob_lz4 ? rocksdb::kLZ4Compression : rocksdb::kNoCompression;
   snapshot_options.enable_blob_garbage_collection = true;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -128,39 +151,136 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(const std::string
   for (const auto& name : cf_names) {
     descriptors.emplace_back(name, name == kCfNames[kSnapshots] ? snapshot_options : plain_options);
   }
-
-  std::unique_ptr<CheckpointStore> store(new CheckpointStore());
-  store->path_ = path;
-  store->options_ = options;
-  // A store that cannot be written is refused at open (RocksDB would abort on its first write).
-  TRIB_RETURN_IF_ERROR(CheckWritableAt(ExistingAncestor(path), options.reserve_bytes, 0, what));
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &handles, &store->db_);
-  if (!s.ok()) return FromRocksStatus(s, what + ": open");
-
-  store->handles_.assign(kNumCfs, nullptr);
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path_, descriptors, &handles, &db_);
+  if (!s.ok()) {
+    db_ = nullptr;
+    return FromRocksStatus(s, what + ": open");
+  }
+  handles_.assign(kNumCfs, nullptr);
+  extra_handles_.clear();
   for (size_t i = 0; i < handles.size(); ++i) {
     bool known = false;
     for (int cf = 0; cf < kNumCfs; ++cf) {
       if (cf_names[i] == kCfNames[cf]) {
-        store->handles_[cf] = handles[i];
+        handles_[cf] = handles[i];
         known = true;
       }
     }
-    if (!known) store->extra_handles_.push_back(handles[i]);
+    if (!known) extra_handles_.push_back(handles[i]);
   }
-  TRIB_RETURN_IF_ERROR(store->CheckOrWriteSchemaVersion(fresh));
-  return store;
+  return Status::OK();
 }
 
-CheckpointStore::~CheckpointStore() {
+void CheckpointStore::CloseDb() {
   if (db_ == nullptr) return;
   for (auto* h : handles_) {
     if (h != nullptr) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   }
   for (auto* h : extra_handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-  db_->Close().PermitUncheckedError();  // every acknowledged write is already in the synced WAL
+  handles_.assign(kNumCfs, nullptr);
+  extra_handles_.clear();
+  // Every acknowledged write is already in the synced WAL; after an I/O error Close reports it again.
+  db_->Close().PermitUncheckedError();
   delete db_;
+  db_ = nullptr;
+}
+
+CheckpointStore::~CheckpointStore() {
+  CloseDb();
+}
+
+// ---------------------------------------------------------------------------------------------
+// I/O errors
+//
+// RocksDB 7.8 (Debian 12) must never be handed a write after one failed in its WAL: a plain EIO leaves
+// the instance refusing every write (and DB::Resume refuses too), and once RocksDB recovers by itself
+// (ENOSPC, retryable errors) the next write goes through the WAL writer that failed and aborts the
+// process (assertion `sync_without_flush_called_`; fixed upstream in 9.x, PR 12448). So the first
+// I/O error marks the store, later writes are refused, and the next write method closes the instance
+// and opens a new one, which replays the WAL and starts a fresh one.
+
+Status CheckpointStore::HoldDb(std::shared_lock<std::shared_mutex>* lock) const {
+  *lock = std::shared_lock<std::shared_mutex>(db_mu_);
+  if (db_ != nullptr) return Status::OK();
+  std::lock_guard<std::mutex> io(io_mu_);
+  return WriteFaultStatus("");
+}
+
+Status CheckpointStore::WriteFaultStatus(std::string_view what) const {
+  return Status::Unavailable("checkpoint store '" + path_ + "'" + (what.empty() ? "" : ": " + std::string(what)) +
+                             ": not writable after an I/O error (" + write_fault_ +
+                             "); the store reopens itself at the next write");
+}
+
+Status CheckpointStore::RecoverFromWriteFault() {
+  if (!write_faulted_.load()) return Status::OK();
+  std::unique_lock<std::shared_mutex> db_lock(db_mu_);  // waits for every reader and writer of this instance
+  std::lock_guard<std::mutex> io(io_mu_);
+  if (!write_faulted_.load()) return Status::OK();  // another writer reopened it
+  TRIB_RETURN_IF_ERROR(CheckWritable());
+  CloseDb();
+  Status st = OpenDb();
+  if (!st.ok()) {
+    if (write_fault_.find("; reopening: ") == std::string::npos) write_fault_ += "; reopening: " + st.message();
+    return WriteFaultStatus("");
+  }
+  write_fault_.clear();
+  write_faulted_.store(false);
+  return Status::OK();
+}
+
+Status CheckpointStore::RocksWrite(bool sync, bool use_wal, rocksdb::WriteBatch* batch, std::string_view what) {
+  rocksdb::WriteOptions write_options;
+  write_options.sync = sync;
+  write_options.disableWAL = !use_wal;
+  std::lock_guard<std::mutex> io(io_mu_);
+  if (write_faulted_.load()) return WriteFaultStatus(what);
+  rocksdb::Status s = db_->Write(write_options, batch);
+  if (s.ok() || s.IsInvalidArgument() || s.IsNotSupported()) return FromRocksStatus(s, what);
+  write_fault_ = s.ToString();
+  write_faulted_.store(true);
+  // Unavailable, as for a full disk: callers keep the work and retry. The write may or may not have
+  // reached the log (a failed sync), so a retry may find it stored (kAlreadyPresent).
+  return Status::Unavailable("checkpoint store '" + path_ + "': " + std::string(what) +
+                             ": write failed with an I/O error, retry (" + write_fault_ +
+                             "); the store reopens itself at the next write");
+}
+
+Status CheckpointStore::FlushSnapshots(std::string_view what) {
+  uint64_t errors_before = 0;
+  {
+    std::lock_guard<std::mutex> io(io_mu_);
+    if (write_faulted_.load()) return WriteFaultStatus(what);
+    db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &errors_before);
+    // Only the memtable switch (which writes out the current WAL's buffer) needs io_mu_; the flush
+    // itself runs in the background and is waited for below, so large snapshots do not stall writes.
+    rocksdb::FlushOptions flush_options;
+    flush_options.wait = false;
+    flush_options.allow_write_stall = true;
+    rocksdb::Status s = db_->Flush(flush_options, handles_[kSnapshots]);
+    if (!s.ok()) {
+      write_fault_ = s.ToString();
+      write_faulted_.store(true);
+      return WriteFaultStatus(std::string(what) + ": flush");
+    }
+  }
+  for (int polls = 0;; ++polls) {
+    uint64_t pending = 0;
+    uint64_t errors = 0;
+    db_->GetIntProperty(handles_[kSnapshots], rocksdb::DB::Properties::kNumImmutableMemTable, &pending);
+    db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &errors);
+    if (errors != errors_before) {
+      std::lock_guard<std::mutex> io(io_mu_);
+      if (!write_faulted_.load()) {
+        write_fault_ = "a background flush failed";
+        write_faulted_.store(true);
+      }
+      return WriteFaultStatus(std::string(what) + ": flush");
+    }
+    if (pending == 0) return Status::OK();
+    std::this_thread::sleep_for(std::chrono::milliseconds(polls < 100 ? 1 : 10));
+  }
 }
 
 Status CheckpointStore::CheckOrWriteSchemaVersion(bool fresh) {
@@ -213,10 +333,7 @@ Status CheckpointStore::CheckWritable(uint64_t bytes) const {
 
 Status CheckpointStore::Write(rocksdb::WriteBatch* batch, std::string_view what) {
   TRIB_RETURN_IF_ERROR(CheckWritable(batch->GetDataSize()).WithContext(std::string(what)));
-  rocksdb::WriteOptions write_options;
-  write_options.sync = options_.sync_writes;
-  write_options.disableWAL = false;
-  return FromRocksStatus(db_->Write(write_options, batch), what);
+  return RocksWrite(options_.sync_writes, /*use_wal=*/true, batch, what);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,6 +351,8 @@ Result<JobRecord> CheckpointStore::ReadJob(std::string_view job_id) {
 }
 
 Result<JobRecord> CheckpointStore::GetJob(std::string_view job_id) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   return ReadJob(job_id);
 }
 
@@ -266,6 +385,9 @@ Status CheckpointStore::CheckNewJobLocked(const JobRecord& job, rocksdb::WriteBa
 }
 
 Status CheckpointStore::PutJob(const JobRecord& job) {
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   std::lock_guard<std::mutex> lock(write_mu_);
   rocksdb::WriteBatch batch;
   TRIB_RETURN_IF_ERROR(CheckNewJobLocked(job, &batch));
@@ -278,6 +400,8 @@ void CheckpointStore::SetBeforeCreateJobCommitHookForTesting(std::function<Statu
 }
 
 Result<std::vector<JobRecord>> CheckpointStore::ListJobs() {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   std::vector<JobRecord> jobs;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kJobs]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -291,6 +415,8 @@ Result<std::vector<JobRecord>> CheckpointStore::ListJobs() {
 }
 
 Result<JobRecord> CheckpointStore::FindJobBySubmitToken(std::string_view submit_token) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(submit_token, "submit token"));
   const std::string what = "checkpoint meta: submit token index";
   std::string value;
@@ -308,6 +434,9 @@ Result<JobRecord> CheckpointStore::FindJobBySubmitToken(std::string_view submit_
 
 Status CheckpointStore::UpdateJobState(std::string_view job_id, JobState state, std::string_view failure_reason,
                                        int64_t updated_unix_ms) {
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   std::lock_guard<std::mutex> lock(write_mu_);
   TRIB_ASSIGN_OR_RETURN(JobRecord job, ReadJob(job_id));
   const std::string what = internal::JobWhat(job_id);
@@ -333,6 +462,9 @@ Result<WriteOutcome> CheckpointStore::AcceptUpdate(const UpdateRecord& update) {
   TRIB_RETURN_IF_ERROR(internal::ValidateId(update.worker_id, "update: worker id"));
   const std::string what = internal::UpdateWhat(update.job_id, update.round, update.worker_id);
   const std::string key = internal::UpdateKey(update.job_id, update.round, update.worker_id);
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   std::lock_guard<std::mutex> lock(write_mu_);
   std::string value;
   Status st = ReadValue(kUpdates, key, what, &value);
@@ -356,6 +488,8 @@ Result<WriteOutcome> CheckpointStore::AcceptUpdate(const UpdateRecord& update) {
 }
 
 Result<std::vector<UpdateRecord>> CheckpointStore::ListUpdates(std::string_view job_id, uint32_t round) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string prefix = internal::UpdatePrefix(job_id, round);
   std::vector<UpdateRecord> updates;
@@ -376,6 +510,9 @@ Result<std::vector<UpdateRecord>> CheckpointStore::ListUpdates(std::string_view 
 }
 
 Status CheckpointStore::PruneUpdates(std::string_view job_id, uint32_t before_round) {
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string what = internal::JobWhat(job_id) + ": pruning updates before round " + std::to_string(before_round);
   rocksdb::WriteBatch batch;
@@ -401,6 +538,9 @@ Result<WriteOutcome> CheckpointStore::CommitRound(const RoundRecord& round, cons
   const std::string key = internal::RoundKey(round.job_id, round.round);
   const std::string encoded = internal::EncodeRound(round);
 
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   std::lock_guard<std::mutex> lock(write_mu_);
   std::string value;
   Status st = ReadValue(kRounds, key, what, &value);
@@ -441,6 +581,8 @@ Result<WriteOutcome> CheckpointStore::CommitRound(const RoundRecord& round, cons
 }
 
 Result<RoundRecord> CheckpointStore::GetRound(std::string_view job_id, uint32_t round) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string what = internal::RoundWhat(job_id, round);
   std::string value;
@@ -456,6 +598,8 @@ Result<RoundRecord> CheckpointStore::GetRound(std::string_view job_id, uint32_t 
 
 Result<std::vector<RoundRecord>> CheckpointStore::ListRounds(std::string_view job_id, uint32_t from_round,
                                                              uint32_t to_round) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string prefix = internal::RoundPrefix(job_id);
   std::vector<RoundRecord> rounds;
@@ -483,6 +627,8 @@ Result<std::vector<RoundRecord>> CheckpointStore::ListRounds(std::string_view jo
 }
 
 Result<uint32_t> CheckpointStore::LastCommittedRound(std::string_view job_id) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_ASSIGN_OR_RETURN(JobRecord job, ReadJob(job_id));
   const std::string prefix = internal::RoundPrefix(job_id);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kRounds]));
@@ -509,6 +655,9 @@ Status CheckpointStore::PutWorker(const WorkerRecord& worker) {
 
 Status CheckpointStore::PutWorkers(const std::vector<WorkerRecord>& workers) {
   if (workers.empty()) return Status::OK();
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   rocksdb::WriteBatch batch;
   for (const WorkerRecord& worker : workers) {
     TRIB_RETURN_IF_ERROR(internal::ValidateId(worker.worker_id, "worker id"));
@@ -522,6 +671,8 @@ Status CheckpointStore::PutWorkers(const std::vector<WorkerRecord>& workers) {
 }
 
 Result<WorkerRecord> CheckpointStore::GetWorker(std::string_view worker_id) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(worker_id, "worker id"));
   const std::string what = internal::WorkerWhat(worker_id);
   std::string value;
@@ -534,6 +685,8 @@ Result<WorkerRecord> CheckpointStore::GetWorker(std::string_view worker_id) {
 }
 
 Result<std::vector<WorkerRecord>> CheckpointStore::ListWorkers() {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   std::vector<WorkerRecord> workers;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_[kWorkers]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -550,6 +703,9 @@ Result<std::vector<WorkerRecord>> CheckpointStore::ListWorkers() {
 // Measured links (meta column family: the matrix is small and read once per job start)
 
 Status CheckpointStore::PutJobLinks(const JobLinksRecord& links) {
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(links.job_id, "job id"));
   const std::string what = internal::JobLinksWhat(links.job_id);
   for (const std::string& member : links.members) TRIB_RETURN_IF_ERROR(internal::ValidateId(member, what + ": member"));
@@ -567,6 +723,8 @@ Status CheckpointStore::PutJobLinks(const JobLinksRecord& links) {
 }
 
 Result<JobLinksRecord> CheckpointStore::GetJobLinks(std::string_view job_id) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
   TRIB_RETURN_IF_ERROR(internal::ValidateId(job_id, "job id"));
   const std::string what = internal::JobLinksWhat(job_id);
   std::string value;
@@ -584,6 +742,11 @@ Status CheckpointStore::CreateCheckpoint(const std::string& dir) {
   const std::string what = "checkpoint store '" + path_ + "': backup to '" + dir + "'";
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) return Status::AlreadyExists(what + ": the directory already exists");
+  std::shared_lock<std::shared_mutex> db_lock;
+  TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
+  // A checkpoint flushes the memtables (a memtable switch), so it counts as a write.
+  std::lock_guard<std::mutex> io(io_mu_);
+  if (write_faulted_.load()) return WriteFaultStatus("backup to '" + dir + "'");
   rocksdb::Checkpoint* raw = nullptr;
   TRIB_RETURN_IF_ERROR(FromRocksStatus(rocksdb::Checkpoint::Create(db_, &raw), what));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);

@@ -39,12 +39,14 @@
 // RocksDB's lock file makes a second Open fail with an IOError.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +57,8 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Env;
+class FileSystem;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -186,6 +190,9 @@ struct StoreOptions {
   // Free space the store leaves on its file system: a write that would leave less is refused
   // (Unavailable). Covers memtable flushes and compactions that follow the writes it admits.
   uint64_t reserve_bytes = 64ull << 20;
+  // Tests only: RocksDB does its file I/O through this file system instead of the default one (to
+  // inject I/O errors). Null: the default.
+  std::shared_ptr<rocksdb::FileSystem> file_system_for_testing;
 };
 
 // What a write that may be a retry did.
@@ -303,6 +310,23 @@ class CheckpointStore {
   enum Cf : int { kJobs = 0, kRounds, kUpdates, kSnapshots, kWorkers, kMeta, kNumCfs };
 
   CheckpointStore() = default;
+  // Opens db_ and the handles at path_ (Open, and the reopen after an I/O error: db_mu_ exclusive).
+  Status OpenDb();
+  // Closes db_ and destroys the handles (db_mu_ exclusive).
+  void CloseDb();
+  // Called by every write method before it takes any lock: when an earlier write failed with an I/O
+  // error, closes and reopens the DB (RocksDB replays its WAL); Unavailable while that fails.
+  Status RecoverFromWriteFault();
+  // Takes db_mu_ shared for a reader or writer; Unavailable when the DB is closed (a failed reopen).
+  Status HoldDb(std::shared_lock<std::shared_mutex>* lock) const;
+  // Unavailable naming the I/O error that stopped writes (io_mu_ held).
+  Status WriteFaultStatus(std::string_view what) const;
+  // The one place RocksDB is given a batch: under io_mu_, refused after an I/O error, and an I/O
+  // error marks the store so no later write reaches this DB instance (RocksDB 7.8 aborts on it).
+  Status RocksWrite(bool sync, bool use_wal, rocksdb::WriteBatch* batch, std::string_view what);
+  // Flushes the snapshots column family to blob/SST files, switching its memtable under io_mu_ and
+  // waiting for the flush without it.
+  Status FlushSnapshots(std::string_view what);
   Status CheckOrWriteSchemaVersion(bool fresh);
   // Reads one value; NotFound when absent (message names `what`).
   Status ReadValue(Cf cf, std::string_view key, std::string_view what, std::string* value);
@@ -319,13 +343,22 @@ class CheckpointStore {
   // Replaces any chunks of (manifest->job_id, manifest->round) with `data`, fills chunk_crcs and
   // flushes. The caller holds the snapshot's in-progress claim.
   Status WriteSnapshotChunks(const float* data, SnapshotRecord* manifest);
+  // GetSnapshotInfo with db_mu_ held.
+  Result<SnapshotRecord> GetSnapshotInfoLocked(std::string_view job_id, uint32_t round);
 
   std::string path_;
   StoreOptions options_;
-  rocksdb::DB* db_ = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by Cf
+  std::unique_ptr<rocksdb::Env> env_;  // over options_.file_system_for_testing; outlives db_
+  // Lock order: db_mu_, then write_mu_, then io_mu_. db_mu_ is held shared by every method that uses
+  // db_ and exclusively only by the reopen after an I/O error.
+  mutable std::shared_mutex db_mu_;
+  rocksdb::DB* db_ = nullptr;                                // guarded by db_mu_; null after a failed reopen
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by Cf; guarded by db_mu_
   std::vector<rocksdb::ColumnFamilyHandle*> extra_handles_;  // default and any unknown families
   std::mutex write_mu_;                                      // serialises check-then-write sequences
+  mutable std::mutex io_mu_;                                 // serialises RocksDB writes and memtable switches
+  std::atomic<bool> write_faulted_{false};                   // set under io_mu_, cleared under db_mu_ + io_mu_
+  std::string write_fault_;                                  // the I/O error that set it (io_mu_)
   // Manifest keys of snapshots whose chunks are being written (guarded by write_mu_, which is not
   // held while the chunks go out, so a large snapshot does not stall updates and commits).
   std::set<std::string> snapshots_in_progress_;

@@ -5,15 +5,14 @@
 #include <sys/statvfs.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
-#include <thread>
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
@@ -77,6 +76,26 @@ std::string ExistingAncestor(const std::string& path) {
   return p.string();
 }
 
+// Records RocksDB's background errors in the store and turns RocksDB's own recovery off (see
+// "I/O errors" below).
+class WriteFaultListener : public rocksdb::EventListener {
+ public:
+  explicit WriteFaultListener(std::function<void(const std::string&)> on_error) : on_error_(std::move(on_error)) {}
+  const char* Name() const override { return "TributaryWriteFaultListener"; }
+  // Called with RocksDB's DB mutex held: only records the error.
+  void OnBackgroundError(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status* bg_error) override {
+    if (bg_error != nullptr && !bg_error->ok()) on_error_(bg_error->ToString());
+  }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status bg_error,
+                            bool* auto_recovery) override {
+    bg_error.PermitUncheckedError();
+    *auto_recovery = false;  // the store reopens instead (see above)
+  }
+
+ private:
+  std::function<void(const std::string&)> on_error_;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -119,6 +138,8 @@ Status CheckpointStore::OpenDb() {
   // No automatic resume after a retryable I/O error: RocksDB 7.8 would write on through the WAL writer
   // that failed (and abort). The store reopens the DB itself (RecoverFromWriteFault).
   db_options.max_bgerror_resume_count = 0;
+  db_options.listeners.push_back(
+      std::make_shared<WriteFaultListener>([this](const std::string& error) { MarkWriteFault(error); }));
   if (env_ != nullptr) db_options.env = env_.get();
 
   std::error_code ec;
@@ -194,20 +215,27 @@ CheckpointStore::~CheckpointStore() {
 // I/O errors
 //
 // RocksDB 7.8 (Debian 12) must never be handed a write after one failed in its WAL: a plain EIO leaves
-// the instance refusing every write (and DB::Resume refuses too), and once RocksDB recovers by itself
-// (ENOSPC, retryable errors) the next write goes through the WAL writer that failed and aborts the
-// process (assertion `sync_without_flush_called_`; fixed upstream in 9.x, PR 12448). So the first
-// I/O error marks the store, later writes are refused, and the next write method closes the instance
-// and opens a new one, which replays the WAL and starts a fresh one.
+// the instance refusing every write (DB::Resume refuses too), and once RocksDB recovers by itself
+// (ENOSPC, retryable errors) the next write or memtable switch goes through the WAL writer that failed
+// and aborts the process (assertion `sync_without_flush_called_`; fixed upstream in 9.x, PR 12448).
+// So RocksDB's own recovery is switched off (WriteFaultListener, max_bgerror_resume_count = 0): after
+// any background error it refuses every write and flush by itself, with no window for a concurrent
+// writer. The store marks itself (from the listener, before the failing write returns) and the next
+// write method closes that instance and opens a new one, which replays the WAL and starts a new one.
+void CheckpointStore::MarkWriteFault(const std::string& error) {
+  std::lock_guard<std::mutex> lock(fault_mu_);
+  if (!write_faulted_.load()) write_fault_ = error;
+  write_faulted_.store(true);
+}
 
 Status CheckpointStore::HoldDb(std::shared_lock<std::shared_mutex>* lock) const {
   *lock = std::shared_lock<std::shared_mutex>(db_mu_);
   if (db_ != nullptr) return Status::OK();
-  std::lock_guard<std::mutex> io(io_mu_);
   return WriteFaultStatus("");
 }
 
 Status CheckpointStore::WriteFaultStatus(std::string_view what) const {
+  std::lock_guard<std::mutex> lock(fault_mu_);
   return Status::Unavailable("checkpoint store '" + path_ + "'" + (what.empty() ? "" : ": " + std::string(what)) +
                              ": not writable after an I/O error (" + write_fault_ +
                              "); the store reopens itself at the next write");
@@ -216,71 +244,45 @@ Status CheckpointStore::WriteFaultStatus(std::string_view what) const {
 Status CheckpointStore::RecoverFromWriteFault() {
   if (!write_faulted_.load()) return Status::OK();
   std::unique_lock<std::shared_mutex> db_lock(db_mu_);  // waits for every reader and writer of this instance
-  std::lock_guard<std::mutex> io(io_mu_);
-  if (!write_faulted_.load()) return Status::OK();  // another writer reopened it
+  if (!write_faulted_.load()) return Status::OK();      // another writer reopened it
   TRIB_RETURN_IF_ERROR(CheckWritable());
+  std::string fault;
+  {
+    std::lock_guard<std::mutex> lock(fault_mu_);
+    fault = write_fault_;
+    write_fault_.clear();
+    write_faulted_.store(false);  // the listener may set it again while the new instance opens
+  }
   CloseDb();
   Status st = OpenDb();
   if (!st.ok()) {
-    if (write_fault_.find("; reopening: ") == std::string::npos) write_fault_ += "; reopening: " + st.message();
+    MarkWriteFault(fault + "; reopening: " + st.message());
     return WriteFaultStatus("");
   }
-  write_fault_.clear();
-  write_faulted_.store(false);
   return Status::OK();
 }
 
-Status CheckpointStore::RocksWrite(bool sync, bool use_wal, rocksdb::WriteBatch* batch, std::string_view what) {
-  rocksdb::WriteOptions write_options;
-  write_options.sync = sync;
-  write_options.disableWAL = !use_wal;
-  std::lock_guard<std::mutex> io(io_mu_);
-  if (write_faulted_.load()) return WriteFaultStatus(what);
-  rocksdb::Status s = db_->Write(write_options, batch);
+Status CheckpointStore::NoteRocksError(const rocksdb::Status& s, std::string_view what) {
   if (s.ok() || s.IsInvalidArgument() || s.IsNotSupported()) return FromRocksStatus(s, what);
-  write_fault_ = s.ToString();
-  write_faulted_.store(true);
+  MarkWriteFault(s.ToString());
   // Unavailable, as for a full disk: callers keep the work and retry. The write may or may not have
   // reached the log (a failed sync), so a retry may find it stored (kAlreadyPresent).
   return Status::Unavailable("checkpoint store '" + path_ + "': " + std::string(what) +
-                             ": write failed with an I/O error, retry (" + write_fault_ +
+                             ": write failed with an I/O error, retry (" + s.ToString() +
                              "); the store reopens itself at the next write");
 }
 
+Status CheckpointStore::RocksWrite(bool sync, bool use_wal, rocksdb::WriteBatch* batch, std::string_view what) {
+  if (write_faulted_.load()) return WriteFaultStatus(what);
+  rocksdb::WriteOptions write_options;
+  write_options.sync = sync;
+  write_options.disableWAL = !use_wal;
+  return NoteRocksError(db_->Write(write_options, batch), what);
+}
+
 Status CheckpointStore::FlushSnapshots(std::string_view what) {
-  uint64_t errors_before = 0;
-  {
-    std::lock_guard<std::mutex> io(io_mu_);
-    if (write_faulted_.load()) return WriteFaultStatus(what);
-    db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &errors_before);
-    // Only the memtable switch (which writes out the current WAL's buffer) needs io_mu_; the flush
-    // itself runs in the background and is waited for below, so large snapshots do not stall writes.
-    rocksdb::FlushOptions flush_options;
-    flush_options.wait = false;
-    flush_options.allow_write_stall = true;
-    rocksdb::Status s = db_->Flush(flush_options, handles_[kSnapshots]);
-    if (!s.ok()) {
-      write_fault_ = s.ToString();
-      write_faulted_.store(true);
-      return WriteFaultStatus(std::string(what) + ": flush");
-    }
-  }
-  for (int polls = 0;; ++polls) {
-    uint64_t pending = 0;
-    uint64_t errors = 0;
-    db_->GetIntProperty(handles_[kSnapshots], rocksdb::DB::Properties::kNumImmutableMemTable, &pending);
-    db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &errors);
-    if (errors != errors_before) {
-      std::lock_guard<std::mutex> io(io_mu_);
-      if (!write_faulted_.load()) {
-        write_fault_ = "a background flush failed";
-        write_faulted_.store(true);
-      }
-      return WriteFaultStatus(std::string(what) + ": flush");
-    }
-    if (pending == 0) return Status::OK();
-    std::this_thread::sleep_for(std::chrono::milliseconds(polls < 100 ? 1 : 10));
-  }
+  if (write_faulted_.load()) return WriteFaultStatus(what);
+  return NoteRocksError(db_->Flush(rocksdb::FlushOptions(), handles_[kSnapshots]), std::string(what) + ": flush");
 }
 
 Status CheckpointStore::CheckOrWriteSchemaVersion(bool fresh) {
@@ -742,10 +744,10 @@ Status CheckpointStore::CreateCheckpoint(const std::string& dir) {
   const std::string what = "checkpoint store '" + path_ + "': backup to '" + dir + "'";
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) return Status::AlreadyExists(what + ": the directory already exists");
+  TRIB_RETURN_IF_ERROR(RecoverFromWriteFault());
   std::shared_lock<std::shared_mutex> db_lock;
   TRIB_RETURN_IF_ERROR(HoldDb(&db_lock));
-  // A checkpoint flushes the memtables (a memtable switch), so it counts as a write.
-  std::lock_guard<std::mutex> io(io_mu_);
+  // A checkpoint flushes the memtables, so it counts as a write.
   if (write_faulted_.load()) return WriteFaultStatus("backup to '" + dir + "'");
   rocksdb::Checkpoint* raw = nullptr;
   TRIB_RETURN_IF_ERROR(FromRocksStatus(rocksdb::Checkpoint::Create(db_, &raw), what));

@@ -30,13 +30,24 @@
 //    is refused with Unavailable ("... not writable: ...") and nothing is written; once space is
 //    freed or the file system is writable again, writes succeed with no action by the caller. The
 //    guard exists because RocksDB 7.8 (Debian 12) aborts the process on the write after a failed WAL
-//    append (an assertion fixed upstream in 9.x): the store must not let RocksDB reach ENOSPC/EROFS.
-//    An I/O error the guard cannot foresee (EIO) can still abort; nothing acknowledged is lost then.
+//    append once it has recovered by itself (an assertion fixed upstream in 9.x).
+//  * I/O errors the guard cannot foresee (EIO from a failing disk, an ENOSPC race): the write that
+//    meets one returns Unavailable ("checkpoint store '<dir>': <record>: write failed with an I/O
+//    error, retry (...)"); it may or may not be stored, so a retry may find it (kAlreadyPresent,
+//    or an identical round). No later write reaches that RocksDB instance (RocksDB's own recovery is
+//    off, so it refuses them itself; 7.8 would abort on one after recovering): the next write
+//    method closes the DB and opens it again, which replays the WAL
+//    and starts a new one, then writes; while that fails (the disk still fails) writes are refused
+//    with Unavailable naming the error and the next one tries again. Reads keep working on the old
+//    instance until the reopen; after a failed reopen they are refused with Unavailable too, never
+//    crash. Nothing acknowledged is lost, and a round commit is still all or nothing. CheckWritable
+//    stays a file system check: a failing disk shows at the next write, not before.
 //
 // Thread safety: all methods may be called from several threads; writes that check before they
 // write (PutJob, CreateJobWithSnapshot, AcceptUpdate, CommitRound, UpdateJobState, PutSnapshot's checks and manifest)
-// are serialised inside the store; snapshot chunks are written without blocking the others. One process at a time:
-// RocksDB's lock file makes a second Open fail with an IOError.
+// are serialised inside the store; snapshot chunks are written without blocking the others. A reopen after an
+// I/O error waits for the methods running on the old instance. One process at a time: RocksDB's lock file makes a
+// second Open fail with an IOError.
 #pragma once
 
 #include <atomic>
@@ -58,6 +69,7 @@ namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
 class Env;
+class Status;
 class FileSystem;
 class WriteBatch;
 }  // namespace rocksdb
@@ -319,13 +331,15 @@ class CheckpointStore {
   Status RecoverFromWriteFault();
   // Takes db_mu_ shared for a reader or writer; Unavailable when the DB is closed (a failed reopen).
   Status HoldDb(std::shared_lock<std::shared_mutex>* lock) const;
-  // Unavailable naming the I/O error that stopped writes (io_mu_ held).
+  // Records the I/O error that stops writes (from RocksDB's listener too: never calls into RocksDB).
+  void MarkWriteFault(const std::string& error);
+  // Unavailable naming the I/O error that stopped writes.
   Status WriteFaultStatus(std::string_view what) const;
-  // The one place RocksDB is given a batch: under io_mu_, refused after an I/O error, and an I/O
-  // error marks the store so no later write reaches this DB instance (RocksDB 7.8 aborts on it).
+  // A RocksDB write's or flush's status: an I/O error marks the store and becomes Unavailable.
+  Status NoteRocksError(const rocksdb::Status& s, std::string_view what);
+  // The one place RocksDB is given a batch: refused once the store is marked.
   Status RocksWrite(bool sync, bool use_wal, rocksdb::WriteBatch* batch, std::string_view what);
-  // Flushes the snapshots column family to blob/SST files, switching its memtable under io_mu_ and
-  // waiting for the flush without it.
+  // Flushes the snapshots column family to blob/SST files (refused once the store is marked).
   Status FlushSnapshots(std::string_view what);
   Status CheckOrWriteSchemaVersion(bool fresh);
   // Reads one value; NotFound when absent (message names `what`).
@@ -349,16 +363,16 @@ class CheckpointStore {
   std::string path_;
   StoreOptions options_;
   std::unique_ptr<rocksdb::Env> env_;  // over options_.file_system_for_testing; outlives db_
-  // Lock order: db_mu_, then write_mu_, then io_mu_. db_mu_ is held shared by every method that uses
+  // Lock order: db_mu_, then write_mu_, then fault_mu_. db_mu_ is held shared by every method that uses
   // db_ and exclusively only by the reopen after an I/O error.
   mutable std::shared_mutex db_mu_;
   rocksdb::DB* db_ = nullptr;                                // guarded by db_mu_; null after a failed reopen
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // indexed by Cf; guarded by db_mu_
   std::vector<rocksdb::ColumnFamilyHandle*> extra_handles_;  // default and any unknown families
   std::mutex write_mu_;                                      // serialises check-then-write sequences
-  mutable std::mutex io_mu_;                                 // serialises RocksDB writes and memtable switches
-  std::atomic<bool> write_faulted_{false};                   // set under io_mu_, cleared under db_mu_ + io_mu_
-  std::string write_fault_;                                  // the I/O error that set it (io_mu_)
+  mutable std::mutex fault_mu_;                              // guards write_fault_; never held into RocksDB
+  std::atomic<bool> write_faulted_{false};                   // an I/O error stopped writes on this instance
+  std::string write_fault_;                                  // that error
   // Manifest keys of snapshots whose chunks are being written (guarded by write_mu_, which is not
   // held while the chunks go out, so a large snapshot does not stall updates and commits).
   std::set<std::string> snapshots_in_progress_;

@@ -4,6 +4,7 @@
 // acknowledged is lost, a round is committed whole or not at all, and the process never aborts.
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/version.h>
 
@@ -45,6 +46,46 @@ void ExpectIoRefusal(const Status& st, const std::string& path) {
   EXPECT_NE(st.message().find("I/O error"), std::string::npos) << st.message();
 }
 
+// What the store's listener does (checkpoint/store.cc, WriteFaultListener): no automatic recovery.
+class NoAutoRecovery : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "NoAutoRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status bg_error, bool* auto_recovery) override {
+    bg_error.PermitUncheckedError();
+    *auto_recovery = false;
+  }
+};
+
+// A raw RocksDB whose WAL append fails with ENOSPC while its memtables are empty; then, with the disk
+// fine again, writes for up to `seconds`. Returns how many of those writes succeeded.
+int WritesAfterAWalFault(const std::string& path, bool auto_recovery, int seconds) {
+  auto fs = std::make_shared<WalFaultFileSystem>(/*no_space=*/true);
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.env = env.get();
+  if (!auto_recovery) {
+    options.max_bgerror_resume_count = 0;
+    options.listeners.push_back(std::make_shared<NoAutoRecovery>());
+  }
+  rocksdb::DB* db = nullptr;
+  if (!rocksdb::DB::Open(options, path, &db).ok()) return -1;
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  if (!db->Put(sync, "k1", "v1").ok() || !db->Flush(rocksdb::FlushOptions()).ok()) return -1;
+  fs->SetWalFault(Fault::kWrite);
+  if (db->Put(sync, "k2", "v2").ok()) return -1;
+  fs->SetWalFault(Fault::kNone);
+  int written = 0;
+  for (int i = 0; i < seconds * 10; ++i) {  // RocksDB's recovery runs in the background
+    if (db->Put(sync, "k3", "v3").ok()) ++written;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  db->Close().PermitUncheckedError();
+  delete db;
+  return written;
+}
+
 // Why the store reopens instead of writing on: RocksDB 7.8, left to itself, recovers from ENOSPC in
 // the background and then hands the next write to the WAL writer that failed, which aborts the process.
 TEST(IoErrorDeathTest, RocksDb78AbortsOnTheWriteAfterItsOwnRecovery) {
@@ -53,27 +94,14 @@ TEST(IoErrorDeathTest, RocksDb78AbortsOnTheWriteAfterItsOwnRecovery) {
 #endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   TempDir dir;
-  auto body = [&dir] {
-    auto fs = std::make_shared<WalFaultFileSystem>(/*no_space=*/true);
-    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-    rocksdb::Options options;
-    options.create_if_missing = true;
-    options.env = env.get();
-    rocksdb::DB* db = nullptr;
-    if (!rocksdb::DB::Open(options, dir.Sub("raw"), &db).ok()) std::exit(1);
-    rocksdb::WriteOptions sync;
-    sync.sync = true;
-    if (!db->Put(sync, "k1", "v1").ok() || !db->Flush(rocksdb::FlushOptions()).ok()) std::exit(1);
-    fs->SetWalFault(Fault::kWrite);
-    if (db->Put(sync, "k2", "v2").ok()) std::exit(1);
-    fs->SetWalFault(Fault::kNone);
-    for (int i = 0; i < 600; ++i) {  // RocksDB's recovery polls every few seconds
-      db->Put(sync, "k3", "v3").PermitUncheckedError();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    std::exit(0);
-  };
-  EXPECT_DEATH(body(), "sync_without_flush_called_");
+  EXPECT_DEATH(WritesAfterAWalFault(dir.Sub("raw"), /*auto_recovery=*/true, 60), "sync_without_flush_called_");
+}
+
+// The premise of the store's fix: without automatic recovery RocksDB refuses every write after the fault
+// by itself (no window for a concurrent writer), until the store reopens it.
+TEST(IoErrorTest, RocksDbWithoutAutoRecoveryRefusesWritesAfterAWalFault) {
+  TempDir dir;
+  EXPECT_EQ(WritesAfterAWalFault(dir.Sub("raw"), /*auto_recovery=*/false, 2), 0);
 }
 
 TEST(IoErrorTest, FailedWriteIsRefusedReadsWorkAndTheStoreReopensLosingNothing) {
@@ -245,6 +273,31 @@ TEST(IoErrorTest, ConcurrentReadersAndWritersSurviveFaultsAndReopens) {
     }
   }
   EXPECT_GT(total, 0u);
+}
+
+// ENOSPC that the free-space check did not foresee (someone else filled the disk in between) takes
+// the same path: refused, then the store reopens itself; here with every memtable flushed before, the
+// state in which RocksDB's own recovery would abort the process.
+TEST(IoErrorTest, UnforeseenNoSpaceIsRefusedAndTheStoreReopens) {
+  TempDir dir;
+  const std::string path = dir.Sub("store");
+  auto fs = std::make_shared<WalFaultFileSystem>(/*no_space=*/true);
+  {
+    auto store = OpenOrDie(path, WithFileSystem(fs));
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->PutJob(SampleJob("j1")).ok());
+    ASSERT_TRUE(store->CreateCheckpoint(dir.Sub("backup")).ok());  // flushes every memtable
+    fs->SetWalFault(Fault::kWrite);
+    ExpectIoRefusal(store->AcceptUpdate(SampleUpdate("j1", 1, "w1")).status(), path);
+    fs->SetWalFault(Fault::kNone);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // RocksDB would have recovered by now
+    ASSERT_TRUE(store->AcceptUpdate(SampleUpdate("j1", 1, "w1")).ok());
+    ASSERT_TRUE(store->CommitRound(SampleRound("j1", 1), CommitJob("j1", 1)).ok());
+  }
+  auto store = OpenOrDie(path);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->LastCommittedRound("j1").value(), 1u);
+  EXPECT_EQ(store->ListUpdates("j1", 1)->size(), 1u);
 }
 
 }  // namespace

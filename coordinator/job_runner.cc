@@ -694,9 +694,22 @@ void JobRunner::Broadcast(const CommittedRound& c, const AggregateObject& aggreg
   if (aggregate_inline) rc->set_aggregate(c.aggregate.data(), c.aggregate.size());
   rc->set_weights_hash(weights_hash_);
   rc->set_job_finished(c.job_finished);
+  // To the workers that can use it: those holding the job's dataset (its participants, and the others keep
+  // warm replicas) and those reporting a replica of the job. Thousands of workers of other jobs would each
+  // cost the coordinator an encrypted copy of the round.
+  std::vector<const WorkerEntry*> to;
+  std::vector<std::string> routing_ids;
   for (const WorkerEntry* w : services_.workers->Alive()) {
-    Status sent = services_.server->Send(w->routing_id, env);
-    if (!sent.ok()) spdlog::debug("job {}: RoundCommitted to '{}': {}", job_id_, w->worker_id, sent.ToString());
+    const bool holds_replica = std::any_of(w->replicas.begin(), w->replicas.end(),
+                                           [this](const v1::ReplicaState& r) { return r.job_id() == job_id_; });
+    if (w->inventory.datasets.count(spec_.dataset) == 0 && !holds_replica) continue;
+    to.push_back(w);
+    routing_ids.push_back(w->routing_id);
+  }
+  const std::vector<Status> sent = services_.server->SendToEach(routing_ids, env);
+  for (size_t i = 0; i < sent.size(); ++i) {
+    if (!sent[i].ok())
+      spdlog::debug("job {}: RoundCommitted to '{}': {}", job_id_, to[i]->worker_id, sent[i].ToString());
   }
 }
 

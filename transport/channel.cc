@@ -318,6 +318,26 @@ Status Server::SendCounted(const std::string& routing_id, const Envelope& envelo
   return Status::OK();
 }
 
+std::vector<Status> Server::SendToEach(const std::vector<std::string>& routing_ids, const Envelope& envelope) {
+  auto head = EncodeControlFrame(envelope, 0, options_.socket.limits);
+  if (!head.ok()) return std::vector<Status>(routing_ids.size(), head.status());
+  std::vector<Status> out;
+  out.reserve(routing_ids.size());
+  uint64_t sent_bytes = 0;
+  for (const std::string& routing_id : routing_ids) {
+    zmq::message_t shared;
+    shared.copy(*head);  // zmq_msg_copy: the bytes are shared, not copied
+    auto known = peer_names_.find(routing_id);
+    const std::string peer = known != peer_names_.end() ? known->second : "peer " + HexPrefix(routing_id, 5);
+    Status sent = SendFrames(socket_, &routing_id, std::move(shared), {}, peer);
+    NoteSendResult(routing_id, peer, sent);
+    if (sent.ok()) sent_bytes += head->size();
+    out.push_back(std::move(sent));
+  }
+  if (options_.count_traffic && sent_bytes > 0) options_.count_traffic(false, envelope.body_case(), sent_bytes, 0);
+  return out;
+}
+
 void Server::NoteSendResult(const std::string& routing_id, const std::string& peer, const Status& status) {
   if (status.code() == StatusCode::kUnavailable) peer_names_.erase(routing_id);  // disconnected
   if (status.code() != StatusCode::kTimeout) {

@@ -141,6 +141,10 @@ class Server {
   // Sends to the peer with the given routing id without waiting. Unavailable if that peer is not
   // connected; Timeout at once if its queue is full (the message is dropped and counted).
   Status Send(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk = {});
+  // Send of one envelope to each of `routing_ids`, encoded once (the peers' messages share its bytes): a push
+  // to thousands of peers costs one encoding. Returns each send's status, in order; an envelope that cannot be
+  // encoded fails every send.
+  std::vector<Status> SendToEach(const std::vector<std::string>& routing_ids, const Envelope& envelope);
   // Sends `reply` to the sender of `request`, with in_reply_to set to the request's message_id.
   Status Reply(const Incoming& request, Envelope reply, std::vector<zmq::message_t> bulk = {});
 

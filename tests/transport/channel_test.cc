@@ -326,6 +326,54 @@ TEST(ChannelTest, SendToUnknownPeerIsUnavailable) {
   EXPECT_TRUE(status.IsUnavailable()) << status.ToString();
 }
 
+// One envelope pushed to many peers is encoded once and arrives whole at each; a peer that is gone gets
+// Unavailable in its place without failing the others.
+TEST(ChannelTest, SendToEachDeliversTheSameEnvelopeToEveryPeer) {
+  const CurveSetup setup = MakeCurveSetup();
+  constexpr int kClients = 3;
+  std::vector<KeyPair> keys;
+  ServerOptions server_options = testing::SecureServerOptions(setup);
+  for (int i = 0; i < kClients; ++i) {
+    keys.push_back(GenerateKeyPair().value());
+    ASSERT_TRUE(server_options.allow_list.Add(keys.back().public_key, "worker-" + std::to_string(i)).ok());
+  }
+  std::unique_ptr<Server> server = Server::Bind(testing::kLoopbackAny, server_options).value();
+  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::string> routing_ids;
+  for (int c = 0; c < kClients; ++c) {
+    clients.push_back(Client::Connect(server->endpoint(), testing::SecureClientOptions(setup, keys[c])).value());
+    ASSERT_TRUE(clients.back()->Send(Heartbeat(static_cast<uint64_t>(c))).ok());
+    Result<Incoming> hello = ReceiveOne(*server);
+    ASSERT_TRUE(hello.ok()) << hello.status().ToString();
+    routing_ids.push_back(hello->peer.routing_id);
+  }
+  routing_ids.insert(routing_ids.begin() + 1, "no-such-peer");
+
+  Envelope push = NewEnvelope("server");
+  v1::RoundCommitted* committed = push.mutable_round_committed();
+  committed->set_job_id("job-a");
+  committed->set_round(7);
+  std::string aggregate(100000, '\0');
+  for (size_t i = 0; i < aggregate.size(); ++i) aggregate[i] = static_cast<char>(i * 31 + 7);
+  committed->set_aggregate(aggregate);
+  const std::vector<Status> sent = server->SendToEach(routing_ids, push);
+  ASSERT_EQ(sent.size(), routing_ids.size());
+  for (size_t i = 0; i < sent.size(); ++i) {
+    if (i == 1) {
+      EXPECT_TRUE(sent[i].IsUnavailable()) << sent[i].ToString();
+    } else {
+      EXPECT_TRUE(sent[i].ok()) << i << ": " << sent[i].ToString();
+    }
+  }
+  for (auto& client : clients) {
+    Result<Message> got = client->Receive(kWaitMs);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_TRUE(got->envelope.has_round_committed());
+    EXPECT_EQ(got->envelope.round_committed().round(), 7u);
+    EXPECT_EQ(got->envelope.round_committed().aggregate(), aggregate);
+  }
+}
+
 // A chunk header with its data frame of `bytes` bytes.
 Envelope ChunkOf(size_t bytes) {
   Envelope envelope = NewEnvelope("sender");

@@ -92,7 +92,7 @@ std::string BuildStream(fuzz::FuzzInput& in, const MultistreamKey& key) {
   return stream;
 }
 
-// Writes without blocking (the socket buffer holds 64 KiB; whatever does not fit is dropped), then ends the stream.
+// Writes without blocking (64 KiB fits a socketpair's default buffer; what would not is dropped), then ends the stream.
 void WriteAndClose(int fd, const std::string& stream) {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
   size_t at = 0;

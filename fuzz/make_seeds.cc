@@ -36,6 +36,9 @@ void PutU16(Bytes* out, size_t v) {
   out->push_back(static_cast<uint8_t>(v));
   out->push_back(static_cast<uint8_t>(v >> 8));
 }
+void PutLe(Bytes* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
 void PutField(Bytes* out, const std::string& bytes) {
   PutU16(out, bytes.size());
   out->insert(out->end(), bytes.begin(), bytes.end());
@@ -181,6 +184,60 @@ void SecAgg() {
   Write("secagg", "unmask_response", resp.Serialize());
 }
 
+// multistream_fuzz's input: connections, then records. A sealed frame (op 1) of transfer 42 whose len is its
+// payload's length (op bits 2 and 3): the harness seals it with its key, so these pass authentication.
+void SealedFrame(Bytes* in, uint8_t type, uint16_t connection, uint64_t offset, const std::string& payload) {
+  in->push_back(1 | 4 | 8);
+  in->push_back(type);
+  PutLe(in, connection, 2);
+  PutLe(in, offset, 8);
+  PutLe(in, 0, 4);  // len: replaced by the payload's length
+  PutField(in, payload);
+}
+
+void Multistream() {
+  const std::string data(300, 'm');
+  // One connection: hello (size 300), three chunks, the last sent again (a replay).
+  Bytes one{0};
+  SealedFrame(&one, 1, 0, data.size(), "");
+  for (uint64_t at = 0; at < data.size(); at += 100) SealedFrame(&one, 2, 0, at, data.substr(at, 100));
+  one.push_back(2);
+  Write("multistream", "one_connection", one);
+  // Two connections, each with its hello; overlapping chunks (a resend after a failed connection).
+  Bytes two{1};
+  SealedFrame(&two, 1, 0, data.size(), "");
+  SealedFrame(&two, 1, 1, data.size(), "");
+  SealedFrame(&two, 2, 0, 0, data.substr(0, 200));
+  SealedFrame(&two, 2, 1, 100, data.substr(100, 200));
+  SealedFrame(&two, 2, 1, 0, data.substr(0, 50));
+  SealedFrame(&two, 3, 0, 0, "");  // an ack: the receiver never gets one
+  Write("multistream", "two_connections", two);
+  // A hello, then a chunk with one bit flipped (fails authentication), then the chunk itself.
+  Bytes tampered{0};
+  SealedFrame(&tampered, 1, 0, 64, "");
+  SealedFrame(&tampered, 2, 0, 0, std::string(64, 't'));
+  tampered.push_back(3);
+  PutLe(&tampered, 500, 2);
+  tampered.push_back(2);
+  Write("multistream", "tampered", tampered);
+  // Raw headers: a data frame over the 16 MiB cap, then one with a bad magic.
+  Bytes raw{0, 0};
+  Bytes header;
+  PutLe(&header, 0x31534D54, 4);
+  header.push_back(2);
+  header.push_back(0);
+  PutLe(&header, 0, 2);
+  PutLe(&header, 42, 8);
+  PutLe(&header, 0, 8);
+  PutLe(&header, (uint64_t{16} << 20) + 1, 4);
+  header.resize(52, 0);
+  PutField(&raw, std::string(header.begin(), header.end()));
+  header[0] = 'X';
+  raw.push_back(0);
+  PutField(&raw, std::string(header.begin(), header.end()));
+  Write("multistream", "raw_headers", raw);
+}
+
 void Safetensors() {
   const fs::path tmp = fs::temp_directory_path() / "fuzz_make_seeds.safetensors";
   const std::vector<float> f = {1.0f, -2.0f, 0.5f, 3.0f, 0.0f, 8.0f};
@@ -210,5 +267,6 @@ int main(int argc, char** argv) {
   Payloads();
   SecAgg();
   Safetensors();
+  Multistream();
   return 0;
 }

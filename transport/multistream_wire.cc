@@ -3,8 +3,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include <sodium.h>
 
@@ -87,6 +89,52 @@ Status OpenFrame(const MultistreamKey& key, const RawFrame& frame, std::string* 
                                     " failed authentication (tampered, or a different key)");
   }
   return Status::OK();
+}
+
+uint64_t ReceiveLedger::AddCoverage(uint64_t begin, uint64_t end) {
+  // Merge with every interval that touches [begin, end), counting the bytes they already covered.
+  uint64_t already = 0;
+  auto it = have_.upper_bound(begin);
+  if (it != have_.begin() && std::prev(it)->second >= begin) --it;
+  uint64_t merged_begin = begin, merged_end = end;
+  while (it != have_.end() && it->first <= end) {
+    already += std::min(end, it->second) > std::max(begin, it->first)
+                   ? std::min(end, it->second) - std::max(begin, it->first)
+                   : 0;
+    merged_begin = std::min(merged_begin, it->first);
+    merged_end = std::max(merged_end, it->second);
+    it = have_.erase(it);
+  }
+  have_[merged_begin] = merged_end;
+  const uint64_t added = (end - begin) - already;
+  have_bytes_ += added;
+  return added;
+}
+
+Result<ReceiveLedger::Accepted> ReceiveLedger::Accept(size_t connection, const FrameHeader& h,
+                                                      const std::string& nonce) {
+  if (connection >= hello_.size()) {
+    return Status::InvalidArgument("connection " + std::to_string(connection) + " of " + std::to_string(hello_.size()));
+  }
+  if (h.transfer_id != transfer_id_)
+    return Status::PermissionDenied("frame of transfer " + std::to_string(h.transfer_id));
+  if (!nonces_.insert(nonce).second) {
+    return Status::PermissionDenied("replayed frame at offset " + std::to_string(h.offset));
+  }
+  if (h.type == FrameType::kHello) {
+    if (h.offset == 0 || h.offset > max_bytes_ || (size_ != 0 && h.offset != size_)) {
+      return Status::InvalidArgument("announced size " + std::to_string(h.offset) + " is invalid (limit " +
+                                     std::to_string(max_bytes_) + ", agreed " + std::to_string(size_) + ")");
+    }
+    if (size_ == 0) size_ = h.offset;
+    hello_[connection] = true;
+    return Accepted::kHello;
+  }
+  if (h.type != FrameType::kData || !hello_[connection] || h.offset > size_ || h.len > size_ - h.offset || h.len == 0) {
+    return Status::Corruption("unexpected frame (type " + std::to_string(static_cast<int>(h.type)) + ", offset " +
+                              std::to_string(h.offset) + ", len " + std::to_string(h.len) + ")");
+  }
+  return AddCoverage(h.offset, h.offset + h.len) == 0 ? Accepted::kDuplicate : Accepted::kNewBytes;
 }
 
 std::string FrameNonce(const RawFrame& frame) {

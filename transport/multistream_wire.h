@@ -10,7 +10,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "base/status.h"
 #include "transport/multistream.h"
@@ -49,6 +52,38 @@ Status OpenFrame(const MultistreamKey& key, const RawFrame& frame, std::string* 
 
 // The nonce of a frame (24 bytes), for replay detection.
 std::string FrameNonce(const RawFrame& frame);
+
+// The receiver's checks of an authenticated frame's header against its transfer, and which bytes it holds. No
+// sockets, threads or locks (the receiver calls it under its mutex), so the fuzz harness drives it directly.
+class ReceiveLedger {
+ public:
+  ReceiveLedger(uint64_t transfer_id, uint64_t max_bytes, size_t connections)
+      : transfer_id_(transfer_id), max_bytes_(max_bytes), hello_(connections, false) {}
+
+  enum class Accepted { kHello, kNewBytes, kDuplicate };
+  // One opened frame read on connection `connection` (the socket's index; the header's own connection field is
+  // not trusted), `nonce` its FrameNonce. A hello announces the size (the first one fixes it, later ones must
+  // repeat it); a data frame must follow its connection's hello and lie inside [0, size). Every error is fatal to
+  // the transfer: PermissionDenied (another transfer, a replayed nonce), InvalidArgument (the announced size),
+  // Corruption (any other frame).
+  Result<Accepted> Accept(size_t connection, const FrameHeader& header, const std::string& nonce);
+
+  uint64_t size() const { return size_; }  // 0 until the first hello
+  uint64_t have_bytes() const { return have_bytes_; }
+  bool complete() const { return size_ != 0 && have_bytes_ == size_; }
+
+ private:
+  // Adds [begin, end) to the covered set; returns how many of its bytes were new.
+  uint64_t AddCoverage(uint64_t begin, uint64_t end);
+
+  const uint64_t transfer_id_;
+  const uint64_t max_bytes_;
+  std::vector<bool> hello_;
+  uint64_t size_ = 0;
+  std::map<uint64_t, uint64_t> have_;  // covered [start, end), merged
+  uint64_t have_bytes_ = 0;
+  std::unordered_set<std::string> nonces_;
+};
 
 // Writes all bytes (MSG_NOSIGNAL). IOError on failure.
 Status WriteAll(int fd, const void* data, size_t n);

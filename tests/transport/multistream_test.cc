@@ -195,6 +195,35 @@ TEST_F(RawSenderTest, ReplayedChunkIsRejected) {
   EXPECT_NE(got.status().message().find("replayed frame"), std::string::npos) << got.status().ToString();
 }
 
+// The receiver's header checks on their own (the fuzz harness drives the same class).
+TEST(ReceiveLedgerTest, HelloFirstRangesInsideDuplicatesAndReplays) {
+  using Accepted = wire::ReceiveLedger::Accepted;
+  wire::ReceiveLedger ledger(42, 1000, 2);
+  auto data = [](uint64_t offset, uint32_t len) {
+    return wire::FrameHeader{wire::FrameType::kData, 0, 42, offset, len};
+  };
+  const wire::FrameHeader hello{wire::FrameType::kHello, 0, 42, 300, 0};
+  EXPECT_TRUE(ledger.Accept(0, data(0, 100), "n0").status().IsCorruption());  // before the connection's hello
+  EXPECT_EQ(*ledger.Accept(0, hello, "n1"), Accepted::kHello);
+  EXPECT_EQ(ledger.size(), 300u);
+  EXPECT_TRUE(ledger.Accept(1, data(0, 100), "n2").status().IsCorruption());  // connection 1 has no hello yet
+  EXPECT_EQ(*ledger.Accept(0, data(0, 200), "n3"), Accepted::kNewBytes);
+  EXPECT_EQ(*ledger.Accept(0, data(50, 100), "n4"), Accepted::kDuplicate);
+  EXPECT_EQ(*ledger.Accept(0, data(150, 150), "n5"), Accepted::kNewBytes);  // overlaps: 100 new bytes
+  EXPECT_EQ(ledger.have_bytes(), 300u);
+  EXPECT_TRUE(ledger.complete());
+  EXPECT_TRUE(ledger.Accept(0, data(250, 51), "n6").status().IsCorruption());                    // past the end
+  EXPECT_TRUE(ledger.Accept(0, data(~uint64_t{0}, 1), "n7").status().IsCorruption());            // offset overflow
+  EXPECT_EQ(ledger.Accept(0, data(0, 1), "n3").status().code(), StatusCode::kPermissionDenied);  // replayed nonce
+  EXPECT_EQ(ledger.Accept(0, {wire::FrameType::kData, 0, 7, 0, 1}, "n8").status().code(),
+            StatusCode::kPermissionDenied);  // another transfer
+  EXPECT_EQ(ledger.Accept(1, {wire::FrameType::kHello, 1, 42, 301, 0}, "n9").status().code(),
+            StatusCode::kInvalidArgument);  // a different size
+  wire::ReceiveLedger small(42, 1000, 1);
+  EXPECT_EQ(small.Accept(0, {wire::FrameType::kHello, 0, 42, 1001, 0}, "h").status().code(),
+            StatusCode::kInvalidArgument);  // over max_bytes
+}
+
 TEST(MultistreamTest, WrongKeyFailsBothSides) {
   auto [s, r] = Connected(2);
   MultistreamOptions o = Options(64 * 1024);

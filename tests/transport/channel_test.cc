@@ -238,16 +238,22 @@ TEST(ChannelTest, FramesOverTheSocketLimitDropTheConnectionNotTheServer) {
   server_thread.join();
 }
 
+// Server options admitting `n` new client keys (named worker-0..worker-n-1), returned in `keys`.
+ServerOptions AdmitClients(const CurveSetup& setup, int n, std::vector<KeyPair>* keys) {
+  ServerOptions options = testing::SecureServerOptions(setup);
+  for (int i = 0; i < n; ++i) {
+    keys->push_back(GenerateKeyPair().value());
+    EXPECT_TRUE(options.allow_list.Add(keys->back().public_key, "worker-" + std::to_string(i)).ok());
+  }
+  return options;
+}
+
 TEST(ChannelTest, ManyClientThreadsAgainstOneServer) {
   const CurveSetup setup = MakeCurveSetup();
   constexpr int kClients = 8;
   constexpr int kRequestsEach = 25;
   std::vector<KeyPair> keys;
-  ServerOptions server_options = testing::SecureServerOptions(setup);
-  for (int i = 0; i < kClients; ++i) {
-    keys.push_back(GenerateKeyPair().value());
-    ASSERT_TRUE(server_options.allow_list.Add(keys.back().public_key, "worker-" + std::to_string(i)).ok());
-  }
+  const ServerOptions server_options = AdmitClients(setup, kClients, &keys);
   std::unique_ptr<Server> server = Server::Bind(testing::kLoopbackAny, server_options).value();
   const std::string endpoint = server->endpoint();
 
@@ -332,11 +338,7 @@ TEST(ChannelTest, SendToEachDeliversTheSameEnvelopeToEveryPeer) {
   const CurveSetup setup = MakeCurveSetup();
   constexpr int kClients = 3;
   std::vector<KeyPair> keys;
-  ServerOptions server_options = testing::SecureServerOptions(setup);
-  for (int i = 0; i < kClients; ++i) {
-    keys.push_back(GenerateKeyPair().value());
-    ASSERT_TRUE(server_options.allow_list.Add(keys.back().public_key, "worker-" + std::to_string(i)).ok());
-  }
+  const ServerOptions server_options = AdmitClients(setup, kClients, &keys);
   std::unique_ptr<Server> server = Server::Bind(testing::kLoopbackAny, server_options).value();
   std::vector<std::unique_ptr<Client>> clients;
   std::vector<std::string> routing_ids;

@@ -213,6 +213,22 @@ std::vector<uint8_t> OracleRound(const JobSpec& spec, uint32_t round, const std:
   return result->payload;
 }
 
+// A CatchUpReply that brings a replica from round 0 to round 1 with the inline `aggregate`.
+Envelope CatchUpToRound1(const std::string& job_id, const JobSpec& spec, const std::vector<uint8_t>& aggregate,
+                         uint64_t hash) {
+  Envelope reply = transport::NewEnvelope("coordinator");
+  v1::CatchUpReply* body = reply.mutable_catch_up_reply();
+  body->set_job_id(job_id);
+  body->set_spec_yaml(EffectiveJobSpecYaml(spec));
+  body->set_state("RUNNING");
+  body->set_last_committed_round(1);
+  v1::CommittedAggregate* round1 = body->add_rounds();
+  round1->set_round(1);
+  round1->set_aggregate(Bytes(aggregate));
+  round1->set_weights_hash(HashHex(hash));
+  return reply;
+}
+
 TEST(WorkerDaemonTest, CreateRefusesBadOptions) {
   World world;
   WorkerOptions options = Options(world, "tcp://127.0.0.1:1");
@@ -468,17 +484,7 @@ TEST(WorkerDaemonTest, ATaskletThatThrowsIsReportedAsCannotTrainAndTheWorkerGoes
   coordinator.Push(Committed("job-oom", 1, aggregate1, hash1));
   auto catch_up = coordinator.WaitForBody(Envelope::kCatchUpRequest);
   ASSERT_TRUE(catch_up.has_value());
-  Envelope reply = transport::NewEnvelope("coordinator");
-  v1::CatchUpReply* body = reply.mutable_catch_up_reply();
-  body->set_job_id("job-oom");
-  body->set_spec_yaml(EffectiveJobSpecYaml(spec));
-  body->set_state("RUNNING");
-  body->set_last_committed_round(1);
-  v1::CommittedAggregate* round1 = body->add_rounds();
-  round1->set_round(1);
-  round1->set_aggregate(Bytes(aggregate1));
-  round1->set_weights_hash(HashHex(hash1));
-  coordinator.Reply(*catch_up, reply);
+  coordinator.Reply(*catch_up, CatchUpToRound1("job-oom", spec, aggregate1, hash1));
   auto cleared = coordinator.WaitFor([&](const Incoming& in) {
     if (!in.message.envelope.has_heartbeat() || in.message.envelope.heartbeat().problems_size() != 0) return false;
     for (const v1::ReplicaState& r : in.message.envelope.heartbeat().replicas())
@@ -617,17 +623,7 @@ TEST(WorkerDaemonTest, CurveWorkerWarmsAReplicaByCatchUpAndReregistersWithoutAck
   ASSERT_TRUE(catch_up.has_value());
   EXPECT_EQ(catch_up->peer.public_key, worker_keys->public_key);
   EXPECT_EQ(catch_up->message.envelope.catch_up_request().from_round(), 0u);
-  Envelope reply = transport::NewEnvelope("coordinator");
-  v1::CatchUpReply* body = reply.mutable_catch_up_reply();
-  body->set_job_id("job-2");
-  body->set_spec_yaml(EffectiveJobSpecYaml(spec));
-  body->set_state("RUNNING");
-  body->set_last_committed_round(1);
-  v1::CommittedAggregate* round1 = body->add_rounds();
-  round1->set_round(1);
-  round1->set_aggregate(Bytes(aggregate1));
-  round1->set_weights_hash(HashHex(hash1));
-  coordinator.Reply(*catch_up, reply);
+  coordinator.Reply(*catch_up, CatchUpToRound1("job-2", spec, aggregate1, hash1));
   EXPECT_TRUE(coordinator.WaitForReplica("job-2", 1, HashHex(hash1)));
 
   // No HeartbeatAck for heartbeat_miss_limit intervals: it registers again.

@@ -126,10 +126,9 @@ class JobRunner {
 
   // What a worker's replica at request.from_round() must apply to reach request.to_round() (0 or past
   // the last committed round: the last one), capped per reply (docs/protocol.md): inline aggregates,
-  // or bulk objects (offered as of now_ms) for aggregates above the inline limit and for a snapshot.
-  Result<v1::CatchUpReply> CatchUp(const v1::CatchUpRequest& request, int64_t now_ms);
-  // CatchUp with its store reads and the bulk objects' loading and checksums on the job's reads queue (committed
-  // rounds and snapshots never change, so any thread may read them); `done` gets the reply from a later Tick.
+  // or bulk objects for aggregates above the inline limit and for a snapshot. The store reads and the bulk
+  // objects' loading and checksums run on the job's reads queue (committed rounds and snapshots never change,
+  // so any thread may read them); `done` gets the reply from a later Tick.
   using CatchUpDone = std::function<void(const Result<v1::CatchUpReply>& reply)>;
   void CatchUpAsync(const v1::CatchUpRequest& request, CatchUpDone done);
 

@@ -47,14 +47,6 @@ Result<std::string> ExportRound(checkpoint::CheckpointStore* store, const JobSpe
 
 // ---- catch-up and exports ----
 
-Result<v1::CatchUpReply> JobRunner::CatchUp(const v1::CatchUpRequest& req, int64_t now_ms) {
-  const uint32_t last = record_.current_round;
-  const uint32_t to = (req.to_round() == 0 || req.to_round() > last) ? last : static_cast<uint32_t>(req.to_round());
-  TRIB_ASSIGN_OR_RETURN(CatchUpPlan plan, PlanCatchUp(services_.store, job_id_, spec_.snapshot_every,
-                                                      static_cast<uint32_t>(req.from_round()), to, kCatchUpReplyBytes));
-  return CatchUpReply(req, to, CatchUpRead{std::move(plan), {}}, now_ms);
-}
-
 void JobRunner::CatchUpAsync(const v1::CatchUpRequest& req, CatchUpDone done) {
   const uint32_t last = record_.current_round;
   const uint32_t to = (req.to_round() == 0 || req.to_round() > last) ? last : static_cast<uint32_t>(req.to_round());

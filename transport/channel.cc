@@ -327,8 +327,7 @@ std::vector<Status> Server::SendToEach(const std::vector<std::string>& routing_i
   for (const std::string& routing_id : routing_ids) {
     zmq::message_t shared;
     shared.copy(*head);  // zmq_msg_copy: the bytes are shared, not copied
-    auto known = peer_names_.find(routing_id);
-    const std::string peer = known != peer_names_.end() ? known->second : "peer " + HexPrefix(routing_id, 5);
+    const std::string peer = PeerName(routing_id);
     Status sent = SendFrames(socket_, &routing_id, std::move(shared), {}, peer);
     NoteSendResult(routing_id, peer, sent);
     if (sent.ok()) sent_bytes += head->size();
@@ -414,10 +413,13 @@ void Server::LogRejected(const PeerInfo& peer, const Status& status) {
   state.since_last_line = 0;
 }
 
-Status Server::Send(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk) {
+std::string Server::PeerName(const std::string& routing_id) const {
   auto known = peer_names_.find(routing_id);
-  const std::string peer = known != peer_names_.end() ? known->second : "peer " + HexPrefix(routing_id, 5);
-  return SendCounted(routing_id, envelope, std::move(bulk), peer);
+  return known != peer_names_.end() ? known->second : "peer " + HexPrefix(routing_id, 5);
+}
+
+Status Server::Send(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk) {
+  return SendCounted(routing_id, envelope, std::move(bulk), PeerName(routing_id));
 }
 
 void Server::RememberPeer(const std::string& routing_id, const std::string& describe) {

@@ -169,6 +169,8 @@ class Server {
  private:
   Server() = default;
   void DrainMonitor();
+  // How logs name the peer of `routing_id` (its last Describe, or a prefix of the id).
+  std::string PeerName(const std::string& routing_id) const;
   // Encodes and sends `envelope` (+ bulk frames) to `routing_id`, counting it (count_traffic).
   Status SendCounted(const std::string& routing_id, const Envelope& envelope, std::vector<zmq::message_t> bulk,
                      const std::string& peer);
